@@ -1,0 +1,58 @@
+/* tinyc_io over Arm semihosting (BKPT 0xAB; operation in r0, argument block in r1). Files are
+ * opened relative to the emulator's working directory. */
+#include "tinyc_io.h"
+
+#include <stdint.h>
+
+enum {
+    SYS_OPEN = 0x01,
+    SYS_CLOSE = 0x02,
+    SYS_WRITE = 0x05,
+    SYS_READ = 0x06,
+    SYS_EXIT_EXTENDED = 0x20,
+};
+
+static int semihost(int op, const void *arg)
+{
+    register int r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+int tinyc_io_open(const char *path, int for_writing)
+{
+    uint32_t len = 0;
+    while (path[len] != '\0') {
+        ++len;
+    }
+    /* Modes follow fopen: 1 is "rb", 5 is "wb". */
+    const uint32_t args[3] = {(uint32_t)(uintptr_t)path, for_writing ? 5u : 1u, len};
+    return semihost(SYS_OPEN, args);
+}
+
+int tinyc_io_read(int handle, void *buf, size_t len)
+{
+    const uint32_t args[3] = {(uint32_t)handle, (uint32_t)(uintptr_t)buf, (uint32_t)len};
+    return semihost(SYS_READ, args) == 0 ? 0 : -1; /* returns the count NOT read */
+}
+
+int tinyc_io_write(int handle, const void *buf, size_t len)
+{
+    const uint32_t args[3] = {(uint32_t)handle, (uint32_t)(uintptr_t)buf, (uint32_t)len};
+    return semihost(SYS_WRITE, args) == 0 ? 0 : -1;
+}
+
+void tinyc_io_close(int handle)
+{
+    const uint32_t args[1] = {(uint32_t)handle};
+    (void)semihost(SYS_CLOSE, args);
+}
+
+void tinyc_io_exit(int code)
+{
+    const uint32_t args[2] = {0x20026u /* ADP_Stopped_ApplicationExit */, (uint32_t)code};
+    (void)semihost(SYS_EXIT_EXTENDED, args);
+    for (;;) {
+    }
+}

@@ -1,0 +1,3 @@
+"""tinyc: ONNX models to self-contained C for microcontrollers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,197 @@
+"""Command line: tinyc compile | run | verify | targets."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .errors import TinycError
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _shape_arg(values: list[str] | None) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for v in values or []:
+        name, sep, dims = v.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+        except ValueError:
+            raise TinycError(f"--input-shape '{v}': dimensions must be integers, e.g. input=1,49,10,1") from None
+        shapes[name if sep else ""] = shape
+    return shapes
+
+
+def _load(args) -> "tuple":
+    from .frontend.onnx import load
+
+    shapes = _shape_arg(args.input_shape)
+    if "" in shapes:  # an unnamed shape is for the only input
+        import onnx  # noqa: F401
+
+        from .frontend.onnx import load_model_proto
+
+        m = load_model_proto(args.model)
+        inits = {i.name for i in m.graph.initializer}
+        names = [i.name for i in m.graph.input if i.name not in inits]
+        if len(names) != 1:
+            raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
+        shapes[names[0]] = shapes.pop("")
+    return load(args.model, shapes)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_compile(args) -> int:
+    from .codegen import generate
+    from .compiler import write_output
+    from .targets import get_target
+
+    target = get_target(args.target)
+    g = _load(args)
+    model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
+    files = write_output(model, Path(args.output))
+    r = model.report
+    print(f"tinyc: {args.model} -> {args.output} (target {target.name})")
+    print(f"  {len(r['layers'])} layers, {r['macs_total']:,} MACs")
+    print(f"  arena {_human(r['arena_bytes'])} ({r['arena_bytes']:,} B; lower bound {r['arena_lower_bound_bytes']:,} B), "
+          f"weights {_human(r['weights_bytes'])} ({r['weights_bytes']:,} B), I/O buffers {r['io_bytes']:,} B")
+    print("  wrote " + ", ".join(str(f) for f in files))
+    if args.verbose:
+        print(model.plan.render())
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from . import interpreter
+    from .data import load_samples, save_outputs
+
+    g = _load(args)
+    samples, _ = load_samples(args.input, g)
+    results = [interpreter.run(g, s) for s in samples]
+    save_outputs(args.output, results)
+    print(f"tinyc: ran {len(samples)} sample(s) through the reference interpreter -> {args.output}")
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from . import interpreter
+    from .codegen import generate
+    from .data import load_samples, random_samples
+    from .emulator import run_on_target
+    from .targets import get_target
+    from .verify import compare
+
+    target = get_target(args.target)
+    g = _load(args)
+    if args.input:
+        samples, expected = load_samples(args.input, g)
+        origin = args.input
+    else:
+        samples, expected = random_samples(g, args.samples, args.seed), None
+        origin = f"{args.samples} random sample(s), seed {args.seed}"
+    model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
+    where = "natively" if target.emulator.kind == "native" else f"in {target.emulator.system} -M {target.emulator.machine}"
+    print(f"tinyc verify: {args.model} on {target.name}, {where}; inputs: {origin}")
+    with tempfile.TemporaryDirectory(prefix="tinyc-verify-") as tmp:
+        build = Path(args.build_dir) if args.build_dir else Path(tmp)
+        result = run_on_target(model, target, build, samples, timeout=args.timeout)
+    ok = True
+    for i, (feeds, got) in enumerate(zip(samples, result.outputs)):
+        ref = interpreter.run(g, feeds)
+        for name in g.outputs:
+            c = compare(name, got[name], ref[name], args.rtol)
+            ok &= c.ok
+            print(f"  sample {i} output '{name}' {list(c.shape)}: vs reference: {c.describe()}  {'ok' if c.ok else 'MISMATCH'}")
+            if expected is not None and i < len(expected) and name in expected[i]:
+                e = compare(name, got[name], expected[i][name], args.rtol)
+                ok &= e.ok
+                print(f"  sample {i} output '{name}' {list(e.shape)}: vs expected data: {e.describe()}  {'ok' if e.ok else 'MISMATCH'}")
+    print("PASS" if ok else f"FAIL (tolerance {args.rtol:g} relative to the largest reference value; integers must match exactly)")
+    return EXIT_OK if ok else EXIT_MISMATCH
+
+
+def cmd_targets(args) -> int:
+    from .targets import all_targets
+
+    rows = [("target", "description", "compiler", "runs in", "board RAM", "board flash")]
+    for t in all_targets().values():
+        runs = "host" if t.emulator.kind == "native" else f"{t.emulator.system} -M {t.emulator.machine}"
+        rows.append((t.name, t.description, t.cc, runs,
+                     _human(t.ram_bytes) if t.ram_bytes else "-", _human(t.flash_bytes) if t.flash_bytes else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinyc", description="Compile ONNX models to self-contained C for microcontrollers.")
+    p.add_argument("--version", action="version", version=f"tinyc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(sp):
+        sp.add_argument("model", help="ONNX model file")
+        sp.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                        help="fix an input's shape (symbolic dimensions default to 1); repeatable")
+
+    c = sub.add_parser("compile", help="generate C code and report.json")
+    model_args(c)
+    c.add_argument("--target", "-t", default="host", help="target name (see `tinyc targets`)")
+    c.add_argument("-o", "--output", required=True, help="output folder")
+    c.add_argument("--name", help="C name prefix (default: the model file name)")
+    c.add_argument("--verbose", "-v", action="store_true", help="print the memory plan")
+    c.set_defaults(fn=cmd_compile)
+
+    r = sub.add_parser("run", help="run the reference interpreter")
+    model_args(r)
+    r.add_argument("--input", "-i", required=True, help=".npz (keyed by input name), .npy, .pb or ONNX test-data folder")
+    r.add_argument("-o", "--output", required=True, help="output .npz")
+    r.set_defaults(fn=cmd_run)
+
+    v = sub.add_parser("verify", help="build, run on the target (emulated) and compare with the reference")
+    model_args(v)
+    v.add_argument("--target", "-t", default="host")
+    v.add_argument("--input", "-i", help="inputs (.npz, .npy, .pb or ONNX test-data folder); random when absent")
+    v.add_argument("--samples", type=int, default=3, help="random samples when --input is absent")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--rtol", type=float, default=1e-4, help="float tolerance relative to the largest reference value")
+    v.add_argument("--timeout", type=float, default=300.0, help="seconds before the emulator run is stopped")
+    v.add_argument("--build-dir", help="keep the firmware build in this folder")
+    v.add_argument("--name", help="C name prefix")
+    v.set_defaults(fn=cmd_verify)
+
+    t = sub.add_parser("targets", help="list targets")
+    t.set_defaults(fn=cmd_targets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except TinycError as e:
+        print(f"tinyc: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tinyc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in tinyc: one line unless asked for the traceback
+        if os.environ.get("TINYC_TRACEBACK"):
+            raise
+        print(f"tinyc: internal error: {type(e).__name__}: {e} (set TINYC_TRACEBACK=1 for details)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Generate ``<name>.h`` and ``<name>.c`` for a graph and a target.
+
+Every layer becomes one static function rendered from its kernel template with all constants
+inlined; the run function calls them in order with pointers into the arena (activations), into
+flash (weights) or to the caller's buffers (graph inputs and outputs).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from .. import __version__
+from ..errors import TinycError, UnsupportedError
+from ..ir import Graph
+from ..memory import MemoryPlan, plan as plan_memory
+from ..ops import get_op
+from ..resources import data_dir
+from ..targets import Target
+from .cnames import CTYPES, c_array_body, c_comment, c_float, c_identifier
+
+
+def template_env(variants: tuple[str, ...] = ()) -> jinja2.Environment:
+    """Templates are searched in templates/<variant>/ first, then templates/reference/, so a
+    target-specific kernel overrides the reference one by having the same file name."""
+    root = data_dir("templates")
+    paths = [str(root / v) for v in variants] + [str(root / "reference"), str(root)]
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["cfloat"] = c_float
+    env.filters["ccomment"] = c_comment
+    return env
+
+
+@dataclass
+class Layer:
+    index: int
+    name: str
+    op: str
+    fn: str
+    params: list[str]  # C parameter declarations
+    unused: list[str]  # parameters the kernel body does not read (silenced with a void cast)
+    args: list[str]  # C argument expressions
+    body: str
+    output_shape: tuple[int, ...]
+    macs: int
+
+
+@dataclass
+class GeneratedModel:
+    name: str
+    files: dict[str, str]
+    plan: MemoryPlan
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _ctype(g: Graph, name: str) -> str:
+    dt = g.tensors[name].dtype
+    if dt not in CTYPES:
+        raise UnsupportedError(f"tensor '{name}' has dtype {dt}, which generated C does not handle")
+    return CTYPES[dt]
+
+
+def generate(g: Graph, target: Target, name: str | None = None, source: str = "") -> GeneratedModel:
+    g.verify()
+    name = c_identifier(name or g.name)
+    macro = name.upper()
+    mplan = plan_memory(g, target.alignment)
+    env = template_env(target.template_variants)
+
+    # C expressions for every tensor a kernel touches.
+    ref: dict[str, str] = {}
+    inputs = [dict(name=n, var=f"input{i}", ctype=_ctype(g, n), size=g.tensors[n].size,
+                   shape=list(g.tensors[n].shape), dtype=g.tensors[n].dtype) for i, n in enumerate(g.inputs)]
+    outputs = [dict(name=n, var=f"output{i}", ctype=_ctype(g, n), size=g.tensors[n].size,
+                    shape=list(g.tensors[n].shape), dtype=g.tensors[n].dtype) for i, n in enumerate(g.outputs)]
+    for io in inputs:
+        ref[io["name"]] = io["var"]
+        io["unused"] = not any(io["name"] in n.inputs for n in g.nodes) and io["name"] not in g.outputs
+    for io in outputs:
+        ref.setdefault(io["name"], io["var"])
+    weights = []
+    used = {x for n in g.nodes for x in n.inputs if x is not None}
+    for t in g.constants():
+        if t.name in used or t.name in g.outputs:
+            var = f"w{len(weights)}"
+            weights.append(dict(var=var, name=t.name, ctype=_ctype(g, t.name), size=max(t.size, 1),
+                                nbytes=t.nbytes, body=c_array_body(t.data if t.size else np.zeros(1, t.data.dtype))))
+            ref[t.name] = var
+    for b in mplan.buffers:
+        ref[b.name] = f"({_ctype(g, b.name)} *)(void *)(arena + {b.offset})"
+
+    layers: list[Layer] = []
+    includes: set[str] = set()
+    for i, node in enumerate(g.nodes):
+        op = get_op(node.op)
+        ins = [None if x is None else g.tensors[x] for x in node.inputs]
+        outs = [g.tensors[o] for o in node.outputs]
+        k = op.kernel(node, ins, outs)
+        includes.update(k.includes)
+        in_names = [f"in{j}" for j in range(len(node.inputs))]
+        params = [f"const {_ctype(g, x)} *restrict in{j}" if x is not None else f"const void *in{j}"
+                  for j, x in enumerate(node.inputs)]
+        params += [f"{_ctype(g, o)} *restrict out{j}" for j, o in enumerate(node.outputs)]
+        args = ["NULL" if x is None else ref[x] for x in node.inputs] + [ref[o] for o in node.outputs]
+        try:
+            body = env.get_template(k.template).render(p=k.params, ins=in_names, node=node)
+        except jinja2.TemplateError as e:
+            raise TinycError(f"template {k.template} failed for node '{node.name}': {e}") from None
+        fn = f"layer{i}_{c_identifier(node.op)}"
+        unused = [p.split("*")[-1].split()[-1] for p in params
+                  if not re.search(r"\b%s\b" % p.split("*")[-1].split()[-1], body)]
+        layers.append(Layer(i, node.name, node.op, fn, params, unused, args, body, outs[0].shape,
+                            op.macs(node, ins, outs)))
+
+    # Outputs that no node writes (a graph input or a constant passed through) are copied.
+    copies = []
+    produced = {o for n in g.nodes for o in n.outputs}
+    for io in outputs:
+        if io["name"] not in produced:
+            copies.append(dict(dst=io["var"], src=ref[io["name"]] if ref[io["name"]] != io["var"] else None,
+                               nbytes=g.tensors[io["name"]].nbytes))
+            includes.add("string.h")
+    for c in copies:
+        if c["src"] is None:
+            raise TinycError("a graph output is also a graph input of the same name")
+
+    ctx = dict(
+        name=name, macro=macro, version=__version__, source=source, target=target,
+        inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
+        arena_bytes=mplan.arena_bytes, alignment=target.alignment, includes=sorted(includes),
+        weights_bytes=sum(w["nbytes"] for w in weights),
+    )
+    files = {
+        f"{name}.h": env.get_template("model.h.j2").render(**ctx),
+        f"{name}.c": env.get_template("model.c.j2").render(**ctx),
+    }
+    report = dict(
+        model=name,
+        source=source,
+        target=target.name,
+        arena_bytes=mplan.arena_bytes,
+        arena_lower_bound_bytes=mplan.lower_bound_bytes,
+        weights_bytes=ctx["weights_bytes"],
+        io_bytes=sum(g.tensors[io["name"]].nbytes for io in inputs + outputs),
+        macs_total=sum(l.macs for l in layers),
+        inputs=[dict(name=io["name"], dtype=io["dtype"], shape=io["shape"]) for io in inputs],
+        outputs=[dict(name=io["name"], dtype=io["dtype"], shape=io["shape"]) for io in outputs],
+        layers=[dict(name=l.name, op=l.op, output_shape=list(l.output_shape), macs=l.macs) for l in layers],
+        memory_plan=mplan.to_json(),
+    )
+    return GeneratedModel(name, files, mplan, report)

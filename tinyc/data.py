@@ -1,0 +1,111 @@
+"""Reading model inputs and writing outputs: .npz, .npy, ONNX TensorProto (.pb) files, and ONNX
+test-data folders (input_*.pb with optional output_*.pb)."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import TinycError
+from .ir import Graph
+
+
+def _read_pb(path: Path) -> np.ndarray:
+    t = onnx.TensorProto()
+    try:
+        t.ParseFromString(path.read_bytes())
+        return numpy_helper.to_array(t)
+    except Exception as e:
+        raise TinycError(f"{path}: not an ONNX tensor file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def _split_samples(g: Graph, name: str, a: np.ndarray) -> list[np.ndarray]:
+    """One array may hold one sample (the input's shape, or its shape without the unit batch
+    dimension) or a stack of N samples along a new leading axis."""
+    shape = g.tensors[name].shape
+    size = int(np.prod(shape))
+    if a.size == size and (a.shape == shape or a.squeeze().shape == tuple(d for d in shape if d != 1)):
+        return [a.reshape(shape)]
+    if a.ndim >= 1 and a.shape[0] > 0 and a[0].size == size:
+        return [s.reshape(shape) for s in a]
+    raise TinycError(f"input '{name}': array of shape {list(a.shape)} does not fit the model's {list(shape)} (or N of them)")
+
+
+def load_samples(path: str | Path, g: Graph) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]] | None]:
+    """Samples (one feed dict each) and, for ONNX test-data folders, the expected outputs."""
+    p = Path(path)
+    if not p.exists():
+        raise TinycError(f"input file not found: {p}")
+    arrays: dict[str, np.ndarray] = {}
+    expected = None
+    if p.is_dir():
+        ins = sorted(p.glob("input_*.pb"), key=lambda q: int(q.stem.split("_")[1]))
+        if not ins:
+            raise TinycError(f"{p}: no input_*.pb files in this folder")
+        if len(ins) != len(g.inputs):
+            raise TinycError(f"{p}: {len(ins)} input files, the model has {len(g.inputs)} inputs")
+        arrays = {name: _read_pb(q) for name, q in zip(g.inputs, ins)}
+        outs = sorted(p.glob("output_*.pb"), key=lambda q: int(q.stem.split("_")[1]))
+        if outs:
+            expected = [{name: _read_pb(q) for name, q in zip(g.outputs, outs)}]
+    elif p.suffix == ".pb":
+        if len(g.inputs) != 1:
+            raise TinycError(f"{p}: a single tensor file fits only one-input models; use a .npz")
+        arrays = {g.inputs[0]: _read_pb(p)}
+    elif p.suffix == ".npy":
+        if len(g.inputs) != 1:
+            raise TinycError(f"{p}: a .npy file fits only one-input models; use a .npz")
+        try:
+            arrays = {g.inputs[0]: np.load(p, allow_pickle=False)}
+        except (ValueError, OSError) as e:
+            raise TinycError(f"{p}: not a .npy file ({e})") from None
+    else:
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            raise TinycError(f"{p}: not a .npz file ({str(e).splitlines()[0]})") from None
+        if set(g.inputs) <= set(data):
+            arrays = {k: data[k] for k in g.inputs}
+        elif len(g.inputs) == 1 and len(data) == 1:
+            arrays = {g.inputs[0]: next(iter(data.values()))}
+        else:
+            missing = sorted(set(g.inputs) - set(data))
+            raise TinycError(f"{p}: no array for input(s) {', '.join(missing)} (arrays: {', '.join(sorted(data)) or 'none'})")
+    per_input = {name: _split_samples(g, name, np.asarray(a)) for name, a in arrays.items()}
+    counts = {len(v) for v in per_input.values()}
+    if len(counts) != 1:
+        raise TinycError(f"{p}: inputs hold different numbers of samples")
+    n = counts.pop()
+    samples = [{name: per_input[name][i] for name in g.inputs} for i in range(n)]
+    return samples, expected
+
+
+def random_samples(g: Graph, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Deterministic random inputs: standard normal for floats, the full range for integers."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        feeds = {}
+        for name in g.inputs:
+            t = g.tensors[name]
+            if t.dtype.startswith("f"):
+                feeds[name] = rng.standard_normal(t.shape).astype(np.float32)
+            else:
+                info = np.iinfo({"s8": np.int8, "u8": np.uint8, "s16": np.int16, "s32": np.int32}.get(t.dtype, np.int32))
+                feeds[name] = rng.integers(info.min, info.max, size=t.shape, endpoint=True).astype(info.dtype)
+        out.append(feeds)
+    return out
+
+
+def save_outputs(path: str | Path, results: list[dict[str, np.ndarray]]) -> None:
+    """One array per output: the sample's value, or the N samples stacked on a new first axis."""
+    names = list(results[0])
+    if len(results) == 1:
+        arrays = dict(results[0])
+    else:
+        arrays = {k: np.stack([r[k] for r in results]) for k in names}
+    np.savez(path, **arrays)

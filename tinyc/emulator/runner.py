@@ -1,0 +1,148 @@
+"""Firmware build and execution.
+
+The firmware (templates/firmware/) reads ``input.bin`` and writes ``output.bin`` in its working
+directory: on the host through stdio, on Arm through semihosting, which QEMU maps to the files of
+its own working directory. Every run has a timeout.
+"""
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..codegen import GeneratedModel
+from ..codegen.cnames import CTYPES
+from ..codegen.emit import template_env
+from ..errors import TinycError
+from ..ir import DTYPES
+from ..resources import data_dir
+from ..targets import Target
+
+STRICT_CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
+
+EXIT_CODES = {
+    10: "could not open input.bin/output.bin",
+    11: "could not read the sample count",
+    12: "input.bin is shorter than expected",
+    13: "the model's run function failed",
+    14: "could not write output.bin",
+    71: "NMI", 72: "HardFault", 73: "MemManage fault", 74: "BusFault", 75: "UsageFault",
+    76: "unexpected exception",
+}
+
+
+@dataclass
+class FirmwareResult:
+    outputs: list[dict[str, np.ndarray]]  # one dict per sample
+    command: list[str]
+
+
+def _need_tool(tool: str, target: Target) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        hint = target.install_hint()
+        raise TinycError(f"{tool} not found (needed for target {target.name})" + (f"; install it with: {hint}" if hint else ""))
+    return path
+
+
+def _io_entries(model: GeneratedModel, key: str) -> list[dict]:
+    return [dict(e, ctype=CTYPES[e["dtype"]], size=int(np.prod(e["shape"], dtype=np.int64))) for e in model.report[key]]
+
+
+def build_firmware(model: GeneratedModel, target: Target, build_dir: Path) -> Path:
+    """Write the model and a test firmware into ``build_dir`` and compile it; return the program."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for fname, text in model.files.items():
+        (build_dir / fname).write_text(text)
+    fw = data_dir("templates") / "firmware"
+    env = template_env(target.template_variants)
+    ctx = dict(name=model.name, macro=model.name.upper(), target=target,
+               inputs=_io_entries(model, "inputs"), outputs=_io_entries(model, "outputs"))
+    (build_dir / "main.c").write_text(env.get_template("firmware/main.c.j2").render(**ctx))
+    shutil.copy(fw / "tinyc_io.h", build_dir / "tinyc_io.h")
+    cc = _need_tool(target.cc, target)
+    sources = ["main.c", f"{model.name}.c"]
+    if target.emulator.kind == "native":
+        shutil.copy(fw / "io_host.c", build_dir / "io_host.c")
+        sources.append("io_host.c")
+        out = build_dir / "firmware"
+        cmd = [cc, *target.cflags, *STRICT_CFLAGS, "-I.", *sources, "-o", out.name, *target.ldflags]
+    elif target.arch == "arm":
+        for f in ("io_semihost_arm.c", "startup_cortexm.c"):
+            shutil.copy(fw / f, build_dir / f)
+        (build_dir / "link.ld").write_text(env.get_template("firmware/cortexm.ld.j2").render(target=target))
+        sources += ["io_semihost_arm.c", "startup_cortexm.c"]
+        out = build_dir / "firmware.elf"
+        cmd = [cc, *target.cflags, *STRICT_CFLAGS, "-I.", "-nostartfiles", "-T", "link.ld",
+               *sources, "-o", out.name, *target.ldflags]
+    else:
+        raise TinycError(f"target {target.name}: firmware builds for arch '{target.arch}' are not supported yet")
+    r = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True)
+    if r.returncode != 0:
+        first = (r.stderr.strip().splitlines() or ["(no output)"])
+        raise TinycError(f"building the firmware failed: {first[0]}" + (f" (+{len(first) - 1} more lines, see {build_dir})" if len(first) > 1 else ""))
+    return out
+
+
+def _pack_inputs(model: GeneratedModel, samples: Sequence[dict[str, np.ndarray]]) -> bytes:
+    parts = [struct.pack("<I", len(samples))]
+    for feeds in samples:
+        for e in model.report["inputs"]:
+            a = np.asarray(feeds[e["name"]], dtype=DTYPES[e["dtype"]]).reshape(e["shape"])
+            parts.append(a.astype(a.dtype.newbyteorder("<")).tobytes())
+    return b"".join(parts)
+
+
+def _unpack_outputs(model: GeneratedModel, raw: bytes, count: int) -> list[dict[str, np.ndarray]]:
+    outs, pos = [], 0
+    for _ in range(count):
+        sample = {}
+        for e in model.report["outputs"]:
+            dt = DTYPES[e["dtype"]].newbyteorder("<")
+            n = int(np.prod(e["shape"], dtype=np.int64)) * dt.itemsize
+            if pos + n > len(raw):
+                raise TinycError(f"the firmware wrote {len(raw)} bytes, fewer than expected")
+            sample[e["name"]] = np.frombuffer(raw[pos:pos + n], dt).astype(dt.newbyteorder("=")).reshape(e["shape"])
+            pos += n
+        outs.append(sample)
+    return outs
+
+
+def run_firmware(model: GeneratedModel, target: Target, program: Path,
+                 samples: Sequence[dict[str, np.ndarray]], timeout: float = 300.0) -> FirmwareResult:
+    workdir = program.parent
+    (workdir / "input.bin").write_bytes(_pack_inputs(model, samples))
+    out_file = workdir / "output.bin"
+    if out_file.exists():
+        out_file.unlink()
+    emu = target.emulator
+    if emu.kind == "native":
+        cmd = [str(program.resolve())]
+    elif emu.kind == "qemu":
+        qemu = _need_tool(emu.system, target)
+        cmd = [qemu, "-M", emu.machine, "-cpu", emu.cpu, "-display", "none", "-monitor", "none",
+               "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel", program.name]
+    else:
+        raise TinycError(f"target {target.name}: unknown emulator kind '{emu.kind}'")
+    try:
+        r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TinycError(f"the firmware did not finish within {timeout:g} s on {target.name} (hang?)") from None
+    if r.returncode != 0:
+        what = EXIT_CODES.get(r.returncode, f"exit code {r.returncode}")
+        detail = r.stderr.strip().splitlines()[:1]
+        raise TinycError(f"the firmware failed on {target.name}: {what}" + (f" ({detail[0]})" if detail else ""))
+    if not out_file.exists():
+        raise TinycError("the firmware wrote no output.bin")
+    return FirmwareResult(_unpack_outputs(model, out_file.read_bytes(), len(samples)), cmd)
+
+
+def run_on_target(model: GeneratedModel, target: Target, build_dir: Path,
+                  samples: Sequence[dict[str, np.ndarray]], timeout: float = 300.0) -> FirmwareResult:
+    program = build_firmware(model, target, build_dir)
+    return run_firmware(model, target, program, samples, timeout)

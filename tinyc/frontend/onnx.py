@@ -1,0 +1,309 @@
+"""ONNX ModelProto -> tinyc IR.
+
+Handles opsets 7 and newer, initializers also listed as graph inputs (old exporters), symbolic
+dimensions (fixed to 1 unless the user gives input shapes), external data confined to the model's
+folder, ``Constant`` nodes, and folding of nodes whose inputs are all constants. Every node's
+output shape comes from tinyc's own inference and is checked against ONNX shape inference.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from ..errors import TinycError, UnsupportedError
+from ..ir import Graph, Node, Tensor, dtype_of
+from ..ops import REGISTRY, get_op
+
+MIN_OPSET = 7
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def load_model_proto(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read and parse a model file, with one-line errors for the usual ways this fails."""
+    p = Path(path)
+    if not p.exists():
+        raise TinycError(f"model file not found: {p}")
+    if not p.is_file():
+        raise TinycError(f"not a file: {p}")
+    data = p.read_bytes()
+    if not data:
+        raise TinycError(f"{p}: empty file, not an ONNX model")
+    m = onnx.ModelProto()
+    try:
+        m.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise TinycError(f"{p}: not an ONNX model or truncated file ({str(e).splitlines()[0] or 'protobuf parse error'})") from None
+    if not m.HasField("graph") or m.ir_version <= 0 or not m.graph.output:
+        raise TinycError(f"{p}: not an ONNX model (no graph, IR version or outputs)")
+    _load_external_data(m, p.resolve().parent)
+    return m
+
+
+def _load_external_data(m: onnx.ModelProto, base: Path) -> None:
+    for t in _all_tensors(m.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        target = (base / loc).resolve()
+        if not loc or os.path.isabs(loc) or base not in target.parents:
+            raise TinycError(f"tensor '{t.name}': external data path '{loc}' is outside the model's folder")
+        if not target.is_file():
+            raise TinycError(f"tensor '{t.name}': external data file '{loc}' not found")
+        offset = int(info.get("offset", 0) or 0)
+        length = info.get("length")
+        with open(target, "rb") as f:
+            f.seek(offset)
+            raw = f.read(int(length)) if length else f.read()
+        if length and len(raw) != int(length):
+            raise TinycError(f"tensor '{t.name}': external data file '{loc}' is too short")
+        t.raw_data = raw
+        t.data_location = onnx.TensorProto.DEFAULT
+        del t.external_data[:]
+
+
+def _all_tensors(g: onnx.GraphProto):
+    yield from g.initializer
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                yield a.t
+
+
+def _attr_value(a: onnx.AttributeProto) -> Any:
+    if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+        raise UnsupportedError(f"attribute '{a.name}' holds a subgraph")
+    v = onnx.helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, onnx.TensorProto):
+        return numpy_helper.to_array(v)
+    if isinstance(v, list):
+        return [x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v]
+    return v
+
+
+def _to_array(t: onnx.TensorProto) -> np.ndarray:
+    try:
+        arr = numpy_helper.to_array(t)
+    except Exception as e:  # onnx raises many types for corrupt tensors
+        raise TinycError(f"initializer '{t.name}' cannot be read: {str(e).splitlines()[0]}") from None
+    try:
+        dtype_of(arr)
+    except TinycError:
+        raise UnsupportedError(f"initializer '{t.name}' has unsupported dtype {arr.dtype}") from None
+    return np.ascontiguousarray(arr)
+
+
+def _onnx_shapes(m: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Static shapes ONNX shape inference finds (best effort: used only as a cross-check)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False)
+    except Exception:
+        return {}
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if all(d is not None for d in dims):
+            out[vi.name] = tuple(dims)
+    return out
+
+
+def _sanitize_name(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", s) or "model"
+
+
+def import_model(
+    m: onnx.ModelProto,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    name: str = "model",
+) -> Graph:
+    opset = next((o.version for o in m.opset_import if o.domain in _DEFAULT_DOMAINS), 0)
+    if opset and opset < MIN_OPSET:
+        raise UnsupportedError(f"opset {opset} is older than {MIN_OPSET}; re-export the model with a newer opset")
+    if not opset:
+        opset = 1 if m.ir_version < 3 else MIN_OPSET
+        if m.ir_version < 3:
+            raise UnsupportedError("the model declares no default-domain opset")
+    g_proto = m.graph
+
+    # All unsupported ops at once, with node names.
+    missing: dict[str, list[str]] = {}
+    for i, n in enumerate(g_proto.node):
+        if n.op_type == "Constant" and n.domain in _DEFAULT_DOMAINS:
+            continue
+        key = n.op_type if n.domain in _DEFAULT_DOMAINS else f"{n.domain}.{n.op_type}"
+        if n.domain not in _DEFAULT_DOMAINS or n.op_type not in REGISTRY:
+            missing.setdefault(key, []).append(n.name or f"#{i}")
+    if missing:
+        parts = [f"{op} (node{'s' if len(ns) > 1 else ''} {', '.join(repr(x) for x in ns)})" for op, ns in sorted(missing.items())]
+        raise UnsupportedError("unsupported op" + ("s" if len(missing) > 1 else "") + ": " + "; ".join(parts))
+
+    g = Graph(_sanitize_name(name))
+    for init in g_proto.initializer:
+        if init.name in g.tensors:
+            raise TinycError(f"initializer '{init.name}' defined twice")
+        g.add_const(init.name, _to_array(init))
+
+    # Graph inputs (those without an initializer), with symbolic dimensions fixed.
+    shapes_given = dict(input_shapes or {})
+    for vi in g_proto.input:
+        if vi.name in g.tensors:
+            continue
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise UnsupportedError(f"input '{vi.name}' is not a tensor")
+        try:
+            dtype = dtype_of(np.empty(0, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)))
+        except (KeyError, TypeError, TinycError):
+            raise UnsupportedError(f"input '{vi.name}' has unsupported element type {tt.elem_type}") from None
+        if vi.name in shapes_given:
+            shape = tuple(shapes_given.pop(vi.name))
+            if tt.HasField("shape") and len(tt.shape.dim) != len(shape):
+                raise TinycError(f"input '{vi.name}': given shape {list(shape)} has rank {len(shape)}, the model says {len(tt.shape.dim)}")
+            for d, s in zip(tt.shape.dim, shape):
+                if d.HasField("dim_value") and d.dim_value != s:
+                    raise TinycError(f"input '{vi.name}': given shape {list(shape)} conflicts with the model's {d.dim_value}")
+        else:
+            if not tt.HasField("shape"):
+                raise TinycError(f"input '{vi.name}' has no shape; give one with --input-shape {vi.name}=...")
+            shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim)
+        if any(d <= 0 for d in shape):
+            raise TinycError(f"input '{vi.name}': shape {list(shape)} must be positive")
+        g.add_tensor(Tensor(vi.name, shape, dtype))
+        g.inputs.append(vi.name)
+    if shapes_given:
+        raise TinycError(f"--input-shape names unknown input(s): {', '.join(sorted(shapes_given))}")
+
+    # ONNX shape inference on the model with the input shapes fixed, to cross-check ours.
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(m)
+    for vi in fixed.graph.input:
+        if vi.name in g.inputs:
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for d in g.tensors[vi.name].shape:
+                dims.add().dim_value = d
+    onnx_shapes = _onnx_shapes(fixed)
+
+    used_names: set[str] = set()
+    for i, n in enumerate(_topological(g_proto, set(g.tensors))):
+        node_name = n.name or f"{n.op_type}_{i}"
+        if node_name in used_names:
+            node_name = f"{node_name}_{i}"
+        used_names.add(node_name)
+        try:
+            attrs = {a.name: _attr_value(a) for a in n.attribute}
+        except UnsupportedError as e:
+            raise UnsupportedError(f"{n.op_type} node '{node_name}': {e}") from None
+        if n.op_type == "Constant":
+            _import_constant(g, n, node_name, attrs)
+            continue
+        op = get_op(n.op_type)
+        inputs: list[str | None] = [x if x else None for x in n.input]
+        for x in inputs:
+            if x is not None and x not in g.tensors:
+                raise TinycError(f"{n.op_type} node '{node_name}' uses undefined tensor '{x}'")
+        for idx, attr_name in sorted(op.attr_inputs.items()):
+            if idx < len(inputs) and inputs[idx] is not None:
+                t = g.tensors[inputs[idx]]
+                if not t.is_const:
+                    raise UnsupportedError(f"{n.op_type} node '{node_name}': input {idx} ('{attr_name}') must be a constant")
+                attrs[attr_name] = t.data.tolist()
+                inputs[idx] = None
+        while inputs and inputs[-1] is None:
+            inputs.pop()
+        ins = [None if x is None else g.tensors[x] for x in inputs]
+        try:
+            attrs = op.normalize(attrs, ins, opset)
+            node = Node(n.op_type, node_name, inputs, [o for o in n.output], attrs)
+            if any(o == "" for o in node.outputs):
+                node.outputs = [o for o in node.outputs if o]
+            out_types = op.infer(node, ins)
+        except UnsupportedError as e:
+            msg = str(e)
+            raise UnsupportedError(msg if node_name in msg else f"{n.op_type} node '{node_name}': {msg}") from None
+        for o, (shape, dtype) in zip(node.outputs, out_types):
+            if o in g.tensors:
+                raise TinycError(f"tensor '{o}' is produced twice (node '{node_name}')")
+            known = onnx_shapes.get(o)
+            if known is not None and tuple(known) != tuple(shape):
+                raise TinycError(
+                    f"{n.op_type} node '{node_name}': output '{o}' shape {list(shape)} disagrees with ONNX shape inference {list(known)}"
+                )
+        if all(t is None or t.is_const for t in ins):
+            # Constant folding at import: the reference defines the value.
+            values = op.reference(node, [None if t is None else t.data for t in ins])
+            for o, v in zip(node.outputs, values):
+                g.add_const(o, np.asarray(v))
+            continue
+        for o, (shape, dtype) in zip(node.outputs, out_types):
+            g.add_tensor(Tensor(o, tuple(int(d) for d in shape), dtype))
+        g.nodes.append(node)
+
+    for vi in g_proto.output:
+        if vi.name not in g.tensors:
+            raise TinycError(f"graph output '{vi.name}' is never produced")
+        g.outputs.append(vi.name)
+    _drop_unused(g)
+    g.verify()
+    return g
+
+
+def _import_constant(g: Graph, n: onnx.NodeProto, node_name: str, attrs: dict[str, Any]) -> None:
+    if len(attrs) != 1:
+        raise UnsupportedError(f"Constant node '{node_name}' needs exactly one value attribute")
+    (key, v), = attrs.items()
+    if key == "value":
+        arr = np.asarray(v)
+    elif key in ("value_float", "value_int"):
+        arr = np.asarray(v, np.float32 if key == "value_float" else np.int64)
+    elif key in ("value_floats", "value_ints"):
+        arr = np.asarray(v, np.float32 if key == "value_floats" else np.int64)
+    else:
+        raise UnsupportedError(f"Constant node '{node_name}': attribute '{key}' is not supported")
+    g.add_const(n.output[0], arr)
+
+
+def _topological(g: onnx.GraphProto, available: set[str]) -> list[onnx.NodeProto]:
+    """Nodes in an order where every input is defined first; a cycle or dangling input is an error."""
+    avail = set(available) | {""}
+    pending = list(g.node)
+    order: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(x in avail for x in n.input):
+                order.append(n)
+                avail.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            n = rest[0]
+            bad = next(x for x in n.input if x not in avail)
+            raise TinycError(f"{n.op_type} node '{n.name}' uses '{bad}', which is never defined (or the graph has a cycle)")
+        pending = rest
+    return order
+
+
+def _drop_unused(g: Graph) -> None:
+    """Remove constants no node reads (folded shape operands, unused initializers)."""
+    used = {x for n in g.nodes for x in n.inputs if x is not None} | set(g.outputs) | set(g.inputs)
+    for name in [t.name for t in g.constants() if t.name not in used]:
+        del g.tensors[name]
+
+
+def load(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+    """Load an ONNX file into IR (the graph is named after the file)."""
+    m = load_model_proto(path)
+    return import_model(m, input_shapes, name=Path(path).stem)

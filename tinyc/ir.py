@@ -1,0 +1,168 @@
+"""tinyc's intermediate representation.
+
+A :class:`Graph` holds tensors by name and nodes in topological order. A tensor is either a graph
+input, a constant (``data`` set), or produced by exactly one node. Shapes are always static and
+fully known after import (symbolic dimensions are fixed by the frontend).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import TinycError
+
+# IR dtype names (short, as in kernel suffixes) and their numpy equivalents.
+DTYPES: dict[str, np.dtype] = {
+    "f32": np.dtype(np.float32),
+    "f64": np.dtype(np.float64),
+    "f16": np.dtype(np.float16),
+    "s8": np.dtype(np.int8),
+    "u8": np.dtype(np.uint8),
+    "s16": np.dtype(np.int16),
+    "u16": np.dtype(np.uint16),
+    "s32": np.dtype(np.int32),
+    "u32": np.dtype(np.uint32),
+    "s64": np.dtype(np.int64),
+    "u64": np.dtype(np.uint64),
+    "bool": np.dtype(np.bool_),
+}
+_NP_TO_IR = {v: k for k, v in DTYPES.items()}
+
+
+def dtype_of(array: np.ndarray) -> str:
+    try:
+        return _NP_TO_IR[array.dtype]
+    except KeyError:
+        raise TinycError(f"unsupported numpy dtype {array.dtype}") from None
+
+
+def itemsize(dtype: str) -> int:
+    return DTYPES[dtype].itemsize
+
+
+@dataclass
+class QuantParams:
+    """Affine quantization: ``real = scale * (q - zero_point)``, per tensor or along ``axis``."""
+
+    scale: np.ndarray  # float32, shape () or (C,)
+    zero_point: np.ndarray  # int32, same shape as scale
+    axis: int | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, QuantParams)
+            and self.axis == other.axis
+            and np.array_equal(self.scale, other.scale)
+            and np.array_equal(self.zero_point, other.zero_point)
+        )
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    data: np.ndarray | None = None  # set for constants
+    quant: QuantParams | None = None
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * itemsize(self.dtype)
+
+
+@dataclass
+class Node:
+    op: str
+    name: str
+    inputs: list[str | None]  # None marks an omitted optional input
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    name: str
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    # -- construction helpers -------------------------------------------------------------
+    def add_tensor(self, t: Tensor) -> Tensor:
+        if t.name in self.tensors:
+            raise TinycError(f"tensor '{t.name}' defined twice")
+        self.tensors[t.name] = t
+        return t
+
+    def add_const(self, name: str, data: np.ndarray) -> Tensor:
+        data = np.ascontiguousarray(data)
+        return self.add_tensor(Tensor(name, tuple(int(d) for d in data.shape), dtype_of(data), data))
+
+    def unique_name(self, base: str) -> str:
+        if base not in self.tensors:
+            return base
+        i = 1
+        while f"{base}_{i}" in self.tensors:
+            i += 1
+        return f"{base}_{i}"
+
+    # -- queries --------------------------------------------------------------------------
+    def producers(self) -> dict[str, int]:
+        return {o: i for i, n in enumerate(self.nodes) for o in n.outputs}
+
+    def consumers(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for i, n in enumerate(self.nodes):
+            for x in n.inputs:
+                if x is not None:
+                    out.setdefault(x, []).append(i)
+        return out
+
+    def constants(self) -> list[Tensor]:
+        return [t for t in self.tensors.values() if t.is_const]
+
+    def verify(self) -> None:
+        """Check the structural invariants; raise TinycError naming the first violation."""
+        defined = set(self.inputs)
+        for name in self.inputs:
+            t = self.tensors.get(name)
+            if t is None or t.is_const:
+                raise TinycError(f"graph input '{name}' is not a non-constant tensor")
+        defined.update(t.name for t in self.constants())
+        seen_nodes: set[str] = set()
+        for n in self.nodes:
+            if n.name in seen_nodes:
+                raise TinycError(f"node name '{n.name}' used twice")
+            seen_nodes.add(n.name)
+            for x in n.inputs:
+                if x is not None and x not in defined:
+                    raise TinycError(f"node '{n.name}' ({n.op}) uses '{x}' before it is defined")
+            for o in n.outputs:
+                if o in defined:
+                    raise TinycError(f"tensor '{o}' is defined more than once (node '{n.name}')")
+                t = self.tensors.get(o)
+                if t is None:
+                    raise TinycError(f"node '{n.name}' output '{o}' has no tensor")
+                if t.is_const:
+                    raise TinycError(f"node '{n.name}' writes constant '{o}'")
+                defined.add(o)
+        for o in self.outputs:
+            if o not in defined:
+                raise TinycError(f"graph output '{o}' is never defined")
+        for t in self.tensors.values():
+            if any((not isinstance(d, int)) or d < 0 for d in t.shape):
+                raise TinycError(f"tensor '{t.name}' has a non-static shape {t.shape}")
+            if t.dtype not in DTYPES:
+                raise TinycError(f"tensor '{t.name}' has unknown dtype {t.dtype}")
+            if t.data is not None and (tuple(t.data.shape) != t.shape or dtype_of(t.data) != t.dtype):
+                raise TinycError(f"constant '{t.name}' data does not match its type")

@@ -1,0 +1,208 @@
+"""Print tinyc IR as text and parse it back (grammar in ``ir.lark``).
+
+The round trip is exact: constants print as literal lists when small and as hex of their raw
+little-endian bytes otherwise; floats print with ``repr`` of the float64 value, which reads back to
+the same float32.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import LarkError, VisitError
+
+from .errors import TinycError
+from .ir import DTYPES, Graph, Node, QuantParams, Tensor
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.$\-]+\Z")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+LITERAL_MAX_ELEMS = 16
+
+
+def _ref(name: str) -> str:
+    return "%" + (name if _PLAIN.match(name) else json.dumps(name))
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(int(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if math.isnan(f):
+            return "nan"
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        return repr(f)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_scalar(x) for x in v) + "]"
+    if isinstance(v, np.ndarray):
+        return _scalar(v.tolist())
+    raise TinycError(f"cannot print attribute value of type {type(v).__name__}")
+
+
+def _type(t: Tensor) -> str:
+    s = f"{t.dtype}[{','.join(str(d) for d in t.shape)}]"
+    q = t.quant
+    if q is not None:
+        parts = []
+        if q.axis is not None:
+            parts.append(f"axis={q.axis}")
+        scale = q.scale.tolist() if q.scale.ndim else float(q.scale)
+        zp = q.zero_point.tolist() if q.zero_point.ndim else int(q.zero_point)
+        parts += [f"scale={_scalar(scale)}", f"zp={_scalar(zp)}"]
+        s += "{" + ", ".join(parts) + "}"
+    return s
+
+
+def _const_value(t: Tensor) -> str:
+    assert t.data is not None
+    if t.data.size <= LITERAL_MAX_ELEMS and t.dtype != "f16":
+        return _scalar(t.data.reshape(-1).tolist())
+    return 'hex"' + t.data.astype(t.data.dtype.newbyteorder("<")).tobytes().hex() + '"'
+
+
+def print_graph(g: Graph) -> str:
+    lines = [f"graph {json.dumps(g.name)} {{"]
+    for name in g.inputs:
+        lines.append(f"  input {_ref(name)} : {_type(g.tensors[name])}")
+    for t in g.constants():
+        lines.append(f"  const {_ref(t.name)} : {_type(t)} = {_const_value(t)}")
+    for n in g.nodes:
+        res = ", ".join(f"{_ref(o)} : {_type(g.tensors[o])}" for o in n.outputs)
+        args = ", ".join("none" if x is None else _ref(x) for x in n.inputs)
+        s = f"  {res} = {n.op}({args})"
+        if n.attrs:
+            s += " {" + ", ".join(f"{k}={_scalar(v)}" for k, v in sorted(n.attrs.items())) + "}"
+        s += f" @{json.dumps(n.name)}"
+        lines.append(s)
+    if g.outputs:
+        lines.append("  output " + ", ".join(_ref(o) for o in g.outputs))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = (Path(__file__).with_name("ir.lark")).read_text()
+    return Lark(grammar, parser="lalr")
+
+
+def _unref(tok: str) -> str:
+    body = tok[1:]
+    return json.loads(body) if body.startswith('"') else body
+
+
+@v_args(inline=True)
+class _Build(Transformer):
+    def int(self, tok):
+        return int(tok)
+
+    def float(self, tok):
+        return float(tok)
+
+    def string(self, tok):
+        return json.loads(tok)
+
+    def hex(self, tok):
+        return bytes.fromhex(tok[4:-1])
+
+    def list(self, *items):
+        return [x for x in items if x is not None]
+
+    def none(self, _tok):
+        return None
+
+    def kv(self, key, value):
+        return (str(key), value)
+
+    def quant(self, *kvs):
+        d = dict(kvs)
+        if set(d) - {"axis", "scale", "zp"} or "scale" not in d or "zp" not in d:
+            raise TinycError(f"bad quantization parameters {sorted(d)}")
+        return QuantParams(
+            np.asarray(d["scale"], np.float32), np.asarray(d["zp"], np.int32), d.get("axis")
+        )
+
+    def attrs(self, *kvs):
+        return dict(kvs)
+
+    def type(self, dtype, *rest):
+        quant = rest[-1] if rest and isinstance(rest[-1], QuantParams) else None
+        dims = [int(d) for d in rest if d is not None and not isinstance(d, QuantParams)]
+        return (str(dtype), tuple(dims), quant)
+
+    def result(self, ref, ty):
+        return (_unref(ref), ty)
+
+    def input_decl(self, ref, ty):
+        return ("input", _unref(ref), ty)
+
+    def const_decl(self, ref, ty, value):
+        return ("const", _unref(ref), ty, value)
+
+    def output_decl(self, *refs):
+        return ("output", [_unref(r) for r in refs])
+
+    def node_decl(self, *parts):
+        results, rest = [], list(parts)
+        while rest and isinstance(rest[0], tuple):
+            results.append(rest.pop(0))
+        op = str(rest.pop(0))
+        name = None
+        if rest and isinstance(rest[-1], Token) and rest[-1].type == "STRING":
+            name = json.loads(rest.pop())
+        attrs = rest.pop() if rest and isinstance(rest[-1], dict) else {}
+        inputs = [None if r is None else _unref(r) for r in rest]
+        return ("node", results, op, inputs, attrs, name)
+
+    def start(self, name, *items):
+        g = Graph(json.loads(name))
+        for it in items:
+            kind = it[0]
+            if kind == "input":
+                _, n, (dt, shape, q) = it
+                g.add_tensor(Tensor(n, shape, dt, quant=q))
+                g.inputs.append(n)
+            elif kind == "const":
+                _, n, (dt, shape, q), value = it
+                np_dt = DTYPES[dt]
+                if isinstance(value, bytes):
+                    data = np.frombuffer(value, np_dt.newbyteorder("<")).astype(np_dt)
+                else:
+                    data = np.asarray(value, dtype=np_dt)
+                size = int(np.prod(shape, dtype=np.int64))
+                if data.size != size:
+                    raise TinycError(f"constant '{n}' has {data.size} values, its type needs {size}")
+                g.add_tensor(Tensor(n, shape, dt, data.reshape(shape).copy(), q))
+            elif kind == "node":
+                _, results, op, inputs, attrs, nname = it
+                for rn, (dt, shape, q) in results:
+                    g.add_tensor(Tensor(rn, shape, dt, quant=q))
+                node_name = nname if nname is not None else f"{op}_{len(g.nodes)}"
+                g.nodes.append(Node(op, node_name, inputs, [r for r, _ in results], attrs))
+            else:
+                g.outputs.extend(it[1])
+        return g
+
+
+def parse_graph(text: str) -> Graph:
+    """Parse the textual IR; raise TinycError with the position of a syntax error."""
+    try:
+        tree = _parser().parse(text)
+        g = _Build().transform(tree)
+    except VisitError as e:
+        raise TinycError(f"bad IR: {e.orig_exc}") from None
+    except LarkError as e:
+        raise TinycError("bad IR: " + str(e).strip().splitlines()[0]) from None
+    g.verify()
+    return g

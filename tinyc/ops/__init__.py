@@ -1,0 +1,129 @@
+"""The op registry: every op tinyc knows is defined once, here.
+
+An :class:`Op` gives, for one op type:
+- ``normalize``: attributes with their schema defaults filled in and ONNX shorthands resolved
+  (``auto_pad`` to explicit pads, ...), called once by the frontend with the input tensors;
+- ``infer``: output shapes and dtypes from input tensors (tinyc's own shape check);
+- ``reference``: the numpy meaning, used by the interpreter and by constant folding;
+- ``macs``: multiply-accumulates of one execution (for the report);
+- ``kernel``: which C template implements it and the constants that template needs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import Node, Tensor
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class Kernel:
+    """A call to a C template: ``template`` under templates/<variant>/, ``params`` all constants."""
+
+    template: str
+    params: dict[str, Any] = field(default_factory=dict)
+    includes: tuple[str, ...] = ()
+
+
+class Op:
+    name: ClassVar[str]
+    # ONNX inputs that tinyc takes as attributes (input index -> attribute name), e.g. Reshape's
+    # shape or Clip's min/max. The frontend requires them to be constants and moves them over.
+    attr_inputs: ClassVar[dict[int, str]] = {}
+
+    def normalize(self, attrs: dict[str, Any], ins: list[Tensor | None], opset: int) -> dict[str, Any]:
+        return attrs
+
+    def infer(self, node: Node, ins: list[Tensor | None]) -> list[tuple[Shape, str]]:
+        raise NotImplementedError(f"{self.name}.infer")
+
+    def reference(self, node: Node, xs: list[np.ndarray | None]) -> list[np.ndarray]:
+        raise NotImplementedError(f"{self.name}.reference")
+
+    def macs(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> int:
+        return 0
+
+    def kernel(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
+        raise UnsupportedError(f"{self.name} (node '{node.name}') has no C kernel")
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_op(name: str) -> Op:
+    op = REGISTRY.get(name)
+    if op is None:
+        raise UnsupportedError(f"unsupported op {name}")
+    return op
+
+
+def require_f32(node: Node, ins: list[Tensor | None]) -> None:
+    for t in ins:
+        if t is not None and t.dtype != "f32":
+            raise UnsupportedError(
+                f"{node.op} node '{node.name}': input '{t.name}' is {t.dtype}, only f32 is supported"
+            )
+
+
+def broadcast_shape(node: Node, *shapes: Shape) -> Shape:
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise UnsupportedError(
+            f"{node.op} node '{node.name}': shapes {' and '.join(map(str, shapes))} do not broadcast"
+        ) from None
+
+
+def broadcast_strides(shape: Shape, out: Shape) -> list[int]:
+    """Element strides of a row-major ``shape`` read along ``out`` (0 where broadcast)."""
+    shape = (1,) * (len(out) - len(shape)) + tuple(shape)
+    strides, acc = [0] * len(out), 1
+    for i in range(len(out) - 1, -1, -1):
+        strides[i] = acc if shape[i] != 1 else 0
+        acc *= shape[i]
+    return strides
+
+
+def collapse_loops(dims: list[int], *strides: list[int]) -> tuple[list[int], list[list[int]]]:
+    """Merge adjacent loop dimensions that every operand walks contiguously; drop size-1 dims."""
+    keep = [i for i, d in enumerate(dims) if d != 1] or [len(dims) - 1] if dims else []
+    d2 = [dims[i] for i in keep]
+    s2 = [[s[i] for i in keep] for s in strides]
+    out_d: list[int] = []
+    out_s: list[list[int]] = [[] for _ in strides]
+    for i, d in enumerate(d2):
+        if out_d and all(s[i] * d == os[-1] for s, os in zip(s2, out_s)):
+            out_d[-1] *= d
+            for s, os in zip(s2, out_s):
+                os[-1] = s[i]
+            continue
+        out_d.append(d)
+        for s, os in zip(s2, out_s):
+            os.append(s[i])
+    if not out_d:
+        return [1], [[0] for _ in strides]
+    return out_d, out_s
+
+
+def spatial_2d(node: Node, rank: int) -> None:
+    if rank not in (3, 4):
+        raise UnsupportedError(
+            f"{node.op} node '{node.name}': only 1-D and 2-D spatial inputs are supported (rank {rank})"
+        )
+
+
+def _load_all() -> None:
+    from . import conv, elementwise, matmul, pool, shape, softmax  # noqa: F401
+
+
+_load_all()

@@ -1,0 +1,100 @@
+"""Conv (ONNX semantics, NCHW): groups, strides, explicit or automatic pads, dilations, bias."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from . import Kernel, Op, register, require_f32, spatial_2d
+from .window import as_2d, normalize_window, output_spatial
+
+
+def pad_input(x: np.ndarray, pads: list[int], value: float = 0.0) -> np.ndarray:
+    n = len(pads) // 2
+    widths = [(0, 0)] * (x.ndim - n) + [(pads[i], pads[i + n]) for i in range(n)]
+    return np.pad(x, widths, constant_values=value)
+
+
+def windows(xp: np.ndarray, attrs: dict) -> np.ndarray:
+    """Sliding windows of a padded N,C,*spatial array: shape N,C,*out,*kernel."""
+    n = len(attrs["kernel_shape"])
+    axes = tuple(range(2, 2 + n))
+    eff = [(k - 1) * d + 1 for k, d in zip(attrs["kernel_shape"], attrs["dilations"])]
+    v = np.lib.stride_tricks.sliding_window_view(xp, eff, axis=axes)
+    sl = (slice(None), slice(None))
+    sl += tuple(slice(None, None, s) for s in attrs["strides"])
+    sl += tuple(slice(None, None, d) for d in attrs["dilations"])
+    return v[sl]
+
+
+@register
+class Conv(Op):
+    name = "Conv"
+
+    def normalize(self, attrs, ins, opset):
+        x, w = ins[0], ins[1]
+        if x is None or w is None or len(x.shape) < 3:
+            raise UnsupportedError("Conv needs an N,C,spatial input and a weight")
+        a = normalize_window("Conv", attrs, x.shape[2:], tuple(attrs.get("kernel_shape") or w.shape[2:]))
+        a["group"] = int(attrs.get("group", 1))
+        return a
+
+    def infer(self, node, ins):
+        x, w = ins[0], ins[1]
+        a = node.attrs
+        g = a["group"]
+        if x.shape[1] != w.shape[1] * g or w.shape[0] % g:
+            raise UnsupportedError(
+                f"Conv node '{node.name}': input channels {x.shape[1]} and weight {w.shape} do not fit group={g}"
+            )
+        if tuple(w.shape[2:]) != tuple(a["kernel_shape"]):
+            raise UnsupportedError(f"Conv node '{node.name}': kernel_shape {a['kernel_shape']} != weight {w.shape}")
+        if len(ins) > 2 and ins[2] is not None and ins[2].shape != (w.shape[0],):
+            raise UnsupportedError(f"Conv node '{node.name}': bias shape {ins[2].shape} != ({w.shape[0]},)")
+        out = (x.shape[0], w.shape[0]) + output_spatial(a, x.shape[2:])
+        return [(out, x.dtype)]
+
+    def reference(self, node, xs):
+        x, w = xs[0], xs[1]
+        b = xs[2] if len(xs) > 2 else None
+        a = node.attrs
+        g = a["group"]
+        win = windows(pad_input(x.astype(np.float64), a["pads"]), a)  # N,C,*out,*k
+        n_sp = len(a["kernel_shape"])
+        cg, mg = x.shape[1] // g, w.shape[0] // g
+        outs = []
+        for gi in range(g):
+            wg = w[gi * mg:(gi + 1) * mg].astype(np.float64)
+            xg = win[:, gi * cg:(gi + 1) * cg]
+            # contract channel and kernel axes: N,C,*out,*k x M,C,*k -> N,*out,M
+            xa = [1] + list(range(2 + n_sp, 2 + 2 * n_sp))
+            wa = [1] + list(range(2, 2 + n_sp))
+            outs.append(np.moveaxis(np.tensordot(xg, wg, axes=(xa, wa)), -1, 1))
+        y = np.concatenate(outs, axis=1)
+        if b is not None:
+            y = y + b.astype(np.float64).reshape((1, -1) + (1,) * n_sp)
+        return [y.astype(x.dtype)]
+
+    def macs(self, node, ins, outs):
+        w = ins[1]
+        return int(np.prod(outs[0].shape)) * int(np.prod(w.shape[1:]))
+
+    def kernel(self, node, ins, outs):
+        require_f32(node, ins)
+        x, w, y = ins[0], ins[1], outs[0]
+        spatial_2d(node, len(x.shape))
+        a = as_2d(node.attrs)
+        xs = x.shape if len(x.shape) == 4 else x.shape[:2] + (1,) + x.shape[2:]
+        ys = y.shape if len(y.shape) == 4 else y.shape[:2] + (1,) + y.shape[2:]
+        g = a["group"]
+        kh, kw = a["kernel_shape"]
+        p = dict(
+            N=xs[0], C=xs[1], H=xs[2], W=xs[3], M=ys[1], OH=ys[2], OW=ys[3], G=g,
+            CG=xs[1] // g, MG=ys[1] // g, KH=kh, KW=kw,
+            SH=a["strides"][0], SW=a["strides"][1], DH=a["dilations"][0], DW=a["dilations"][1],
+            PT=a["pads"][0], PL=a["pads"][1],
+            has_bias=len(ins) > 2 and ins[2] is not None,
+        )
+        # Bounds checks are emitted only for the axes where a window can leave the input.
+        p["check_h"] = p["PT"] > 0 or (p["OH"] - 1) * p["SH"] + (kh - 1) * p["DH"] >= p["H"]
+        p["check_w"] = p["PL"] > 0 or (p["OW"] - 1) * p["SW"] + (kw - 1) * p["DW"] >= p["W"]
+        return Kernel("f32/conv.c.j2", p)

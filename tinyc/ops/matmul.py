@@ -1,0 +1,122 @@
+"""MatMul (numpy matmul semantics) and Gemm (alpha * A' B' + beta * C)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from . import Kernel, Op, broadcast_strides, register, require_f32
+
+
+@register
+class MatMul(Op):
+    name = "MatMul"
+
+    def infer(self, node, ins):
+        a, b = ins[0], ins[1]
+        try:
+            shape = _matmul_shape(a.shape, b.shape)
+        except ValueError:
+            raise UnsupportedError(f"MatMul node '{node.name}': shapes {a.shape} and {b.shape} do not multiply") from None
+        return [(tuple(shape), a.dtype)]
+
+    def reference(self, node, xs):
+        a, b = xs
+        return [np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(a.dtype)]
+
+    def macs(self, node, ins, outs):
+        k = ins[0].shape[-1]
+        return int(np.prod(outs[0].shape)) * k
+
+    def kernel(self, node, ins, outs):
+        require_f32(node, ins)
+        a, b = ins[0].shape, ins[1].shape
+        if len(a) < 1 or len(b) < 1:
+            raise UnsupportedError(f"MatMul node '{node.name}': scalar operands")
+        a2 = (1,) + a if len(a) == 1 else a
+        b2 = b + (1,) if len(b) == 1 else b
+        m, k, n = a2[-2], a2[-1], b2[-1]
+        batch_shape = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+        batch = int(np.prod(batch_shape))
+        if tuple(a2[:-2]) != batch_shape and int(np.prod(a2[:-2])) != 1:
+            raise UnsupportedError(f"MatMul node '{node.name}': broadcasting the first operand's batch is not supported")
+        if tuple(b2[:-2]) != batch_shape and int(np.prod(b2[:-2])) != 1:
+            raise UnsupportedError(f"MatMul node '{node.name}': partial broadcasting of the second operand is not supported")
+        a_bs = m * k if int(np.prod(a2[:-2])) != 1 else 0
+        b_bs = k * n if int(np.prod(b2[:-2])) != 1 else 0
+        return Kernel("f32/gemm.c.j2", dict(
+            BATCH=batch, M=m, N=n, K=k, A_BS=a_bs, B_BS=b_bs, Y_BS=m * n,
+            A_SM=k, A_SK=1, B_SK=n, B_SN=1, alpha=1.0, has_c=False,
+        ))
+
+
+def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ValueError("inner dimensions differ")
+    out = tuple(np.broadcast_shapes(a2[:-2], b2[:-2])) + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+@register
+class Gemm(Op):
+    name = "Gemm"
+
+    def normalize(self, attrs, ins, opset):
+        a = {k: v for k, v in attrs.items() if k != "broadcast"}
+        a.setdefault("alpha", 1.0)
+        a.setdefault("beta", 1.0)
+        a.setdefault("transA", 0)
+        a.setdefault("transB", 0)
+        return a
+
+    def _mkn(self, node, ins):
+        a, b = ins[0].shape, ins[1].shape
+        if len(a) != 2 or len(b) != 2:
+            raise UnsupportedError(f"Gemm node '{node.name}': operands must be 2-D, got {a} and {b}")
+        m, k = (a[1], a[0]) if node.attrs["transA"] else a
+        k2, n = (b[1], b[0]) if node.attrs["transB"] else b
+        if k != k2:
+            raise UnsupportedError(f"Gemm node '{node.name}': inner dimensions {k} and {k2} differ")
+        return m, k, n
+
+    def infer(self, node, ins):
+        m, _, n = self._mkn(node, ins)
+        if len(ins) > 2 and ins[2] is not None:
+            try:
+                np.broadcast_shapes(ins[2].shape, (m, n))
+            except ValueError:
+                raise UnsupportedError(f"Gemm node '{node.name}': C {ins[2].shape} does not broadcast to {(m, n)}") from None
+        return [((m, n), ins[0].dtype)]
+
+    def reference(self, node, xs):
+        at = node.attrs
+        a = xs[0].astype(np.float64)
+        b = xs[1].astype(np.float64)
+        a = a.T if at["transA"] else a
+        b = b.T if at["transB"] else b
+        y = at["alpha"] * (a @ b)
+        if len(xs) > 2 and xs[2] is not None:
+            y = y + at["beta"] * xs[2].astype(np.float64)
+        return [y.astype(xs[0].dtype)]
+
+    def macs(self, node, ins, outs):
+        m, k, n = self._mkn(node, ins)
+        return m * k * n
+
+    def kernel(self, node, ins, outs):
+        require_f32(node, ins)
+        at = node.attrs
+        m, k, n = self._mkn(node, ins)
+        has_c = len(ins) > 2 and ins[2] is not None and at["beta"] != 0.0
+        c_s = broadcast_strides(ins[2].shape, (m, n)) if has_c else [0, 0]
+        return Kernel("f32/gemm.c.j2", dict(
+            BATCH=1, M=m, N=n, K=k, A_BS=0, B_BS=0, Y_BS=0,
+            A_SM=1 if at["transA"] else k, A_SK=m if at["transA"] else 1,
+            B_SK=1 if at["transB"] else n, B_SN=k if at["transB"] else 1,
+            alpha=float(at["alpha"]), beta=float(at["beta"]), has_c=has_c, C_SM=c_s[0], C_SN=c_s[1],
+        ))

@@ -1,0 +1,123 @@
+"""MaxPool, AveragePool and GlobalAveragePool (NCHW)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from . import Kernel, Op, register, require_f32, spatial_2d
+from .conv import pad_input, windows
+from .window import as_2d, normalize_window, output_spatial
+
+
+class _Pool(Op):
+    def normalize(self, attrs, ins, opset):
+        x = ins[0]
+        if x is None or len(x.shape) < 3:
+            raise UnsupportedError(f"{self.name} needs an N,C,spatial input")
+        if "kernel_shape" not in attrs:
+            raise UnsupportedError(f"{self.name} without kernel_shape")
+        a = normalize_window(self.name, attrs, x.shape[2:], tuple(attrs["kernel_shape"]))
+        a["ceil_mode"] = int(attrs.get("ceil_mode", 0))
+        return a
+
+    def infer(self, node, ins):
+        x = ins[0]
+        return [(x.shape[:2] + output_spatial(node.attrs, x.shape[2:]), x.dtype)]
+
+    def _params(self, node, ins, outs):
+        require_f32(node, ins)
+        x, y = ins[0], outs[0]
+        spatial_2d(node, len(x.shape))
+        a = as_2d(node.attrs)
+        xs = x.shape if len(x.shape) == 4 else x.shape[:2] + (1,) + x.shape[2:]
+        ys = y.shape if len(y.shape) == 4 else y.shape[:2] + (1,) + y.shape[2:]
+        return dict(
+            NC=xs[0] * xs[1], H=xs[2], W=xs[3], OH=ys[2], OW=ys[3],
+            KH=a["kernel_shape"][0], KW=a["kernel_shape"][1],
+            SH=a["strides"][0], SW=a["strides"][1], DH=a["dilations"][0], DW=a["dilations"][1],
+            PT=a["pads"][0], PL=a["pads"][1], PB=a["pads"][2], PR=a["pads"][3],
+        )
+
+
+def pool_windows(x: np.ndarray, a: dict, fill: float, fill_beyond: float) -> np.ndarray:
+    """Windows N,C,*out,*kernel over ``x`` padded with ``fill`` by the explicit pads, and with
+    ``fill_beyond`` past them where ceil_mode lets the last window run off the end."""
+    n = len(a["kernel_shape"])
+    out = output_spatial(a, x.shape[2:])
+    xp = pad_input(x, a["pads"], fill)
+    extra = []
+    for i in range(n):
+        need = (out[i] - 1) * a["strides"][i] + (a["kernel_shape"][i] - 1) * a["dilations"][i] + 1
+        extra.append(max(0, need - xp.shape[2 + i]))
+    return windows(pad_input(xp, [0] * n + extra, fill_beyond), a)
+
+
+@register
+class MaxPool(_Pool):
+    name = "MaxPool"
+
+    def normalize(self, attrs, ins, opset):
+        if int(attrs.get("storage_order", 0)) != 0:
+            raise UnsupportedError("MaxPool storage_order=1 is not supported")
+        a = super().normalize(attrs, ins, opset)
+        a.pop("storage_order", None)
+        return a
+
+    def infer(self, node, ins):
+        if len(node.outputs) > 1:
+            raise UnsupportedError(f"MaxPool node '{node.name}': the Indices output is not supported")
+        return super().infer(node, ins)
+
+    def reference(self, node, xs):
+        x = xs[0]
+        w = pool_windows(x, node.attrs, -np.inf, -np.inf)
+        n = len(node.attrs["kernel_shape"])
+        return [w.max(axis=tuple(range(-n, 0))).astype(x.dtype)]
+
+    def kernel(self, node, ins, outs):
+        return Kernel("f32/maxpool.c.j2", self._params(node, ins, outs), includes=("math.h",))
+
+
+@register
+class AveragePool(_Pool):
+    name = "AveragePool"
+
+    def normalize(self, attrs, ins, opset):
+        a = super().normalize(attrs, ins, opset)
+        a["count_include_pad"] = int(attrs.get("count_include_pad", 0))
+        return a
+
+    def reference(self, node, xs):
+        x = xs[0].astype(np.float64)
+        a = node.attrs
+        n = len(a["kernel_shape"])
+        axes = tuple(range(-n, 0))
+        total = pool_windows(x, a, 0.0, 0.0).sum(axis=axes)
+        ones = np.ones((1, 1) + x.shape[2:])
+        count = pool_windows(ones, a, 1.0 if a["count_include_pad"] else 0.0, 0.0).sum(axis=axes)
+        return [(total / count).astype(xs[0].dtype)]
+
+    def kernel(self, node, ins, outs):
+        p = self._params(node, ins, outs)
+        p["include_pad"] = bool(node.attrs["count_include_pad"])
+        return Kernel("f32/avgpool.c.j2", p)
+
+
+@register
+class GlobalAveragePool(Op):
+    name = "GlobalAveragePool"
+
+    def infer(self, node, ins):
+        x = ins[0]
+        if len(x.shape) < 3:
+            raise UnsupportedError(f"GlobalAveragePool node '{node.name}' needs an N,C,spatial input")
+        return [(x.shape[:2] + (1,) * (len(x.shape) - 2), x.dtype)]
+
+    def reference(self, node, xs):
+        x = xs[0]
+        return [x.astype(np.float64).mean(axis=tuple(range(2, x.ndim)), keepdims=True).astype(x.dtype)]
+
+    def kernel(self, node, ins, outs):
+        require_f32(node, ins)
+        x = ins[0]
+        return Kernel("f32/global_avgpool.c.j2", dict(NC=x.shape[0] * x.shape[1], HW=int(np.prod(x.shape[2:]))))

@@ -1,0 +1,44 @@
+"""Comparing outputs of the generated code with the reference interpreter (or expected data)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Comparison:
+    name: str
+    shape: tuple[int, ...]
+    exact: bool  # integer outputs are compared for equality
+    max_abs: float
+    max_rel: float  # max abs error relative to the largest reference magnitude
+    mismatches: int  # elements that differ (integers) or exceed the tolerance (floats)
+    ok: bool
+
+    def describe(self) -> str:
+        if self.exact:
+            return (f"{self.mismatches} of {int(np.prod(self.shape))} values differ, max diff {self.max_abs:g} LSB"
+                    if self.mismatches else "bit-exact")
+        return f"max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g}"
+
+
+def compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float) -> Comparison:
+    got = np.asarray(got)
+    ref = np.asarray(ref).reshape(got.shape) if np.asarray(ref).size == got.size else np.asarray(ref)
+    if got.shape != ref.shape:
+        return Comparison(name, tuple(got.shape), False, float("inf"), float("inf"), got.size, False)
+    if np.issubdtype(ref.dtype, np.integer):
+        diff = np.abs(got.astype(np.int64) - ref.astype(np.int64))
+        n = int(np.count_nonzero(diff))
+        return Comparison(name, tuple(got.shape), True, float(diff.max(initial=0)), 0.0, n, n == 0)
+    g64, r64 = got.astype(np.float64), ref.astype(np.float64)
+    diff = np.abs(g64 - r64)
+    if not (np.all(np.isfinite(g64) == np.isfinite(r64))):
+        return Comparison(name, tuple(got.shape), False, float("inf"), float("inf"), got.size, False)
+    diff = np.where(np.isfinite(r64), diff, 0.0)
+    scale = float(np.abs(r64[np.isfinite(r64)]).max(initial=0.0))
+    max_abs = float(diff.max(initial=0.0))
+    max_rel = max_abs / scale if scale > 0 else max_abs
+    bad = int(np.count_nonzero(diff > rtol * (scale if scale > 0 else 1.0)))
+    return Comparison(name, tuple(got.shape), False, max_abs, max_rel, bad, bad == 0)
