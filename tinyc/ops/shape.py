@@ -55,7 +55,7 @@ class Flatten(Op):
         axis = int(attrs.get("axis", 1))
         if not -rank <= axis <= rank:
             raise UnsupportedError(f"Flatten axis {axis} out of range for rank {rank}")
-        return {"axis": axis % (rank + 1) if axis < 0 else axis}
+        return {"axis": axis + rank if axis < 0 else axis}
 
     def infer(self, node, ins):
         s, a = ins[0].shape, node.attrs["axis"]

@@ -1,0 +1,40 @@
+"""Small ONNX models built in tests (one node, or a short chain)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def single_node(op: str, inputs: list[tuple[str, tuple[int, ...]] | tuple[str, np.ndarray] | None],
+                out_count: int = 1, opset: int = 17, **attrs) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A model with one node. An input given as (name, shape) is a graph input fed with random
+    data; (name, array) is an initializer; None is an omitted optional input. Returns the model
+    and the feeds."""
+    rng = np.random.default_rng(7)
+    graph_inputs, inits, feeds, names = [], [], {}, []
+    for item in inputs:
+        if item is None:
+            names.append("")
+            continue
+        name, v = item
+        names.append(name)
+        if isinstance(v, np.ndarray):
+            inits.append(numpy_helper.from_array(v, name))
+        else:
+            graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(v)))
+            feeds[name] = rng.standard_normal(v).astype(np.float32)
+    outs = [f"y{i}" for i in range(out_count)]
+    node = helper.make_node(op, names, outs, name=f"the_{op.lower()}", **attrs)
+    graph = helper.make_graph([node], f"{op.lower()}_test", graph_inputs,
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7 if opset < 15 else 8
+    return model, feeds
+
+
+def weights(*shape: int, seed: int = 1, low: float | None = None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if low is not None:
+        return rng.uniform(low, 2.0, size=shape).astype(np.float32)
+    return (rng.standard_normal(shape) * 0.5).astype(np.float32)

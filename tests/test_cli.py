@@ -1,0 +1,124 @@
+"""The command line as a user meets it: outputs, reports, and one-line errors with exit code 2."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+import onnx
+
+from .conftest import ROOT, ort_run, rel_err, run_cli, shared_model
+
+
+def _files_under(p: Path) -> set[str]:
+    return {str(f.relative_to(p)) for f in p.rglob("*") if f.is_file()}
+
+
+def test_compile_writes_only_into_the_output_folder(tmp_path):
+    model = shared_model("mlperf-tiny/kws_float.onnx")
+    work = tmp_path / "work"
+    work.mkdir()
+    r = run_cli("compile", str(model), "--target", "cortex-m4", "-o", "out/kws", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert _files_under(work) == {"out/kws/kws_float.h", "out/kws/kws_float.c", "out/kws/report.json"}
+    assert "arena" in r.stdout and "MACs" in r.stdout
+
+
+def test_report_json_describes_every_layer(tmp_path):
+    r = run_cli("compile", str(shared_model("mlperf-tiny/kws_float.onnx")), "-t", "cortex-m4", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "report.json").read_text())
+    for key in ("arena_bytes", "arena_lower_bound_bytes", "weights_bytes", "layers", "macs_total", "memory_plan"):
+        assert key in rep
+    assert len(rep["layers"]) == 24
+    for layer in rep["layers"]:
+        assert set(layer) >= {"name", "op", "output_shape", "macs"}
+    # MLPerf Tiny's published count for KWS (BENCHMARKS.md), from TFLite's own graph
+    assert rep["macs_total"] == 2_656_768
+    assert rep["layers"][-1]["output_shape"] == [1, 12]
+    # weights: every float parameter of the model, 4 bytes each (22.6 K parameters + BN folded by the exporter)
+    m = onnx.load(shared_model("mlperf-tiny/kws_float.onnx"))
+    floats = sum(int(np.prod(i.dims)) for i in m.graph.initializer if i.data_type == TensorProto.FLOAT)
+    assert rep["weights_bytes"] == 4 * floats
+
+
+def test_verbose_prints_the_memory_plan(tmp_path):
+    r = run_cli("compile", str(shared_model("mnist-8/model.onnx")), "-o", str(tmp_path), "--verbose")
+    assert r.returncode == 0
+    assert "lower bound" in r.stdout and "offset" in r.stdout
+
+
+def test_run_matches_onnxruntime(tmp_path):
+    model = shared_model("mlperf-tiny/ic_float.onnx")
+    x = np.random.default_rng(0).standard_normal((3, 1, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", input_1=x)
+    r = run_cli("run", str(model), "--input", str(tmp_path / "x.npz"), "-o", str(tmp_path / "y.npz"))
+    assert r.returncode == 0, r.stderr
+    y = np.load(tmp_path / "y.npz")["Identity"]
+    assert y.shape == (3, 1, 10)
+    for i in range(3):
+        assert rel_err(y[i], ort_run(model, {"input_1": x[i]})[0]) < 1e-5
+
+
+def test_targets_lists_host_and_cortex_m4():
+    r = run_cli("targets")
+    assert r.returncode == 0
+    assert "cortex-m4" in r.stdout and "mps2-an386" in r.stdout and "host" in r.stdout
+
+
+def _made_up_op_model(path: Path) -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu_1"),
+             helper.make_node("QuantumFlux", ["a"], ["y"], name="flux_capacitor")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def _assert_one_line_error(r, *fragments):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("tinyc: error: ")
+    assert "Traceback" not in r.stderr
+    for f in fragments:
+        assert f in lines[0]
+
+
+def test_made_up_op_is_one_line_naming_op_and_node(tmp_path):
+    _made_up_op_model(tmp_path / "m.onnx")
+    r = run_cli("compile", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "out"))
+    _assert_one_line_error(r, "QuantumFlux", "flux_capacitor")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "truncated", "empty", "directory"])
+def test_bad_model_files_are_one_line_errors(tmp_path, kind):
+    p = tmp_path / "model.onnx"
+    if kind == "text":
+        p.write_text("this is not a model\n")
+    elif kind == "truncated":
+        p.write_bytes(shared_model("mnist-8/model.onnx").read_bytes()[:9000])
+    elif kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "directory":
+        p.mkdir()
+    for cmd in (["compile", str(p), "-o", str(tmp_path / "out")], ["verify", str(p)]):
+        r = run_cli(*cmd)
+        _assert_one_line_error(r, "model.onnx")
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    model = str(shared_model("mlperf-tiny/ad_float.onnx"))
+    _assert_one_line_error(run_cli("compile", model, "-t", "cortex-m99", "-o", str(tmp_path)), "unknown target")
+    _assert_one_line_error(run_cli("compile", model, "--input-shape", "input_1=1,x", "-o", str(tmp_path)), "--input-shape")
+    np.savez(tmp_path / "bad.npz", input_1=np.zeros((3, 7), np.float32))
+    _assert_one_line_error(run_cli("run", model, "-i", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "y.npz")), "input_1")
+    _assert_one_line_error(run_cli("run", model, "-i", str(tmp_path / "nope.npz"), "-o", str(tmp_path / "y.npz")), "not found")
+
+
+def test_unnamed_input_shape_for_one_input_models(tmp_path):
+    r = run_cli("compile", str(shared_model("mlperf-tiny/ad_float.onnx")), "--input-shape", "2,640", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "report.json").read_text())["inputs"][0]["shape"] == [2, 640]

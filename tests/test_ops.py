@@ -1,0 +1,136 @@
+"""Every op and attribute variant, against onnxruntime: through the numpy reference interpreter
+and through generated C compiled and run on the host."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from tinyc import interpreter
+from tinyc.codegen import generate
+from tinyc.emulator import run_on_target
+from tinyc.frontend.onnx import import_model
+from tinyc.targets import get_target
+
+from .conftest import need_tools, ort_run, rel_err
+from .onnx_builders import single_node, weights as W
+
+X4 = ("x", (1, 4, 9, 8))
+
+CASES = {
+    # Conv
+    "conv3x3_pad1_bias": ("Conv", [X4, ("w", W(6, 4, 3, 3)), ("b", W(6))], dict(pads=[1, 1, 1, 1])),
+    "conv_stride2_nobias": ("Conv", [X4, ("w", W(5, 4, 3, 3))], dict(strides=[2, 2])),
+    "conv_dilation2_asym_pads": ("Conv", [X4, ("w", W(3, 4, 3, 2))], dict(dilations=[2, 1], pads=[2, 0, 1, 3])),
+    "conv_groups2": ("Conv", [X4, ("w", W(6, 2, 3, 3)), ("b", W(6))], dict(group=2, pads=[1, 1, 1, 1])),
+    "conv_depthwise_stride2": ("Conv", [X4, ("w", W(4, 1, 3, 3)), ("b", W(4))], dict(group=4, strides=[2, 2], pads=[1, 1, 1, 1])),
+    "conv_depthwise_multiplier2": ("Conv", [X4, ("w", W(8, 1, 3, 3))], dict(group=4)),
+    "conv_same_upper_stride2": ("Conv", [X4, ("w", W(3, 4, 4, 4))], dict(auto_pad="SAME_UPPER", strides=[2, 2])),
+    "conv_same_lower": ("Conv", [X4, ("w", W(3, 4, 2, 2))], dict(auto_pad="SAME_LOWER")),
+    "conv_valid": ("Conv", [X4, ("w", W(3, 4, 3, 3))], dict(auto_pad="VALID")),
+    "conv_1x1": ("Conv", [X4, ("w", W(7, 4, 1, 1)), ("b", W(7))], {}),
+    "conv_1d": ("Conv", [("x", (1, 3, 20)), ("w", W(4, 3, 5)), ("b", W(4))], dict(strides=[2], pads=[2, 1])),
+    "conv_batch2": ("Conv", [("x", (2, 3, 6, 6)), ("w", W(2, 3, 3, 3))], {}),
+    # Pooling
+    "maxpool_2x2": ("MaxPool", [X4], dict(kernel_shape=[2, 2], strides=[2, 2])),
+    "maxpool_3x3_pad_stride2": ("MaxPool", [X4], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    "maxpool_ceil": ("MaxPool", [X4], dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
+    "maxpool_dilated": ("MaxPool", [X4], dict(kernel_shape=[2, 2], dilations=[2, 2])),
+    "maxpool_same_upper": ("MaxPool", [X4], dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")),
+    "maxpool_1d": ("MaxPool", [("x", (1, 2, 11))], dict(kernel_shape=[3], strides=[2])),
+    "avgpool_3x3_pad_exclude": ("AveragePool", [X4], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+    "avgpool_3x3_pad_include": ("AveragePool", [X4], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)),
+    "avgpool_ceil": ("AveragePool", [X4], dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
+    "avgpool_ceil_pad_include": ("AveragePool", [X4], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1)),
+    "avgpool_global_like": ("AveragePool", [X4], dict(kernel_shape=[9, 8])),
+    "global_avgpool": ("GlobalAveragePool", [X4], {}),
+    # Matrix products
+    "gemm_plain": ("Gemm", [("a", (3, 5)), ("b", W(5, 4))], {}),
+    "gemm_transB_bias": ("Gemm", [("a", (2, 6)), ("b", W(4, 6)), ("c", W(4))], dict(transB=1)),
+    "gemm_transA_alpha_beta": ("Gemm", [("a", (6, 3)), ("b", W(6, 4)), ("c", W(3, 4))], dict(transA=1, alpha=0.5, beta=2.0)),
+    "gemm_c_column": ("Gemm", [("a", (3, 5)), ("b", W(5, 4)), ("c", W(3, 1))], {}),
+    "gemm_c_scalar": ("Gemm", [("a", (3, 5)), ("b", W(5, 4)), ("c", W(1))], dict(beta=0.25)),
+    "matmul_2d": ("MatMul", [("a", (3, 5)), ("b", W(5, 4))], {}),
+    "matmul_3d_by_2d": ("MatMul", [("a", (2, 3, 5)), ("b", W(5, 4))], {}),
+    "matmul_batched": ("MatMul", [("a", (2, 3, 5)), ("b", (2, 5, 4))], {}),
+    "matmul_vector": ("MatMul", [("a", (5,)), ("b", W(5, 4))], {}),
+    # Elementwise
+    "add_same": ("Add", [("a", (2, 3, 4)), ("b", (2, 3, 4))], {}),
+    "add_channel_bias": ("Add", [X4, ("b", W(1, 4, 1, 1))], {}),
+    "add_scalar": ("Add", [X4, ("b", W(1))], {}),
+    "mul_outer": ("Mul", [("a", (3, 1)), ("b", (1, 4))], {}),
+    "mul_rows": ("Mul", [("a", (2, 3, 4)), ("b", W(4))], {}),
+    "sub_broadcast_first": ("Sub", [("a", W(3, 1, 4)), ("b", (2, 3, 5, 4))], {}),
+    "div": ("Div", [("a", (2, 5)), ("b", W(2, 5, low=0.5))], {}),
+    "relu": ("Relu", [X4], {}),
+    "clip_inputs": ("Clip", [X4, ("lo", np.array(-0.5, np.float32)), ("hi", np.array(0.75, np.float32))], {}),
+    "clip_max_only": ("Clip", [X4, None, ("hi", np.array(6.0, np.float32))], {}),
+    "softmax_last": ("Softmax", [("x", (2, 3, 7))], {}),
+    "softmax_axis1": ("Softmax", [("x", (2, 3, 7))], dict(axis=1)),
+    # Data movement
+    "reshape_minus1": ("Reshape", [X4, ("s", np.array([1, -1], np.int64))], {}),
+    "reshape_zero": ("Reshape", [X4, ("s", np.array([0, 0, 72], np.int64))], {}),
+    "flatten_axis2": ("Flatten", [X4], dict(axis=2)),
+    "flatten_axis0": ("Flatten", [X4], dict(axis=0)),
+    "flatten_neg": ("Flatten", [X4], dict(axis=-1)),
+    "transpose_default": ("Transpose", [("x", (2, 3, 4))], {}),
+    "transpose_nchw_to_nhwc": ("Transpose", [X4], dict(perm=[0, 2, 3, 1])),
+}
+
+OLD_OPSET_CASES = {
+    "clip_opset7_attrs": ("Clip", [X4], dict(min=-0.25, max=0.5), 7),
+    "softmax_opset11_flattens": ("Softmax", [("x", (2, 3, 7))], dict(axis=1), 11),
+    "softmax_opset11_default": ("Softmax", [("x", (2, 3, 7))], {}, 11),
+    "gemm_opset7": ("Gemm", [("a", (3, 5)), ("b", W(5, 4)), ("c", W(4))], {}, 7),
+    "maxpool_opset7": ("MaxPool", [X4], dict(kernel_shape=[2, 2], strides=[2, 2]), 7),
+    "avgpool_opset7_include": ("AveragePool", [X4], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1), 7),
+}
+
+
+def _build(op, inputs, attrs, opset=17):
+    model, feeds = single_node(op, inputs, opset=opset, **attrs)
+    return model, feeds
+
+
+def _all_cases():
+    for k, (op, inputs, attrs) in CASES.items():
+        yield pytest.param(op, inputs, attrs, 17, id=k)
+    for k, (op, inputs, attrs, opset) in OLD_OPSET_CASES.items():
+        yield pytest.param(op, inputs, attrs, opset, id=k)
+
+
+@pytest.mark.parametrize("op,inputs,attrs,opset", list(_all_cases()))
+def test_op_matches_onnxruntime_in_reference_and_host_c(op, inputs, attrs, opset, tmp_path: Path):
+    need_tools("gcc")
+    model, feeds = _build(op, inputs, attrs, opset)
+    want = ort_run_model(model, feeds)
+    g = import_model(model, name="case")
+    got = interpreter.run(g, feeds)
+    for name, w in zip(g.outputs, want):
+        assert got[name].shape == w.shape
+        assert rel_err(got[name], w) < 1e-5, f"reference differs from onnxruntime for {name}"
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path, [feeds])
+    for name, w in zip(g.outputs, want):
+        assert rel_err(res.outputs[0][name], w) < 1e-5, f"generated C differs from onnxruntime for {name}"
+
+
+def ort_run_model(model: onnx.ModelProto, feeds):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def test_macs_of_conv_and_gemm():
+    model, _ = _build("Conv", [X4, ("w", W(6, 4, 3, 3)), ("b", W(6))], dict(pads=[1, 1, 1, 1]))
+    g = import_model(model)
+    rep = generate(g, get_target("host")).report
+    assert rep["layers"][0]["macs"] == 6 * 9 * 8 * 4 * 3 * 3
+    model, _ = _build("Conv", [X4, ("w", W(4, 1, 3, 3))], dict(group=4))
+    rep = generate(import_model(model), get_target("host")).report
+    assert rep["layers"][0]["macs"] == 4 * 7 * 6 * 9
+    model, _ = _build("Gemm", [("a", (2, 6)), ("b", W(4, 6))], dict(transB=1))
+    assert generate(import_model(model), get_target("host")).report["macs_total"] == 2 * 6 * 4
