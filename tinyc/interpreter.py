@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import TinycError
 from .ir import DTYPES, Graph
-from .ops import get_op
+from .ops import get_op, is_quantized
 
 
 def check_inputs(g: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -41,7 +41,9 @@ def run(g: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False) -> di
     for node in g.nodes:
         op = get_op(node.op)
         xs = [None if x is None else env[x] for x in node.inputs]
-        ys = op.reference(node, xs)
+        ins = [None if x is None else g.tensors[x] for x in node.inputs]
+        outs = [g.tensors[o] for o in node.outputs]
+        ys = op.qreference(node, xs, ins, outs) if is_quantized(ins, outs) else op.reference(node, xs)
         for name, y in zip(node.outputs, ys):
             t = g.tensors[name]
             if y.shape != t.shape:

@@ -209,47 +209,12 @@ def import_model(
         if n.op_type == "Constant":
             _import_constant(g, n, node_name, attrs)
             continue
-        op = get_op(n.op_type)
         inputs: list[str | None] = [x if x else None for x in n.input]
         for x in inputs:
             if x is not None and x not in g.tensors:
                 raise TinycError(f"{n.op_type} node '{node_name}' uses undefined tensor '{x}'")
-        for idx, attr_name in sorted(op.attr_inputs.items()):
-            if idx < len(inputs) and inputs[idx] is not None:
-                t = g.tensors[inputs[idx]]
-                if not t.is_const:
-                    raise UnsupportedError(f"{n.op_type} node '{node_name}': input {idx} ('{attr_name}') must be a constant")
-                attrs[attr_name] = t.data.tolist()
-                inputs[idx] = None
-        while inputs and inputs[-1] is None:
-            inputs.pop()
-        ins = [None if x is None else g.tensors[x] for x in inputs]
-        try:
-            attrs = op.normalize(attrs, ins, opset)
-            node = Node(n.op_type, node_name, inputs, [o for o in n.output], attrs)
-            if any(o == "" for o in node.outputs):
-                node.outputs = [o for o in node.outputs if o]
-            out_types = op.infer(node, ins)
-        except UnsupportedError as e:
-            msg = str(e)
-            raise UnsupportedError(msg if node_name in msg else f"{n.op_type} node '{node_name}': {msg}") from None
-        for o, (shape, dtype) in zip(node.outputs, out_types):
-            if o in g.tensors:
-                raise TinycError(f"tensor '{o}' is produced twice (node '{node_name}')")
-            known = onnx_shapes.get(o)
-            if known is not None and tuple(known) != tuple(shape):
-                raise TinycError(
-                    f"{n.op_type} node '{node_name}': output '{o}' shape {list(shape)} disagrees with ONNX shape inference {list(known)}"
-                )
-        if all(t is None or t.is_const for t in ins):
-            # Constant folding at import: the reference defines the value.
-            values = op.reference(node, [None if t is None else t.data for t in ins])
-            for o, v in zip(node.outputs, values):
-                g.add_const(o, np.asarray(v))
-            continue
-        for o, (shape, dtype) in zip(node.outputs, out_types):
-            g.add_tensor(Tensor(o, tuple(int(d) for d in shape), dtype))
-        g.nodes.append(node)
+        node = Node(n.op_type, node_name, inputs, [o for o in n.output if o], attrs)
+        _import_node(g, node, opset, onnx_shapes)
 
     for vi in g_proto.output:
         if vi.name not in g.tensors:
@@ -258,6 +223,51 @@ def import_model(
     _drop_unused(g)
     g.verify()
     return g
+
+
+def _import_node(g: Graph, node: Node, opset: int, onnx_shapes: dict[str, tuple[int, ...]]) -> None:
+    """Normalize, shape-check and add one node (folding it when its inputs are constants)."""
+    op = get_op(node.op)
+    name, inputs, attrs = node.name, list(node.inputs), dict(node.attrs)
+    for idx, attr_name in sorted(op.attr_inputs.items()):
+        if idx < len(inputs) and inputs[idx] is not None:
+            t = g.tensors[inputs[idx]]
+            if not t.is_const:
+                raise UnsupportedError(f"{node.op} node '{name}': input {idx} ('{attr_name}') must be a constant")
+            attrs[attr_name] = t.data.tolist()
+            inputs[idx] = None
+    while inputs and inputs[-1] is None:
+        inputs.pop()
+    ins = [None if x is None else g.tensors[x] for x in inputs]
+    try:
+        expanded = op.expand(Node(node.op, name, inputs, node.outputs, attrs), ins, g)
+        if expanded is not None:
+            for sub in expanded:
+                _import_node(g, sub, opset, onnx_shapes)
+            return
+        attrs = op.normalize(attrs, ins, opset)
+        node = Node(node.op, name, inputs, list(node.outputs), attrs)
+        out_types = op.infer(node, ins)
+    except UnsupportedError as e:
+        msg = str(e)
+        raise UnsupportedError(msg if name in msg else f"{node.op} node '{name}': {msg}") from None
+    for o, (shape, dtype) in zip(node.outputs, out_types):
+        if o in g.tensors:
+            raise TinycError(f"tensor '{o}' is produced twice (node '{name}')")
+        known = onnx_shapes.get(o)
+        if known is not None and tuple(known) != tuple(shape):
+            raise TinycError(
+                f"{node.op} node '{name}': output '{o}' shape {list(shape)} disagrees with ONNX shape inference {list(known)}"
+            )
+    if op.foldable and all(t is None or t.is_const for t in ins):
+        # Constant folding at import: the reference defines the value.
+        values = op.reference(node, [None if t is None else t.data for t in ins])
+        for o, v in zip(node.outputs, values):
+            g.add_const(o, np.asarray(v))
+        return
+    for o, (shape, dtype) in zip(node.outputs, out_types):
+        g.add_tensor(Tensor(o, tuple(int(d) for d in shape), dtype))
+    g.nodes.append(node)
 
 
 def _import_constant(g: Graph, n: onnx.NodeProto, node_name: str, attrs: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..ir import Node, Tensor
+from ..ir import Graph, Node, Tensor
 
 Shape = tuple[int, ...]
 
@@ -35,6 +35,12 @@ class Op:
     # ONNX inputs that tinyc takes as attributes (input index -> attribute name), e.g. Reshape's
     # shape or Clip's min/max. The frontend requires them to be constants and moves them over.
     attr_inputs: ClassVar[dict[int, str]] = {}
+    # False for ops whose constant inputs must survive import as they are (DequantizeLinear of
+    # int8 weights is rewritten by the QDQ pass, not folded into float weights).
+    foldable: ClassVar[bool] = True
+    # True for ops that only move or select values: on quantized tensors they run unchanged
+    # (input and output share their quantization parameters).
+    quant_transparent: ClassVar[bool] = False
 
     def normalize(self, attrs: dict[str, Any], ins: list[Tensor | None], opset: int) -> dict[str, Any]:
         return attrs
@@ -44,6 +50,18 @@ class Op:
 
     def reference(self, node: Node, xs: list[np.ndarray | None]) -> list[np.ndarray]:
         raise NotImplementedError(f"{self.name}.reference")
+
+    def qreference(self, node: Node, xs: list[np.ndarray | None], ins: list[Tensor | None],
+                   outs: list[Tensor]) -> list[np.ndarray]:
+        """Integer semantics on quantized tensors (TFLite's int8 recipes)."""
+        if self.quant_transparent:
+            return self.reference(node, xs)
+        raise UnsupportedError(f"{self.name} node '{node.name}' has no int8 version")
+
+    def expand(self, node: Node, ins: list[Tensor | None], g: "Graph") -> list[Node] | None:
+        """Rewrite into other ops at import (e.g. QLinearConv into DequantizeLinear/Conv/
+        QuantizeLinear); None keeps the node."""
+        return None
 
     def macs(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> int:
         return 0
@@ -65,6 +83,11 @@ def get_op(name: str) -> Op:
     if op is None:
         raise UnsupportedError(f"unsupported op {name}")
     return op
+
+
+def is_quantized(ins: list[Tensor | None], outs: list[Tensor]) -> bool:
+    """A node computes in integers when a tensor it reads or writes carries quantization."""
+    return any(t is not None and t.quant is not None and not t.dtype.startswith("f") for t in list(ins) + list(outs))
 
 
 def require_f32(node: Node, ins: list[Tensor | None]) -> None:
@@ -123,7 +146,7 @@ def spatial_2d(node: Node, rank: int) -> None:
 
 
 def _load_all() -> None:
-    from . import conv, elementwise, matmul, pool, shape, softmax  # noqa: F401
+    from . import conv, elementwise, matmul, pool, quantize, shape, softmax  # noqa: F401
 
 
 _load_all()

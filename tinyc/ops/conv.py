@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..quant.fixedpoint import requantize
+from ..quant.params import per_channel_multipliers
 from . import Kernel, Op, register, require_f32, spatial_2d
 from .window import as_2d, normalize_window, output_spatial
 
@@ -24,6 +26,23 @@ def windows(xp: np.ndarray, attrs: dict) -> np.ndarray:
     sl += tuple(slice(None, None, s) for s in attrs["strides"])
     sl += tuple(slice(None, None, d) for d in attrs["dilations"])
     return v[sl]
+
+
+def accumulate(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
+    """Grouped convolution sums in the dtype given (float64, or int64 for integers)."""
+    g = attrs["group"]
+    win = windows(pad_input(x, attrs["pads"]), attrs)  # N,C,*out,*k
+    n_sp = len(attrs["kernel_shape"])
+    cg, mg = x.shape[1] // g, w.shape[0] // g
+    outs = []
+    for gi in range(g):
+        wg = w[gi * mg:(gi + 1) * mg]
+        xg = win[:, gi * cg:(gi + 1) * cg]
+        # contract channel and kernel axes: N,C,*out,*k x M,C,*k -> N,*out,M
+        xa = [1] + list(range(2 + n_sp, 2 + 2 * n_sp))
+        wa = [1] + list(range(2, 2 + n_sp))
+        outs.append(np.moveaxis(np.tensordot(xg, wg, axes=(xa, wa)), -1, 1))
+    return np.concatenate(outs, axis=1)
 
 
 @register
@@ -56,23 +75,24 @@ class Conv(Op):
     def reference(self, node, xs):
         x, w = xs[0], xs[1]
         b = xs[2] if len(xs) > 2 else None
-        a = node.attrs
-        g = a["group"]
-        win = windows(pad_input(x.astype(np.float64), a["pads"]), a)  # N,C,*out,*k
-        n_sp = len(a["kernel_shape"])
-        cg, mg = x.shape[1] // g, w.shape[0] // g
-        outs = []
-        for gi in range(g):
-            wg = w[gi * mg:(gi + 1) * mg].astype(np.float64)
-            xg = win[:, gi * cg:(gi + 1) * cg]
-            # contract channel and kernel axes: N,C,*out,*k x M,C,*k -> N,*out,M
-            xa = [1] + list(range(2 + n_sp, 2 + 2 * n_sp))
-            wa = [1] + list(range(2, 2 + n_sp))
-            outs.append(np.moveaxis(np.tensordot(xg, wg, axes=(xa, wa)), -1, 1))
-        y = np.concatenate(outs, axis=1)
+        y = accumulate(x.astype(np.float64), w.astype(np.float64), node.attrs)
         if b is not None:
-            y = y + b.astype(np.float64).reshape((1, -1) + (1,) * n_sp)
+            y = y + b.astype(np.float64).reshape((1, -1) + (1,) * (y.ndim - 2))
         return [y.astype(x.dtype)]
+
+    def qreference(self, node, xs, ins, outs):
+        """TFLite ConvPerChannel: sum (x - x_zp) * w over the window (padding contributes 0),
+        + int32 bias, per-channel requantization, + y_zp, clamp to the fused activation."""
+        x, w = xs[0], xs[1]
+        xq, yq = ins[0].quant, outs[0].quant
+        acc = accumulate(x.astype(np.int64) - int(xq.zero_point), w.astype(np.int64), node.attrs)
+        shape = (1, -1) + (1,) * (acc.ndim - 2)
+        if len(xs) > 2 and xs[2] is not None:
+            acc = acc + xs[2].astype(np.int64).reshape(shape)
+        mult, shift = per_channel_multipliers(xq, ins[1].quant, yq, w.shape[0])
+        a = node.attrs
+        return [requantize(acc, mult.reshape(shape), shift.reshape(shape), int(yq.zero_point),
+                           a.get("act_min", -128), a.get("act_max", 127))]
 
     def macs(self, node, ins, outs):
         w = ins[1]

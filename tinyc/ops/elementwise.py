@@ -5,6 +5,8 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
+from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
+from ..quant.params import add_params, mul_params, rescale_params
 from . import Kernel, Op, broadcast_shape, broadcast_strides, collapse_loops, register, require_f32
 
 
@@ -34,6 +36,14 @@ class _Binary(Op):
 class Add(_Binary):
     name, fn, c_op = "Add", np.add, "+"
 
+    def qreference(self, node, xs, ins, outs):
+        """TFLite int8 Add (see quant.params.add_params)."""
+        p = add_params(ins[0].quant, ins[1].quant, outs[0].quant)
+        a = (xs[0].astype(np.int64) - p["zp1"]) << p["left_shift"]
+        b = (xs[1].astype(np.int64) - p["zp2"]) << p["left_shift"]
+        raw = multiply_by_quantized_multiplier(a, p["m1"], p["s1"]) + multiply_by_quantized_multiplier(b, p["m2"], p["s2"])
+        return [requantize(raw, p["mo"], p["so"], p["zpo"], node.attrs.get("act_min", -128), node.attrs.get("act_max", 127))]
+
 
 @register
 class Sub(_Binary):
@@ -44,6 +54,12 @@ class Sub(_Binary):
 class Mul(_Binary):
     name, fn, c_op = "Mul", np.multiply, "*"
 
+    def qreference(self, node, xs, ins, outs):
+        """TFLite int8 Mul: (a - a_zp) * (b - b_zp) scaled by a_scale * b_scale / y_scale."""
+        p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant)
+        prod = (xs[0].astype(np.int64) - p["zp1"]) * (xs[1].astype(np.int64) - p["zp2"])
+        return [requantize(prod, p["m"], p["s"], p["zpo"], node.attrs.get("act_min", -128), node.attrs.get("act_max", 127))]
+
 
 @register
 class Div(_Binary):
@@ -53,6 +69,12 @@ class Div(_Binary):
 class _Unary(Op):
     def infer(self, node, ins):
         return [(ins[0].shape, ins[0].dtype)]
+
+    def qreference(self, node, xs, ins, outs):
+        """TFLite int8 Relu/Relu6/Clip: rescale x_scale / y_scale, + y_zp, clamp."""
+        m, s = rescale_params(ins[0].quant, outs[0].quant)
+        x = xs[0].astype(np.int64) - int(ins[0].quant.zero_point)
+        return [requantize(x, m, s, int(outs[0].quant.zero_point), node.attrs["act_min"], node.attrs["act_max"])]
 
 
 @register

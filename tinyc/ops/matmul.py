@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..quant.fixedpoint import requantize
+from ..quant.params import fc_multipliers
 from . import Kernel, Op, broadcast_strides, register, require_f32
 
 
@@ -103,6 +105,21 @@ class Gemm(Op):
         if len(xs) > 2 and xs[2] is not None:
             y = y + at["beta"] * xs[2].astype(np.float64)
         return [y.astype(xs[0].dtype)]
+
+    def qreference(self, node, xs, ins, outs):
+        """TFLite FullyConnected: sum (x - x_zp) * w + int32 bias, requantized per tensor or per
+        output channel, + y_zp, clamp to the fused activation."""
+        at = node.attrs
+        a = xs[0].astype(np.int64) - int(ins[0].quant.zero_point)
+        w = xs[1].astype(np.int64)
+        w = w.T if at["transB"] else w
+        acc = a @ w
+        if len(xs) > 2 and xs[2] is not None:
+            acc = acc + xs[2].astype(np.int64).reshape(1, -1)
+        yq = outs[0].quant
+        mult, shift = fc_multipliers(ins[0].quant, ins[1].quant, yq, w.shape[1])
+        return [requantize(acc, mult.reshape(1, -1), shift.reshape(1, -1), int(yq.zero_point),
+                           at.get("act_min", -128), at.get("act_max", 127))]
 
     def macs(self, node, ins, outs):
         m, k, n = self._mkn(node, ins)

@@ -39,6 +39,12 @@ class _Pool(Op):
         )
 
 
+def div_round_away(total: np.ndarray, count) -> np.ndarray:
+    """Integer division rounding half away from zero, as TFLite's average pool does."""
+    count = np.asarray(count, np.int64)
+    return np.where(total > 0, (total + count // 2) // count, -((-total + count // 2) // count))
+
+
 def pool_windows(x: np.ndarray, a: dict, fill: float, fill_beyond: float) -> np.ndarray:
     """Windows N,C,*out,*kernel over ``x`` padded with ``fill`` by the explicit pads, and with
     ``fill_beyond`` past them where ceil_mode lets the last window run off the end."""
@@ -70,9 +76,14 @@ class MaxPool(_Pool):
 
     def reference(self, node, xs):
         x = xs[0]
-        w = pool_windows(x, node.attrs, -np.inf, -np.inf)
+        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        w = pool_windows(x, node.attrs, low, low)
         n = len(node.attrs["kernel_shape"])
         return [w.max(axis=tuple(range(-n, 0))).astype(x.dtype)]
+
+    def qreference(self, node, xs, ins, outs):
+        y = self.reference(node, xs)[0]
+        return [np.clip(y, node.attrs.get("act_min", -128), node.attrs.get("act_max", 127)).astype(np.int8)]
 
     def kernel(self, node, ins, outs):
         return Kernel("f32/maxpool.c.j2", self._params(node, ins, outs), includes=("math.h",))
@@ -97,6 +108,17 @@ class AveragePool(_Pool):
         count = pool_windows(ones, a, 1.0 if a["count_include_pad"] else 0.0, 0.0).sum(axis=axes)
         return [(total / count).astype(xs[0].dtype)]
 
+    def qreference(self, node, xs, ins, outs):
+        """TFLite int8 AveragePool: integer sum over the window inside the input, divided by the
+        count with rounding half away from zero."""
+        a = node.attrs
+        n = len(a["kernel_shape"])
+        axes = tuple(range(-n, 0))
+        x = xs[0].astype(np.int64)
+        total = pool_windows(x, a, 0, 0).sum(axis=axes)
+        count = pool_windows(np.ones((1, 1) + x.shape[2:], np.int64), a, 0, 0).sum(axis=axes)
+        return [np.clip(div_round_away(total, count), a.get("act_min", -128), a.get("act_max", 127)).astype(np.int8)]
+
     def kernel(self, node, ins, outs):
         p = self._params(node, ins, outs)
         p["include_pad"] = bool(node.attrs["count_include_pad"])
@@ -116,6 +138,13 @@ class GlobalAveragePool(Op):
     def reference(self, node, xs):
         x = xs[0]
         return [x.astype(np.float64).mean(axis=tuple(range(2, x.ndim)), keepdims=True).astype(x.dtype)]
+
+    def qreference(self, node, xs, ins, outs):
+        """As int8 AveragePool over the whole plane (same quantization in and out)."""
+        x = xs[0].astype(np.int64)
+        axes = tuple(range(2, x.ndim))
+        count = int(np.prod(x.shape[2:]))
+        return [np.clip(div_round_away(x.sum(axis=axes, keepdims=True), count), -128, 127).astype(np.int8)]
 
     def kernel(self, node, ins, outs):
         require_f32(node, ins)

@@ -14,6 +14,7 @@ def _copy_kernel(outs) -> Kernel:
 @register
 class Reshape(Op):
     name = "Reshape"
+    quant_transparent = True
     attr_inputs = {1: "shape"}
 
     def normalize(self, attrs, ins, opset):
@@ -49,6 +50,7 @@ class Reshape(Op):
 @register
 class Flatten(Op):
     name = "Flatten"
+    quant_transparent = True
 
     def normalize(self, attrs, ins, opset):
         rank = len(ins[0].shape)
@@ -72,6 +74,7 @@ class Flatten(Op):
 @register
 class Transpose(Op):
     name = "Transpose"
+    quant_transparent = True
 
     def normalize(self, attrs, ins, opset):
         rank = len(ins[0].shape)
@@ -97,3 +100,43 @@ class Transpose(Op):
 
 
 _CTYPES = {"f32": "float", "s8": "int8_t", "u8": "uint8_t", "s16": "int16_t", "s32": "int32_t"}
+
+
+@register
+class Concat(Op):
+    name = "Concat"
+    quant_transparent = True
+
+    def normalize(self, attrs, ins, opset):
+        if "axis" not in attrs:
+            raise UnsupportedError("Concat without axis")
+        rank = len(ins[0].shape)
+        axis = int(attrs["axis"])
+        if not -rank <= axis < rank:
+            raise UnsupportedError(f"Concat axis {axis} out of range for rank {rank}")
+        return {"axis": axis % rank}
+
+    def infer(self, node, ins):
+        axis = node.attrs["axis"]
+        base = ins[0].shape
+        for t in ins[1:]:
+            if len(t.shape) != len(base) or any(a != b for i, (a, b) in enumerate(zip(t.shape, base)) if i != axis):
+                raise UnsupportedError(f"Concat node '{node.name}': shapes {base} and {t.shape} differ off axis {axis}")
+            if t.dtype != ins[0].dtype:
+                raise UnsupportedError(f"Concat node '{node.name}': mixed dtypes")
+        out = list(base)
+        out[axis] = sum(t.shape[axis] for t in ins)
+        return [(tuple(out), ins[0].dtype)]
+
+    def reference(self, node, xs):
+        return [np.concatenate(xs, axis=node.attrs["axis"])]
+
+    def kernel(self, node, ins, outs):
+        axis = node.attrs["axis"]
+        shape = outs[0].shape
+        outer = int(np.prod(shape[:axis]))
+        inner = int(np.prod(shape[axis + 1:]))
+        item = 4 if ins[0].dtype in ("f32", "s32") else 1
+        parts = [dict(chunk=t.shape[axis] * inner * item) for t in ins]
+        return Kernel("concat.c.j2", dict(outer=outer, parts=parts, row=shape[axis] * inner * item),
+                      includes=("string.h",))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..quant.fixedpoint import softmax_params, softmax_s8
 from . import Kernel, Op, register, require_f32
 
 
@@ -37,6 +38,15 @@ class Softmax(Op):
         v = x.astype(np.float64).reshape(outer, n, inner)
         e = np.exp(v - v.max(axis=1, keepdims=True))
         return [(e / e.sum(axis=1, keepdims=True)).reshape(x.shape).astype(x.dtype)]
+
+    def qreference(self, node, xs, ins, outs):
+        """TFLite int8 softmax (gemmlowp fixed point), output scale 1/256 and zero point -128."""
+        x = xs[0]
+        outer, n, inner = self._split(node, x.shape)
+        v = np.moveaxis(x.reshape(outer, n, inner), 1, 2)  # softmax axis last
+        m, shift, diff_min = softmax_params(float(ins[0].quant.scale))
+        y = softmax_s8(v, m, shift, diff_min)
+        return [np.moveaxis(y, 2, 1).reshape(x.shape)]
 
     def kernel(self, node, ins, outs):
         require_f32(node, ins)

@@ -1,0 +1,144 @@
+"""QuantizeLinear and DequantizeLinear (ONNX semantics), and the QLinear ops, which import as
+DequantizeLinear -> float op -> QuantizeLinear for the QDQ pass to lower to integer kernels.
+
+Before the QDQ pass, scale and zero point are the node's inputs 1 and 2 (ONNX form); after it,
+only the boundary nodes remain and their parameters are the quantization of the integer tensor.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import DTYPES, Node, QuantParams, Tensor
+from . import Kernel, Op, register
+
+
+def _params(node: Node, xs: list, qtensor: Tensor | None) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(scale, zero point, axis) from the ONNX inputs if present, else from the tensor."""
+    if len(xs) > 1 and xs[1] is not None:
+        scale = np.asarray(xs[1], np.float32)
+        zp = np.asarray(xs[2]) if len(xs) > 2 and xs[2] is not None else np.zeros_like(scale, np.uint8)
+        if scale.size == 1:  # a one-element scale is per tensor
+            return scale.reshape(()), zp.reshape(()), None
+        return scale, zp, node.attrs.get("axis", 1)
+    q = qtensor.quant
+    return q.scale, q.zero_point, q.axis
+
+
+def _broadcast(p: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
+    if p.ndim == 0 or axis is None:
+        return p
+    shape = [1] * ndim
+    shape[axis % ndim] = -1
+    return p.reshape(shape)
+
+
+@register
+class QuantizeLinear(Op):
+    name = "QuantizeLinear"
+    foldable = False
+
+    def infer(self, node, ins):
+        zp = ins[2] if len(ins) > 2 else None
+        dtype = zp.dtype if zp is not None else "u8"
+        if dtype not in ("s8", "u8"):
+            raise UnsupportedError(f"QuantizeLinear node '{node.name}': output type {dtype} is not supported")
+        return [(ins[0].shape, dtype)]
+
+    def reference(self, node, xs):
+        return self._run(node, xs, None, None)
+
+    def qreference(self, node, xs, ins, outs):
+        return self._run(node, xs, ins, outs)
+
+    def _run(self, node, xs, ins, outs):
+        x = np.asarray(xs[0], np.float32)
+        scale, zp, axis = _params(node, xs, outs[0] if outs else None)
+        out_dtype = zp.dtype if outs is None else DTYPES[outs[0].dtype]
+        info = np.iinfo(out_dtype)
+        # ONNX: saturate(round_half_to_even(x / scale) + zero_point), x / scale in float32
+        q = np.rint(x / _broadcast(scale.astype(np.float32), axis, x.ndim)) + _broadcast(zp.astype(np.float64), axis, x.ndim)
+        return [np.clip(q, info.min, info.max).astype(out_dtype)]
+
+    def kernel(self, node, ins, outs):
+        q = outs[0].quant
+        if q is None or q.axis is not None or outs[0].dtype != "s8" or ins[0].dtype != "f32":
+            raise UnsupportedError(f"QuantizeLinear node '{node.name}': only per-tensor f32 -> int8 is supported")
+        return Kernel("s8/quantize.c.j2", dict(n=outs[0].size, scale=float(q.scale), zp=int(q.zero_point)),
+                      includes=("math.h",))
+
+
+@register
+class DequantizeLinear(Op):
+    name = "DequantizeLinear"
+    foldable = False
+
+    def infer(self, node, ins):
+        return [(ins[0].shape, "f32")]
+
+    def reference(self, node, xs):
+        return self._run(node, xs, None)
+
+    def qreference(self, node, xs, ins, outs):
+        return self._run(node, xs, ins[0])
+
+    def _run(self, node, xs, qt):
+        x = np.asarray(xs[0])
+        scale, zp, axis = _params(node, xs, qt)
+        # ONNX: (x - zero_point) * scale, in float32
+        diff = (x.astype(np.int64) - _broadcast(zp.astype(np.int64), axis, x.ndim)).astype(np.float32)
+        return [(diff * _broadcast(scale.astype(np.float32), axis, x.ndim)).astype(np.float32)]
+
+    def kernel(self, node, ins, outs):
+        q = ins[0].quant
+        if q is None or q.axis is not None or ins[0].dtype != "s8":
+            raise UnsupportedError(f"DequantizeLinear node '{node.name}': only per-tensor int8 -> f32 is supported")
+        return Kernel("s8/dequantize.c.j2", dict(n=outs[0].size, scale=float(q.scale), zp=int(q.zero_point)))
+
+
+def _qdq_expand(g, node: Node, ins: list[Tensor | None], op: str, x_idx: tuple[int, int, int],
+                w_idx: tuple[int, int, int], y_idx: tuple[int, int], bias_idx: int | None) -> list[Node]:
+    """QLinearX(x, xs, xzp, w, ws, wzp, ys, yzp[, B]) -> Q(X(DQ(x), DQ(w)[, DQ(B)]))."""
+    n = node.name
+    xi, xsi, xzi = x_idx
+    wi, wsi, wzi = w_idx
+    ysi, yzi = y_idx
+    nodes = [
+        Node("DequantizeLinear", f"{n}/dq_x", [node.inputs[xi], node.inputs[xsi], node.inputs[xzi]], [f"{n}/x_f"]),
+        Node("DequantizeLinear", f"{n}/dq_w", [node.inputs[wi], node.inputs[wsi], node.inputs[wzi]], [f"{n}/w_f"],
+             {"axis": 0} if op == "Conv" else {"axis": 1}),
+    ]
+    inputs = [f"{n}/x_f", f"{n}/w_f"]
+    if bias_idx is not None and bias_idx < len(node.inputs) and node.inputs[bias_idx] is not None:
+        # The int32 bias is in units of x_scale * w_scale (ONNX QLinearConv).
+        xs, ws = ins[xsi], ins[wsi]
+        if xs is None or ws is None or not xs.is_const or not ws.is_const:
+            raise UnsupportedError(f"{node.op} node '{n}': scales must be constants")
+        b_scale = g.add_const(g.unique_name(f"{n}/b_scale"),
+                              (xs.data.astype(np.float32) * ws.data.astype(np.float32)).reshape(-1))
+        nodes.append(Node("DequantizeLinear", f"{n}/dq_b", [node.inputs[bias_idx], b_scale.name, None],
+                          [f"{n}/b_f"], {"axis": 0}))
+        inputs.append(f"{n}/b_f")
+    attrs = dict(node.attrs)
+    nodes.append(Node(op, f"{n}/float", inputs, [f"{n}/y_f"], attrs))
+    nodes.append(Node("QuantizeLinear", n, [f"{n}/y_f", node.inputs[ysi], node.inputs[yzi]], list(node.outputs)))
+    return nodes
+
+
+@register
+class QLinearConv(Op):
+    name = "QLinearConv"
+
+    def expand(self, node, ins, g):
+        return _qdq_expand(g, node, ins, "Conv", (0, 1, 2), (3, 4, 5), (6, 7), 8)
+
+
+@register
+class QLinearMatMul(Op):
+    name = "QLinearMatMul"
+
+    def expand(self, node, ins, g):
+        return _qdq_expand(g, node, ins, "MatMul", (0, 1, 2), (3, 4, 5), (6, 7), None)
+
+
+__all__ = ["QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QuantParams"]

@@ -1,0 +1,41 @@
+"""Graph passes: each a named Graph -> Graph unit in its own module; ``pipeline.py`` lists the
+order. Every pass leaves a valid graph (checked after each one)."""
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+from ..ir import Graph
+
+
+class Pass:
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def run(self, g: Graph) -> Graph:
+        raise NotImplementedError(self.name)
+
+
+PASSES: dict[str, type[Pass]] = {}
+
+
+def register(cls: type[Pass]) -> type[Pass]:
+    PASSES[cls.name] = cls
+    return cls
+
+
+def run_passes(g: Graph, names: list[str], after: Callable[[str, Graph], None] | None = None) -> Graph:
+    """Run passes in order, verifying the graph after each; ``after(name, graph)`` sees every
+    intermediate result (for --dump-ir)."""
+    for name in names:
+        g = PASSES[name]().run(g)
+        g.verify()
+        if after is not None:
+            after(name, g)
+    return g
+
+
+def _load_all() -> None:
+    from . import dce, lower_qdq  # noqa: F401
+
+
+_load_all()

@@ -1,0 +1,352 @@
+"""lower-qdq: QuantizeLinear/DequantizeLinear clusters -> integer ops with TFLite semantics.
+
+A quantized ONNX model (tf2onnx from an int8 TFLite file, onnxruntime's quantize_static, or
+tinyc's own calibration) writes every integer op as ``DequantizeLinear -> float op [-> Relu/Clip]
+-> QuantizeLinear``. This pass
+
+1. records the quantization of every integer tensor (from the DequantizeLinear reading it or the
+   QuantizeLinear writing it, and through Reshape/Transpose/... which keep it);
+2. replaces each cluster by the same op on the integer tensors, with the activation fused as a
+   clamp (``act_min``/``act_max``), weights as int8 constants with per-channel parameters, and the
+   bias as int32;
+3. leaves QuantizeLinear only on graph inputs and DequantizeLinear only on graph outputs (float
+   I/O), in their canonical form (parameters on the integer tensor).
+
+Anything else refuses with an error naming the node: tinyc never falls back to float inside a
+quantized model.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import Graph, Node, QuantParams, Tensor
+from ..ops import get_op
+from . import Pass, register
+from .dce import remove_dead
+
+# Float ops a cluster may be built around.
+COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "GlobalAveragePool", "Softmax",
+           "Reshape", "Flatten", "Transpose", "Concat", "Relu", "Clip"}
+# Ops that may absorb a following Relu/Clip as a clamp.
+FUSES_ACTIVATION = {"Conv", "MatMul", "Gemm", "Add", "Mul"}
+SAME_QUANT = {"AveragePool", "MaxPool", "GlobalAveragePool", "Reshape", "Flatten", "Transpose", "Concat"}
+
+
+def _qp_from_node(g: Graph, n: Node) -> QuantParams:
+    """Quantization parameters of a QuantizeLinear/DequantizeLinear in ONNX form."""
+    if len(n.inputs) < 2 or n.inputs[1] is None:
+        raise UnsupportedError(f"{n.op} node '{n.name}' has no scale")
+    st = g.tensors[n.inputs[1]]
+    zt = g.tensors[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] is not None else None
+    if not st.is_const or (zt is not None and not zt.is_const):
+        raise UnsupportedError(f"{n.op} node '{n.name}': scale and zero point must be constants")
+    scale = np.asarray(st.data, np.float32)
+    zp = np.asarray(zt.data if zt is not None else np.zeros(scale.shape, np.int32), np.int64).astype(np.int32)
+    if scale.size == 1:
+        return QuantParams(scale.reshape(()), zp.reshape(()), None)
+    axis = int(n.attrs.get("axis", 1))
+    return QuantParams(scale.reshape(-1), zp.reshape(-1), axis)
+
+
+def _same(a: QuantParams | None, b: QuantParams | None) -> bool:
+    return a is not None and b is not None and a == b
+
+
+class _Lowering:
+    def __init__(self, g: Graph):
+        self.g = g
+        self.prod = {o: n for n in g.nodes for o in n.outputs}
+        self.cons: dict[str, list[Node]] = {}
+        for n in g.nodes:
+            for x in n.inputs:
+                if x is not None:
+                    self.cons.setdefault(x, []).append(n)
+
+    # -- step 1: quantization of integer tensors ---------------------------------------------
+    def annotate(self) -> None:
+        g = self.g
+        for n in g.nodes:
+            if n.op == "DequantizeLinear" and len(n.inputs) > 1:
+                self._set_quant(g.tensors[n.inputs[0]], _qp_from_node(g, n), n)
+            elif n.op == "QuantizeLinear" and len(n.inputs) > 1:
+                self._set_quant(g.tensors[n.outputs[0]], _qp_from_node(g, n), n)
+        changed = True
+        while changed:  # through ops that keep values (both directions)
+            changed = False
+            for n in g.nodes:
+                if not get_op(n.op).quant_transparent or n.inputs[0] is None:
+                    continue
+                t_in, t_out = g.tensors[n.inputs[0]], g.tensors[n.outputs[0]]
+                if t_in.dtype.startswith("f"):
+                    continue
+                if t_in.quant is not None and t_out.quant is None:
+                    t_out.quant, changed = t_in.quant, True
+                elif t_out.quant is not None and t_in.quant is None and not t_in.is_const:
+                    t_in.quant, changed = t_out.quant, True
+
+    def _set_quant(self, t: Tensor, q: QuantParams, n: Node) -> None:
+        if t.quant is not None and t.quant != q:
+            raise UnsupportedError(f"{n.op} node '{n.name}': tensor '{t.name}' is quantized two different ways")
+        t.quant = q
+
+    # -- helpers ------------------------------------------------------------------------------
+    def dq_source(self, name: str | None) -> Tensor | None:
+        """The integer tensor behind a DequantizeLinear output, else None."""
+        if name is None:
+            return None
+        p = self.prod.get(name)
+        if p is None or p.op != "DequantizeLinear":
+            return None
+        return self.g.tensors[p.inputs[0]]
+
+    def single_use(self, name: str) -> bool:
+        return len(self.cons.get(name, [])) == 1 and name not in self.g.outputs
+
+    def activation(self, name: str, where: Node) -> Tensor:
+        t = self.dq_source(name)
+        if t is None:
+            src = self.prod.get(name)
+            what = f"{src.op} node '{src.name}'" if src else f"graph input '{name}'"
+            raise UnsupportedError(f"{where.op} node '{where.name}' in a quantized region reads float values from {what}; "
+                                   "tinyc does not fall back to float inside an int8 model")
+        if t.dtype != "s8":
+            hint = " (quantize activations as int8, e.g. activation_type=QInt8)" if t.dtype == "u8" else ""
+            raise UnsupportedError(f"{where.op} node '{where.name}': activation '{t.name}' is {t.dtype}, only int8 is supported{hint}")
+        if t.quant is None or t.quant.axis is not None:
+            raise UnsupportedError(f"{where.op} node '{where.name}': activation '{t.name}' must be quantized per tensor")
+        return t
+
+    def weight(self, name: str, where: Node, channel_axis: int) -> Tensor:
+        t = self.dq_source(name)
+        if t is None or not t.is_const:
+            raise UnsupportedError(f"{where.op} node '{where.name}': weights must be a dequantized int8 constant")
+        if t.dtype != "s8":
+            raise UnsupportedError(f"{where.op} node '{where.name}': weights are {t.dtype}, only int8 is supported")
+        q = t.quant
+        if np.any(q.zero_point != 0):
+            raise UnsupportedError(f"{where.op} node '{where.name}': weights must be symmetric (zero point 0)")
+        if q.axis is not None and q.axis % len(t.shape) != channel_axis:
+            raise UnsupportedError(f"{where.op} node '{where.name}': weights quantized along axis {q.axis}, "
+                                   f"expected per-tensor or the output-channel axis {channel_axis}")
+        if q.axis is not None:
+            t.quant = QuantParams(q.scale, q.zero_point, channel_axis)
+        return t
+
+    def bias(self, name: str | None, where: Node, x: Tensor, w: Tensor, channels: int) -> str | None:
+        """An int32 bias in units of x_scale * w_scale[c]: taken as it is when the model stores it
+        so, requantized otherwise (float or differently scaled bias)."""
+        if name is None:
+            return None
+        expected = (np.float64(x.quant.scale) * w.quant.scale.astype(np.float64)) * np.ones(channels)
+        src = self.dq_source(name)
+        if src is not None and src.is_const and src.dtype == "s32":
+            scale = src.quant.scale.astype(np.float64) * np.ones(channels)
+            if np.any(src.quant.zero_point != 0):
+                raise UnsupportedError(f"{where.op} node '{where.name}': bias zero point must be 0")
+            if np.allclose(scale, expected, rtol=1e-6, atol=0):
+                return src.name
+            values = src.data.astype(np.float64).reshape(-1) * scale
+        else:
+            t = self.g.tensors[name]
+            if not t.is_const or not t.dtype.startswith("f"):
+                if src is None:
+                    raise UnsupportedError(f"{where.op} node '{where.name}': bias must be a constant")
+                t = None
+            values = np.asarray(t.data if t is not None else src.data, np.float64).reshape(-1)
+            if t is None:
+                values = values * src.quant.scale.astype(np.float64) * np.ones(channels)
+        if values.size == 1:
+            values = np.full(channels, values[0])
+        if values.size != channels:
+            raise UnsupportedError(f"{where.op} node '{where.name}': bias has {values.size} values for {channels} channels")
+        q = np.round(values / expected)
+        if np.any(np.abs(q) > 2**31 - 1):
+            raise UnsupportedError(f"{where.op} node '{where.name}': bias does not fit int32 at this scale")
+        bt = self.g.add_const(self.g.unique_name(f"{where.name}/bias_s32"), q.astype(np.int32))
+        bt.quant = QuantParams(expected.astype(np.float32), np.zeros(channels, np.int32), 0)
+        return bt.name
+
+    # -- step 2: clusters ---------------------------------------------------------------------
+    def lower(self, q: Node) -> Node | None:
+        g = self.g
+        y = g.tensors[q.outputs[0]]
+        f = q.inputs[0]
+        p = self.prod.get(f)
+        if p is None:
+            return None  # quantizes a graph input: stays as the boundary QuantizeLinear
+        if p.op == "DequantizeLinear":
+            return self._requantize(q, p, y)
+        lo = hi = None
+        if p.op in ("Relu", "Clip") and self.single_use(f):
+            inner = self.prod.get(p.inputs[0])
+            if inner is not None and inner.op in FUSES_ACTIVATION | {"Add"} and self.single_use(p.inputs[0]):
+                lo, hi = (0.0, None) if p.op == "Relu" else (p.attrs.get("min"), p.attrs.get("max"))
+                p = inner
+        if p.op not in COMPUTE:
+            raise UnsupportedError(f"{p.op} node '{p.name}' has no int8 kernel in tinyc; it cannot be lowered "
+                                   "from the quantized model (no float fallback)")
+        if y.dtype != "s8" or y.quant.axis is not None:
+            raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor (got {y.dtype})")
+        act_min, act_max = _act_range(y.quant, lo, hi)
+        out = [q.outputs[0]]
+        if p.op == "Add" and self._is_fc_with_bias(p):
+            return self._fully_connected(p, out, act_min, act_max)
+        if p.op == "MatMul":
+            return self._fc(p, p.inputs[0], p.inputs[1], None, out, act_min, act_max, trans_b=0)
+        if p.op == "Gemm":
+            a = p.attrs
+            if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or (len(p.inputs) > 2 and a.get("beta", 1.0) != 1.0):
+                raise UnsupportedError(f"Gemm node '{p.name}': int8 needs alpha=1, beta=1, transA=0")
+            return self._fc(p, p.inputs[0], p.inputs[1], p.inputs[2] if len(p.inputs) > 2 else None, out,
+                            act_min, act_max, trans_b=int(a.get("transB", 0)))
+        if p.op == "Conv":
+            x = self.activation(p.inputs[0], p)
+            w = self.weight(p.inputs[1], p, 0)
+            b = self.bias(p.inputs[2] if len(p.inputs) > 2 else None, p, x, w, w.shape[0])
+            inputs = [x.name, w.name] + ([b] if b else [])
+            return Node("Conv", p.name, inputs, out, dict(p.attrs, act_min=act_min, act_max=act_max))
+        if p.op in ("Add", "Mul"):
+            a = self._operand(p.inputs[0], p)
+            b = self._operand(p.inputs[1], p)
+            return Node(p.op, p.name, [a.name, b.name], out, dict(p.attrs, act_min=act_min, act_max=act_max))
+        if p.op in ("Relu", "Clip"):
+            x = self.activation(p.inputs[0], p)
+            lo, hi = (0.0, None) if p.op == "Relu" else (p.attrs.get("min"), p.attrs.get("max"))
+            act_min, act_max = _act_range(y.quant, lo, hi)
+            return Node(p.op, p.name, [x.name], out, dict(p.attrs, act_min=act_min, act_max=act_max))
+        if p.op == "Softmax":
+            x = self.activation(p.inputs[0], p)
+            if not (math.isclose(float(y.quant.scale), 1 / 256, rel_tol=1e-6) and int(y.quant.zero_point) == -128):
+                raise UnsupportedError(f"Softmax node '{p.name}': an int8 softmax output must have scale 1/256 and "
+                                       f"zero point -128 (TFLite), got {float(y.quant.scale):g}, {int(y.quant.zero_point)}")
+            return Node("Softmax", p.name, [x.name], out, dict(p.attrs))
+        # Pooling and data movement: the integer values pass through with the same parameters.
+        xs = [self.activation(i, p) for i in p.inputs if i is not None and not g.tensors[i].is_const]
+        for x in xs:
+            if not _same(x.quant, y.quant):
+                raise UnsupportedError(f"{p.op} node '{p.name}': int8 {p.op} needs the same quantization on input "
+                                       f"and output ({_fmt(x.quant)} vs {_fmt(y.quant)})")
+        if p.op == "AveragePool" and p.attrs.get("count_include_pad") and any(p.attrs.get("pads", [])):
+            raise UnsupportedError(f"AveragePool node '{p.name}': int8 averages exclude padding (count_include_pad=0)")
+        inputs = [self.dq_source(i).name if self.dq_source(i) is not None else i for i in p.inputs]
+        return Node(p.op, p.name, inputs, out, dict(p.attrs))
+
+    def _operand(self, name: str, where: Node) -> Tensor:
+        t = self.dq_source(name)
+        if t is not None and t.is_const and t.dtype == "s8" and t.quant.axis is None:
+            return t
+        return self.activation(name, where)
+
+    def _is_fc_with_bias(self, add: Node) -> bool:
+        for i in (0, 1):
+            mm = self.prod.get(add.inputs[i])
+            other = add.inputs[1 - i]
+            if mm is not None and mm.op == "MatMul" and self.single_use(add.inputs[i]):
+                src = self.dq_source(other)
+                t = self.g.tensors[other]
+                if (src is not None and src.is_const and src.dtype == "s32") or (t.is_const and t.dtype == "f32"):
+                    self._fc_parts = (mm, other)
+                    return True
+        return False
+
+    def _fully_connected(self, add: Node, out, act_min, act_max) -> Node:
+        mm, bias = self._fc_parts
+        return self._fc(mm, mm.inputs[0], mm.inputs[1], bias, out, act_min, act_max, trans_b=0, name=add.name)
+
+    def _fc(self, p: Node, a_name, w_name, bias_name, out, act_min, act_max, trans_b: int, name: str | None = None) -> Node:
+        x = self.activation(a_name, p)
+        if len(x.shape) != 2:
+            raise UnsupportedError(f"{p.op} node '{p.name}': int8 fully connected needs a 2-D input, got {list(x.shape)}")
+        w = self.weight(w_name, p, 0 if trans_b else 1)
+        if len(w.shape) != 2:
+            raise UnsupportedError(f"{p.op} node '{p.name}': int8 fully connected needs 2-D weights")
+        n_out = w.shape[0] if trans_b else w.shape[1]
+        b = self.bias(bias_name, p, x, w, n_out)
+        attrs = dict(alpha=1.0, beta=1.0, transA=0, transB=trans_b, act_min=act_min, act_max=act_max)
+        return Node("Gemm", name or p.name, [x.name, w.name] + ([b] if b else []), out, attrs)
+
+    def _requantize(self, q: Node, dq: Node, y: Tensor) -> Node:
+        x = self.g.tensors[dq.inputs[0]]
+        if _same(x.quant, y.quant) and x.dtype == y.dtype:
+            return Node("Reshape", q.name, [x.name], [q.outputs[0]], {"shape": list(y.shape)})
+        raise UnsupportedError(f"QuantizeLinear node '{q.name}': requantizing between different parameters "
+                               "directly is not supported")
+
+
+def _fmt(q: QuantParams | None) -> str:
+    return "none" if q is None else f"scale {float(np.asarray(q.scale).reshape(-1)[0]):g} zp {int(np.asarray(q.zero_point).reshape(-1)[0])}"
+
+
+def _act_range(q: QuantParams, lo, hi) -> tuple[int, int]:
+    from ..quant.fixedpoint import activation_range
+
+    return activation_range(float(q.scale), int(q.zero_point), lo, hi)
+
+
+def lower_qdq(g: Graph) -> Graph:
+    if not any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
+        return g
+    low = _Lowering(g)
+    low.annotate()
+    new_nodes = []
+    for n in g.nodes:
+        if n.op == "QuantizeLinear" and len(n.inputs) > 1:
+            r = low.lower(n)
+            new_nodes.append(r if r is not None else n)
+        else:
+            new_nodes.append(n)
+    g.nodes = new_nodes
+    remove_dead(g)
+    _finish_boundaries(g)
+    remove_dead(g)
+    return g
+
+
+def _finish_boundaries(g: Graph) -> None:
+    """Fold dequantized constants read by float ops (weight-only quantization), check that the
+    remaining QuantizeLinear/DequantizeLinear sit on graph inputs/outputs, and put them in their
+    canonical form."""
+    cons: dict[str, list[Node]] = {}
+    for n in g.nodes:
+        for x in n.inputs:
+            if x is not None:
+                cons.setdefault(x, []).append(n)
+    keep = []
+    for n in g.nodes:
+        if n.op == "DequantizeLinear" and len(n.inputs) > 1:
+            src = g.tensors[n.inputs[0]]
+            if src.is_const:
+                value = get_op("DequantizeLinear").reference(n, [g.tensors[x].data if x else None for x in n.inputs])[0]
+                out = g.tensors[n.outputs[0]]
+                out.data = value
+                continue
+            users = cons.get(n.outputs[0], [])
+            if users:
+                u = users[0]
+                raise UnsupportedError(f"{u.op} node '{u.name}' has no int8 kernel in tinyc; it cannot be lowered from the "
+                                       "quantized model (no float fallback)")
+            n.inputs = [n.inputs[0]]
+            n.attrs = {}
+        elif n.op == "QuantizeLinear" and len(n.inputs) > 1:
+            src = n.inputs[0]
+            if src not in g.inputs:
+                p = next((m for m in g.nodes if src in m.outputs), None)
+                what = f"{p.op} node '{p.name}'" if p else f"'{src}'"
+                raise UnsupportedError(f"QuantizeLinear node '{n.name}' quantizes the float output of {what}, which "
+                                       "tinyc cannot lower to int8 (no float fallback)")
+            n.inputs = [n.inputs[0]]
+            n.attrs = {}
+        keep.append(n)
+    g.nodes = keep
+
+
+@register
+class LowerQDQ(Pass):
+    name = "lower-qdq"
+    description = "QuantizeLinear/DequantizeLinear clusters -> integer ops (TFLite int8 semantics)"
+
+    def run(self, g: Graph) -> Graph:
+        return lower_qdq(g)
