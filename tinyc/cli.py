@@ -25,8 +25,8 @@ def _shape_arg(values: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _load(args) -> "tuple":
-    from .frontend.onnx import load
+def _load(args):
+    from .compiler import load_graph
 
     shapes = _shape_arg(args.input_shape)
     if "" in shapes:  # an unnamed shape is for the only input
@@ -40,7 +40,7 @@ def _load(args) -> "tuple":
         if len(names) != 1:
             raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
         shapes[names[0]] = shapes.pop("")
-    return load(args.model, shapes)
+    return load_graph(args.model, shapes)
 
 
 def _human(n: float) -> str:

@@ -12,8 +12,13 @@ from .ir import Graph
 from .targets import Target
 
 
-def load_graph(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
-    return load(model_path, input_shapes)
+def load_graph(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
+               passes: list[str] | None = None) -> Graph:
+    """Import a model and run the pass pipeline on it (the default pipeline when not given)."""
+    from .passes import run_passes
+    from .passes.pipeline import DEFAULT
+
+    return run_passes(load(model_path, input_shapes), DEFAULT if passes is None else passes)
 
 
 def compile_graph(g: Graph, target: Target, name: str | None = None, source: str = "") -> GeneratedModel:

@@ -70,6 +70,19 @@ def _ctype(g: Graph, name: str) -> str:
     return CTYPES[dt]
 
 
+def _io(g: Graph, name: str, var: str) -> dict[str, Any]:
+    t = g.tensors[name]
+    d = dict(name=name, var=var, ctype=_ctype(g, name), size=t.size, shape=list(t.shape), dtype=t.dtype)
+    if t.quant is not None and t.quant.axis is None:
+        d["scale"] = float(t.quant.scale)
+        d["zero_point"] = int(t.quant.zero_point)
+    return d
+
+
+def _io_report(io: dict[str, Any]) -> dict[str, Any]:
+    return {k: io[k] for k in ("name", "dtype", "shape", "scale", "zero_point") if k in io}
+
+
 def generate(g: Graph, target: Target, name: str | None = None, source: str = "") -> GeneratedModel:
     g.verify()
     name = c_identifier(name or g.name)
@@ -79,10 +92,8 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
 
     # C expressions for every tensor a kernel touches.
     ref: dict[str, str] = {}
-    inputs = [dict(name=n, var=f"input{i}", ctype=_ctype(g, n), size=g.tensors[n].size,
-                   shape=list(g.tensors[n].shape), dtype=g.tensors[n].dtype) for i, n in enumerate(g.inputs)]
-    outputs = [dict(name=n, var=f"output{i}", ctype=_ctype(g, n), size=g.tensors[n].size,
-                    shape=list(g.tensors[n].shape), dtype=g.tensors[n].dtype) for i, n in enumerate(g.outputs)]
+    inputs = [_io(g, n, f"input{i}") for i, n in enumerate(g.inputs)]
+    outputs = [_io(g, n, f"output{i}") for i, n in enumerate(g.outputs)]
     for io in inputs:
         ref[io["name"]] = io["var"]
         io["unused"] = not any(io["name"] in n.inputs for n in g.nodes) and io["name"] not in g.outputs
@@ -101,12 +112,14 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
 
     layers: list[Layer] = []
     includes: set[str] = set()
+    preambles: list[str] = []
     for i, node in enumerate(g.nodes):
         op = get_op(node.op)
         ins = [None if x is None else g.tensors[x] for x in node.inputs]
         outs = [g.tensors[o] for o in node.outputs]
         k = op.kernel(node, ins, outs)
         includes.update(k.includes)
+        preambles.extend(p for p in k.preamble if p not in preambles)
         in_names = [f"in{j}" for j in range(len(node.inputs))]
         params = [f"const {_ctype(g, x)} *restrict in{j}" if x is not None else f"const void *in{j}"
                   for j, x in enumerate(node.inputs)]
@@ -134,8 +147,11 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         if c["src"] is None:
             raise TinycError("a graph output is also a graph input of the same name")
 
+    from ..quant import fixedpoint
+
+    helpers = [env.get_template(p).render(single_rounding=fixedpoint.ROUNDING == "single") for p in preambles]
     ctx = dict(
-        name=name, macro=macro, version=__version__, source=source, target=target,
+        name=name, macro=macro, version=__version__, source=source, target=target, helpers=helpers,
         inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
         arena_bytes=mplan.arena_bytes, alignment=target.alignment, includes=sorted(includes),
         weights_bytes=sum(w["nbytes"] for w in weights),
@@ -153,8 +169,8 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         weights_bytes=ctx["weights_bytes"],
         io_bytes=sum(g.tensors[io["name"]].nbytes for io in inputs + outputs),
         macs_total=sum(l.macs for l in layers),
-        inputs=[dict(name=io["name"], dtype=io["dtype"], shape=io["shape"]) for io in inputs],
-        outputs=[dict(name=io["name"], dtype=io["dtype"], shape=io["shape"]) for io in outputs],
+        inputs=[_io_report(io) for io in inputs],
+        outputs=[_io_report(io) for io in outputs],
         layers=[dict(name=l.name, op=l.op, output_shape=list(l.output_shape), macs=l.macs) for l in layers],
         memory_plan=mplan.to_json(),
     )

@@ -28,6 +28,8 @@ class Kernel:
     template: str
     params: dict[str, Any] = field(default_factory=dict)
     includes: tuple[str, ...] = ()
+    # shared C helpers (templates rendered once per file before the layers), e.g. s8/fixedpoint.c.j2
+    preamble: tuple[str, ...] = ()
 
 
 class Op:
@@ -136,6 +138,17 @@ def collapse_loops(dims: list[int], *strides: list[int]) -> tuple[list[int], lis
     if not out_d:
         return [1], [[0] for _ in strides]
     return out_d, out_s
+
+
+FIXEDPOINT = ("s8/fixedpoint.c.j2",)
+
+
+def requant_params(mult, shift) -> dict:
+    """Per-channel multipliers for a template; a single pair when all channels agree."""
+    mult = [int(m) for m in mult]
+    shift = [int(s) for s in shift]
+    per_channel = len(set(zip(mult, shift))) > 1
+    return dict(per_channel=per_channel, mult=mult if per_channel else mult[:1], shift=shift if per_channel else shift[:1])
 
 
 def spatial_2d(node: Node, rank: int) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import per_channel_multipliers
-from . import Kernel, Op, register, require_f32, spatial_2d
+from . import FIXEDPOINT, Kernel, Op, is_quantized, register, requant_params, require_f32, spatial_2d
 from .window import as_2d, normalize_window, output_spatial
 
 
@@ -99,7 +99,9 @@ class Conv(Op):
         return int(np.prod(outs[0].shape)) * int(np.prod(w.shape[1:]))
 
     def kernel(self, node, ins, outs):
-        require_f32(node, ins)
+        quantized = is_quantized(ins, outs)
+        if not quantized:
+            require_f32(node, ins)
         x, w, y = ins[0], ins[1], outs[0]
         spatial_2d(node, len(x.shape))
         a = as_2d(node.attrs)
@@ -117,4 +119,11 @@ class Conv(Op):
         # Bounds checks are emitted only for the axes where a window can leave the input.
         p["check_h"] = p["PT"] > 0 or (p["OH"] - 1) * p["SH"] + (kh - 1) * p["DH"] >= p["H"]
         p["check_w"] = p["PL"] > 0 or (p["OW"] - 1) * p["SW"] + (kw - 1) * p["DW"] >= p["W"]
-        return Kernel("f32/conv.c.j2", p)
+        if not quantized:
+            return Kernel("f32/conv.c.j2", p)
+        if x.dtype != "s8" or w.dtype != "s8" or y.dtype != "s8":
+            raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output")
+        mult, shift = per_channel_multipliers(x.quant, w.quant, y.quant, w.shape[0])
+        p.update(requant_params(mult, shift), in_offset=-int(x.quant.zero_point), zp=int(y.quant.zero_point),
+                 act_min=node.attrs.get("act_min", -128), act_max=node.attrs.get("act_max", 127))
+        return Kernel("s8/conv.c.j2", p, preamble=FIXEDPOINT)

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
 from ..quant.params import add_params, mul_params, rescale_params
-from . import Kernel, Op, broadcast_shape, broadcast_strides, collapse_loops, register, require_f32
+from ..errors import UnsupportedError
+from . import FIXEDPOINT, Kernel, Op, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
 
 
 class _Binary(Op):
@@ -23,13 +24,19 @@ class _Binary(Op):
         return [type(self).fn(a, b).astype(a.dtype)]
 
     def kernel(self, node, ins, outs):
-        require_f32(node, ins)
         out = outs[0].shape
         dims, (sa, sb, so) = collapse_loops(
             list(out), broadcast_strides(ins[0].shape, out), broadcast_strides(ins[1].shape, out),
             broadcast_strides(out, out),
         )
-        return Kernel("f32/binary.c.j2", dict(dims=dims, sa=sa, sb=sb, so=so, op=self.c_op))
+        loops = dict(dims=dims, sa=sa, sb=sb, so=so)
+        if is_quantized(ins, outs):
+            return self.kernel_s8(node, ins, outs, loops)
+        require_f32(node, ins)
+        return Kernel("f32/binary.c.j2", dict(loops, op=self.c_op))
+
+    def kernel_s8(self, node, ins, outs, loops) -> Kernel:
+        raise UnsupportedError(f"{self.name} node '{node.name}' has no int8 kernel")
 
 
 @register
@@ -43,6 +50,12 @@ class Add(_Binary):
         b = (xs[1].astype(np.int64) - p["zp2"]) << p["left_shift"]
         raw = multiply_by_quantized_multiplier(a, p["m1"], p["s1"]) + multiply_by_quantized_multiplier(b, p["m2"], p["s2"])
         return [requantize(raw, p["mo"], p["so"], p["zpo"], node.attrs.get("act_min", -128), node.attrs.get("act_max", 127))]
+
+    def kernel_s8(self, node, ins, outs, loops):
+        p = add_params(ins[0].quant, ins[1].quant, outs[0].quant)
+        p["so_shift"] = p.pop("so")
+        return Kernel("s8/add.c.j2", dict(loops, **p, act_min=node.attrs.get("act_min", -128),
+                                          act_max=node.attrs.get("act_max", 127)), preamble=FIXEDPOINT)
 
 
 @register
@@ -60,6 +73,11 @@ class Mul(_Binary):
         prod = (xs[0].astype(np.int64) - p["zp1"]) * (xs[1].astype(np.int64) - p["zp2"])
         return [requantize(prod, p["m"], p["s"], p["zpo"], node.attrs.get("act_min", -128), node.attrs.get("act_max", 127))]
 
+    def kernel_s8(self, node, ins, outs, loops):
+        p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant)
+        return Kernel("s8/mul.c.j2", dict(loops, **p, act_min=node.attrs.get("act_min", -128),
+                                          act_max=node.attrs.get("act_max", 127)), preamble=FIXEDPOINT)
+
 
 @register
 class Div(_Binary):
@@ -76,6 +94,12 @@ class _Unary(Op):
         x = xs[0].astype(np.int64) - int(ins[0].quant.zero_point)
         return [requantize(x, m, s, int(outs[0].quant.zero_point), node.attrs["act_min"], node.attrs["act_max"])]
 
+    def kernel_s8(self, node, ins, outs) -> Kernel:
+        m, s = rescale_params(ins[0].quant, outs[0].quant)
+        return Kernel("s8/rescale.c.j2", dict(n=outs[0].size, m=m, s=s, zp_in=int(ins[0].quant.zero_point),
+                                              zp=int(outs[0].quant.zero_point), act_min=node.attrs["act_min"],
+                                              act_max=node.attrs["act_max"]), preamble=FIXEDPOINT)
+
 
 @register
 class Relu(_Unary):
@@ -85,6 +109,8 @@ class Relu(_Unary):
         return [np.maximum(xs[0], 0).astype(xs[0].dtype)]
 
     def kernel(self, node, ins, outs):
+        if is_quantized(ins, outs):
+            return self.kernel_s8(node, ins, outs)
         require_f32(node, ins)
         return Kernel("f32/clamp.c.j2", dict(n=outs[0].size, lo=0.0, hi=None))
 
@@ -107,5 +133,7 @@ class Clip(_Unary):
         return [np.minimum(np.maximum(xs[0], lo), hi).astype(xs[0].dtype)]
 
     def kernel(self, node, ins, outs):
+        if is_quantized(ins, outs):
+            return self.kernel_s8(node, ins, outs)
         require_f32(node, ins)
         return Kernel("f32/clamp.c.j2", dict(n=outs[0].size, lo=node.attrs.get("min"), hi=node.attrs.get("max")), includes=("math.h",))

@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import fc_multipliers
-from . import Kernel, Op, broadcast_strides, register, require_f32
+from . import FIXEDPOINT, Kernel, Op, broadcast_strides, is_quantized, register, requant_params, require_f32
 
 
 @register
@@ -126,9 +126,17 @@ class Gemm(Op):
         return m * k * n
 
     def kernel(self, node, ins, outs):
-        require_f32(node, ins)
         at = node.attrs
         m, k, n = self._mkn(node, ins)
+        if is_quantized(ins, outs):
+            x, w, y = ins[0], ins[1], outs[0]
+            mult, shift = fc_multipliers(x.quant, w.quant, y.quant, n)
+            p = dict(M=m, K=k, N=n, W_SK=1 if at["transB"] else n, W_SN=k if at["transB"] else 1,
+                     has_bias=len(ins) > 2 and ins[2] is not None, in_offset=-int(x.quant.zero_point),
+                     zp=int(y.quant.zero_point), act_min=at.get("act_min", -128), act_max=at.get("act_max", 127))
+            p.update(requant_params(mult, shift))
+            return Kernel("s8/fully_connected.c.j2", p, preamble=FIXEDPOINT)
+        require_f32(node, ins)
         has_c = len(ins) > 2 and ins[2] is not None and at["beta"] != 0.0
         c_s = broadcast_strides(ins[2].shape, (m, n)) if has_c else [0, 0]
         return Kernel("f32/gemm.c.j2", dict(

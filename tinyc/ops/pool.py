@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
-from . import Kernel, Op, register, require_f32, spatial_2d
+from . import Kernel, Op, is_quantized, register, require_f32, spatial_2d
 from .conv import pad_input, windows
 from .window import as_2d, normalize_window, output_spatial
 
@@ -25,7 +25,8 @@ class _Pool(Op):
         return [(x.shape[:2] + output_spatial(node.attrs, x.shape[2:]), x.dtype)]
 
     def _params(self, node, ins, outs):
-        require_f32(node, ins)
+        if not is_quantized(ins, outs):
+            require_f32(node, ins)
         x, y = ins[0], outs[0]
         spatial_2d(node, len(x.shape))
         a = as_2d(node.attrs)
@@ -86,7 +87,12 @@ class MaxPool(_Pool):
         return [np.clip(y, node.attrs.get("act_min", -128), node.attrs.get("act_max", 127)).astype(np.int8)]
 
     def kernel(self, node, ins, outs):
-        return Kernel("f32/maxpool.c.j2", self._params(node, ins, outs), includes=("math.h",))
+        p = self._params(node, ins, outs)
+        if ins[0].dtype == "f32":
+            return Kernel("maxpool.c.j2", dict(p, ctype="float", lowest="-HUGE_VALF"), includes=("math.h",))
+        if ins[0].dtype != "s8":
+            raise UnsupportedError(f"MaxPool node '{node.name}': {ins[0].dtype} is not supported")
+        return Kernel("maxpool.c.j2", dict(p, ctype="int8_t", lowest="-128"))
 
 
 @register
@@ -121,6 +127,9 @@ class AveragePool(_Pool):
 
     def kernel(self, node, ins, outs):
         p = self._params(node, ins, outs)
+        if is_quantized(ins, outs):
+            return Kernel("s8/avgpool.c.j2", dict(p, act_min=node.attrs.get("act_min", -128),
+                                                  act_max=node.attrs.get("act_max", 127)))
         p["include_pad"] = bool(node.attrs["count_include_pad"])
         return Kernel("f32/avgpool.c.j2", p)
 
@@ -147,6 +156,12 @@ class GlobalAveragePool(Op):
         return [np.clip(div_round_away(x.sum(axis=axes, keepdims=True), count), -128, 127).astype(np.int8)]
 
     def kernel(self, node, ins, outs):
-        require_f32(node, ins)
         x = ins[0]
+        if is_quantized(ins, outs):
+            # the whole plane as one window, with TFLite's int8 average rounding
+            hw = int(np.prod(x.shape[2:]))
+            p = dict(NC=x.shape[0] * x.shape[1], H=1, W=hw, OH=1, OW=1, KH=1, KW=hw, SH=1, SW=1, DH=1, DW=1,
+                     PT=0, PL=0, PB=0, PR=0, act_min=-128, act_max=127)
+            return Kernel("s8/avgpool.c.j2", p)
+        require_f32(node, ins)
         return Kernel("f32/global_avgpool.c.j2", dict(NC=x.shape[0] * x.shape[1], HW=int(np.prod(x.shape[2:]))))

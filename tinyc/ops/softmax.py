@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import softmax_params, softmax_s8
-from . import Kernel, Op, register, require_f32
+from . import FIXEDPOINT, Kernel, Op, is_quantized, register, require_f32
 
 
 @register
@@ -49,6 +49,11 @@ class Softmax(Op):
         return [np.moveaxis(y, 2, 1).reshape(x.shape)]
 
     def kernel(self, node, ins, outs):
+        if is_quantized(ins, outs):
+            outer, n, inner = self._split(node, ins[0].shape)
+            m, shift, diff_min = softmax_params(float(ins[0].quant.scale))
+            return Kernel("s8/softmax.c.j2", dict(outer=outer, n=n, inner=inner, mult=m, left_shift=shift, diff_min=diff_min),
+                          preamble=FIXEDPOINT + ("s8/softmax_helpers.c.j2",))
         require_f32(node, ins)
         outer, n, inner = self._split(node, ins[0].shape)
         if n == 0:
