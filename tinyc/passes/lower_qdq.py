@@ -189,7 +189,8 @@ class _Lowering:
             raise UnsupportedError(f"{p.op} node '{p.name}' has no int8 kernel in tinyc; it cannot be lowered "
                                    "from the quantized model (no float fallback)")
         if y.dtype != "s8" or y.quant.axis is not None:
-            raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor (got {y.dtype})")
+            hint = "; quantize activations as int8 (e.g. activation_type=QInt8)" if y.dtype == "u8" else ""
+            raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor, got {y.dtype}{hint}")
         act_min, act_max = _act_range(y.quant, lo, hi)
         out = [q.outputs[0]]
         if p.op == "Add" and self._is_fc_with_bias(p):
