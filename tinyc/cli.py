@@ -26,7 +26,11 @@ def _shape_arg(values: list[str] | None) -> dict[str, tuple[int, ...]]:
 
 
 def _load(args):
-    from .compiler import load_graph
+    return _prepare(args).graph
+
+
+def _prepare(args):
+    from .compiler import prepare
 
     shapes = _shape_arg(args.input_shape)
     if "" in shapes:  # an unnamed shape is for the only input
@@ -40,7 +44,8 @@ def _load(args):
         if len(names) != 1:
             raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
         shapes[names[0]] = shapes.pop("")
-    return load_graph(args.model, shapes)
+    return prepare(args.model, shapes, quantize=args.quantize, calib=args.calib, method=args.calib_method,
+                   percentile=args.percentile, io=args.io)
 
 
 def _human(n: float) -> str:
@@ -56,15 +61,26 @@ def cmd_compile(args) -> int:
     from .compiler import write_output
     from .targets import get_target
 
+    from .compiler import quantization_quality
+
     target = get_target(args.target)
-    g = _load(args)
+    prepared = _prepare(args)
+    g = prepared.graph
     model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
+    q = quantization_quality(prepared)
+    if q is not None:
+        model.report["quantization"] = dict(method=args.calib_method if args.quantize else "from the model (QDQ)",
+                                            rounding=_rounding(), outputs=q)
     files = write_output(model, Path(args.output))
     r = model.report
     print(f"tinyc: {args.model} -> {args.output} (target {target.name})")
     print(f"  {len(r['layers'])} layers, {r['macs_total']:,} MACs")
     print(f"  arena {_human(r['arena_bytes'])} ({r['arena_bytes']:,} B; lower bound {r['arena_lower_bound_bytes']:,} B), "
           f"weights {_human(r['weights_bytes'])} ({r['weights_bytes']:,} B), I/O buffers {r['io_bytes']:,} B")
+    if q is not None:
+        for name, v in q.items():
+            print(f"  int8 vs float on {v['samples']} calibration samples, output '{name}': SQNR {v['sqnr_db']:.1f} dB, "
+                  f"max abs error {v['max_abs_error']:.3g}, top-1 agreement {v['top1_agreement']:.1%}")
     print("  wrote " + ", ".join(str(f) for f in files))
     if args.verbose:
         print(model.plan.render())
@@ -125,6 +141,12 @@ def cmd_verify(args) -> int:
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
+def _rounding() -> str:
+    from .quant import fixedpoint
+
+    return fixedpoint.ROUNDING
+
+
 def cmd_targets(args) -> int:
     from .targets import all_targets
 
@@ -148,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("model", help="ONNX model file")
         sp.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                         help="fix an input's shape (symbolic dimensions default to 1); repeatable")
+        q = sp.add_argument_group("quantization")
+        q.add_argument("--quantize", choices=["int8"], help="quantize a float model (needs --calib)")
+        q.add_argument("--calib", metavar="FILE", help="calibration inputs (.npz etc.; N samples stacked)")
+        q.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "mse"])
+        q.add_argument("--percentile", type=float, default=99.99, help="for --calib-method percentile")
+        q.add_argument("--io", default="float", choices=["float", "int8"],
+                       help="int8 models: float I/O (quantize/dequantize in the generated code) or int8 I/O")
+        q.add_argument("--rounding", default="double", choices=["double", "single"],
+                       help="requantization rounding: double (TFLite Micro's default) or single (TFLITE_SINGLE_ROUNDING)")
 
     c = sub.add_parser("compile", help="generate C code and report.json")
     model_args(c)
@@ -183,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "rounding", None):
+        from .quant import fixedpoint
+
+        fixedpoint.ROUNDING = args.rounding
     try:
         return args.fn(args)
     except TinycError as e:

@@ -1,9 +1,13 @@
 """The compile pipeline as a library: ONNX file -> IR -> C files and report."""
 from __future__ import annotations
 
+import copy
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from .codegen import GeneratedModel, generate
 from .errors import TinycError
@@ -19,6 +23,68 @@ def load_graph(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int,
     from .passes.pipeline import DEFAULT
 
     return run_passes(load(model_path, input_shapes), DEFAULT if passes is None else passes)
+
+
+@dataclass
+class Prepared:
+    """A model ready for code generation, and what is needed to judge its quantization."""
+
+    graph: Graph
+    float_graph: Graph | None = None  # the float model, when tinyc quantized it or calibration data came along
+    calib: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
+            quantize: str | None = None, calib: str | os.PathLike | None = None, method: str = "minmax",
+            percentile: float = 99.99, io: str = "float", progress: bool = True) -> Prepared:
+    """Import, quantize if asked (``quantize="int8"`` with calibration data), and run the passes."""
+    from .data import load_samples
+    from .passes import run_passes
+    from .passes.pipeline import DEFAULT
+    from .quant.ptq import quantize_graph, strip_io_quantization
+
+    g = load(model_path, input_shapes)
+    if quantize not in (None, "int8"):
+        raise TinycError(f"--quantize {quantize}: only int8 is supported")
+    samples = load_samples(calib, g)[0] if calib else []
+    if quantize and not samples:
+        raise TinycError("--quantize int8 needs calibration data: --calib FILE.npz")
+    float_graph = copy.deepcopy(g) if samples else None
+    if quantize:
+        if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
+            raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
+        g = quantize_graph(g, samples, method, percentile, io, progress)
+    g = run_passes(g, DEFAULT)
+    if io == "int8" and not quantize:
+        g = strip_io_quantization(g)
+    return Prepared(g, float_graph, samples)
+
+
+def quantization_quality(p: Prepared) -> dict | None:
+    """int8 vs float on the calibration samples (SQNR, max error, top-1 agreement per output)."""
+    from . import interpreter
+    from .quant.ptq import quality
+
+    if p.float_graph is None or not p.calib or p.graph.outputs != p.float_graph.outputs:
+        return None
+    if not any(t.quant is not None for t in p.graph.tensors.values()):
+        return None
+    f_out = [interpreter.run(p.float_graph, s) for s in p.calib]
+    q_feeds = [_requantize_feeds(p.graph, s) for s in p.calib]
+    q_out = [interpreter.run(p.graph, s) for s in q_feeds]
+    return quality(f_out, q_out, p.graph)
+
+
+def _requantize_feeds(g: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float samples for an int8-input graph are quantized with the input's parameters."""
+    out = {}
+    for name, v in feeds.items():
+        t = g.tensors[name]
+        if t.quant is not None and t.dtype == "s8" and np.asarray(v).dtype.kind == "f":
+            q = np.round(np.asarray(v, np.float32) / float(t.quant.scale)) + int(t.quant.zero_point)
+            v = np.clip(q, -128, 127).astype(np.int8)
+        out[name] = v
+    return out
 
 
 def compile_graph(g: Graph, target: Target, name: str | None = None, source: str = "") -> GeneratedModel:

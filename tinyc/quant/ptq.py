@@ -1,0 +1,202 @@
+"""Post-training int8 quantization of a float graph.
+
+The float graph gets QuantizeLinear/DequantizeLinear pairs on every activation that an int8
+kernel reads or writes (ranges from calibration), int8 weights (symmetric, per output channel),
+and is then lowered by the same ``lower-qdq`` pass that handles imported QDQ models. Constraints of
+TFLite's int8 kernels are applied while choosing parameters: pooling and data-movement ops keep
+their input's parameters, Concat inputs share one range, Softmax outputs use 1/256 and -128.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import Graph, Node, QuantParams, Tensor
+from ..passes.dce import remove_dead
+from ..passes.lower_qdq import lower_qdq
+from . import calibrate
+
+QUANTIZABLE = {"Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "GlobalAveragePool", "Softmax",
+               "Reshape", "Flatten", "Transpose", "Concat", "Relu", "Clip"}
+KEEP_INPUT_PARAMS = {"AveragePool", "MaxPool", "GlobalAveragePool", "Reshape", "Flatten", "Transpose"}
+FUSING = {"Conv", "MatMul", "Gemm", "Add", "Mul"}
+
+
+def _consumers(g: Graph) -> dict[str, list[Node]]:
+    cons: dict[str, list[Node]] = {}
+    for n in g.nodes:
+        for x in n.inputs:
+            if x is not None:
+                cons.setdefault(x, []).append(n)
+    return cons
+
+
+def activations_to_quantize(g: Graph) -> list[str]:
+    """Float activations that get their own int8 parameters: graph inputs and node outputs,
+    except an output that only feeds a fused Relu/Clip or a bias Add (it never exists in int8)."""
+    cons = _consumers(g)
+    bad = sorted({f"{n.op} ('{n.name}')" for n in g.nodes if n.op not in QUANTIZABLE})
+    if bad:
+        raise UnsupportedError("int8 quantization: no int8 kernel for " + ", ".join(bad))
+    names = [i for i in g.inputs if g.tensors[i].dtype == "f32"]
+    for n in g.nodes:
+        for o in n.outputs:
+            users = cons.get(o, [])
+            fused = (n.op in FUSING and len(users) == 1 and o not in g.outputs and
+                     (users[0].op in ("Relu", "Clip") or
+                      (n.op == "MatMul" and users[0].op == "Add" and
+                       any(x != o and g.tensors[x].is_const for x in users[0].inputs))))
+            if not fused:
+                names.append(o)
+    return names
+
+
+def choose_params(g: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, int]]:
+    """int8 (scale, zero point) per activation, respecting the int8 kernels' constraints."""
+    ranges = dict(ranges)
+    for n in g.nodes:  # Concat inputs and output share the union of their ranges
+        if n.op == "Concat":
+            members = [x for x in n.inputs + n.outputs if x in ranges]
+            lo = min(ranges[x][0] for x in members)
+            hi = max(ranges[x][1] for x in members)
+            for x in members:
+                ranges[x] = (lo, hi)
+    params = {name: calibrate.asymmetric_params(*r) for name, r in ranges.items()}
+    for n in g.nodes:  # in order, so chains of pass-through ops inherit from the first input
+        if n.op in KEEP_INPUT_PARAMS and n.inputs[0] in params and n.outputs[0] in params:
+            params[n.outputs[0]] = params[n.inputs[0]]
+        elif n.op == "Softmax" and n.outputs[0] in params:
+            params[n.outputs[0]] = (1.0 / 256.0, -128)
+    return params
+
+
+def _add_qdq(g: Graph, name: str, scale: float, zp: int) -> None:
+    """Route every reader of ``name`` through QuantizeLinear -> DequantizeLinear."""
+    s = g.add_const(g.unique_name(f"{name}/scale"), np.array(scale, np.float32))
+    z = g.add_const(g.unique_name(f"{name}/zero_point"), np.array(zp, np.int8))
+    q_name = g.unique_name(f"{name}/q")
+    g.add_tensor(Tensor(q_name, g.tensors[name].shape, "s8"))
+    if name in g.inputs:
+        dq_name = g.unique_name(f"{name}/dq")
+        g.add_tensor(Tensor(dq_name, g.tensors[name].shape, "f32"))
+        for n in g.nodes:
+            n.inputs = [dq_name if x == name else x for x in n.inputs]
+        g.outputs = [dq_name if o == name else o for o in g.outputs]
+        at = 0
+        src, dst = name, dq_name
+    else:
+        # The producer writes a new float tensor; the DequantizeLinear output keeps the name, so
+        # readers and graph outputs need no change.
+        f_name = g.unique_name(f"{name}/f")
+        t = g.tensors[name]
+        g.add_tensor(Tensor(f_name, t.shape, t.dtype))
+        at = next(i for i, n in enumerate(g.nodes) if name in n.outputs)
+        g.nodes[at].outputs = [f_name if o == name else o for o in g.nodes[at].outputs]
+        at += 1
+        src, dst = f_name, name
+    g.nodes[at:at] = [Node("QuantizeLinear", f"{name}/quantize", [src, s.name, z.name], [q_name]),
+                      Node("DequantizeLinear", f"{name}/dequantize", [q_name, s.name, z.name], [dst])]
+
+
+def _quantize_weight(g: Graph, n: Node, idx: int, axis: int, min_scale: np.ndarray | None = None) -> None:
+    """Replace a float weight by DequantizeLinear(int8 weight), symmetric per output channel.
+    ``min_scale`` keeps each channel's scale large enough for its int32 bias (as TFLite's
+    converter does for channels whose weights are all near zero)."""
+    t = g.tensors[n.inputs[idx]]
+    if not t.is_const:
+        raise UnsupportedError(f"{n.op} node '{n.name}': int8 quantization needs constant weights")
+    w = t.data.astype(np.float64)
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    scale = np.abs(moved).max(axis=1) / 127.0
+    if min_scale is not None:
+        scale = np.maximum(scale, min_scale)
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    wq = g.add_const(g.unique_name(f"{t.name}/int8"), q)
+    s = g.add_const(g.unique_name(f"{t.name}/scale"), scale)
+    z = g.add_const(g.unique_name(f"{t.name}/zero_point"), np.zeros(scale.shape, np.int8))
+    out = g.unique_name(f"{t.name}/dq")
+    g.add_tensor(Tensor(out, t.shape, "f32"))
+    pos = g.nodes.index(n)
+    g.nodes.insert(pos, Node("DequantizeLinear", f"{n.name}/weight_dq", [wq.name, s.name, z.name], [out], {"axis": axis}))
+    n.inputs = [out if i == idx else x for i, x in enumerate(n.inputs)]
+
+
+def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str = "minmax",
+                   percentile: float = 99.99, io: str = "float", progress: bool = True) -> Graph:
+    """Calibrate on ``samples`` and return the int8 graph (integer ops after lower-qdq)."""
+    names = activations_to_quantize(g)
+    ranges = calibrate.collect(g, samples, names, method, percentile, progress)
+    params = choose_params(g, ranges)
+    cons = _consumers(g)
+    for n in list(g.nodes):
+        bias = None
+        if n.op in ("Conv", "Gemm") and len(n.inputs) > 2 and n.inputs[2] is not None:
+            bias = g.tensors[n.inputs[2]]
+        elif n.op == "MatMul" and len(cons.get(n.outputs[0], [])) == 1 and cons[n.outputs[0]][0].op == "Add":
+            bias = next((g.tensors[x] for x in cons[n.outputs[0]][0].inputs if g.tensors[x].is_const), None)
+        floor = None
+        if bias is not None and bias.is_const and n.inputs[0] in params:
+            # |bias / (x_scale * w_scale)| must stay well inside int32
+            floor = np.abs(bias.data.astype(np.float64)).reshape(-1) / (params[n.inputs[0]][0] * 2.0**30)
+        if n.op == "Conv":
+            _quantize_weight(g, n, 1, 0, floor)
+        elif n.op == "Gemm":
+            _quantize_weight(g, n, 1, 0 if n.attrs.get("transB", 0) else 1, floor)
+        elif n.op == "MatMul" and g.tensors[n.inputs[1]].is_const:
+            _quantize_weight(g, n, 1, 1, floor)
+    for name in names:
+        _add_qdq(g, name, *params[name])
+    g = lower_qdq(g)
+    if io == "int8":
+        g = strip_io_quantization(g)
+    return g
+
+
+def strip_io_quantization(g: Graph) -> Graph:
+    """int8 I/O: drop QuantizeLinear on graph inputs and DequantizeLinear on graph outputs, so the
+    caller passes and receives int8 (the header documents their scale and zero point)."""
+    for n in [n for n in g.nodes if n.op == "QuantizeLinear" and n.inputs[0] in g.inputs]:
+        name, q_out = n.inputs[0], n.outputs[0]
+        qt = g.tensors[q_out]
+        g.nodes.remove(n)
+        del g.tensors[q_out]
+        g.tensors[name] = Tensor(name, qt.shape, qt.dtype, quant=qt.quant)
+        for m in g.nodes:
+            m.inputs = [name if x == q_out else x for x in m.inputs]
+    for n in [n for n in g.nodes if n.op == "DequantizeLinear" and n.outputs[0] in g.outputs]:
+        name, q_in = n.outputs[0], n.inputs[0]
+        qt = g.tensors[q_in]
+        g.nodes.remove(n)
+        del g.tensors[q_in]
+        g.tensors[name] = Tensor(name, qt.shape, qt.dtype, quant=qt.quant)
+        for m in g.nodes:
+            m.outputs = [name if x == q_in else x for x in m.outputs]
+            m.inputs = [name if x == q_in else x for x in m.inputs]
+    return remove_dead(g)
+
+
+def quality(float_outputs: list[dict[str, np.ndarray]], int8_outputs: list[dict[str, np.ndarray]],
+            int8_graph: Graph) -> dict[str, dict[str, float]]:
+    """Per output: SQNR (dB), max abs error and top-1 agreement of the int8 model against the
+    float model (int8 outputs dequantized with their parameters)."""
+    out = {}
+    for name in float_outputs[0]:
+        t = int8_graph.tensors.get(name)
+        f = np.stack([np.asarray(o[name], np.float64) for o in float_outputs])
+        q = np.stack([_dequantize(o[name], t.quant if t is not None else None) for o in int8_outputs])
+        noise = np.sum((f - q) ** 2)
+        sqnr = float("inf") if noise == 0 else float(10 * np.log10(np.sum(f ** 2) / noise))
+        top1 = float(np.mean(f.reshape(len(f), -1, f.shape[-1]).argmax(-1) == q.reshape(len(q), -1, q.shape[-1]).argmax(-1)))
+        out[name] = dict(sqnr_db=round(sqnr, 2), max_abs_error=float(np.abs(f - q).max()), top1_agreement=top1,
+                         samples=len(f))
+    return out
+
+
+def _dequantize(v: np.ndarray, q: QuantParams | None) -> np.ndarray:
+    v = np.asarray(v)
+    if q is None or v.dtype.kind == "f":
+        return v.astype(np.float64)
+    return (v.astype(np.float64) - float(q.zero_point)) * float(q.scale)
