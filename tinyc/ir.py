@@ -116,6 +116,19 @@ class Graph:
             i += 1
         return f"{base}_{i}"
 
+    def rename(self, old: str, new: str) -> None:
+        """Give tensor ``old`` the name ``new`` everywhere (``new`` must be free)."""
+        if new in self.tensors:
+            raise TinycError(f"cannot rename '{old}' to '{new}': the name is taken")
+        t = self.tensors.pop(old)
+        t.name = new
+        self.tensors[new] = t
+        for n in self.nodes:
+            n.inputs = [new if x == old else x for x in n.inputs]
+            n.outputs = [new if x == old else x for x in n.outputs]
+        self.inputs = [new if x == old else x for x in self.inputs]
+        self.outputs = [new if x == old else x for x in self.outputs]
+
     # -- queries --------------------------------------------------------------------------
     def producers(self) -> dict[str, int]:
         return {o: i for i, n in enumerate(self.nodes) for o in n.outputs}

@@ -158,23 +158,13 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
 def strip_io_quantization(g: Graph) -> Graph:
     """int8 I/O: drop QuantizeLinear on graph inputs and DequantizeLinear on graph outputs, so the
     caller passes and receives int8 (the header documents their scale and zero point)."""
-    for n in [n for n in g.nodes if n.op == "QuantizeLinear" and n.inputs[0] in g.inputs]:
-        name, q_out = n.inputs[0], n.outputs[0]
-        qt = g.tensors[q_out]
-        g.nodes.remove(n)
-        del g.tensors[q_out]
-        g.tensors[name] = Tensor(name, qt.shape, qt.dtype, quant=qt.quant)
-        for m in g.nodes:
-            m.inputs = [name if x == q_out else x for x in m.inputs]
-    for n in [n for n in g.nodes if n.op == "DequantizeLinear" and n.outputs[0] in g.outputs]:
-        name, q_in = n.outputs[0], n.inputs[0]
-        qt = g.tensors[q_in]
-        g.nodes.remove(n)
-        del g.tensors[q_in]
-        g.tensors[name] = Tensor(name, qt.shape, qt.dtype, quant=qt.quant)
-        for m in g.nodes:
-            m.outputs = [name if x == q_in else x for x in m.outputs]
-            m.inputs = [name if x == q_in else x for x in m.inputs]
+    boundary = [(n, n.inputs[0], n.outputs[0]) for n in g.nodes if n.op == "QuantizeLinear" and n.inputs[0] in g.inputs]
+    boundary += [(n, n.outputs[0], n.inputs[0]) for n in g.nodes if n.op == "DequantizeLinear" and n.outputs[0] in g.outputs]
+    for node, io_name, int8_name in boundary:
+        # the int8 tensor takes over the float I/O tensor's name and place
+        g.nodes.remove(node)
+        del g.tensors[io_name]
+        g.rename(int8_name, io_name)
     return remove_dead(g)
 
 
