@@ -253,3 +253,52 @@ def test_softmax_with_a_non_tflite_output_scale_is_refused():
     m.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.array(np.float32(1 / 255)), "s_out"))
     with pytest.raises(UnsupportedError, match="1/256"):
         run_passes(import_model(m), ["lower-qdq"])
+
+
+def _single_op_qdq(op: str, n_in: int, shape, out_scale: float, out_zp: int, **attrs):
+    """x_i (int8) -> DequantizeLinear -> op -> QuantizeLinear -> y (int8), each input with its own
+    parameters; onnxruntime evaluates it in float (the QDQ meaning) as the oracle."""
+    rng = np.random.default_rng(11)
+    inits, nodes, inputs, feeds = [], [], [], {}
+    for i in range(n_in):
+        s, z = np.float32(rng.uniform(0.01, 0.1)), np.int8(rng.integers(-20, 20))
+        inits += [numpy_helper.from_array(np.array(s), f"s{i}"), numpy_helper.from_array(np.array(z), f"z{i}")]
+        nodes.append(helper.make_node("DequantizeLinear", [f"x{i}", f"s{i}", f"z{i}"], [f"f{i}"], name=f"dq{i}"))
+        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.INT8, list(shape)))
+        feeds[f"x{i}"] = rng.integers(-128, 128, size=shape).astype(np.int8)
+    inits += [numpy_helper.from_array(np.array(np.float32(out_scale)), "so"), numpy_helper.from_array(np.array(np.int8(out_zp)), "zo")]
+    nodes.append(helper.make_node(op, [f"f{i}" for i in range(n_in)], ["yf"], name="the_op", **attrs))
+    nodes.append(helper.make_node("QuantizeLinear", ["yf", "so", "zo"], ["y"], name="q"))
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.INT8, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model, feeds
+
+
+SINGLE_OPS = {
+    "add": ("Add", 2, (1, 4, 5, 6), 0.12, 3, {}),
+    "mul": ("Mul", 2, (1, 4, 5, 6), 0.07, -5, {}),
+    "concat_requantized": ("Concat", 2, (1, 3, 4, 4), 0.05, 0, dict(axis=1)),
+    "global_avgpool": ("GlobalAveragePool", 1, (1, 6, 5, 7), 0.04, 2, {}),
+    "maxpool": ("MaxPool", 1, (1, 3, 8, 8), 0.06, -1, dict(kernel_shape=[2, 2], strides=[2, 2])),
+    "avgpool_requantized": ("AveragePool", 1, (1, 3, 8, 8), 0.03, 4, dict(kernel_shape=[3, 3], strides=[1, 1])),
+    "relu_standalone": ("Relu", 1, (2, 50), 0.05, -128, {}),
+    "transpose": ("Transpose", 1, (2, 3, 4), 0.08, 1, dict(perm=[2, 0, 1])),
+    "softmax": ("Softmax", 1, (3, 10), 1 / 256, -128, dict(axis=-1)),
+}
+
+
+@pytest.mark.parametrize("case", list(SINGLE_OPS))
+def test_each_int8_op_within_one_lsb_of_onnxruntime_and_c_exact(case, tmp_path):
+    import onnxruntime as ort
+
+    op, n_in, shape, so, zo, attrs = SINGLE_OPS[case]
+    model, feeds = _single_op_qdq(op, n_in, shape, so, zo, **attrs)
+    g = run_passes(import_model(model), ["lower-qdq", "dead-code"])
+    assert all(n.op not in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    ref = interpreter.run(g, feeds)["y"]
+    assert np.abs(ref.astype(int) - want.astype(int)).max() <= 1
+    host = get_target("host")
+    got = run_on_target(generate(g, host), host, tmp_path, [feeds]).outputs[0]["y"]
+    np.testing.assert_array_equal(got, ref)

@@ -143,7 +143,7 @@ def import_model(
         if n.op_type == "Constant" and n.domain in _DEFAULT_DOMAINS:
             continue
         key = n.op_type if n.domain in _DEFAULT_DOMAINS else f"{n.domain}.{n.op_type}"
-        if n.domain not in _DEFAULT_DOMAINS or n.op_type not in REGISTRY:
+        if n.domain not in _DEFAULT_DOMAINS or n.op_type not in REGISTRY or REGISTRY[n.op_type].internal:
             missing.setdefault(key, []).append(n.name or f"#{i}")
     if missing:
         parts = [f"{op} (node{'s' if len(ns) > 1 else ''} {', '.join(repr(x) for x in ns)})" for op, ns in sorted(missing.items())]

@@ -43,6 +43,8 @@ class Op:
     # True for ops that only move or select values: on quantized tensors they run unchanged
     # (input and output share their quantization parameters).
     quant_transparent: ClassVar[bool] = False
+    # tinyc's own ops (created by passes): a model file may not use them
+    internal: ClassVar[bool] = False
 
     def normalize(self, attrs: dict[str, Any], ins: list[Tensor | None], opset: int) -> dict[str, Any]:
         return attrs

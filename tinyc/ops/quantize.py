@@ -10,7 +10,9 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import DTYPES, Node, QuantParams, Tensor
-from . import Kernel, Op, register
+from ..quant.fixedpoint import requantize
+from ..quant.params import rescale_params
+from . import FIXEDPOINT, Kernel, Op, register
 
 
 def _params(node: Node, xs: list, qtensor: Tensor | None) -> tuple[np.ndarray, np.ndarray, int | None]:
@@ -141,4 +143,30 @@ class QLinearMatMul(Op):
         return _qdq_expand(g, node, ins, "MatMul", (0, 1, 2), (3, 4, 5), (6, 7), None)
 
 
-__all__ = ["QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QuantParams"]
+
+
+@register
+class Requantize(Op):
+    """int8 -> int8 with new parameters (TFLite's requantize recipe): inserted by lower-qdq where an
+    op that keeps values (Concat, pooling, Reshape, ...) meets inputs quantized differently from its
+    output. Internal: not an ONNX op."""
+
+    name = "Requantize"
+    internal = True
+
+    def infer(self, node, ins):
+        return [(ins[0].shape, ins[0].dtype)]
+
+    def reference(self, node, xs):
+        raise UnsupportedError(f"Requantize node '{node.name}' needs quantized tensors")
+
+    def qreference(self, node, xs, ins, outs):
+        m, s = rescale_params(ins[0].quant, outs[0].quant)
+        x = xs[0].astype(np.int64) - int(ins[0].quant.zero_point)
+        return [requantize(x, m, s, int(outs[0].quant.zero_point), -128, 127)]
+
+    def kernel(self, node, ins, outs):
+        m, s = rescale_params(ins[0].quant, outs[0].quant)
+        return Kernel("s8/rescale.c.j2", dict(n=outs[0].size, m=m, s=s, zp_in=int(ins[0].quant.zero_point),
+                                              zp=int(outs[0].quant.zero_point), act_min=-128, act_max=127),
+                      preamble=FIXEDPOINT)

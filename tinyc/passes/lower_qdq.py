@@ -32,7 +32,6 @@ COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "Gl
            "Reshape", "Flatten", "Transpose", "Concat", "Relu", "Clip"}
 # Ops that may absorb a following Relu/Clip as a clamp.
 FUSES_ACTIVATION = {"Conv", "MatMul", "Gemm", "Add", "Mul"}
-SAME_QUANT = {"AveragePool", "MaxPool", "GlobalAveragePool", "Reshape", "Flatten", "Transpose", "Concat"}
 
 
 def _qp_from_node(g: Graph, n: Node) -> QuantParams:
@@ -58,6 +57,7 @@ def _same(a: QuantParams | None, b: QuantParams | None) -> bool:
 class _Lowering:
     def __init__(self, g: Graph):
         self.g = g
+        self.extra: list[Node] = []  # nodes a lowering needs before the node it returns
         self.prod = {o: n for n in g.nodes for o in n.outputs}
         self.cons: dict[str, list[Node]] = {}
         for n in g.nodes:
@@ -224,16 +224,30 @@ class _Lowering:
                 raise UnsupportedError(f"Softmax node '{p.name}': an int8 softmax output must have scale 1/256 and "
                                        f"zero point -128 (TFLite), got {float(y.quant.scale):g}, {int(y.quant.zero_point)}")
             return Node("Softmax", p.name, [x.name], out, dict(p.attrs))
-        # Pooling and data movement: the integer values pass through with the same parameters.
-        xs = [self.activation(i, p) for i in p.inputs if i is not None and not g.tensors[i].is_const]
-        for x in xs:
-            if not _same(x.quant, y.quant):
-                raise UnsupportedError(f"{p.op} node '{p.name}': int8 {p.op} needs the same quantization on input "
-                                       f"and output ({_fmt(x.quant)} vs {_fmt(y.quant)})")
+        # Pooling and data movement: the integer values pass through; where the parameters differ
+        # from the output's, a Requantize brings them over (before Concat, after the others).
         if p.op == "AveragePool" and p.attrs.get("count_include_pad") and any(p.attrs.get("pads", [])):
             raise UnsupportedError(f"AveragePool node '{p.name}': int8 averages exclude padding (count_include_pad=0)")
-        inputs = [self.dq_source(i).name if self.dq_source(i) is not None else i for i in p.inputs]
+        inputs = []
+        for i in p.inputs:
+            if i is None or (g.tensors[i].is_const and self.dq_source(i) is None):
+                inputs.append(i)
+                continue
+            x = self.activation(i, p)
+            if p.op == "Concat" and not _same(x.quant, y.quant):
+                x = self._requantized(x, y.quant, p)
+            inputs.append(x.name)
+        first = g.tensors[inputs[0]]
+        if p.op != "Concat" and not _same(first.quant, y.quant):
+            mid = g.add_tensor(Tensor(g.unique_name(f"{y.name}/before_requantize"), y.shape, "s8", quant=first.quant))
+            self.extra.append(Node(p.op, p.name, inputs, [mid.name], dict(p.attrs)))
+            return Node("Requantize", f"{p.name}/requantize", [mid.name], out)
         return Node(p.op, p.name, inputs, out, dict(p.attrs))
+
+    def _requantized(self, x: Tensor, q: QuantParams, where: Node) -> Tensor:
+        t = self.g.add_tensor(Tensor(self.g.unique_name(f"{x.name}/requantized"), x.shape, "s8", quant=q))
+        self.extra.append(Node("Requantize", self.g.unique_name(f"{where.name}/requantize_{x.name}"), [x.name], [t.name]))
+        return t
 
     def _operand(self, name: str, where: Node) -> Tensor:
         t = self.dq_source(name)
@@ -273,8 +287,10 @@ class _Lowering:
         x = self.g.tensors[dq.inputs[0]]
         if _same(x.quant, y.quant) and x.dtype == y.dtype:
             return Node("Reshape", q.name, [x.name], [q.outputs[0]], {"shape": list(y.shape)})
-        raise UnsupportedError(f"QuantizeLinear node '{q.name}': requantizing between different parameters "
-                               "directly is not supported")
+        self.activation(dq.outputs[0], q)
+        if y.dtype != "s8" or y.quant.axis is not None:
+            raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor, got {y.dtype}")
+        return Node("Requantize", q.name, [x.name], [q.outputs[0]])
 
 
 def _fmt(q: QuantParams | None) -> str:
@@ -296,6 +312,8 @@ def lower_qdq(g: Graph) -> Graph:
     for n in g.nodes:
         if n.op == "QuantizeLinear" and len(n.inputs) > 1:
             r = low.lower(n)
+            new_nodes.extend(low.extra)
+            low.extra.clear()
             new_nodes.append(r if r is not None else n)
         else:
             new_nodes.append(n)
