@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from ..errors import TinycError, UnsupportedError
-from ..ir import Graph, Node, Tensor, dtype_of
+from ..ir import DTYPES, Graph, Node, Tensor, dtype_of
 from ..ops import REGISTRY, get_op
 
 MIN_OPSET = 7
@@ -259,9 +259,10 @@ def _import_node(g: Graph, node: Node, opset: int, onnx_shapes: dict[str, tuple[
             raise TinycError(
                 f"{node.op} node '{name}': output '{o}' shape {list(shape)} disagrees with ONNX shape inference {list(known)}"
             )
-    if op.foldable and all(t is None or t.is_const for t in ins):
+    if op.foldable and all(t is None or t.is_const or i in op.shape_only_inputs for i, t in enumerate(ins)):
         # Constant folding at import: the reference defines the value.
-        values = op.reference(node, [None if t is None else t.data for t in ins])
+        values = op.reference(node, [None if t is None else t.data if t.is_const else np.broadcast_to(np.zeros((), DTYPES[t.dtype]), t.shape)
+                                     for t in ins])
         for o, v in zip(node.outputs, values):
             g.add_const(o, np.asarray(v))
         return

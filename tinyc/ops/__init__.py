@@ -43,6 +43,8 @@ class Op:
     # True for ops that only move or select values: on quantized tensors they run unchanged
     # (input and output share their quantization parameters).
     quant_transparent: ClassVar[bool] = False
+    # inputs of which only the (static) shape matters: folding does not need their values
+    shape_only_inputs: ClassVar[tuple[int, ...]] = ()
     # tinyc's own ops (created by passes): a model file may not use them
     internal: ClassVar[bool] = False
 
@@ -87,6 +89,16 @@ def get_op(name: str) -> Op:
     if op is None:
         raise UnsupportedError(f"unsupported op {name}")
     return op
+
+
+def float_activation(node: Node, y: np.ndarray) -> np.ndarray:
+    """A fused activation on a float op (attrs act_min/act_max set by the fuse-activation pass)."""
+    lo, hi = node.attrs.get("act_min"), node.attrs.get("act_max")
+    if lo is not None:
+        y = np.maximum(y, np.asarray(lo, y.dtype))
+    if hi is not None:
+        y = np.minimum(y, np.asarray(hi, y.dtype))
+    return y
 
 
 def is_quantized(ins: list[Tensor | None], outs: list[Tensor]) -> bool:
@@ -161,7 +173,7 @@ def spatial_2d(node: Node, rank: int) -> None:
 
 
 def _load_all() -> None:
-    from . import conv, elementwise, matmul, pool, quantize, shape, softmax  # noqa: F401
+    from . import canonical, conv, elementwise, matmul, pool, quantize, shape, softmax  # noqa: F401
 
 
 _load_all()

@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import per_channel_multipliers
-from . import FIXEDPOINT, Kernel, Op, is_quantized, register, requant_params, require_f32, spatial_2d
+from . import FIXEDPOINT, Kernel, Op, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
 from .window import as_2d, normalize_window, output_spatial
 
 
@@ -78,7 +78,7 @@ class Conv(Op):
         y = accumulate(x.astype(np.float64), w.astype(np.float64), node.attrs)
         if b is not None:
             y = y + b.astype(np.float64).reshape((1, -1) + (1,) * (y.ndim - 2))
-        return [y.astype(x.dtype)]
+        return [float_activation(node, y.astype(x.dtype))]
 
     def qreference(self, node, xs, ins, outs):
         """TFLite ConvPerChannel: sum (x - x_zp) * w over the window (padding contributes 0),
@@ -120,7 +120,7 @@ class Conv(Op):
         p["check_h"] = p["PT"] > 0 or (p["OH"] - 1) * p["SH"] + (kh - 1) * p["DH"] >= p["H"]
         p["check_w"] = p["PL"] > 0 or (p["OW"] - 1) * p["SW"] + (kw - 1) * p["DW"] >= p["W"]
         if not quantized:
-            return Kernel("f32/conv.c.j2", p)
+            return Kernel("f32/conv.c.j2", dict(p, act_min=node.attrs.get("act_min"), act_max=node.attrs.get("act_max")))
         if x.dtype != "s8" or w.dtype != "s8" or y.dtype != "s8":
             raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output")
         mult, shift = per_channel_multipliers(x.quant, w.quant, y.quant, w.shape[0])

@@ -1,7 +1,11 @@
-"""The default pass order of `tinyc compile`."""
+"""The default pass order of `tinyc compile` (`tinyc compile --passes` prints it)."""
 from __future__ import annotations
 
 DEFAULT = [
+    "canonicalize",  # fold constant subgraphs, drop no-op nodes
     "lower-qdq",  # quantized clusters -> integer ops
+    "fold-batchnorm",  # BatchNormalization and per-channel Mul/Add into Conv/Gemm
+    "fuse-matmul-add",  # MatMul + bias -> Gemm
+    "fuse-activation",  # Relu/Clip -> clamps inside the producing op
     "dead-code",
 ]

@@ -1,0 +1,206 @@
+"""Ops that exporters emit around the real work: Identity, Dropout, Cast, Shape, Gather,
+Squeeze, Unsqueeze. The canonicalize pass removes or folds them; where one survives on
+run-time data it runs as a copy."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import DTYPES
+from . import Kernel, Op, register
+
+# ONNX TensorProto element types -> IR dtypes (the ones Cast may target)
+_ONNX_TYPES = {1: "f32", 2: "u8", 3: "s8", 4: "u16", 5: "s16", 6: "s32", 7: "s64", 9: "bool", 10: "f16", 11: "f64",
+               12: "u32", 13: "u64"}
+
+
+def _copy(outs) -> Kernel:
+    return Kernel("copy.c.j2", dict(nbytes=outs[0].nbytes), includes=("string.h",))
+
+
+@register
+class Identity(Op):
+    name = "Identity"
+    quant_transparent = True
+
+    def infer(self, node, ins):
+        return [(ins[0].shape, ins[0].dtype)]
+
+    def reference(self, node, xs):
+        return [xs[0]]
+
+    def kernel(self, node, ins, outs):
+        return _copy(outs)
+
+
+@register
+class Dropout(Op):
+    """Inference: the identity (the optional mask output is all true)."""
+
+    name = "Dropout"
+    attr_inputs = {1: "ratio", 2: "training_mode"}
+    quant_transparent = True
+
+    def normalize(self, attrs, ins, opset):
+        if attrs.get("training_mode") and np.asarray(attrs["training_mode"]).any():
+            raise UnsupportedError("Dropout in training mode")
+        return {}
+
+    def infer(self, node, ins):
+        return [(ins[0].shape, ins[0].dtype)] + [(ins[0].shape, "bool")] * (len(node.outputs) - 1)
+
+    def reference(self, node, xs):
+        return [xs[0]] + [np.ones(xs[0].shape, bool)] * (len(node.outputs) - 1)
+
+    def kernel(self, node, ins, outs):
+        if len(outs) > 1:
+            raise UnsupportedError(f"Dropout node '{node.name}': the mask output is not supported")
+        return _copy(outs)
+
+
+@register
+class Cast(Op):
+    name = "Cast"
+
+    def normalize(self, attrs, ins, opset):
+        to = int(attrs.get("to", 0))
+        if to not in _ONNX_TYPES:
+            raise UnsupportedError(f"Cast to element type {to} is not supported")
+        return {"to": _ONNX_TYPES[to]}
+
+    def infer(self, node, ins):
+        return [(ins[0].shape, node.attrs["to"])]
+
+    def reference(self, node, xs):
+        return [np.asarray(xs[0]).astype(DTYPES[node.attrs["to"]])]
+
+    def kernel(self, node, ins, outs):
+        if ins[0].dtype == outs[0].dtype:
+            return _copy(outs)
+        raise UnsupportedError(f"Cast node '{node.name}': {ins[0].dtype} -> {outs[0].dtype} at run time is not supported")
+
+
+@register
+class Shape(Op):
+    """The shape is static, so Shape is always a constant (folded at import)."""
+
+    name = "Shape"
+    shape_only_inputs = (0,)
+
+    def normalize(self, attrs, ins, opset):
+        rank = len(ins[0].shape)
+        start = int(attrs.get("start", 0))
+        end = int(attrs.get("end", rank))
+        return {"start": start, "end": end}
+
+    def infer(self, node, ins):
+        v = self._value(node, ins[0].shape)
+        return [(v.shape, "s64")]
+
+    def _value(self, node, shape):
+        return np.array(shape[slice(node.attrs["start"], node.attrs["end"])], np.int64)
+
+    def reference(self, node, xs):
+        return [self._value(node, np.asarray(xs[0]).shape)]
+
+
+@register
+class Gather(Op):
+    name = "Gather"
+
+    def normalize(self, attrs, ins, opset):
+        rank = len(ins[0].shape)
+        axis = int(attrs.get("axis", 0))
+        if not -rank <= axis < rank:
+            raise UnsupportedError(f"Gather axis {axis} out of range for rank {rank}")
+        return {"axis": axis % rank}
+
+    def infer(self, node, ins):
+        s, a = ins[0].shape, node.attrs["axis"]
+        return [(s[:a] + tuple(ins[1].shape) + s[a + 1:], ins[0].dtype)]
+
+    def reference(self, node, xs):
+        a = node.attrs["axis"]
+        idx = np.asarray(xs[1], np.int64)
+        idx = np.where(idx < 0, idx + xs[0].shape[a], idx)
+        return [np.take(xs[0], idx, axis=a)]
+
+
+class _AxesOp(Op):
+    attr_inputs = {1: "axes"}
+    quant_transparent = True
+
+    def reference(self, node, xs):
+        return [xs[0].reshape(self._out_shape(node, xs[0].shape))]
+
+    def infer(self, node, ins):
+        return [(self._out_shape(node, ins[0].shape), ins[0].dtype)]
+
+    def kernel(self, node, ins, outs):
+        return _copy(outs)
+
+
+@register
+class Squeeze(_AxesOp):
+    name = "Squeeze"
+
+    def normalize(self, attrs, ins, opset):
+        rank = len(ins[0].shape)
+        if "axes" not in attrs:
+            return {"axes": [i for i, d in enumerate(ins[0].shape) if d == 1]}
+        axes = sorted(int(a) % rank for a in np.asarray(attrs["axes"]).reshape(-1))
+        if any(ins[0].shape[a] != 1 for a in axes):
+            raise UnsupportedError(f"Squeeze axes {axes} are not of size 1 in {list(ins[0].shape)}")
+        return {"axes": axes}
+
+    def _out_shape(self, node, shape):
+        return tuple(d for i, d in enumerate(shape) if i not in node.attrs["axes"])
+
+
+@register
+class Unsqueeze(_AxesOp):
+    name = "Unsqueeze"
+
+    def normalize(self, attrs, ins, opset):
+        if "axes" not in attrs:
+            raise UnsupportedError("Unsqueeze without axes")
+        rank = len(ins[0].shape) + len(np.asarray(attrs["axes"]).reshape(-1))
+        return {"axes": sorted(int(a) % rank for a in np.asarray(attrs["axes"]).reshape(-1))}
+
+    def _out_shape(self, node, shape):
+        out, it = [], iter(shape)
+        rank = len(shape) + len(node.attrs["axes"])
+        for i in range(rank):
+            out.append(1 if i in node.attrs["axes"] else next(it))
+        return tuple(out)
+
+
+@register
+class BatchNormalization(Op):
+    """Inference form: y = scale * (x - mean) / sqrt(var + epsilon) + bias, per channel (axis 1).
+    The fold-batchnorm pass merges it into the producing Conv/Gemm."""
+
+    name = "BatchNormalization"
+
+    def normalize(self, attrs, ins, opset):
+        if int(attrs.get("training_mode", 0)):
+            raise UnsupportedError("BatchNormalization in training mode")
+        return {"epsilon": float(attrs.get("epsilon", 1e-5))}
+
+    def infer(self, node, ins):
+        if len(node.outputs) > 1:
+            raise UnsupportedError(f"BatchNormalization node '{node.name}': only the inference form (one output)")
+        return [(ins[0].shape, ins[0].dtype)]
+
+    def affine(self, node, xs) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (multiplier, offset), in float64."""
+        scale, bias, mean, var = (np.asarray(v, np.float64) for v in xs[1:5])
+        m = scale / np.sqrt(var + node.attrs["epsilon"])
+        return m, bias - mean * m
+
+    def reference(self, node, xs):
+        x = xs[0]
+        m, b = self.affine(node, xs)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return [(x.astype(np.float64) * m.reshape(shape) + b.reshape(shape)).astype(x.dtype)]
+

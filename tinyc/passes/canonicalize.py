@@ -1,0 +1,65 @@
+"""canonicalize: fold everything computable at compile time and drop nodes that do nothing.
+
+- a node whose inputs are constants (or, for Shape, only known shapes) becomes a constant;
+- Identity, Dropout (inference), a Cast to the same type and a Reshape/Flatten/Squeeze/Unsqueeze
+  that does not change the shape are removed.
+Repeats until nothing changes, so PyTorch's Shape -> Gather -> Unsqueeze -> Concat -> Reshape
+chains end as one static Reshape.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import DTYPES, Graph
+from ..ops import get_op
+from . import Pass, register
+from .dce import remove_dead
+from .rewrite import bypass
+
+NO_OP_WHEN_SAME_SHAPE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+
+
+def _fold_once(g: Graph) -> bool:
+    for n in g.nodes:
+        op = get_op(n.op)
+        ins = [None if x is None else g.tensors[x] for x in n.inputs]
+        if not op.foldable or not all(t is None or t.is_const or i in op.shape_only_inputs for i, t in enumerate(ins)):
+            continue
+        if any(g.tensors[o].quant is not None for o in n.outputs):
+            continue
+        xs = [None if t is None else t.data if t.is_const else np.broadcast_to(np.zeros((), DTYPES[t.dtype]), t.shape)
+              for t in ins]
+        for o, v in zip(n.outputs, op.reference(n, xs)):
+            t = g.tensors[o]
+            t.data = np.ascontiguousarray(np.asarray(v).astype(DTYPES[t.dtype]).reshape(t.shape))
+        g.nodes.remove(n)
+        return True
+    return False
+
+
+def _is_no_op(g: Graph, n) -> bool:
+    if n.op in ("Identity", "Dropout"):
+        return True
+    x, y = g.tensors[n.inputs[0]], g.tensors[n.outputs[0]]
+    if n.op == "Cast":
+        return x.dtype == y.dtype
+    return n.op in NO_OP_WHEN_SAME_SHAPE and x.shape == y.shape
+
+
+def canonicalize(g: Graph) -> Graph:
+    changed = True
+    while changed:
+        changed = _fold_once(g)
+        for n in list(g.nodes):
+            if _is_no_op(g, n) and bypass(g, n):
+                changed = True
+    return remove_dead(g)
+
+
+@register
+class Canonicalize(Pass):
+    name = "canonicalize"
+    description = "fold constant subgraphs; drop Identity, Dropout, same-type Cast, same-shape Reshape"
+
+    def run(self, g: Graph) -> Graph:
+        return canonicalize(g)

@@ -1,0 +1,87 @@
+"""Fusions on float graphs (int8 clusters are fused by lower-qdq):
+
+- fuse-matmul-add: MatMul(x, W) + bias -> Gemm(x, W, bias) (a fully connected layer), for 2-D x
+  and constant W and bias;
+- fuse-activation: Relu and Clip after Conv, Gemm, MatMul, Add, Sub, Mul or Div become the
+  producer's clamp (``act_min``/``act_max``), applied before the store.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir import Graph, Node
+from ..ops import is_quantized
+from . import Pass, register
+from .rewrite import consumers, only_use, producer, replace_output
+
+ACTIVATION_HOSTS = {"Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div"}
+
+
+def _float_node(g: Graph, n: Node) -> bool:
+    return not is_quantized([g.tensors[x] if x else None for x in n.inputs], [g.tensors[o] for o in n.outputs])
+
+
+def fuse_matmul_add(g: Graph) -> Graph:
+    cons = consumers(g)
+    for add in [n for n in g.nodes if n.op == "Add"]:
+        for i in (0, 1):
+            mm = producer(g, add.inputs[i])
+            b = g.tensors[add.inputs[1 - i]]
+            if mm is None or mm.op != "MatMul" or only_use(g, add.inputs[i], cons) is not add or not b.is_const:
+                continue
+            a, w, y = (g.tensors[x] for x in (mm.inputs[0], mm.inputs[1], add.outputs[0]))
+            if not _float_node(g, mm) or len(a.shape) != 2 or len(w.shape) != 2 or not w.is_const:
+                continue
+            n_out = w.shape[1]
+            if b.size not in (1, n_out) or y.shape != (a.shape[0], n_out) or b.data.squeeze().ndim > 1:
+                continue
+            if b.size == n_out and len(b.shape) == 2 and b.shape[0] != 1:
+                continue
+            bias = g.add_const(g.unique_name(f"{mm.name}/bias"), np.broadcast_to(b.data.reshape(-1), (n_out,)).astype(np.float32))
+            mm.op = "Gemm"
+            mm.inputs = [mm.inputs[0], mm.inputs[1], bias.name]
+            mm.attrs = dict(alpha=1.0, beta=1.0, transA=0, transB=0)
+            replace_output(g, add, mm)
+            cons = consumers(g)
+            break
+    return g
+
+
+def fuse_activation(g: Graph) -> Graph:
+    cons = consumers(g)
+    for act in [n for n in g.nodes if n.op in ("Relu", "Clip")]:
+        p = producer(g, act.inputs[0])
+        if p is None or p.op not in ACTIVATION_HOSTS or only_use(g, act.inputs[0], cons) is not act:
+            continue
+        if not _float_node(g, p) or not _float_node(g, act) or "act_min" in p.attrs or "act_max" in p.attrs:
+            continue
+        if p.op == "MatMul":
+            continue  # no fused clamp in the batched matmul kernel; fuse-matmul-add makes most of them Gemm
+        lo, hi = (0.0, None) if act.op == "Relu" else (act.attrs.get("min"), act.attrs.get("max"))
+        if lo is not None and not math.isinf(lo):
+            p.attrs["act_min"] = float(lo)
+        if hi is not None and not math.isinf(hi):
+            p.attrs["act_max"] = float(hi)
+        replace_output(g, act, p)
+        cons = consumers(g)
+    return g
+
+
+@register
+class FuseMatMulAdd(Pass):
+    name = "fuse-matmul-add"
+    description = "MatMul + constant bias Add -> Gemm (fully connected)"
+
+    def run(self, g: Graph) -> Graph:
+        return fuse_matmul_add(g)
+
+
+@register
+class FuseActivation(Pass):
+    name = "fuse-activation"
+    description = "Relu/Clip after Conv, Gemm, Add, Sub, Mul, Div -> a clamp inside that op"
+
+    def run(self, g: Graph) -> Graph:
+        return fuse_activation(g)
