@@ -44,7 +44,7 @@ def test_quantization_names_and_optional_inputs_round_trip():
                         {"ints": [1, -2], "f": 0.1, "s": "SAME_UPPER", "empty": [], "neg": -7}))
     g.outputs.append("out \"q\"")
     text = print_graph(g)
-    g2 = parse_graph(text)
+    g2 = parse_graph(text, check_types=False)  # "Foo" is no real op: structure only
     assert print_graph(g2) == text
     assert g2.tensors["w"].quant == g.tensors["w"].quant
     np.testing.assert_array_equal(g2.tensors["big"].data, g.tensors["big"].data)

@@ -45,7 +45,32 @@ def _prepare(args):
             raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
         shapes[names[0]] = shapes.pop("")
     return prepare(args.model, shapes, quantize=args.quantize, calib=args.calib, method=args.calib_method,
-                   percentile=args.percentile, io=args.io)
+                   percentile=args.percentile, io=args.io, after_pass=_dumper(getattr(args, "dump_ir", None)))
+
+
+def _dumper(spec: str | None):
+    """--dump-ir all | after=NAME[,NAME]: print the text IR after those passes (and after import)."""
+    if not spec:
+        return None
+    from .ir_text import print_graph
+    from .passes import PASSES
+
+    if spec == "all":
+        wanted = None
+    elif spec.startswith("after="):
+        wanted = set(spec[len("after="):].split(","))
+        unknown = wanted - set(PASSES) - {"import"}
+        if unknown:
+            raise TinycError(f"--dump-ir: unknown pass {', '.join(sorted(unknown))} (see tinyc compile --passes)")
+    else:
+        raise TinycError("--dump-ir takes 'all' or 'after=PASS'")
+
+    def dump(name, g):
+        if wanted is None or name in wanted:
+            print(f"# --- IR after {name} ---")
+            print(print_graph(g, elide=True), end="")
+
+    return dump
 
 
 def _human(n: float) -> str:
@@ -161,6 +186,16 @@ def cmd_targets(args) -> int:
     return EXIT_OK
 
 
+class _ListPasses(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .passes import PASSES
+        from .passes.pipeline import DEFAULT
+
+        for i, name in enumerate(DEFAULT, 1):
+            print(f"{i:2d}. {name:18s} {PASSES[name].description}")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinyc", description="Compile ONNX models to self-contained C for microcontrollers.")
     p.add_argument("--version", action="version", version=f"tinyc {__version__}")
@@ -186,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="output folder")
     c.add_argument("--name", help="C name prefix (default: the model file name)")
     c.add_argument("--verbose", "-v", action="store_true", help="print the memory plan")
+    c.add_argument("--passes", nargs=0, action=_ListPasses, help="list the pass pipeline and exit")
+    c.add_argument("--dump-ir", metavar="all|after=PASS", help="print the text IR after every pass, or after PASS")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run the reference interpreter")
@@ -223,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     except TinycError as e:
         print(f"tinyc: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
     except KeyboardInterrupt:
         print("tinyc: interrupted", file=sys.stderr)
         return 130

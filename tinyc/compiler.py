@@ -36,7 +36,8 @@ class Prepared:
 
 def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
             quantize: str | None = None, calib: str | os.PathLike | None = None, method: str = "minmax",
-            percentile: float = 99.99, io: str = "float", progress: bool = True) -> Prepared:
+            percentile: float = 99.99, io: str = "float", progress: bool = True,
+            after_pass=None) -> Prepared:
     """Import, quantize if asked (``quantize="int8"`` with calibration data), and run the passes."""
     from .data import load_samples
     from .passes import run_passes
@@ -54,7 +55,9 @@ def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ..
         if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
             raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
         g = quantize_graph(g, samples, method, percentile, io, progress)
-    g = run_passes(g, DEFAULT)
+    if after_pass is not None:
+        after_pass("import", g)
+    g = run_passes(g, DEFAULT, after_pass)
     if io == "int8" and not quantize:
         g = strip_io_quantization(g)
     return Prepared(g, float_graph, samples)

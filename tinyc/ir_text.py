@@ -64,19 +64,22 @@ def _type(t: Tensor) -> str:
     return s
 
 
-def _const_value(t: Tensor) -> str:
+def _const_value(t: Tensor, elide: bool = False) -> str:
     assert t.data is not None
     if t.data.size <= LITERAL_MAX_ELEMS and t.dtype != "f16":
         return _scalar(t.data.reshape(-1).tolist())
+    if elide:
+        return f"...  # {t.data.size} values"
     return 'hex"' + t.data.astype(t.data.dtype.newbyteorder("<")).tobytes().hex() + '"'
 
 
-def print_graph(g: Graph) -> str:
+def print_graph(g: Graph, elide: bool = False) -> str:
+    """The text form; ``elide`` replaces large constants by '...' (readable, not parseable)."""
     lines = [f"graph {json.dumps(g.name)} {{"]
     for name in g.inputs:
         lines.append(f"  input {_ref(name)} : {_type(g.tensors[name])}")
     for t in g.constants():
-        lines.append(f"  const {_ref(t.name)} : {_type(t)} = {_const_value(t)}")
+        lines.append(f"  const {_ref(t.name)} : {_type(t)} = {_const_value(t, elide)}")
     for n in g.nodes:
         res = ", ".join(f"{_ref(o)} : {_type(g.tensors[o])}" for o in n.outputs)
         args = ", ".join("none" if x is None else _ref(x) for x in n.inputs)
@@ -195,8 +198,9 @@ class _Build(Transformer):
         return g
 
 
-def parse_graph(text: str) -> Graph:
-    """Parse the textual IR; raise TinycError with the position of a syntax error."""
+def parse_graph(text: str, check_types: bool = True) -> Graph:
+    """Parse the textual IR; raise TinycError with the position of a syntax error. With
+    ``check_types`` every node's declared output types must match its op's inference."""
     try:
         tree = _parser().parse(text)
         g = _Build().transform(tree)
@@ -205,4 +209,8 @@ def parse_graph(text: str) -> Graph:
     except LarkError as e:
         raise TinycError("bad IR: " + str(e).strip().splitlines()[0]) from None
     g.verify()
+    if check_types:
+        from .ops import check_types as check
+
+        check(g)
     return g

@@ -172,6 +172,24 @@ def spatial_2d(node: Node, rank: int) -> None:
         )
 
 
+def check_types(g: Graph) -> None:
+    """Every node's declared output shapes and dtypes must be what its op infers."""
+    from ..errors import TinycError
+
+    for n in g.nodes:
+        op = get_op(n.op)
+        ins = [None if x is None else g.tensors[x] for x in n.inputs]
+        try:
+            inferred = op.infer(n, ins)
+        except UnsupportedError as e:
+            raise TinycError(f"{n.op} node '{n.name}': {e}") from None
+        for o, (shape, dtype) in zip(n.outputs, inferred):
+            t = g.tensors[o]
+            if tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+                raise TinycError(f"{n.op} node '{n.name}': output '{o}' is declared {t.dtype}{list(t.shape)}, "
+                                 f"the op gives {dtype}{list(shape)}")
+
+
 def _load_all() -> None:
     from . import canonical, conv, elementwise, matmul, pool, quantize, shape, softmax  # noqa: F401
 

@@ -42,7 +42,8 @@ class QuantizeLinear(Op):
 
     def infer(self, node, ins):
         zp = ins[2] if len(ins) > 2 else None
-        dtype = zp.dtype if zp is not None else "u8"
+        # ONNX form: the zero point's type (uint8 when absent); canonical form: attribute "to"
+        dtype = zp.dtype if zp is not None else node.attrs.get("to", "u8")
         if dtype not in ("s8", "u8"):
             raise UnsupportedError(f"QuantizeLinear node '{node.name}': output type {dtype} is not supported")
         return [(ins[0].shape, dtype)]

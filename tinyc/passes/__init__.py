@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, ClassVar
 
 from ..ir import Graph
+from ..ops import check_types
 
 
 class Pass:
@@ -29,6 +30,7 @@ def run_passes(g: Graph, names: list[str], after: Callable[[str, Graph], None] |
     for name in names:
         g = PASSES[name]().run(g)
         g.verify()
+        check_types(g)
         if after is not None:
             after(name, g)
     return g

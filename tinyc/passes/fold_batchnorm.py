@@ -12,6 +12,7 @@ import numpy as np
 from ..ir import Graph, Node
 from ..ops import get_op, is_quantized
 from . import Pass, register
+from .dce import remove_dead
 from .rewrite import consumers, only_use, producer, replace_output
 
 
@@ -59,9 +60,11 @@ def _fold(g: Graph, p: Node, mult: np.ndarray | None, add: np.ndarray | None) ->
         bias = bias * mult
     if add is not None:
         bias = bias + add
-    wt = g.add_const(g.unique_name(f"{p.name}/weight_folded"), w.astype(np.float32))
+    w_name = p.inputs[1]
+    if mult is not None:
+        w_name = g.add_const(g.unique_name(f"{p.name}/weight_folded"), w.astype(np.float32)).name
     bt = g.add_const(g.unique_name(f"{p.name}/bias_folded"), bias.astype(np.float32))
-    p.inputs = [p.inputs[0], wt.name, bt.name]
+    p.inputs = [p.inputs[0], w_name, bt.name]
     if p.op == "Gemm":
         p.attrs["beta"] = 1.0
 
@@ -137,4 +140,4 @@ class FoldBatchNorm(Pass):
     description = "BatchNormalization and per-channel Mul/Add constants into Conv/Gemm weights and bias"
 
     def run(self, g: Graph) -> Graph:
-        return fold_batchnorm(g)
+        return remove_dead(fold_batchnorm(g))

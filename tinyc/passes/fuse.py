@@ -14,6 +14,7 @@ import numpy as np
 from ..ir import Graph, Node
 from ..ops import is_quantized
 from . import Pass, register
+from .dce import remove_dead
 from .rewrite import consumers, only_use, producer, replace_output
 
 ACTIVATION_HOSTS = {"Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div"}
@@ -75,7 +76,7 @@ class FuseMatMulAdd(Pass):
     description = "MatMul + constant bias Add -> Gemm (fully connected)"
 
     def run(self, g: Graph) -> Graph:
-        return fuse_matmul_add(g)
+        return remove_dead(fuse_matmul_add(g))
 
 
 @register
@@ -84,4 +85,4 @@ class FuseActivation(Pass):
     description = "Relu/Clip after Conv, Gemm, Add, Sub, Mul, Div -> a clamp inside that op"
 
     def run(self, g: Graph) -> Graph:
-        return fuse_activation(g)
+        return remove_dead(fuse_activation(g))

@@ -357,7 +357,7 @@ def _finish_boundaries(g: Graph) -> None:
                 raise UnsupportedError(f"QuantizeLinear node '{n.name}' quantizes the float output of {what}, which "
                                        "tinyc cannot lower to int8 (no float fallback)")
             n.inputs = [n.inputs[0]]
-            n.attrs = {}
+            n.attrs = {"to": g.tensors[n.outputs[0]].dtype}
         keep.append(n)
     g.nodes = keep
 
