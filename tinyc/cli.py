@@ -100,7 +100,8 @@ def cmd_compile(args) -> int:
     r = model.report
     print(f"tinyc: {args.model} -> {args.output} (target {target.name})")
     print(f"  {len(r['layers'])} layers, {r['macs_total']:,} MACs")
-    print(f"  arena {_human(r['arena_bytes'])} ({r['arena_bytes']:,} B; lower bound {r['arena_lower_bound_bytes']:,} B), "
+    print(f"  arena {_human(r['arena_bytes'])} ({r['arena_bytes']:,} B; lower bound {r['arena_lower_bound_bytes']:,} B, "
+          f"{r['arena_lower_bound_no_aliasing_bytes']:,} B without views and in-place), "
           f"weights {_human(r['weights_bytes'])} ({r['weights_bytes']:,} B), I/O buffers {r['io_bytes']:,} B")
     if q is not None:
         for name, v in q.items():

@@ -1,27 +1,42 @@
 """Static memory planning: every activation lives in one arena at a fixed offset.
 
 A buffer is live from the step of the node that writes it to the step of its last reader; two
-buffers may share bytes only if their live ranges do not overlap. Graph inputs and outputs are
-the caller's buffers and constants live in flash, so neither is planned here.
+buffers may share bytes only if their live ranges do not overlap. Graph inputs and outputs are the
+caller's buffers and constants live in flash, so neither is planned here.
 
-Planner v0: greedy by size (largest first), each buffer at the lowest aligned offset that fits in
-a gap between the already placed buffers it overlaps in time. The lower bound is the largest
-total size of the buffers alive at one step: no plan can be smaller.
+Aliasing (planner v1):
+- views: Reshape, Flatten, Squeeze and Unsqueeze only rename bytes; their output *is* their
+  input's buffer, and no code runs for them;
+- in place: an elementwise op (Relu, Clip, Add, Sub, Mul, Div, Requantize) may write its output
+  over an input of the same size and type that nothing reads afterwards.
+Tensors that alias form one buffer whose live range covers all of them.
+
+Placement: greedy by size (largest first, each at the lowest aligned offset that fits among the
+buffers alive at the same time), then a bounded refinement that tries other placement orders and
+keeps the smallest arena. The lower bound is the largest total size of the buffers alive at one
+step: no plan can be smaller; report.json also gives the bound without any aliasing, which is what
+a planner without views and in-place execution (e.g. TFLite Micro's) can at best reach.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 
-from .ir import Graph
+from .ir import Graph, Node
+
+VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+INPLACE_OPS = {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "Requantize"}
+REFINE_TRIES = 200
 
 
 @dataclass
 class Buffer:
-    name: str
+    name: str  # the first tensor of the group
     size: int  # bytes, unpadded
     first: int  # index of the node that writes it
     last: int  # index of the last node that reads it
     offset: int = -1
+    tensors: list[str] = field(default_factory=list)
 
     def overlaps(self, other: "Buffer") -> bool:
         return self.first <= other.last and other.first <= self.last
@@ -33,26 +48,31 @@ class MemoryPlan:
     arena_bytes: int
     lower_bound_bytes: int
     alignment: int
-
-    def offset(self, name: str) -> int:
-        return self._by_name[name].offset
+    no_alias_lower_bound_bytes: int = 0
+    views: set[str] = field(default_factory=set)  # nodes that run no code
+    inplace: set[str] = field(default_factory=set)  # nodes that write over an input
 
     def __post_init__(self) -> None:
-        self._by_name = {b.name: b for b in self.buffers}
+        self._by_tensor = {t: b for b in self.buffers for t in b.tensors}
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._by_name
+    def offset(self, tensor: str) -> int:
+        return self._by_tensor[tensor].offset
+
+    def __contains__(self, tensor: str) -> bool:
+        return tensor in self._by_tensor
 
     def to_json(self) -> list[dict]:
-        return [dict(name=b.name, offset=b.offset, size=b.size, first_use=b.first, last_use=b.last)
+        return [dict(name=b.name, offset=b.offset, size=b.size, first_use=b.first, last_use=b.last,
+                     tensors=list(b.tensors))
                 for b in sorted(self.buffers, key=lambda b: (b.offset, b.first))]
 
     def render(self) -> str:
-        """One line per buffer: offset, size, live range, name."""
-        rows = [f"arena {self.arena_bytes} B, lower bound {self.lower_bound_bytes} B, {len(self.buffers)} buffers"]
-        rows.append(f"{'offset':>8} {'size':>8}  live   tensor")
+        """One line per buffer: offset, size, live range, tensors."""
+        rows = [f"arena {self.arena_bytes} B, lower bound {self.lower_bound_bytes} B "
+                f"(without views and in-place: {self.no_alias_lower_bound_bytes} B), {len(self.buffers)} buffers"]
+        rows.append(f"{'offset':>8} {'size':>8}  live    tensors")
         for b in sorted(self.buffers, key=lambda b: (b.offset, b.first)):
-            rows.append(f"{b.offset:>8} {b.size:>8}  {b.first:>2}..{b.last:<2} {b.name}")
+            rows.append(f"{b.offset:>8} {b.size:>8}  {b.first:>2}..{b.last:<3} {', '.join(b.tensors)}")
         return "\n".join(rows)
 
 
@@ -60,17 +80,58 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
-def lifetimes(g: Graph) -> list[Buffer]:
+def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set[str]]:
+    """Buffers (with their tensors), the view nodes and the in-place nodes."""
     io = set(g.inputs) | set(g.outputs)
-    bufs: dict[str, Buffer] = {}
+    group: dict[str, Buffer] = {}  # tensor -> its buffer
+    bufs: list[Buffer] = []
+    views: set[str] = set()
+    inplace: set[str] = set()
+    last_read: dict[str, int] = {}
     for i, n in enumerate(g.nodes):
-        for o in n.outputs:
-            if o not in io:
-                bufs[o] = Buffer(o, g.tensors[o].nbytes, i, i)
         for x in n.inputs:
-            if x in bufs:
-                bufs[x].last = max(bufs[x].last, i)
-    return list(bufs.values())
+            if x is not None:
+                last_read[x] = i
+    for i, n in enumerate(g.nodes):
+        for x in n.inputs:
+            if x in group:
+                group[x].last = max(group[x].last, i)
+        out = n.outputs[0]
+        if out in io:
+            continue
+        target = _alias_target(g, n, i, group, last_read, io) if alias else None
+        if target is not None:
+            b = group[target]
+            b.tensors.append(out)
+            b.size = max(b.size, g.tensors[out].nbytes)
+            b.last = max(b.last, i)
+            group[out] = b
+            (views if n.op in VIEW_OPS else inplace).add(n.name)
+        for o in n.outputs:
+            if o not in io and o not in group:
+                b = Buffer(o, g.tensors[o].nbytes, i, i, tensors=[o])
+                bufs.append(b)
+                group[o] = b
+    for b in bufs:  # a buffer lives until its last tensor's last reader
+        b.last = max([b.last] + [last_read.get(t, b.first) for t in b.tensors])
+    return bufs, views, inplace
+
+
+def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> str | None:
+    out = g.tensors[n.outputs[0]]
+    if n.op in VIEW_OPS and n.inputs[0] in group:
+        return n.inputs[0]
+    if n.op not in INPLACE_OPS or len(n.outputs) != 1:
+        return None
+    for x in n.inputs:
+        if x is None or x not in group:
+            continue
+        t = g.tensors[x]
+        b = group[x]
+        later = max(last_read.get(m, -1) for m in b.tensors)
+        if t.shape == out.shape and t.dtype == out.dtype and later == i and n.inputs.count(x) == 1:
+            return x
+    return None
 
 
 def lower_bound(bufs: list[Buffer], steps: int) -> int:
@@ -80,13 +141,13 @@ def lower_bound(bufs: list[Buffer], steps: int) -> int:
     return best
 
 
-def greedy_by_size(bufs: list[Buffer], alignment: int) -> int:
+def place(bufs: list[Buffer], order: list[Buffer], alignment: int) -> int:
+    """Each buffer in ``order`` at the lowest aligned offset free of the placed ones it overlaps."""
     placed: list[Buffer] = []
-    for b in sorted(bufs, key=lambda b: (-b.size, b.first, b.name)):
+    for b in order:
         need = _align(b.size, alignment)
-        conflicts = sorted((p for p in placed if p.overlaps(b)), key=lambda p: p.offset)
         offset = 0
-        for p in conflicts:
+        for p in sorted((p for p in placed if p.overlaps(b)), key=lambda p: p.offset):
             if offset + need <= p.offset:
                 break
             offset = max(offset, _align(p.offset + p.size, alignment))
@@ -95,7 +156,43 @@ def greedy_by_size(bufs: list[Buffer], alignment: int) -> int:
     return max((_align(b.offset + b.size, alignment) for b in placed), default=0)
 
 
-def plan(g: Graph, alignment: int = 16) -> MemoryPlan:
-    bufs = lifetimes(g)
-    arena = greedy_by_size(bufs, alignment)
-    return MemoryPlan(bufs, arena, lower_bound(bufs, len(g.nodes)), alignment)
+def greedy_by_size(bufs: list[Buffer], alignment: int) -> int:
+    return place(bufs, sorted(bufs, key=lambda b: (-b.size, b.first, b.name)), alignment)
+
+
+def refine(bufs: list[Buffer], alignment: int, bound: int, tries: int = REFINE_TRIES) -> int:
+    """Greedy by size, then other orders (by start, by length, and seeded perturbations of the
+    best so far); keeps the smallest arena. Deterministic; stops early at the bound."""
+    def arena_of(order):
+        return place(bufs, order, alignment)
+
+    best_order = sorted(bufs, key=lambda b: (-b.size, b.first, b.name))
+    best = arena_of(best_order)
+    candidates = [
+        sorted(bufs, key=lambda b: (b.first, -b.size, b.name)),
+        sorted(bufs, key=lambda b: (-(b.last - b.first), -b.size, b.name)),
+        sorted(bufs, key=lambda b: (-b.size * (b.last - b.first + 1), b.name)),
+    ]
+    rng = random.Random(0)
+    for t in range(tries):
+        if best <= _align(bound, alignment):
+            break
+        if candidates:
+            order = candidates.pop()
+        else:
+            order = list(best_order)
+            i, j = rng.randrange(len(order)), rng.randrange(len(order))
+            order[i], order[j] = order[j], order[i]
+        a = arena_of(order)
+        if a < best:
+            best, best_order = a, order
+    return arena_of(best_order)
+
+
+def plan(g: Graph, alignment: int = 16, alias: bool = True) -> MemoryPlan:
+    bufs, views, inplace = lifetimes(g, alias)
+    steps = len(g.nodes)
+    bound = lower_bound(bufs, steps)
+    arena = refine(bufs, alignment, bound) if len(bufs) > 1 else greedy_by_size(bufs, alignment)
+    plain, _, _ = lifetimes(g, alias=False)
+    return MemoryPlan(bufs, arena, bound, alignment, lower_bound(plain, steps), views, inplace)

@@ -83,6 +83,21 @@ def _io_report(io: dict[str, Any]) -> dict[str, Any]:
     return {k: io[k] for k in ("name", "dtype", "shape", "scale", "zero_point") if k in io}
 
 
+def _report_layers(g: Graph, layers: list[Layer], mplan: MemoryPlan) -> list[dict[str, Any]]:
+    """Every node in order; views (no code, same bytes) are marked."""
+    by_name = {l.name: l for l in layers}
+    out = []
+    for n in g.nodes:
+        entry = dict(name=n.name, op=n.op, output_shape=list(g.tensors[n.outputs[0]].shape),
+                     macs=by_name[n.name].macs if n.name in by_name else 0)
+        if n.name in mplan.views:
+            entry["view"] = True
+        if n.name in mplan.inplace:
+            entry["in_place"] = True
+        out.append(entry)
+    return out
+
+
 def generate(g: Graph, target: Target, name: str | None = None, source: str = "") -> GeneratedModel:
     g.verify()
     name = c_identifier(name or g.name)
@@ -108,12 +123,18 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
                                 nbytes=t.nbytes, body=c_array_body(t.data if t.size else np.zeros(1, t.data.dtype))))
             ref[t.name] = var
     for b in mplan.buffers:
-        ref[b.name] = f"({_ctype(g, b.name)} *)(void *)(arena + {b.offset})"
+        for t in b.tensors:
+            ref[t] = f"({_ctype(g, t)} *)(void *)(arena + {b.offset})"
+    for n in g.nodes:  # a view of a graph input reads the caller's buffer
+        if n.name in mplan.views and n.outputs[0] not in ref:
+            ref[n.outputs[0]] = ref[n.inputs[0]]
 
     layers: list[Layer] = []
     includes: set[str] = set()
     preambles: list[str] = []
     for i, node in enumerate(g.nodes):
+        if node.name in mplan.views:
+            continue  # same bytes, new shape: no code
         op = get_op(node.op)
         ins = [None if x is None else g.tensors[x] for x in node.inputs]
         outs = [g.tensors[o] for o in node.outputs]
@@ -121,9 +142,11 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         includes.update(k.includes)
         preambles.extend(p for p in k.preamble if p not in preambles)
         in_names = [f"in{j}" for j in range(len(node.inputs))]
-        params = [f"const {_ctype(g, x)} *restrict in{j}" if x is not None else f"const void *in{j}"
+        # in place: an input and the output share bytes, so no restrict on this node's pointers
+        restrict = "" if node.name in mplan.inplace else "restrict "
+        params = [f"const {_ctype(g, x)} *{restrict}in{j}" if x is not None else f"const void *in{j}"
                   for j, x in enumerate(node.inputs)]
-        params += [f"{_ctype(g, o)} *restrict out{j}" for j, o in enumerate(node.outputs)]
+        params += [f"{_ctype(g, o)} *{restrict}out{j}" for j, o in enumerate(node.outputs)]
         args = ["NULL" if x is None else ref[x] for x in node.inputs] + [ref[o] for o in node.outputs]
         try:
             body = env.get_template(k.template).render(p=k.params, ins=in_names, node=node)
@@ -166,12 +189,14 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         target=target.name,
         arena_bytes=mplan.arena_bytes,
         arena_lower_bound_bytes=mplan.lower_bound_bytes,
+        arena_lower_bound_no_aliasing_bytes=mplan.no_alias_lower_bound_bytes,
+        inplace_gain_bytes=max(0, mplan.no_alias_lower_bound_bytes - mplan.arena_bytes),
         weights_bytes=ctx["weights_bytes"],
         io_bytes=sum(g.tensors[io["name"]].nbytes for io in inputs + outputs),
         macs_total=sum(l.macs for l in layers),
         inputs=[_io_report(io) for io in inputs],
         outputs=[_io_report(io) for io in outputs],
-        layers=[dict(name=l.name, op=l.op, output_shape=list(l.output_shape), macs=l.macs) for l in layers],
+        layers=_report_layers(g, layers, mplan),
         memory_plan=mplan.to_json(),
     )
     return GeneratedModel(name, files, mplan, report)
