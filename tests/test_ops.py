@@ -77,6 +77,11 @@ CASES = {
     "flatten_neg": ("Flatten", [X4], dict(axis=-1)),
     "transpose_default": ("Transpose", [("x", (2, 3, 4))], {}),
     "transpose_nchw_to_nhwc": ("Transpose", [X4], dict(perm=[0, 2, 3, 1])),
+    "pad_constant": ("Pad", [X4, ("pads", np.array([0, 1, 2, 0, 0, 0, 1, 3], np.int64)),
+                             ("v", np.array(0.5, np.float32))], {}),
+    "pad_axes_opset18": ("Pad", [X4, ("pads", np.array([1, 2, 0, 1], np.int64)), None,
+                                 ("axes", np.array([2, 3], np.int64))], {}),
+    "concat_axis1": ("Concat", [X4, ("b", W(1, 2, 9, 8))], dict(axis=1)),
 }
 
 OLD_OPSET_CASES = {
@@ -89,6 +94,13 @@ OLD_OPSET_CASES = {
 }
 
 
+def test_pad_reflect_and_edge_in_the_reference(tmp_path):
+    for mode in ("reflect", "edge"):
+        model, feeds = _build("Pad", [X4, ("pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64))], dict(mode=mode))
+        g = import_model(model)
+        assert rel_err(interpreter.run(g, feeds)[g.outputs[0]], ort_run_model(model, feeds)[0]) < 1e-6
+
+
 def _build(op, inputs, attrs, opset=17):
     model, feeds = single_node(op, inputs, opset=opset, **attrs)
     return model, feeds
@@ -96,7 +108,7 @@ def _build(op, inputs, attrs, opset=17):
 
 def _all_cases():
     for k, (op, inputs, attrs) in CASES.items():
-        yield pytest.param(op, inputs, attrs, 17, id=k)
+        yield pytest.param(op, inputs, attrs, 18 if "opset18" in k else 17, id=k)
     for k, (op, inputs, attrs, opset) in OLD_OPSET_CASES.items():
         yield pytest.param(op, inputs, attrs, opset, id=k)
 

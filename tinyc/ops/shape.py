@@ -140,3 +140,54 @@ class Concat(Op):
         parts = [dict(chunk=t.shape[axis] * inner * item) for t in ins]
         return Kernel("concat.c.j2", dict(outer=outer, parts=parts, row=shape[axis] * inner * item),
                       includes=("string.h",))
+
+
+@register
+class Pad(Op):
+    """Pad (opset 2-10: attributes pads/value; 11+: inputs pads, constant_value, axes). The
+    fuse-pad pass folds zero padding into the Conv or pooling that follows."""
+
+    name = "Pad"
+    attr_inputs = {1: "pads", 2: "value", 3: "axes"}
+
+    def normalize(self, attrs, ins, opset):
+        rank = len(ins[0].shape)
+        mode = attrs.get("mode", "constant")
+        if mode not in ("constant", "reflect", "edge"):
+            raise UnsupportedError(f"Pad mode '{mode}' is not supported")
+        pads = [int(p) for p in np.asarray(attrs.get("pads", [0] * 2 * rank)).reshape(-1)]
+        axes = attrs.get("axes")
+        if axes is not None:
+            axes = [int(a) % rank for a in np.asarray(axes).reshape(-1)]
+            full = [0] * (2 * rank)
+            for i, a in enumerate(axes):
+                full[a], full[a + rank] = pads[i], pads[i + len(axes)]
+            pads = full
+        if len(pads) != 2 * rank:
+            raise UnsupportedError(f"Pad: {len(pads)} pads for rank {rank}")
+        if any(p < 0 for p in pads):
+            raise UnsupportedError("Pad with negative pads (cropping) is not supported")
+        value = float(np.asarray(attrs.get("value", 0.0)).reshape(-1)[0]) if attrs.get("value") is not None else 0.0
+        return {"mode": mode, "pads": pads, "value": value}
+
+    def infer(self, node, ins):
+        p, r = node.attrs["pads"], len(ins[0].shape)
+        return [(tuple(d + p[i] + p[i + r] for i, d in enumerate(ins[0].shape)), ins[0].dtype)]
+
+    def reference(self, node, xs):
+        p, r = node.attrs["pads"], xs[0].ndim
+        widths = [(p[i], p[i + r]) for i in range(r)]
+        if node.attrs["mode"] == "constant":
+            return [np.pad(xs[0], widths, constant_values=node.attrs["value"])]
+        return [np.pad(xs[0], widths, mode=node.attrs["mode"])]
+
+    def kernel(self, node, ins, outs):
+        if node.attrs["mode"] != "constant" or ins[0].dtype != "f32":
+            raise UnsupportedError(f"Pad node '{node.name}': only constant float padding has a kernel")
+        shape, out = ins[0].shape, outs[0].shape
+        r = len(shape)
+        src = [int(np.prod(shape[i + 1:])) for i in range(r)]
+        dst = [int(np.prod(out[i + 1:])) for i in range(r)]
+        base = sum(node.attrs["pads"][i] * dst[i] for i in range(r))
+        return Kernel("f32/pad.c.j2", dict(dims=list(shape), src=src, dst=dst, base=base, n=outs[0].size,
+                                           value=node.attrs["value"]), includes=("math.h",))

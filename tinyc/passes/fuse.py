@@ -86,3 +86,43 @@ class FuseActivation(Pass):
 
     def run(self, g: Graph) -> Graph:
         return remove_dead(fuse_activation(g))
+
+
+def fuse_pad(g: Graph) -> Graph:
+    """Constant padding of the spatial axes only, read by nothing but a Conv (value 0), a MaxPool
+    (value -inf) or an AveragePool that counts padding (value 0), becomes that op's pads."""
+    cons = consumers(g)
+    for pad in [n for n in g.nodes if n.op == "Pad"]:
+        user = only_use(g, pad.outputs[0], cons)
+        a = pad.attrs
+        if user is None or a["mode"] != "constant" or user.inputs[0] != pad.outputs[0] or not _float_node(g, pad):
+            continue
+        rank = len(g.tensors[pad.inputs[0]].shape)
+        p = a["pads"]
+        if any(p[i] or p[i + rank] for i in (0, 1)):
+            continue  # batch or channel padding
+        ok = (user.op == "Conv" and a["value"] == 0.0) or \
+             (user.op == "MaxPool" and a["value"] == -math.inf) or \
+             (user.op == "AveragePool" and a["value"] == 0.0 and
+              (user.attrs.get("count_include_pad") or not any(user.attrs["pads"])))
+        if not ok or user.attrs.get("ceil_mode"):
+            continue
+        n_sp = rank - 2
+        spatial = p[2:rank] + p[rank + 2:]
+        user.attrs["pads"] = [q + s for q, s in zip(user.attrs["pads"], spatial)]
+        if user.op == "AveragePool":
+            user.attrs["count_include_pad"] = 1
+        assert len(user.attrs["pads"]) == 2 * n_sp
+        user.inputs = [pad.inputs[0]] + user.inputs[1:]
+        g.nodes.remove(pad)
+        cons = consumers(g)
+    return g
+
+
+@register
+class FusePad(Pass):
+    name = "fuse-pad"
+    description = "zero (or -inf) spatial Pad -> the pads of the Conv/MaxPool/AveragePool reading it"
+
+    def run(self, g: Graph) -> Graph:
+        return remove_dead(fuse_pad(g))

@@ -4,6 +4,7 @@ from __future__ import annotations
 DEFAULT = [
     "canonicalize",  # fold constant subgraphs, drop no-op nodes
     "lower-qdq",  # quantized clusters -> integer ops
+    "fuse-pad",  # zero padding -> Conv/pool pads
     "fold-batchnorm",  # BatchNormalization and per-channel Mul/Add into Conv/Gemm
     "fuse-matmul-add",  # MatMul + bias -> Gemm
     "fuse-activation",  # Relu/Clip -> clamps inside the producing op
