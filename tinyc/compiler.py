@@ -41,7 +41,7 @@ def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ..
     """Import, quantize if asked (``quantize="int8"`` with calibration data), and run the passes."""
     from .data import load_samples
     from .passes import run_passes
-    from .passes.pipeline import DEFAULT
+    from .passes.pipeline import BEFORE_QUANTIZATION, DEFAULT
     from .quant.ptq import quantize_graph, strip_io_quantization
 
     g = load(model_path, input_shapes)
@@ -54,7 +54,7 @@ def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ..
     if quantize:
         if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
             raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
-        g = quantize_graph(g, samples, method, percentile, io, progress)
+        g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), samples, method, percentile, io, progress)
     if after_pass is not None:
         after_pass("import", g)
     g = run_passes(g, DEFAULT, after_pass)

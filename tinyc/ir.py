@@ -105,7 +105,7 @@ class Graph:
         return t
 
     def add_const(self, name: str, data: np.ndarray) -> Tensor:
-        data = np.ascontiguousarray(data)
+        data = np.asarray(data, order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
         return self.add_tensor(Tensor(name, tuple(int(d) for d in data.shape), dtype_of(data), data))
 
     def unique_name(self, base: str) -> str:

@@ -99,7 +99,7 @@ def _to_array(t: onnx.TensorProto) -> np.ndarray:
         dtype_of(arr)
     except TinycError:
         raise UnsupportedError(f"initializer '{t.name}' has unsupported dtype {arr.dtype}") from None
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")
 
 
 def _onnx_shapes(m: onnx.ModelProto) -> dict[str, tuple[int, ...]]:

@@ -204,3 +204,46 @@ class BatchNormalization(Op):
         shape = (1, -1) + (1,) * (x.ndim - 2)
         return [(x.astype(np.float64) * m.reshape(shape) + b.reshape(shape)).astype(x.dtype)]
 
+
+
+@register
+class CastLike(Op):
+    """Cast to the element type of the second input (only its type matters)."""
+
+    name = "CastLike"
+    shape_only_inputs = (1,)
+
+    def infer(self, node, ins):
+        return [(ins[0].shape, ins[1].dtype)]
+
+    def reference(self, node, xs):
+        return [np.asarray(xs[0]).astype(np.asarray(xs[1]).dtype)]
+
+    def kernel(self, node, ins, outs):
+        if ins[0].dtype == outs[0].dtype:
+            return _copy(outs)
+        raise UnsupportedError(f"CastLike node '{node.name}': {ins[0].dtype} -> {outs[0].dtype} at run time is not supported")
+
+
+@register
+class Expand(Op):
+    """Broadcast to a constant shape (numpy rules, as ONNX defines them)."""
+
+    name = "Expand"
+    attr_inputs = {1: "shape"}
+
+    def normalize(self, attrs, ins, opset):
+        if "shape" not in attrs:
+            raise UnsupportedError("Expand without a constant shape")
+        return {"shape": [int(d) for d in np.asarray(attrs["shape"]).reshape(-1)]}
+
+    def infer(self, node, ins):
+        try:
+            out = np.broadcast_shapes(tuple(ins[0].shape), tuple(node.attrs["shape"]))
+        except ValueError:
+            raise UnsupportedError(f"Expand node '{node.name}': {list(ins[0].shape)} does not expand to {node.attrs['shape']}") from None
+        return [(tuple(int(d) for d in out), ins[0].dtype)]
+
+    def reference(self, node, xs):
+        out = np.broadcast_shapes(xs[0].shape, tuple(node.attrs["shape"]))
+        return [np.asarray(np.broadcast_to(xs[0], out), order="C")]

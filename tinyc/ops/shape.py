@@ -87,7 +87,7 @@ class Transpose(Op):
         return [(tuple(ins[0].shape[p] for p in node.attrs["perm"]), ins[0].dtype)]
 
     def reference(self, node, xs):
-        return [np.ascontiguousarray(np.transpose(xs[0], node.attrs["perm"]))]
+        return [np.asarray(np.transpose(xs[0], node.attrs["perm"]), order="C")]
 
     def kernel(self, node, ins, outs):
         shape, perm = ins[0].shape, node.attrs["perm"]

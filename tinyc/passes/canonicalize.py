@@ -31,7 +31,7 @@ def _fold_once(g: Graph) -> bool:
               for t in ins]
         for o, v in zip(n.outputs, op.reference(n, xs)):
             t = g.tensors[o]
-            t.data = np.ascontiguousarray(np.asarray(v).astype(DTYPES[t.dtype]).reshape(t.shape))
+            t.data = np.asarray(np.asarray(v).astype(DTYPES[t.dtype]).reshape(t.shape), order="C")
         g.nodes.remove(n)
         return True
     return False

@@ -10,3 +10,7 @@ DEFAULT = [
     "fuse-activation",  # Relu/Clip -> clamps inside the producing op
     "dead-code",
 ]
+
+# Run on a float model before tinyc quantizes it: everything that keeps float semantics and makes
+# the graph the one the int8 kernels will see (activations are fused by lower-qdq afterwards).
+BEFORE_QUANTIZATION = ["canonicalize", "fuse-pad", "fold-batchnorm", "fuse-matmul-add", "dead-code"]
