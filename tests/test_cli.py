@@ -33,8 +33,8 @@ def test_report_json_describes_every_layer(tmp_path):
     for key in ("arena_bytes", "arena_lower_bound_bytes", "weights_bytes", "layers", "macs_total", "memory_plan"):
         assert key in rep
     # 24 ONNX nodes; after fusing the nine Relus into their convs and MatMul + bias into one
-    # fully connected layer, 14 layers remain
-    assert len(rep["layers"]) == 14
+    # fully connected layer, and the input Reshape vanishing in NHWC, 13 layers remain
+    assert len(rep["layers"]) == 13
     assert [l["op"] for l in rep["layers"]].count("Conv") == 9
     for layer in rep["layers"]:
         assert set(layer) >= {"name", "op", "output_shape", "macs"}

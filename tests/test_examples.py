@@ -22,7 +22,8 @@ def test_pytorch_export_is_messy_and_compiles_lean():
     raw = [n.op for n in load(CNN).nodes]
     assert "BatchNormalization" in raw and "Relu" in raw  # as PyTorch exported it
     ops = [n.op for n in load_graph(CNN).nodes]
-    assert ops == ["Conv", "MaxPool", "Conv", "MaxPool", "Reshape", "Gemm"]
+    # NHWC; the input [1,1,8,8] -> [1,8,8,1] is a view (Reshape), no Transpose anywhere
+    assert ops == ["Reshape", "Conv", "MaxPool", "Conv", "MaxPool", "Reshape", "Gemm"]
 
 
 @pytest.mark.emulator
@@ -42,8 +43,8 @@ def test_pytorch_cnn_on_cortex_m4_float_and_int8(tmp_path):
 
     np.savez(tmp_path / "calib.npz", image=np.load(DIGITS / "digits_calib.npz")["pixels"].reshape(-1, 1, 1, 8, 8))
     q = prepare(CNN, quantize="int8", calib=tmp_path / "calib.npz", progress=False).graph
-    assert [n.op for n in q.nodes] == ["QuantizeLinear", "Conv", "MaxPool", "Conv", "MaxPool", "Reshape", "Gemm",
-                                       "DequantizeLinear"]
+    assert [n.op for n in q.nodes] == ["QuantizeLinear", "Reshape", "Conv", "MaxPool", "Conv", "MaxPool", "Reshape",
+                                       "Gemm", "DequantizeLinear"]
     res = run_on_target(generate(q, target), target, tmp_path / "s8", samples)
     q_pred = np.array([o["logits"].argmax() for o in res.outputs])
     ref = np.array([interpreter.run(q, s)["logits"].argmax() for s in samples])

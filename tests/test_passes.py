@@ -70,3 +70,58 @@ def test_shared_float_models_have_no_standalone_activations_or_batchnorm(rel):
 def test_all_pass_names_are_unique_and_described():
     for name, cls in PASSES.items():
         assert cls.name == name and cls.description
+
+
+def _same_net(nhwc_input: bool):
+    """One small CNN, exported two ways: NCHW input (as PyTorch does) or NHWC input followed by a
+    Transpose into NCHW (as tf2onnx does)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32)
+    w2 = (rng.standard_normal((10, 4 * 3 * 3)) * 0.3).astype(np.float32)
+    nodes = []
+    x = "x"
+    if nhwc_input:
+        nodes.append(helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2], name="to_nchw"))
+        x = "x_nchw"
+    nodes += [helper.make_node("Conv", [x, "w1"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+              helper.make_node("Relu", ["c"], ["r"], name="relu"),
+              helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+              helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+              helper.make_node("Gemm", ["f", "w2"], ["y"], transB=1, name="fc")]
+    shape = [1, 6, 6, 3] if nhwc_input else [1, 3, 6, 6]
+    graph = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                              [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_pytorch_and_tf2onnx_style_exports_compile_to_the_same_kernels():
+    from tinyc.codegen import generate
+    from tinyc.frontend.onnx import import_model
+    from tinyc.targets import get_target
+
+    graphs = {style: run_passes(import_model(_same_net(style == "tf2onnx")), DEFAULT) for style in ("pytorch", "tf2onnx")}
+    ops = {k: [n.op for n in g.nodes] for k, g in graphs.items()}
+    # tf2onnx style: NHWC in, nothing moves. PyTorch style: the caller's NCHW input is transposed once.
+    # (the Flatten is a view: no code, no bytes)
+    assert ops["tf2onnx"] == ["Conv", "MaxPool", "Flatten", "Gemm"]
+    assert ops["pytorch"] == ["Transpose", "Conv", "MaxPool", "Flatten", "Gemm"]
+    bodies = {k: [l for l in generate(g, get_target("host"), name="net").files["net.c"].split("\n/* Layer ")
+                  if "Transpose" not in l.split("\n")[0]][1:] for k, g in graphs.items()}
+    strip = lambda layers: [l.split("\n", 1)[1] for l in layers]  # drop the header line (layer number)
+    assert strip(bodies["pytorch"]) == strip(bodies["tf2onnx"])
+    x = np.random.default_rng(1).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    a = interpreter.run(graphs["pytorch"], {"x": x})["y"]
+    b = interpreter.run(graphs["tf2onnx"], {"x": np.transpose(x, (0, 2, 3, 1))})["y"]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rel", ["mnist-8/model.onnx", "mlperf-tiny/kws_float.onnx", "mlperf-tiny/ic_float.onnx",
+                                 "mlperf-tiny/ad_float.onnx", "mlperf-tiny/kws_int8.onnx", "mlperf-tiny/ic_int8.onnx"])
+def test_shared_models_have_no_transpose_left(rel):
+    g = load_graph(shared_model(rel))
+    assert "Transpose" not in [n.op for n in g.nodes]
+    assert all(n.attrs.get("layout") == "NHWC" for n in g.nodes if n.op in ("Conv", "MaxPool", "AveragePool"))

@@ -6,6 +6,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import per_channel_multipliers
+from .layout import is_nhwc, with_nhwc
 from . import FIXEDPOINT, Kernel, Op, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
 from .window import as_2d, normalize_window, output_spatial
 
@@ -46,6 +47,7 @@ def accumulate(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
 
 
 @register
+@with_nhwc
 class Conv(Op):
     name = "Conv"
 
@@ -105,8 +107,13 @@ class Conv(Op):
         x, w, y = ins[0], ins[1], outs[0]
         spatial_2d(node, len(x.shape))
         a = as_2d(node.attrs)
-        xs = x.shape if len(x.shape) == 4 else x.shape[:2] + (1,) + x.shape[2:]
-        ys = y.shape if len(y.shape) == 4 else y.shape[:2] + (1,) + y.shape[2:]
+        nhwc = is_nhwc(node)
+        if nhwc:  # describe the geometry in NCHW terms; the NHWC template indexes accordingly
+            xs = tuple(x.shape[i] for i in (0, 3, 1, 2))
+            ys = tuple(y.shape[i] for i in (0, 3, 1, 2))
+        else:
+            xs = x.shape if len(x.shape) == 4 else x.shape[:2] + (1,) + x.shape[2:]
+            ys = y.shape if len(y.shape) == 4 else y.shape[:2] + (1,) + y.shape[2:]
         g = a["group"]
         kh, kw = a["kernel_shape"]
         p = dict(
@@ -119,11 +126,12 @@ class Conv(Op):
         # Bounds checks are emitted only for the axes where a window can leave the input.
         p["check_h"] = p["PT"] > 0 or (p["OH"] - 1) * p["SH"] + (kh - 1) * p["DH"] >= p["H"]
         p["check_w"] = p["PL"] > 0 or (p["OW"] - 1) * p["SW"] + (kw - 1) * p["DW"] >= p["W"]
+        suffix = "_nhwc" if nhwc else ""
         if not quantized:
-            return Kernel("f32/conv.c.j2", dict(p, act_min=node.attrs.get("act_min"), act_max=node.attrs.get("act_max")))
+            return Kernel(f"f32/conv{suffix}.c.j2", dict(p, act_min=node.attrs.get("act_min"), act_max=node.attrs.get("act_max")))
         if x.dtype != "s8" or w.dtype != "s8" or y.dtype != "s8":
             raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output")
         mult, shift = per_channel_multipliers(x.quant, w.quant, y.quant, w.shape[0])
         p.update(requant_params(mult, shift), in_offset=-int(x.quant.zero_point), zp=int(y.quant.zero_point),
                  act_min=node.attrs.get("act_min", -128), act_max=node.attrs.get("act_max", 127))
-        return Kernel("s8/conv.c.j2", p, preamble=FIXEDPOINT)
+        return Kernel(f"s8/conv{suffix}.c.j2", p, preamble=FIXEDPOINT)

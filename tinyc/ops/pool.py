@@ -5,6 +5,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from . import Kernel, Op, is_quantized, register, require_f32, spatial_2d
+from .layout import is_nhwc, with_nhwc
 from .conv import pad_input, windows
 from .window import as_2d, normalize_window, output_spatial
 
@@ -30,10 +31,17 @@ class _Pool(Op):
         x, y = ins[0], outs[0]
         spatial_2d(node, len(x.shape))
         a = as_2d(node.attrs)
-        xs = x.shape if len(x.shape) == 4 else x.shape[:2] + (1,) + x.shape[2:]
-        ys = y.shape if len(y.shape) == 4 else y.shape[:2] + (1,) + y.shape[2:]
+        if is_nhwc(node):
+            (n, h, w, c), (oh, ow) = x.shape, y.shape[1:3]
+            strides = dict(in_n=h * w * c, in_c=1, in_h=w * c, in_w=c, out_n=oh * ow * c, out_c=1, out_h=ow * c, out_w=c)
+        else:
+            xs = x.shape if len(x.shape) == 4 else x.shape[:2] + (1,) + x.shape[2:]
+            ys = y.shape if len(y.shape) == 4 else y.shape[:2] + (1,) + y.shape[2:]
+            (n, c, h, w), (oh, ow) = xs, ys[2:]
+            strides = dict(in_n=c * h * w, in_c=h * w, in_h=w, in_w=1, out_n=c * oh * ow, out_c=oh * ow, out_h=ow, out_w=1)
         return dict(
-            NC=xs[0] * xs[1], H=xs[2], W=xs[3], OH=ys[2], OW=ys[3],
+            strides, layout="NHWC" if is_nhwc(node) else "NCHW",
+            N=n, C=c, H=h, W=w, OH=oh, OW=ow,
             KH=a["kernel_shape"][0], KW=a["kernel_shape"][1],
             SH=a["strides"][0], SW=a["strides"][1], DH=a["dilations"][0], DW=a["dilations"][1],
             PT=a["pads"][0], PL=a["pads"][1], PB=a["pads"][2], PR=a["pads"][3],
@@ -60,6 +68,7 @@ def pool_windows(x: np.ndarray, a: dict, fill: float, fill_beyond: float) -> np.
 
 
 @register
+@with_nhwc
 class MaxPool(_Pool):
     name = "MaxPool"
 
@@ -96,6 +105,7 @@ class MaxPool(_Pool):
 
 
 @register
+@with_nhwc
 class AveragePool(_Pool):
     name = "AveragePool"
 
@@ -135,6 +145,7 @@ class AveragePool(_Pool):
 
 
 @register
+@with_nhwc
 class GlobalAveragePool(Op):
     name = "GlobalAveragePool"
 
@@ -157,11 +168,17 @@ class GlobalAveragePool(Op):
 
     def kernel(self, node, ins, outs):
         x = ins[0]
+        if is_nhwc(node):
+            n, c, hw = x.shape[0], x.shape[3], x.shape[1] * x.shape[2]
+            in_n, in_c, in_hw = hw * c, 1, c
+        else:
+            n, c, hw = x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))
+            in_n, in_c, in_hw = c * hw, hw, 1
         if is_quantized(ins, outs):
             # the whole plane as one window, with TFLite's int8 average rounding
-            hw = int(np.prod(x.shape[2:]))
-            p = dict(NC=x.shape[0] * x.shape[1], H=1, W=hw, OH=1, OW=1, KH=1, KW=hw, SH=1, SW=1, DH=1, DW=1,
-                     PT=0, PL=0, PB=0, PR=0, act_min=-128, act_max=127)
+            p = dict(N=n, C=c, H=1, W=hw, OH=1, OW=1, KH=1, KW=hw, SH=1, SW=1, DH=1, DW=1, PT=0, PL=0, PB=0, PR=0,
+                     in_n=in_n, in_c=in_c, in_h=0, in_w=in_hw, out_n=c, out_c=1, out_h=0, out_w=0,
+                     act_min=-128, act_max=127, layout="NHWC" if is_nhwc(node) else "NCHW")
             return Kernel("s8/avgpool.c.j2", p)
         require_f32(node, ins)
-        return Kernel("f32/global_avgpool.c.j2", dict(NC=x.shape[0] * x.shape[1], HW=int(np.prod(x.shape[2:]))))
+        return Kernel("f32/global_avgpool.c.j2", dict(N=n, C=c, HW=hw, in_n=in_n, in_c=in_c, in_hw=in_hw))

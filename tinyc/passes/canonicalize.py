@@ -2,7 +2,8 @@
 
 - a node whose inputs are constants (or, for Shape, only known shapes) becomes a constant;
 - Identity, Dropout (inference), a Cast to the same type and a Reshape/Flatten/Squeeze/Unsqueeze
-  that does not change the shape are removed.
+  that does not change the shape are removed;
+- a view of a view (Reshape of a Flatten, ...) becomes one Reshape of the original tensor.
 Repeats until nothing changes, so PyTorch's Shape -> Gather -> Unsqueeze -> Concat -> Reshape
 chains end as one static Reshape.
 """
@@ -46,14 +47,28 @@ def _is_no_op(g: Graph, n) -> bool:
     return n.op in NO_OP_WHEN_SAME_SHAPE and x.shape == y.shape
 
 
+def _collapse_views(g: Graph) -> bool:
+    """A view of a view is one Reshape of the original tensor."""
+    prod = {o: n for n in g.nodes for o in n.outputs}
+    for n in g.nodes:
+        inner = prod.get(n.inputs[0]) if n.inputs else None
+        if n.op in NO_OP_WHEN_SAME_SHAPE and inner is not None and inner.op in NO_OP_WHEN_SAME_SHAPE:
+            n.op = "Reshape"
+            n.inputs = [inner.inputs[0]]
+            n.attrs = {"shape": list(g.tensors[n.outputs[0]].shape)}
+            return True
+    return False
+
+
 def canonicalize(g: Graph) -> Graph:
     changed = True
     while changed:
-        changed = _fold_once(g)
+        changed = _fold_once(g) or _collapse_views(g)
         for n in list(g.nodes):
             if _is_no_op(g, n) and bypass(g, n):
                 changed = True
-    return remove_dead(g)
+        remove_dead(g)
+    return g
 
 
 @register

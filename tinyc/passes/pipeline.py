@@ -8,6 +8,9 @@ DEFAULT = [
     "fold-batchnorm",  # BatchNormalization and per-channel Mul/Add into Conv/Gemm
     "fuse-matmul-add",  # MatMul + bias -> Gemm
     "fuse-activation",  # Relu/Clip -> clamps inside the producing op
+    "layout-nhwc",  # Conv and pooling in NHWC, between Transposes
+    "cancel-transposes",  # ... which then cancel, sink or fold into weights
+    "canonicalize",  # views of views, no-op reshapes left by the layout change
     "dead-code",
 ]
 
