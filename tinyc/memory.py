@@ -8,7 +8,9 @@ Aliasing (planner v1):
 - views: Reshape, Flatten, Squeeze and Unsqueeze only rename bytes; their output *is* their
   input's buffer, and no code runs for them;
 - in place: an elementwise op (Relu, Clip, Add, Sub, Mul, Div, Requantize) may write its output
-  over an input of the same size and type that nothing reads afterwards.
+  over an input of the same size and type that nothing reads afterwards; so may an op whose
+  definition says how (``Op.inplace_scratch``: a stride-1 NHWC Conv keeps a few input rows in a
+  scratch buffer, which is planned in the arena for that one step).
 Tensors that alias form one buffer whose live range covers all of them.
 
 Placement: greedy by size (largest first, each at the lowest aligned offset that fits among the
@@ -51,6 +53,7 @@ class MemoryPlan:
     no_alias_lower_bound_bytes: int = 0
     views: set[str] = field(default_factory=set)  # nodes that run no code
     inplace: set[str] = field(default_factory=set)  # nodes that write over an input
+    scratch: dict[str, str] = field(default_factory=dict)  # node -> its scratch buffer
 
     def __post_init__(self) -> None:
         self._by_tensor = {t: b for b in self.buffers for t in b.tensors}
@@ -80,13 +83,14 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
-def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set[str]]:
-    """Buffers (with their tensors), the view nodes and the in-place nodes."""
+def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set[str], dict[str, str]]:
+    """Buffers (with their tensors), the view nodes, the in-place nodes and their scratch."""
     io = set(g.inputs) | set(g.outputs)
     group: dict[str, Buffer] = {}  # tensor -> its buffer
     bufs: list[Buffer] = []
     views: set[str] = set()
     inplace: set[str] = set()
+    scratch: dict[str, str] = {}
     last_read: dict[str, int] = {}
     for i, n in enumerate(g.nodes):
         for x in n.inputs:
@@ -99,7 +103,11 @@ def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set
         out = n.outputs[0]
         if out in io:
             continue
-        target = _alias_target(g, n, i, group, last_read, io) if alias else None
+        target, scratch_bytes = _alias_target(g, n, i, group, last_read, io) if alias else (None, 0)
+        if scratch_bytes:
+            sb = Buffer(f"{n.name}/scratch", scratch_bytes, i, i, tensors=[f"{n.name}/scratch"])
+            bufs.append(sb)
+            scratch[n.name] = sb.name
         if target is not None:
             b = group[target]
             b.tensors.append(out)
@@ -114,15 +122,28 @@ def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set
                 group[o] = b
     for b in bufs:  # a buffer lives until its last tensor's last reader
         b.last = max([b.last] + [last_read.get(t, b.first) for t in b.tensors])
-    return bufs, views, inplace
+    return bufs, views, inplace, scratch
 
 
-def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> str | None:
+def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> tuple[str | None, int]:
+    """(the input the output may share bytes with, scratch bytes needed for it)."""
     out = g.tensors[n.outputs[0]]
     if n.op in VIEW_OPS and n.inputs[0] in group:
-        return n.inputs[0]
-    if n.op not in INPLACE_OPS or len(n.outputs) != 1:
-        return None
+        return n.inputs[0], 0
+    if len(n.outputs) != 1:
+        return None, 0
+    if n.op not in INPLACE_OPS:
+        from .ops import get_op
+
+        x = n.inputs[0]
+        if x not in group:
+            return None, 0
+        ins = [None if v is None else g.tensors[v] for v in n.inputs]
+        need = get_op(n.op).inplace_scratch(n, ins, [out])
+        later = max(last_read.get(m, -1) for m in group[x].tensors)
+        if need is None or later != i or n.inputs.count(x) != 1 or group[x].size != out.nbytes:
+            return None, 0
+        return x, need
     for x in n.inputs:
         if x is None or x not in group:
             continue
@@ -130,8 +151,8 @@ def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> str | None
         b = group[x]
         later = max(last_read.get(m, -1) for m in b.tensors)
         if t.shape == out.shape and t.dtype == out.dtype and later == i and n.inputs.count(x) == 1:
-            return x
-    return None
+            return x, 0
+    return None, 0
 
 
 def lower_bound(bufs: list[Buffer], steps: int) -> int:
@@ -190,9 +211,9 @@ def refine(bufs: list[Buffer], alignment: int, bound: int, tries: int = REFINE_T
 
 
 def plan(g: Graph, alignment: int = 16, alias: bool = True) -> MemoryPlan:
-    bufs, views, inplace = lifetimes(g, alias)
+    bufs, views, inplace, scratch = lifetimes(g, alias)
     steps = len(g.nodes)
     bound = lower_bound(bufs, steps)
     arena = refine(bufs, alignment, bound) if len(bufs) > 1 else greedy_by_size(bufs, alignment)
-    plain, _, _ = lifetimes(g, alias=False)
-    return MemoryPlan(bufs, arena, bound, alignment, lower_bound(plain, steps), views, inplace)
+    plain = lifetimes(g, alias=False)[0]
+    return MemoryPlan(bufs, arena, bound, alignment, lower_bound(plain, steps), views, inplace, scratch)

@@ -124,7 +124,10 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
             ref[t.name] = var
     for b in mplan.buffers:
         for t in b.tensors:
-            ref[t] = f"({_ctype(g, t)} *)(void *)(arena + {b.offset})"
+            if t in g.tensors:
+                ref[t] = f"({_ctype(g, t)} *)(void *)(arena + {b.offset})"
+            else:  # a scratch buffer
+                ref[t] = f"(void *)(arena + {b.offset})"
     for n in g.nodes:  # a view of a graph input reads the caller's buffer
         if n.name in mplan.views and n.outputs[0] not in ref:
             ref[n.outputs[0]] = ref[n.inputs[0]]
@@ -138,7 +141,8 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         op = get_op(node.op)
         ins = [None if x is None else g.tensors[x] for x in node.inputs]
         outs = [g.tensors[o] for o in node.outputs]
-        k = op.kernel(node, ins, outs)
+        inplace = node.name in mplan.inplace
+        k = op.kernel_inplace(node, ins, outs) if inplace else op.kernel(node, ins, outs)
         includes.update(k.includes)
         preambles.extend(p for p in k.preamble if p not in preambles)
         in_names = [f"in{j}" for j in range(len(node.inputs))]
@@ -148,6 +152,10 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
                   for j, x in enumerate(node.inputs)]
         params += [f"{_ctype(g, o)} *{restrict}out{j}" for j, o in enumerate(node.outputs)]
         args = ["NULL" if x is None else ref[x] for x in node.inputs] + [ref[o] for o in node.outputs]
+        if node.name in mplan.scratch:
+            params.append("void *scratch")
+            args.append(ref[mplan.scratch[node.name]])
+            includes.add("string.h")
         try:
             body = env.get_template(k.template).render(p=k.params, ins=in_names, node=node)
         except jinja2.TemplateError as e:

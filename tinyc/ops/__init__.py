@@ -69,6 +69,15 @@ class Op:
         QuantizeLinear); None keeps the node."""
         return None
 
+    def inplace_scratch(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> int | None:
+        """Bytes of scratch this node needs to write its output over input 0, or None if it cannot
+        (elementwise ops need no scratch; see memory.INPLACE_OPS)."""
+        return None
+
+    def kernel_inplace(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
+        """The kernel when the output overwrites input 0 (with scratch from the arena)."""
+        return self.kernel(node, ins, outs)
+
     def macs(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> int:
         return 0
 

@@ -96,6 +96,22 @@ class Conv(Op):
         return [requantize(acc, mult.reshape(shape), shift.reshape(shape), int(yq.zero_point),
                            a.get("act_min", -128), a.get("act_max", 127))]
 
+    def inplace_scratch(self, node, ins, outs):
+        """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
+        so input rows r - pad_top .. r are kept in a ring of pad_top + 1 rows."""
+        x, y = ins[0], outs[0]
+        a = node.attrs
+        if not is_nhwc(node) or x.shape != y.shape or x.dtype != y.dtype or a["strides"] != [1, 1]:
+            return None
+        rows = a["pads"][0] + 1
+        return rows * x.shape[2] * x.shape[3] * (4 if x.dtype == "f32" else 1)
+
+    def kernel_inplace(self, node, ins, outs):
+        k = self.kernel(node, ins, outs)
+        rows = node.attrs["pads"][0] + 1
+        k.params.update(inplace=True, ring_rows=rows)
+        return k
+
     def macs(self, node, ins, outs):
         w = ins[1]
         return int(np.prod(outs[0].shape)) * int(np.prod(w.shape[1:]))
@@ -117,6 +133,7 @@ class Conv(Op):
         g = a["group"]
         kh, kw = a["kernel_shape"]
         p = dict(
+            inplace=False, ring_rows=0,
             N=xs[0], C=xs[1], H=xs[2], W=xs[3], M=ys[1], OH=ys[2], OW=ys[3], G=g,
             CG=xs[1] // g, MG=ys[1] // g, KH=kh, KW=kw,
             SH=a["strides"][0], SW=a["strides"][1], DH=a["dilations"][0], DW=a["dilations"][1],
