@@ -166,6 +166,11 @@ def collapse_loops(dims: list[int], *strides: list[int]) -> tuple[list[int], lis
 FIXEDPOINT = ("s8/fixedpoint.c.j2",)
 
 
+def copy_kernel(outs: list[Tensor]) -> Kernel:
+    """Same bytes, new shape or name: one memcpy."""
+    return Kernel("copy.c.j2", dict(nbytes=outs[0].nbytes), includes=("string.h",))
+
+
 def requant_params(mult, shift) -> dict:
     """Per-channel multipliers for a template; a single pair when all channels agree."""
     mult = [int(m) for m in mult]

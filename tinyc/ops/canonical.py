@@ -7,15 +7,11 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import DTYPES
-from . import Kernel, Op, register
+from . import Op, copy_kernel, register
 
 # ONNX TensorProto element types -> IR dtypes (the ones Cast may target)
 _ONNX_TYPES = {1: "f32", 2: "u8", 3: "s8", 4: "u16", 5: "s16", 6: "s32", 7: "s64", 9: "bool", 10: "f16", 11: "f64",
                12: "u32", 13: "u64"}
-
-
-def _copy(outs) -> Kernel:
-    return Kernel("copy.c.j2", dict(nbytes=outs[0].nbytes), includes=("string.h",))
 
 
 @register
@@ -30,7 +26,7 @@ class Identity(Op):
         return [xs[0]]
 
     def kernel(self, node, ins, outs):
-        return _copy(outs)
+        return copy_kernel(outs)
 
 
 @register
@@ -55,7 +51,7 @@ class Dropout(Op):
     def kernel(self, node, ins, outs):
         if len(outs) > 1:
             raise UnsupportedError(f"Dropout node '{node.name}': the mask output is not supported")
-        return _copy(outs)
+        return copy_kernel(outs)
 
 
 @register
@@ -76,8 +72,8 @@ class Cast(Op):
 
     def kernel(self, node, ins, outs):
         if ins[0].dtype == outs[0].dtype:
-            return _copy(outs)
-        raise UnsupportedError(f"Cast node '{node.name}': {ins[0].dtype} -> {outs[0].dtype} at run time is not supported")
+            return copy_kernel(outs)
+        raise UnsupportedError(f"{node.op} node '{node.name}': {ins[0].dtype} -> {outs[0].dtype} at run time is not supported")
 
 
 @register
@@ -137,7 +133,7 @@ class _AxesOp(Op):
         return [(self._out_shape(node, ins[0].shape), ins[0].dtype)]
 
     def kernel(self, node, ins, outs):
-        return _copy(outs)
+        return copy_kernel(outs)
 
 
 @register
@@ -219,10 +215,7 @@ class CastLike(Op):
     def reference(self, node, xs):
         return [np.asarray(xs[0]).astype(np.asarray(xs[1]).dtype)]
 
-    def kernel(self, node, ins, outs):
-        if ins[0].dtype == outs[0].dtype:
-            return _copy(outs)
-        raise UnsupportedError(f"CastLike node '{node.name}': {ins[0].dtype} -> {outs[0].dtype} at run time is not supported")
+    kernel = Cast.kernel
 
 
 @register
