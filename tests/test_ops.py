@@ -82,6 +82,11 @@ CASES = {
     "pad_axes_opset18": ("Pad", [X4, ("pads", np.array([1, 2, 0, 1], np.int64)), None,
                                  ("axes", np.array([2, 3], np.int64))], {}),
     "concat_axis1": ("Concat", [X4, ("b", W(1, 2, 9, 8))], dict(axis=1)),
+    "sigmoid": ("Sigmoid", [X4], {}),
+    "leaky_relu": ("LeakyRelu", [X4], dict(alpha=0.2)),
+    "leaky_relu_default": ("LeakyRelu", [X4], {}),
+    "hard_sigmoid": ("HardSigmoid", [X4], dict(alpha=0.3, beta=0.4)),
+    "hard_swish": ("HardSwish", [X4], {}),
 }
 
 OLD_OPSET_CASES = {
@@ -146,3 +151,34 @@ def test_macs_of_conv_and_gemm():
     assert rep["layers"][0]["macs"] == 4 * 7 * 6 * 9
     model, _ = _build("Gemm", [("a", (2, 6)), ("b", W(4, 6))], dict(transB=1))
     assert generate(import_model(model), get_target("host")).report["macs_total"] == 2 * 6 * 4
+
+
+def test_fused_activations_through_the_pipeline_match_onnxruntime(tmp_path):
+    """Conv -> HardSwish, Add -> LeakyRelu, Gemm -> Sigmoid: fused by the passes, run as C."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tinyc.passes import run_passes
+    from tinyc.passes.pipeline import DEFAULT
+
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("HardSwish", ["c"], ["h"], name="hswish"),
+             helper.make_node("Add", ["h", "x2"], ["a"], name="add"),
+             helper.make_node("LeakyRelu", ["a"], ["l"], alpha=0.1, name="lrelu"),
+             helper.make_node("Flatten", ["l"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], transB=1, name="fc"),
+             helper.make_node("Sigmoid", ["g"], ["y"], name="sigmoid")]
+    inits = [numpy_helper.from_array(W(4, 2, 3, 3), "w"), numpy_helper.from_array(W(4), "b"),
+             numpy_helper.from_array(W(1, 4, 1, 1), "x2"), numpy_helper.from_array(W(5, 64), "fw"),
+             numpy_helper.from_array(W(5), "fb")]
+    graph = helper.make_graph(nodes, "acts", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    g = run_passes(import_model(model), DEFAULT)
+    assert {n.op for n in g.nodes} == {"Transpose", "Conv", "Add", "Flatten", "Gemm"}  # the caller's NCHW input
+    assert [n.attrs.get("act") for n in g.nodes if n.op in ("Conv", "Add", "Gemm")] == ["HardSwish", "LeakyRelu", "Sigmoid"]
+    feeds = {"x": np.random.default_rng(3).standard_normal((1, 2, 4, 4)).astype(np.float32)}
+    want = ort_run_model(model, feeds)[0]
+    assert rel_err(interpreter.run(g, feeds)["y"], want) < 1e-5
+    host = get_target("host")
+    assert rel_err(run_on_target(generate(g, host), host, tmp_path, [feeds]).outputs[0]["y"], want) < 1e-5

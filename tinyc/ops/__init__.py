@@ -107,7 +107,20 @@ def float_activation(node: Node, y: np.ndarray) -> np.ndarray:
         y = np.maximum(y, np.asarray(lo, y.dtype))
     if hi is not None:
         y = np.minimum(y, np.asarray(hi, y.dtype))
+    if "act" in node.attrs:
+        from .activations import apply
+
+        y = apply(node.attrs["act"], y, node.attrs.get("act_alpha", 0.0), node.attrs.get("act_beta", 0.0))
     return y
+
+
+def act_params(node: Node) -> dict:
+    """Template parameters of a fused float activation (clamp and/or an activation expression)."""
+    from .activations import c_expression
+
+    a = node.attrs
+    expr = c_expression(a["act"], "act_in", a.get("act_alpha", 0.0), a.get("act_beta", 0.0)) if "act" in a else None
+    return dict(act_min=a.get("act_min"), act_max=a.get("act_max"), act_expr=expr)
 
 
 def is_quantized(ins: list[Tensor | None], outs: list[Tensor]) -> bool:
@@ -205,7 +218,7 @@ def check_types(g: Graph) -> None:
 
 
 def _load_all() -> None:
-    from . import canonical, conv, elementwise, matmul, pool, quantize, shape, softmax  # noqa: F401
+    from . import activations, canonical, conv, elementwise, matmul, pool, quantize, shape, softmax  # noqa: F401
 
 
 _load_all()

@@ -7,7 +7,7 @@ from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import per_channel_multipliers
 from .layout import is_nhwc, with_nhwc
-from . import FIXEDPOINT, Kernel, Op, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
+from . import FIXEDPOINT, Kernel, Op, act_params, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
 from .window import as_2d, normalize_window, output_spatial
 
 
@@ -145,7 +145,7 @@ class Conv(Op):
         p["check_w"] = p["PL"] > 0 or (p["OW"] - 1) * p["SW"] + (kw - 1) * p["DW"] >= p["W"]
         suffix = "_nhwc" if nhwc else ""
         if not quantized:
-            return Kernel(f"f32/conv{suffix}.c.j2", dict(p, act_min=node.attrs.get("act_min"), act_max=node.attrs.get("act_max")))
+            return Kernel(f"f32/conv{suffix}.c.j2", dict(p, **act_params(node)), includes=("math.h",))
         if x.dtype != "s8" or w.dtype != "s8" or y.dtype != "s8":
             raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output")
         mult, shift = per_channel_multipliers(x.quant, w.quant, y.quant, w.shape[0])

@@ -8,7 +8,7 @@ import numpy as np
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
 from ..quant.params import add_params, mul_params, rescale_params
 from ..errors import UnsupportedError
-from . import FIXEDPOINT, Kernel, Op, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
+from . import FIXEDPOINT, Kernel, Op, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
 
 
 class _Binary(Op):
@@ -33,8 +33,7 @@ class _Binary(Op):
         if is_quantized(ins, outs):
             return self.kernel_s8(node, ins, outs, loops)
         require_f32(node, ins)
-        return Kernel("f32/binary.c.j2", dict(loops, op=self.c_op, act_min=node.attrs.get("act_min"),
-                                              act_max=node.attrs.get("act_max")))
+        return Kernel("f32/binary.c.j2", dict(loops, op=self.c_op, **act_params(node)), includes=("math.h",))
 
     def kernel_s8(self, node, ins, outs, loops) -> Kernel:
         raise UnsupportedError(f"{self.name} node '{node.name}' has no int8 kernel")

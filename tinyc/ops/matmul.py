@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import fc_multipliers
-from . import FIXEDPOINT, Kernel, Op, broadcast_strides, float_activation, is_quantized, register, requant_params, require_f32
+from . import FIXEDPOINT, Kernel, Op, act_params, broadcast_strides, float_activation, is_quantized, register, requant_params, require_f32
 
 
 @register
@@ -47,7 +47,7 @@ class MatMul(Op):
         b_bs = k * n if int(np.prod(b2[:-2])) != 1 else 0
         return Kernel("f32/gemm.c.j2", dict(
             BATCH=batch, M=m, N=n, K=k, A_BS=a_bs, B_BS=b_bs, Y_BS=m * n,
-            A_SM=k, A_SK=1, B_SK=n, B_SN=1, alpha=1.0, has_c=False, act_min=None, act_max=None,
+            A_SM=k, A_SK=1, B_SK=n, B_SN=1, alpha=1.0, has_c=False, act_min=None, act_max=None, act_expr=None,
         ))
 
 
@@ -144,5 +144,5 @@ class Gemm(Op):
             A_SM=1 if at["transA"] else k, A_SK=m if at["transA"] else 1,
             B_SK=1 if at["transB"] else n, B_SN=k if at["transB"] else 1,
             alpha=float(at["alpha"]), beta=float(at["beta"]), has_c=has_c, C_SM=c_s[0], C_SN=c_s[1],
-            act_min=at.get("act_min"), act_max=at.get("act_max"),
-        ))
+            **act_params(node),
+        ), includes=("math.h",))

@@ -2,8 +2,9 @@
 
 - fuse-matmul-add: MatMul(x, W) + bias -> Gemm(x, W, bias) (a fully connected layer), for 2-D x
   and constant W and bias;
-- fuse-activation: Relu and Clip after Conv, Gemm, MatMul, Add, Sub, Mul or Div become the
-  producer's clamp (``act_min``/``act_max``), applied before the store.
+- fuse-activation: Relu and Clip after Conv, Gemm, Add, Sub, Mul or Div become the producer's
+  clamp (``act_min``/``act_max``); Sigmoid, LeakyRelu, HardSigmoid and HardSwish become its
+  ``act`` (see ops/activations.py), applied before the store.
 """
 from __future__ import annotations
 
@@ -51,20 +52,25 @@ def fuse_matmul_add(g: Graph) -> Graph:
 
 
 def fuse_activation(g: Graph) -> Graph:
+    from ..ops.activations import ACTIVATIONS, fused_attrs
+
     cons = consumers(g)
-    for act in [n for n in g.nodes if n.op in ("Relu", "Clip")]:
+    for act in [n for n in g.nodes if n.op in ("Relu", "Clip") or n.op in ACTIVATIONS]:
         p = producer(g, act.inputs[0])
         if p is None or p.op not in ACTIVATION_HOSTS or only_use(g, act.inputs[0], cons) is not act:
             continue
-        if not _float_node(g, p) or not _float_node(g, act) or "act_min" in p.attrs or "act_max" in p.attrs:
+        if not _float_node(g, p) or not _float_node(g, act) or any(k in p.attrs for k in ("act_min", "act_max", "act")):
             continue
         if p.op == "MatMul":
             continue  # no fused clamp in the batched matmul kernel; fuse-matmul-add makes most of them Gemm
-        lo, hi = (0.0, None) if act.op == "Relu" else (act.attrs.get("min"), act.attrs.get("max"))
-        if lo is not None and not math.isinf(lo):
-            p.attrs["act_min"] = float(lo)
-        if hi is not None and not math.isinf(hi):
-            p.attrs["act_max"] = float(hi)
+        if act.op in ACTIVATIONS:
+            p.attrs.update(fused_attrs(act.op, act.attrs))
+        else:
+            lo, hi = (0.0, None) if act.op == "Relu" else (act.attrs.get("min"), act.attrs.get("max"))
+            if lo is not None and not math.isinf(lo):
+                p.attrs["act_min"] = float(lo)
+            if hi is not None and not math.isinf(hi):
+                p.attrs["act_max"] = float(hi)
         replace_output(g, act, p)
         cons = consumers(g)
     return g
@@ -82,7 +88,7 @@ class FuseMatMulAdd(Pass):
 @register
 class FuseActivation(Pass):
     name = "fuse-activation"
-    description = "Relu/Clip after Conv, Gemm, Add, Sub, Mul, Div -> a clamp inside that op"
+    description = "Relu/Clip/Sigmoid/LeakyRelu/HardSigmoid/HardSwish after Conv, Gemm, Add, ... -> inside that op"
 
     def run(self, g: Graph) -> Graph:
         return remove_dead(fuse_activation(g))

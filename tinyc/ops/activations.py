@@ -1,0 +1,69 @@
+"""Pointwise activations, each defined once: its numpy meaning and its C expression. They run as
+standalone ops and, after the fuse-activation pass, inside the op before them (attribute ``act``
+with ``act_alpha``/``act_beta``; Relu and Clip fuse as the ``act_min``/``act_max`` clamp).
+All float32; C expressions evaluate in single precision like the numpy definitions."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..codegen.cnames import c_float
+from . import Kernel, Op, register, require_f32
+
+# name -> (defaults, numpy function of (x, alpha, beta), C expression builder of (var, alpha, beta))
+ACTIVATIONS: dict[str, tuple[dict[str, float], Callable, Callable[[str, float, float], str]]] = {
+    "Sigmoid": ({}, lambda x, a, b: 1.0 / (1.0 + np.exp(-x)),
+                lambda v, a, b: f"1.0f / (1.0f + expf(-{v}))"),
+    "LeakyRelu": ({"alpha": 0.01}, lambda x, a, b: np.where(x < 0, x * np.float32(a), x),
+                  lambda v, a, b: f"{v} < 0.0f ? {v} * {c_float(a)} : {v}"),
+    "HardSigmoid": ({"alpha": 0.2, "beta": 0.5},
+                    lambda x, a, b: np.clip(x * np.float32(a) + np.float32(b), 0, 1),
+                    lambda v, a, b: f"fminf(fmaxf({v} * {c_float(a)} + {c_float(b)}, 0.0f), 1.0f)"),
+    "HardSwish": ({}, lambda x, a, b: x * np.clip(x * np.float32(1 / 6) + np.float32(0.5), 0, 1),
+                  lambda v, a, b: f"{v} * fminf(fmaxf({v} * {c_float(1 / 6)} + 5.000000000e-01f, 0.0f), 1.0f)"),
+}
+
+
+def apply(name: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    return ACTIVATIONS[name][1](x.astype(np.float32), alpha, beta).astype(np.float32)
+
+
+def c_expression(name: str, var: str, alpha: float, beta: float) -> str:
+    return ACTIVATIONS[name][2](var, alpha, beta)
+
+
+def fused_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    defaults = ACTIVATIONS[op][0]
+    return {"act": op, "act_alpha": float(attrs.get("alpha", defaults.get("alpha", 0.0))),
+            "act_beta": float(attrs.get("beta", defaults.get("beta", 0.0)))}
+
+
+def _make(name: str) -> type[Op]:
+    defaults = ACTIVATIONS[name][0]
+
+    class Activation(Op):
+        def normalize(self, attrs, ins, opset):
+            return {k: float(attrs.get(k, v)) for k, v in defaults.items()}
+
+        def infer(self, node, ins):
+            return [(ins[0].shape, ins[0].dtype)]
+
+        def reference(self, node, xs):
+            a = node.attrs
+            return [apply(self.name, xs[0], a.get("alpha", 0.0), a.get("beta", 0.0))]
+
+        def kernel(self, node, ins, outs):
+            require_f32(node, ins)
+            a = node.attrs
+            return Kernel("f32/unary.c.j2", dict(n=outs[0].size, expr=c_expression(self.name, "v", a.get("alpha", 0.0),
+                                                                                      a.get("beta", 0.0)), op=self.name),
+                          includes=("math.h",))
+
+    Activation.name = name
+    Activation.__name__ = name
+    return Activation
+
+
+for _name in ACTIVATIONS:
+    register(_make(_name))
