@@ -1,5 +1,5 @@
 """fold-batchnorm: BatchNormalization, and Mul/Add by per-channel constants, into the weights and
-bias of the Conv/Gemm before them. A BatchNormalization with nothing to fold into becomes Mul and
+bias of the Conv/Gemm (or 2-D MatMul, which becomes a Gemm) before them. A BatchNormalization with nothing to fold into becomes Mul and
 Add by constants.
 
 y = conv(x, W) + b;  y * m + a  ==  conv(x, W * m) + (b * m + a)   (m, a per output channel)
@@ -71,7 +71,12 @@ def _fold(g: Graph, p: Node, mult: np.ndarray | None, add: np.ndarray | None) ->
 
 def _foldable_producer(g: Graph, x: str, cons) -> Node | None:
     p = producer(g, x)
-    if p is None or only_use(g, x, cons) is None or _channels(g, p) is None:
+    if p is None or only_use(g, x, cons) is None:
+        return None
+    if p.op == "MatMul" and len(g.tensors[p.inputs[0]].shape) == 2 and g.tensors[p.inputs[1]].is_const \
+            and len(g.tensors[p.inputs[1]].shape) == 2 and g.tensors[x].dtype == "f32":
+        p.op, p.attrs = "Gemm", dict(alpha=1.0, beta=1.0, transA=0, transB=0)  # the same product, now with a bias slot
+    if _channels(g, p) is None:
         return None
     if is_quantized([g.tensors[i] if i else None for i in p.inputs], [g.tensors[o] for o in p.outputs]):
         return None
