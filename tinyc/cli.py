@@ -167,6 +167,32 @@ def cmd_verify(args) -> int:
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
+def cmd_check(args) -> int:
+    from .check import check
+    from .targets import get_target
+
+    target = get_target(args.target)
+    shapes = _shape_arg(args.input_shape)
+    res = check(args.model, target, shapes)
+    print(f"tinyc check: {args.model} for {target.name} ({target.board or 'no board'})")
+    if res.problems:
+        for p in res.problems:
+            print(f"  cannot compile: {p}")
+        print(f"tinyc: error: {len(res.problems)} problem{'s' if len(res.problems) > 1 else ''} found; "
+              "the model cannot be compiled for this target", file=sys.stderr)
+        return EXIT_USAGE
+    how = "measured from the compiled object" if res.flash_measured else "weights only: no cross compiler to measure code"
+    budget = lambda b: f"{b:,} B" if b else "no budget"
+    print(f"  RAM   {res.ram_bytes:,} B (arena {res.details['arena_bytes']:,} B + I/O {res.details['io_bytes']:,} B)"
+          f" of {budget(target.ram_bytes)}")
+    print(f"  flash {res.flash_bytes:,} B ({how}; weights {res.details['weights_bytes']:,} B) of {budget(target.flash_bytes)}")
+    if not res.fits(target):
+        print(f"tinyc: error: the model does not fit {target.name}'s board ({target.board})", file=sys.stderr)
+        return EXIT_USAGE
+    print("  fits")
+    return EXIT_OK
+
+
 def _rounding() -> str:
     from .quant import fixedpoint
 
@@ -243,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--build-dir", help="keep the firmware build in this folder")
     v.add_argument("--name", help="C name prefix")
     v.set_defaults(fn=cmd_verify)
+
+    k = sub.add_parser("check", help="list every problem at once and the RAM/flash needed against the target")
+    k.add_argument("model", help="ONNX model file")
+    k.add_argument("--target", "-t", default="cortex-m4")
+    k.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    k.set_defaults(fn=cmd_check)
 
     t = sub.add_parser("targets", help="list targets")
     t.set_defaults(fn=cmd_targets)

@@ -102,6 +102,21 @@ def _to_array(t: onnx.TensorProto) -> np.ndarray:
     return np.asarray(arr, order="C")
 
 
+def _onnx_types(m: onnx.ModelProto) -> dict[str, str]:
+    """Element types ONNX shape inference finds, as IR dtypes (for `tinyc check` placeholders)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False)
+    except Exception:
+        return {}
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        try:
+            out[vi.name] = dtype_of(np.empty(0, onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)))
+        except Exception:
+            continue
+    return out
+
+
 def _onnx_shapes(m: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """Static shapes ONNX shape inference finds (best effort: used only as a cross-check)."""
     try:
@@ -127,7 +142,11 @@ def import_model(
     m: onnx.ModelProto,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     name: str = "model",
+    problems: list[str] | None = None,
 ) -> Graph:
+    """ONNX -> IR. With a ``problems`` list (tinyc check), every unsupported op or attribute
+    variant is recorded there instead of raised, and import goes on past it where ONNX shape
+    inference knows the failing node's outputs; the graph is then incomplete."""
     opset = next((o.version for o in m.opset_import if o.domain in _DEFAULT_DOMAINS), 0)
     if opset and opset < MIN_OPSET:
         raise UnsupportedError(f"opset {opset} is older than {MIN_OPSET}; re-export the model with a newer opset")
@@ -147,7 +166,9 @@ def import_model(
             missing.setdefault(key, []).append(n.name or f"#{i}")
     if missing:
         parts = [f"{op} (node{'s' if len(ns) > 1 else ''} {', '.join(repr(x) for x in ns)})" for op, ns in sorted(missing.items())]
-        raise UnsupportedError("unsupported op" + ("s" if len(missing) > 1 else "") + ": " + "; ".join(parts))
+        if problems is None:
+            raise UnsupportedError("unsupported op" + ("s" if len(missing) > 1 else "") + ": " + "; ".join(parts))
+        problems.extend(f"unsupported op {p}" for p in parts)
 
     g = Graph(_sanitize_name(name))
     for init in g_proto.initializer:
@@ -195,6 +216,7 @@ def import_model(
             for d in g.tensors[vi.name].shape:
                 dims.add().dim_value = d
     onnx_shapes = _onnx_shapes(fixed)
+    onnx_types = _onnx_types(fixed) if problems is not None else {}
 
     used_names: set[str] = set()
     for i, n in enumerate(_topological(g_proto, set(g.tensors))):
@@ -212,16 +234,38 @@ def import_model(
         inputs: list[str | None] = [x if x else None for x in n.input]
         for x in inputs:
             if x is not None and x not in g.tensors:
+                if problems is not None:  # produced by a node that could not be checked
+                    break
                 raise TinycError(f"{n.op_type} node '{node_name}' uses undefined tensor '{x}'")
+        else:
+            x = None
+        if x is not None:
+            problems.append(f"{n.op_type} node '{node_name}': not checked (its input '{x}' comes from a node above)")
+            continue
         node = Node(n.op_type, node_name, inputs, [o for o in n.output if o], attrs)
-        _import_node(g, node, opset, onnx_shapes)
+        if problems is None:
+            _import_node(g, node, opset, onnx_shapes)
+            continue
+        try:
+            if n.domain not in _DEFAULT_DOMAINS or n.op_type not in REGISTRY:
+                raise UnsupportedError("")  # already listed above
+            _import_node(g, node, opset, onnx_shapes)
+        except (UnsupportedError, TinycError) as e:
+            if str(e):
+                problems.append(str(e))
+            for o in node.outputs:  # stand-ins so that later nodes can be checked too
+                if o in onnx_shapes and o in onnx_types and o not in g.tensors:
+                    g.add_tensor(Tensor(o, onnx_shapes[o], onnx_types[o]))
 
     for vi in g_proto.output:
         if vi.name not in g.tensors:
+            if problems is not None:
+                continue
             raise TinycError(f"graph output '{vi.name}' is never produced")
         g.outputs.append(vi.name)
     _drop_unused(g)
-    g.verify()
+    if problems is None:
+        g.verify()
     return g
 
 

@@ -1,0 +1,114 @@
+"""`tinyc check`: everything that stands between a model and a target, in one run.
+
+1. every unsupported op, attribute variant or missing kernel, with node names (and a hint where a
+   rewrite exists);
+2. when the model compiles: RAM (arena + I/O buffers) and flash (code + weights) against the
+   target's board budget. With the target's cross compiler on the machine, code and data bytes
+   are measured from the compiled object (arm-none-eabi-size and the like); otherwise flash
+   counts the weights only, and says so.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import TinycError, UnsupportedError
+from .frontend.onnx import import_model, load_model_proto
+from .targets import Target
+
+HINTS = {
+    "Upsample": "deprecated since opset 10; re-export with Resize",
+    "Dropout": "export the model in eval mode",
+    "BatchNormalization": "export the model in eval mode (inference form)",
+    "u8": "quantize activations as int8 (onnxruntime: activation_type=QInt8)",
+    "Pad node": "only constant padding has a kernel; reflect/edge work in the reference",
+}
+
+
+@dataclass
+class CheckResult:
+    problems: list[str] = field(default_factory=list)
+    ram_bytes: int | None = None
+    flash_bytes: int | None = None
+    flash_measured: bool = False
+    details: dict = field(default_factory=dict)
+
+    def fits(self, target: Target) -> bool:
+        ram_ok = not target.ram_bytes or (self.ram_bytes or 0) <= target.ram_bytes
+        flash_ok = not target.flash_bytes or (self.flash_bytes or 0) <= target.flash_bytes
+        return ram_ok and flash_ok
+
+
+def _hint(problem: str) -> str:
+    for key, hint in HINTS.items():
+        if key in problem:
+            return f" (hint: {hint})"
+    return ""
+
+
+def check(model_path: str | Path, target: Target, input_shapes=None) -> CheckResult:
+    from .codegen import generate
+    from .ops import get_op
+    from .passes import run_passes
+    from .passes.pipeline import DEFAULT
+
+    res = CheckResult()
+    m = load_model_proto(model_path)
+    g = import_model(m, input_shapes, name=Path(model_path).stem, problems=res.problems)
+    if res.problems:  # still look for missing kernels among the nodes that did import
+        for n in g.nodes:
+            if n.op in ("QuantizeLinear", "DequantizeLinear"):
+                continue  # lowered by the passes, which need the whole graph
+            try:
+                get_op(n.op).kernel(n, [g.tensors[x] if x else None for x in n.inputs], [g.tensors[o] for o in n.outputs])
+            except UnsupportedError as e:
+                res.problems.append(str(e))
+        res.problems = [p + _hint(p) for p in res.problems]
+        return res
+    try:
+        g = run_passes(g, DEFAULT)
+    except UnsupportedError as e:
+        res.problems.append(str(e) + _hint(str(e)))
+        return res
+    for n in g.nodes:  # every kernel, not only the first that fails
+        try:
+            get_op(n.op).kernel(n, [g.tensors[x] if x else None for x in n.inputs], [g.tensors[o] for o in n.outputs])
+        except UnsupportedError as e:
+            res.problems.append(str(e) + _hint(str(e)))
+    if res.problems:
+        return res
+    model = generate(g, target, name="model")
+    r = model.report
+    res.details = dict(arena_bytes=r["arena_bytes"], io_bytes=r["io_bytes"], weights_bytes=r["weights_bytes"])
+    res.ram_bytes = r["arena_bytes"] + r["io_bytes"]
+    measured = _measure(model, target)
+    if measured is not None:
+        text, data, bss = measured
+        res.details.update(code_and_rodata_bytes=text, data_bytes=data, bss_bytes=bss)
+        res.flash_bytes = text + data
+        res.ram_bytes = bss + data + r["io_bytes"]
+        res.flash_measured = True
+    else:
+        res.flash_bytes = r["weights_bytes"]
+    return res
+
+
+def _measure(model, target: Target) -> tuple[int, int, int] | None:
+    """(text incl. rodata, data, bss) of the compiled model object, or None without a compiler."""
+    cc = shutil.which(target.cc)
+    size = shutil.which(target.cc[:-3] + "size") if target.cc.endswith("gcc") else None
+    if cc is None or size is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="tinyc-check-") as tmp:
+        for name, text in model.files.items():
+            (Path(tmp) / name).write_text(text)
+        r = subprocess.run([cc, *target.cflags, "-std=c99", "-c", "model.c", "-o", "model.o"], cwd=tmp,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise TinycError(f"compiling the generated code failed: {(r.stderr.strip().splitlines() or ['?'])[0]}")
+        out = subprocess.run([size, "model.o"], cwd=tmp, capture_output=True, text=True).stdout.splitlines()
+    text, data, bss = (int(v) for v in out[1].split()[:3])
+    return text, data, bss
