@@ -187,7 +187,11 @@ def import_model(
         try:
             dtype = dtype_of(np.empty(0, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)))
         except (KeyError, TypeError, TinycError):
-            raise UnsupportedError(f"input '{vi.name}' has unsupported element type {tt.elem_type}") from None
+            try:
+                type_name = onnx.TensorProto.DataType.Name(tt.elem_type)
+            except ValueError:
+                type_name = str(tt.elem_type)
+            raise UnsupportedError(f"input '{vi.name}' has unsupported element type {type_name}") from None
         if vi.name in shapes_given:
             shape = tuple(shapes_given.pop(vi.name))
             if tt.HasField("shape") and len(tt.shape.dim) != len(shape):
