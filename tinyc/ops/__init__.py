@@ -45,6 +45,8 @@ class Op:
     quant_transparent: ClassVar[bool] = False
     # inputs of which only the (static) shape matters: folding does not need their values
     shape_only_inputs: ClassVar[tuple[int, ...]] = ()
+    # attribute limits and notes for the supported-ops table (tinyc/opstable.py)
+    limits: ClassVar[str] = ""
     # tinyc's own ops (created by passes): a model file may not use them
     internal: ClassVar[bool] = False
 

@@ -61,6 +61,7 @@ def _make(name: str) -> type[Op]:
                           includes=("math.h",))
 
     Activation.name = name
+    Activation.limits = "float32; fused into the op before it (Conv, Gemm, Add, ...) where possible"
     Activation.__name__ = name
     return Activation
 

@@ -17,6 +17,7 @@ _ONNX_TYPES = {1: "f32", 2: "u8", 3: "s8", 4: "u16", 5: "s16", 6: "s32", 7: "s64
 @register
 class Identity(Op):
     name = "Identity"
+    limits = "removed by canonicalize"
     quant_transparent = True
 
     def infer(self, node, ins):
@@ -34,6 +35,7 @@ class Dropout(Op):
     """Inference: the identity (the optional mask output is all true)."""
 
     name = "Dropout"
+    limits = "inference only; removed by canonicalize"
     attr_inputs = {1: "ratio", 2: "training_mode"}
     quant_transparent = True
 
@@ -57,6 +59,7 @@ class Dropout(Op):
 @register
 class Cast(Op):
     name = "Cast"
+    limits = "folded for any type; at run time only to the same type"
 
     def normalize(self, attrs, ins, opset):
         to = int(attrs.get("to", 0))
@@ -81,6 +84,7 @@ class Shape(Op):
     """The shape is static, so Shape is always a constant (folded at import)."""
 
     name = "Shape"
+    limits = "always folded (static shapes)"
     shape_only_inputs = (0,)
 
     def normalize(self, attrs, ins, opset):
@@ -103,6 +107,7 @@ class Shape(Op):
 @register
 class Gather(Op):
     name = "Gather"
+    limits = "folded when its data is constant"
 
     def normalize(self, attrs, ins, opset):
         rank = len(ins[0].shape)
@@ -123,6 +128,7 @@ class Gather(Op):
 
 
 class _AxesOp(Op):
+    limits = "constant axes; a view: no code"
     attr_inputs = {1: "axes"}
     quant_transparent = True
 
@@ -177,6 +183,7 @@ class BatchNormalization(Op):
     The fold-batchnorm pass merges it into the producing Conv/Gemm."""
 
     name = "BatchNormalization"
+    limits = "inference form; folded into Conv/Gemm/MatMul, else Mul + Add"
 
     def normalize(self, attrs, ins, opset):
         if int(attrs.get("training_mode", 0)):
@@ -207,6 +214,7 @@ class CastLike(Op):
     """Cast to the element type of the second input (only its type matters)."""
 
     name = "CastLike"
+    limits = "folded for any type; at run time only to the same type"
     shape_only_inputs = (1,)
 
     def infer(self, node, ins):
@@ -223,6 +231,7 @@ class Expand(Op):
     """Broadcast to a constant shape (numpy rules, as ONNX defines them)."""
 
     name = "Expand"
+    limits = "folded when its data is constant"
     attr_inputs = {1: "shape"}
 
     def normalize(self, attrs, ins, opset):

@@ -50,6 +50,7 @@ def accumulate(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
 @with_nhwc
 class Conv(Op):
     name = "Conv"
+    limits = "1-D and 2-D; groups, depthwise, strides, pads, auto_pad, dilations; int8 weights symmetric per channel"
 
     def normalize(self, attrs, ins, opset):
         x, w = ins[0], ins[1]

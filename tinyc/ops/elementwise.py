@@ -42,6 +42,7 @@ class _Binary(Op):
 @register
 class Add(_Binary):
     name, fn, c_op = "Add", np.add, "+"
+    limits = "numpy broadcasting; C for float32 and int8"
 
     def qreference(self, node, xs, ins, outs):
         """TFLite int8 Add (see quant.params.add_params)."""
@@ -61,11 +62,13 @@ class Add(_Binary):
 @register
 class Sub(_Binary):
     name, fn, c_op = "Sub", np.subtract, "-"
+    limits = "numpy broadcasting; C for float32"
 
 
 @register
 class Mul(_Binary):
     name, fn, c_op = "Mul", np.multiply, "*"
+    limits = "numpy broadcasting; C for float32 and int8"
 
     def qreference(self, node, xs, ins, outs):
         """TFLite int8 Mul: (a - a_zp) * (b - b_zp) scaled by a_scale * b_scale / y_scale."""
@@ -82,6 +85,7 @@ class Mul(_Binary):
 @register
 class Div(_Binary):
     name, fn, c_op = "Div", np.divide, "/"
+    limits = "numpy broadcasting; C for float32"
 
 
 class _Unary(Op):
@@ -104,6 +108,7 @@ class _Unary(Op):
 @register
 class Relu(_Unary):
     name = "Relu"
+    limits = "fused into the op before it where possible"
 
     def reference(self, node, xs):
         return [np.maximum(xs[0], 0).astype(xs[0].dtype)]
@@ -118,6 +123,7 @@ class Relu(_Unary):
 @register
 class Clip(_Unary):
     name = "Clip"
+    limits = "min/max constant; fused into the op before it where possible"
     attr_inputs = {1: "min", 2: "max"}
 
     def normalize(self, attrs, ins, opset):

@@ -12,6 +12,7 @@ from . import FIXEDPOINT, Kernel, Op, act_params, broadcast_strides, float_activ
 @register
 class MatMul(Op):
     name = "MatMul"
+    limits = "numpy rules, second operand 2-D or same batch; int8 as fully connected (2-D)"
 
     def infer(self, node, ins):
         a, b = ins[0], ins[1]
@@ -67,6 +68,7 @@ def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
 @register
 class Gemm(Op):
     name = "Gemm"
+    limits = "transA/transB/alpha/beta, C broadcast; int8: alpha = beta = 1, transA = 0"
 
     def normalize(self, attrs, ins, opset):
         a = {k: v for k, v in attrs.items() if k != "broadcast"}

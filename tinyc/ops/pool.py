@@ -71,6 +71,7 @@ def pool_windows(x: np.ndarray, a: dict, fill: float, fill_beyond: float) -> np.
 @with_nhwc
 class MaxPool(_Pool):
     name = "MaxPool"
+    limits = "1-D and 2-D; ceil_mode, dilations; no Indices output, storage_order 0"
 
     def normalize(self, attrs, ins, opset):
         if int(attrs.get("storage_order", 0)) != 0:
@@ -108,6 +109,7 @@ class MaxPool(_Pool):
 @with_nhwc
 class AveragePool(_Pool):
     name = "AveragePool"
+    limits = "1-D and 2-D; ceil_mode, count_include_pad (int8: padding never counted)"
 
     def normalize(self, attrs, ins, opset):
         a = super().normalize(attrs, ins, opset)
@@ -148,6 +150,7 @@ class AveragePool(_Pool):
 @with_nhwc
 class GlobalAveragePool(Op):
     name = "GlobalAveragePool"
+    limits = "any spatial rank"
 
     def infer(self, node, ins):
         x = ins[0]

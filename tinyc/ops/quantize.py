@@ -38,6 +38,7 @@ def _broadcast(p: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
 @register
 class QuantizeLinear(Op):
     name = "QuantizeLinear"
+    limits = "int8 per tensor at float inputs; inside models, part of the QDQ lowering"
     foldable = False
 
     def infer(self, node, ins):
@@ -74,6 +75,7 @@ class QuantizeLinear(Op):
 @register
 class DequantizeLinear(Op):
     name = "DequantizeLinear"
+    limits = "int8 per tensor at float outputs; inside models, part of the QDQ lowering"
     foldable = False
 
     def infer(self, node, ins):
@@ -131,6 +133,7 @@ def _qdq_expand(g, node: Node, ins: list[Tensor | None], op: str, x_idx: tuple[i
 @register
 class QLinearConv(Op):
     name = "QLinearConv"
+    limits = "becomes an int8 Conv (within 1 LSB of onnxruntime's float requantization)"
 
     def expand(self, node, ins, g):
         return _qdq_expand(g, node, ins, "Conv", (0, 1, 2), (3, 4, 5), (6, 7), 8)
@@ -139,6 +142,7 @@ class QLinearConv(Op):
 @register
 class QLinearMatMul(Op):
     name = "QLinearMatMul"
+    limits = "becomes an int8 fully connected layer"
 
     def expand(self, node, ins, g):
         return _qdq_expand(g, node, ins, "MatMul", (0, 1, 2), (3, 4, 5), (6, 7), None)

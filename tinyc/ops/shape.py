@@ -10,6 +10,7 @@ from . import Kernel, Op, collapse_loops, copy_kernel, register
 @register
 class Reshape(Op):
     name = "Reshape"
+    limits = "constant shape (0 and -1 resolved); a view: no code"
     quant_transparent = True
     attr_inputs = {1: "shape"}
 
@@ -46,6 +47,7 @@ class Reshape(Op):
 @register
 class Flatten(Op):
     name = "Flatten"
+    limits = "any axis; a view: no code"
     quant_transparent = True
 
     def normalize(self, attrs, ins, opset):
@@ -70,6 +72,7 @@ class Flatten(Op):
 @register
 class Transpose(Op):
     name = "Transpose"
+    limits = "any permutation; removed by the layout passes where possible"
     quant_transparent = True
 
     def normalize(self, attrs, ins, opset):
@@ -101,6 +104,7 @@ _CTYPES = {"f32": "float", "s8": "int8_t", "u8": "uint8_t", "s16": "int16_t", "s
 @register
 class Concat(Op):
     name = "Concat"
+    limits = "any axis; int8 inputs requantized to the output"
     quant_transparent = True
 
     def normalize(self, attrs, ins, opset):
@@ -144,6 +148,7 @@ class Pad(Op):
     fuse-pad pass folds zero padding into the Conv or pooling that follows."""
 
     name = "Pad"
+    limits = "constant mode in C (reflect/edge in the reference only); no negative pads; fused into Conv/pooling"
     attr_inputs = {1: "pads", 2: "value", 3: "axes"}
 
     def normalize(self, attrs, ins, opset):

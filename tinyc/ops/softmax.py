@@ -12,6 +12,7 @@ from . import FIXEDPOINT, Kernel, Op, is_quantized, register, require_f32
 @register
 class Softmax(Op):
     name = "Softmax"
+    limits = "any axis, opset < 13 flattening too; int8 output scale 1/256, zero point -128"
 
     def normalize(self, attrs, ins, opset):
         rank = len(ins[0].shape)
