@@ -7,7 +7,10 @@ import numpy as np
 
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
 from ..quant.params import add_params, mul_params, rescale_params
+from ..codegen.cnames import CTYPES
 from ..errors import UnsupportedError
+
+INTEGER_CTYPES = {"s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64"}
 from . import FIXEDPOINT, Kernel, Op, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
 
 
@@ -32,8 +35,12 @@ class _Binary(Op):
         loops = dict(dims=dims, sa=sa, sb=sb, so=so)
         if is_quantized(ins, outs):
             return self.kernel_s8(node, ins, outs, loops)
+        dt = ins[0].dtype
+        if dt == "f32" or (dt in INTEGER_CTYPES and ins[1].dtype == dt and "act" not in node.attrs):
+            # integers: C's arithmetic (wrapping on store, division truncating) is numpy's here
+            return Kernel("f32/binary.c.j2", dict(loops, op=self.c_op, ctype=CTYPES[dt], **act_params(node)),
+                          includes=("math.h",))
         require_f32(node, ins)
-        return Kernel("f32/binary.c.j2", dict(loops, op=self.c_op, **act_params(node)), includes=("math.h",))
 
     def kernel_s8(self, node, ins, outs, loops) -> Kernel:
         raise UnsupportedError(f"{self.name} node '{node.name}' has no int8 kernel")
