@@ -9,8 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 def single_node(op: str, inputs: list[tuple[str, tuple[int, ...]] | tuple[str, np.ndarray] | None],
                 out_count: int = 1, opset: int = 17, **attrs) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """A model with one node. An input given as (name, shape) is a graph input fed with random
-    data; (name, array) is an initializer; None is an omitted optional input. Returns the model
-    and the feeds."""
+    data (positive when the name ends in _pos); (name, array) is an initializer; None is an omitted
+    optional input. Returns the model and the feeds."""
     rng = np.random.default_rng(7)
     graph_inputs, inits, feeds, names = [], [], {}, []
     for item in inputs:
@@ -23,7 +23,8 @@ def single_node(op: str, inputs: list[tuple[str, tuple[int, ...]] | tuple[str, n
             inits.append(numpy_helper.from_array(v, name))
         else:
             graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(v)))
-            feeds[name] = rng.standard_normal(v).astype(np.float32)
+            # an input named *_pos gets positive values (for Sqrt, Log, ...)
+            feeds[name] = (rng.uniform(0.1, 2.0, v) if name.endswith("_pos") else rng.standard_normal(v)).astype(np.float32)
     outs = [f"y{i}" for i in range(out_count)]
     node = helper.make_node(op, names, outs, name=f"the_{op.lower()}", **attrs)
     graph = helper.make_graph([node], f"{op.lower()}_test", graph_inputs,

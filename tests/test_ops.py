@@ -87,6 +87,13 @@ CASES = {
     "leaky_relu_default": ("LeakyRelu", [X4], {}),
     "hard_sigmoid": ("HardSigmoid", [X4], dict(alpha=0.3, beta=0.4)),
     "hard_swish": ("HardSwish", [X4], {}),
+    "abs": ("Abs", [X4], {}),
+    "neg": ("Neg", [X4], {}),
+    "exp": ("Exp", [X4], {}),
+    "tanh": ("Tanh", [X4], {}),
+    "elu": ("Elu", [X4], dict(alpha=0.7)),
+    "sqrt": ("Sqrt", [("x_pos", (2, 3, 5))], {}),
+    "log": ("Log", [("x_pos", (2, 3, 5))], {}),
 }
 
 OLD_OPSET_CASES = {

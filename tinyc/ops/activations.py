@@ -1,4 +1,4 @@
-"""Pointwise activations, each defined once: its numpy meaning and its C expression. They run as
+"""Pointwise activations and math ops, each defined once: its numpy meaning and its C expression. They run as
 standalone ops and, after the fuse-activation pass, inside the op before them (attribute ``act``
 with ``act_alpha``/``act_beta``; Relu and Clip fuse as the ``act_min``/``act_max`` clamp).
 All float32; C expressions evaluate in single precision like the numpy definitions."""
@@ -25,12 +25,27 @@ ACTIVATIONS: dict[str, tuple[dict[str, float], Callable, Callable[[str, float, f
 }
 
 
+# Pointwise math ops: same form, registered the same way, but not fused into other ops.
+MATH = {
+    "Abs": ({}, lambda x, a, b: np.abs(x), lambda v, a, b: f"fabsf({v})"),
+    "Neg": ({}, lambda x, a, b: -x, lambda v, a, b: f"-{v}"),
+    "Sqrt": ({}, lambda x, a, b: np.sqrt(x), lambda v, a, b: f"sqrtf({v})"),
+    "Exp": ({}, lambda x, a, b: np.exp(x), lambda v, a, b: f"expf({v})"),
+    "Log": ({}, lambda x, a, b: np.log(x), lambda v, a, b: f"logf({v})"),
+    "Tanh": ({}, lambda x, a, b: np.tanh(x), lambda v, a, b: f"tanhf({v})"),
+    "Elu": ({"alpha": 1.0}, lambda x, a, b: np.where(x < 0, np.float32(a) * (np.exp(x) - 1), x),
+            lambda v, a, b: f"{v} < 0.0f ? {c_float(a)} * (expf({v}) - 1.0f) : {v}"),
+}
+_ALL = {**ACTIVATIONS, **MATH}
+
+
 def apply(name: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
-    return ACTIVATIONS[name][1](x.astype(np.float32), alpha, beta).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN/inf as C gives them
+        return _ALL[name][1](x.astype(np.float32), alpha, beta).astype(np.float32)
 
 
 def c_expression(name: str, var: str, alpha: float, beta: float) -> str:
-    return ACTIVATIONS[name][2](var, alpha, beta)
+    return _ALL[name][2](var, alpha, beta)
 
 
 def fused_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -39,8 +54,8 @@ def fused_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
             "act_beta": float(attrs.get("beta", defaults.get("beta", 0.0)))}
 
 
-def _make(name: str) -> type[Op]:
-    defaults = ACTIVATIONS[name][0]
+def _make(name: str, limits: str) -> type[Op]:
+    defaults = _ALL[name][0]
 
     class Activation(Op):
         def normalize(self, attrs, ins, opset):
@@ -61,10 +76,12 @@ def _make(name: str) -> type[Op]:
                           includes=("math.h",))
 
     Activation.name = name
-    Activation.limits = "float32; fused into the op before it (Conv, Gemm, Add, ...) where possible"
+    Activation.limits = limits
     Activation.__name__ = name
     return Activation
 
 
 for _name in ACTIVATIONS:
-    register(_make(_name))
+    register(_make(_name, "float32; fused into the op before it (Conv, Gemm, Add, ...) where possible"))
+for _name in MATH:
+    register(_make(_name, "float32"))
