@@ -102,36 +102,26 @@ def _to_array(t: onnx.TensorProto) -> np.ndarray:
     return np.asarray(arr, order="C")
 
 
-def _onnx_types(m: onnx.ModelProto) -> dict[str, str]:
-    """Element types ONNX shape inference finds, as IR dtypes (for `tinyc check` placeholders)."""
+def _onnx_inferred(m: onnx.ModelProto) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Static shapes and IR dtypes that ONNX shape inference finds (best effort: the shapes
+    cross-check tinyc's own inference; the dtypes give `tinyc check` its stand-in tensors)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False)
     except Exception:
-        return {}
-    out = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
-        try:
-            out[vi.name] = dtype_of(np.empty(0, onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)))
-        except Exception:
-            continue
-    return out
-
-
-def _onnx_shapes(m: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Static shapes ONNX shape inference finds (best effort: used only as a cross-check)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False)
-    except Exception:
-        return {}
-    out = {}
+        return {}, {}
+    shapes, types = {}, {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         tt = vi.type.tensor_type
+        try:
+            types[vi.name] = dtype_of(np.empty(0, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)))
+        except Exception:
+            pass
         if not tt.HasField("shape"):
             continue
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         if all(d is not None for d in dims):
-            out[vi.name] = tuple(dims)
-    return out
+            shapes[vi.name] = tuple(dims)
+    return shapes, types
 
 
 def _sanitize_name(s: str) -> str:
@@ -219,8 +209,7 @@ def import_model(
             del dims[:]
             for d in g.tensors[vi.name].shape:
                 dims.add().dim_value = d
-    onnx_shapes = _onnx_shapes(fixed)
-    onnx_types = _onnx_types(fixed) if problems is not None else {}
+    onnx_shapes, onnx_types = _onnx_inferred(fixed)
 
     used_names: set[str] = set()
     for i, n in enumerate(_topological(g_proto, set(g.tensors))):
