@@ -1,22 +1,30 @@
-"""Elementwise ops: binary with numpy broadcasting (Add, Sub, Mul, Div) and unary (Relu, Clip)."""
+"""Elementwise ops: binary with numpy broadcasting (Add, Sub, Mul, Div, Max, Min, Pow, PRelu) and
+unary (Relu, Clip). A binary op is its numpy function and its C expression of ``a`` and ``b``."""
 from __future__ import annotations
 
 from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
-from ..quant.params import add_params, mul_params, rescale_params
 from ..codegen.cnames import CTYPES
 from ..errors import UnsupportedError
+from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
+from ..quant.params import add_params, mul_params, rescale_params
+from . import FIXEDPOINT, Kernel, Op, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
+
 
 INTEGER_CTYPES = {"s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64"}
-from . import FIXEDPOINT, Kernel, Op, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
 
 
 class _Binary(Op):
     fn: ClassVar[Callable[[np.ndarray, np.ndarray], np.ndarray]]
-    c_op: ClassVar[str]
+    c_expr: ClassVar[str]  # C expression of a and b
+    float_only: ClassVar[bool] = False  # C kernel for float32 only (e.g. Pow: powf)
+
+    def normalize(self, attrs, ins, opset):
+        if len(ins) != 2 or any(t is None for t in ins):
+            raise UnsupportedError(f"{self.name} needs exactly two inputs")
+        return attrs
 
     def infer(self, node, ins):
         return [(broadcast_shape(node, ins[0].shape, ins[1].shape), ins[0].dtype)]
@@ -36,10 +44,11 @@ class _Binary(Op):
         if is_quantized(ins, outs):
             return self.kernel_s8(node, ins, outs, loops)
         dt = ins[0].dtype
-        if dt == "f32" or (dt in INTEGER_CTYPES and ins[1].dtype == dt and "act" not in node.attrs):
+        if dt == "f32" or (dt in INTEGER_CTYPES and ins[1].dtype == dt and "act" not in node.attrs
+                           and not self.float_only):
             # integers: C's arithmetic (wrapping on store, division truncating) is numpy's here
-            return Kernel("f32/binary.c.j2", dict(loops, op=self.c_op, ctype=CTYPES[dt], **act_params(node)),
-                          includes=("math.h",))
+            return Kernel("f32/binary.c.j2", dict(loops, op=self.name, expr=self.c_expr, ctype=CTYPES[dt],
+                                                  **act_params(node)), includes=("math.h",))
         require_f32(node, ins)
 
     def kernel_s8(self, node, ins, outs, loops) -> Kernel:
@@ -48,7 +57,7 @@ class _Binary(Op):
 
 @register
 class Add(_Binary):
-    name, fn, c_op = "Add", np.add, "+"
+    name, fn, c_expr = "Add", np.add, "a + b"
     limits = "numpy broadcasting; C for float32 and int8"
 
     def qreference(self, node, xs, ins, outs):
@@ -68,13 +77,13 @@ class Add(_Binary):
 
 @register
 class Sub(_Binary):
-    name, fn, c_op = "Sub", np.subtract, "-"
+    name, fn, c_expr = "Sub", np.subtract, "a - b"
     limits = "numpy broadcasting; C for float32"
 
 
 @register
 class Mul(_Binary):
-    name, fn, c_op = "Mul", np.multiply, "*"
+    name, fn, c_expr = "Mul", np.multiply, "a * b"
     limits = "numpy broadcasting; C for float32 and int8"
 
     def qreference(self, node, xs, ins, outs):
@@ -91,8 +100,36 @@ class Mul(_Binary):
 
 @register
 class Div(_Binary):
-    name, fn, c_op = "Div", np.divide, "/"
+    name, fn, c_expr = "Div", np.divide, "a / b"
     limits = "numpy broadcasting; C for float32"
+
+
+@register
+class Max(_Binary):
+    name, fn, c_expr = "Max", np.maximum, "a > b ? a : b"
+    limits = "two inputs, numpy broadcasting; C for float32 and integers"
+
+
+@register
+class Min(_Binary):
+    name, fn, c_expr = "Min", np.minimum, "a < b ? a : b"
+    limits = "two inputs, numpy broadcasting; C for float32 and integers"
+
+
+@register
+class Pow(_Binary):
+    name, fn, c_expr, float_only = "Pow", np.power, "powf(a, b)", True
+    limits = "numpy broadcasting; C for float32"
+
+
+@register
+class PRelu(_Binary):
+    name, c_expr, float_only = "PRelu", "a < 0 ? a * b : a", True
+    limits = "slope broadcast to the input; C for float32"
+
+    @staticmethod
+    def fn(a, b):
+        return np.where(a < 0, a * b, a)
 
 
 class _Unary(Op):
