@@ -285,6 +285,7 @@ SINGLE_OPS = {
     "mul": ("Mul", 2, (1, 4, 5, 6), 0.07, -5, {}),
     "concat_requantized": ("Concat", 2, (1, 3, 4, 4), 0.05, 0, dict(axis=1)),
     "global_avgpool": ("GlobalAveragePool", 1, (1, 6, 5, 7), 0.04, 2, {}),
+    "global_maxpool": ("GlobalMaxPool", 1, (1, 6, 5, 7), 0.05, 1, {}),
     "maxpool": ("MaxPool", 1, (1, 3, 8, 8), 0.06, -1, dict(kernel_shape=[2, 2], strides=[2, 2])),
     "avgpool_requantized": ("AveragePool", 1, (1, 3, 8, 8), 0.03, 4, dict(kernel_shape=[3, 3], strides=[1, 1])),
     "relu_standalone": ("Relu", 1, (2, 50), 0.05, -128, {}),

@@ -46,6 +46,7 @@ CASES = {
     "avgpool_ceil_pad_include": ("AveragePool", [X4], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1)),
     "avgpool_global_like": ("AveragePool", [X4], dict(kernel_shape=[9, 8])),
     "global_avgpool": ("GlobalAveragePool", [X4], {}),
+    "global_maxpool": ("GlobalMaxPool", [X4], {}),
     # Matrix products
     "gemm_plain": ("Gemm", [("a", (3, 5)), ("b", W(5, 4))], {}),
     "gemm_transB_bias": ("Gemm", [("a", (2, 6)), ("b", W(4, 6)), ("c", W(4))], dict(transB=1)),
@@ -69,6 +70,8 @@ CASES = {
     "clip_max_only": ("Clip", [X4, None, ("hi", np.array(6.0, np.float32))], {}),
     "softmax_last": ("Softmax", [("x", (2, 3, 7))], {}),
     "softmax_axis1": ("Softmax", [("x", (2, 3, 7))], dict(axis=1)),
+    "logsoftmax_last": ("LogSoftmax", [("x", (2, 3, 7))], {}),
+    "logsoftmax_axis0": ("LogSoftmax", [("x", (2, 3, 7))], dict(axis=0)),
     # Data movement
     "reshape_minus1": ("Reshape", [X4, ("s", np.array([1, -1], np.int64))], {}),
     "reshape_zero": ("Reshape", [X4, ("s", np.array([0, 0, 72], np.int64))], {}),
@@ -104,6 +107,7 @@ OLD_OPSET_CASES = {
     "clip_opset7_attrs": ("Clip", [X4], dict(min=-0.25, max=0.5), 7),
     "softmax_opset11_flattens": ("Softmax", [("x", (2, 3, 7))], dict(axis=1), 11),
     "softmax_opset11_default": ("Softmax", [("x", (2, 3, 7))], {}, 11),
+    "logsoftmax_opset11_flattens": ("LogSoftmax", [("x", (2, 3, 7))], dict(axis=1), 11),
     "gemm_opset7": ("Gemm", [("a", (3, 5)), ("b", W(5, 4)), ("c", W(4))], {}, 7),
     "maxpool_opset7": ("MaxPool", [X4], dict(kernel_shape=[2, 2], strides=[2, 2]), 7),
     "avgpool_opset7_include": ("AveragePool", [X4], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1), 7),

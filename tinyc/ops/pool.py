@@ -185,3 +185,34 @@ class GlobalAveragePool(Op):
             return Kernel("s8/avgpool.c.j2", p)
         require_f32(node, ins)
         return Kernel("f32/global_avgpool.c.j2", dict(N=n, C=c, HW=hw, in_n=in_n, in_c=in_c, in_hw=in_hw))
+
+
+@register
+@with_nhwc
+class GlobalMaxPool(Op):
+    name = "GlobalMaxPool"
+    limits = "any spatial rank; int8 passes through (max keeps the quantization)"
+    quant_transparent = True
+
+    def infer(self, node, ins):
+        x = ins[0]
+        if len(x.shape) < 3:
+            raise UnsupportedError(f"GlobalMaxPool node '{node.name}' needs an N,C,spatial input")
+        return [(x.shape[:2] + (1,) * (len(x.shape) - 2), x.dtype)]
+
+    def reference(self, node, xs):
+        x = xs[0]
+        return [x.max(axis=tuple(range(2, x.ndim)), keepdims=True)]
+
+    def kernel(self, node, ins, outs):
+        x = ins[0]
+        if is_nhwc(node):
+            n, c, hw = x.shape[0], x.shape[3], x.shape[1] * x.shape[2]
+            in_n, in_c, in_hw = hw * c, 1, c
+        else:
+            n, c, hw = x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))
+            in_n, in_c, in_hw = c * hw, hw, 1
+        if x.dtype not in ("f32", "s8"):
+            raise UnsupportedError(f"GlobalMaxPool node '{node.name}': {x.dtype} is not supported")
+        return Kernel("global_maxpool.c.j2", dict(N=n, C=c, HW=hw, in_n=in_n, in_c=in_c, in_hw=in_hw,
+                                                  ctype="float" if x.dtype == "f32" else "int8_t"))

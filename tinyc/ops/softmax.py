@@ -60,3 +60,29 @@ class Softmax(Op):
         if n == 0:
             raise UnsupportedError(f"Softmax node '{node.name}' over an empty axis")
         return Kernel("f32/softmax.c.j2", dict(outer=outer, n=n, inner=inner), includes=("math.h",))
+
+
+@register
+class LogSoftmax(Softmax):
+    """log(softmax(x)) = x - max - log(sum(exp(x - max))), along the same axis rules as Softmax."""
+
+    name = "LogSoftmax"
+    limits = "any axis, opset < 13 flattening too; float32"
+
+    def reference(self, node, xs):
+        x = xs[0]
+        outer, n, inner = self._split(node, x.shape)
+        v = x.astype(np.float64).reshape(outer, n, inner)
+        shifted = v - v.max(axis=1, keepdims=True)
+        out = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return [out.reshape(x.shape).astype(x.dtype)]
+
+    def qreference(self, node, xs, ins, outs):
+        raise UnsupportedError(f"LogSoftmax node '{node.name}' has no int8 version")
+
+    def kernel(self, node, ins, outs):
+        if is_quantized(ins, outs):
+            raise UnsupportedError(f"LogSoftmax node '{node.name}' has no int8 kernel")
+        require_f32(node, ins)
+        outer, n, inner = self._split(node, ins[0].shape)
+        return Kernel("f32/logsoftmax.c.j2", dict(outer=outer, n=n, inner=inner), includes=("math.h",))

@@ -23,7 +23,7 @@ from . import Pass, register
 from .dce import remove_dead
 from .rewrite import bypass, consumers, only_use, producer
 
-LAYOUT_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool"}
+LAYOUT_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 ELEMENTWISE = {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "Requantize"}
 
 

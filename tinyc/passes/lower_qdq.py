@@ -28,7 +28,7 @@ from . import Pass, register
 from .dce import remove_dead
 
 # Float ops a cluster may be built around.
-COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "GlobalAveragePool", "Softmax",
+COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Softmax",
            "Reshape", "Flatten", "Transpose", "Concat", "Relu", "Clip"}
 # Ops that may absorb a following Relu/Clip as a clamp.
 FUSES_ACTIVATION = {"Conv", "MatMul", "Gemm", "Add", "Mul"}

@@ -16,9 +16,9 @@ from ..passes.dce import remove_dead
 from ..passes.lower_qdq import lower_qdq
 from . import calibrate
 
-QUANTIZABLE = {"Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "GlobalAveragePool", "Softmax",
+QUANTIZABLE = {"Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Softmax",
                "Reshape", "Flatten", "Transpose", "Concat", "Relu", "Clip"}
-KEEP_INPUT_PARAMS = {"AveragePool", "MaxPool", "GlobalAveragePool", "Reshape", "Flatten", "Transpose"}
+KEEP_INPUT_PARAMS = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose"}
 FUSING = {"Conv", "MatMul", "Gemm", "Add", "Mul"}
 
 
