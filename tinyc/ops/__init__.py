@@ -116,6 +116,17 @@ def float_activation(node: Node, y: np.ndarray) -> np.ndarray:
     return y
 
 
+def int8_act_range(node: Node) -> tuple[int, int]:
+    """The clamp of a fused activation on an int8 op (the full int8 range when none)."""
+    return node.attrs.get("act_min", -128), node.attrs.get("act_max", 127)
+
+
+def int8_clamp(node: Node) -> dict[str, int]:
+    """The same range as template parameters."""
+    lo, hi = int8_act_range(node)
+    return dict(act_min=lo, act_max=hi)
+
+
 def act_params(node: Node) -> dict:
     """Template parameters of a fused float activation (clamp and/or an activation expression)."""
     from .activations import c_expression

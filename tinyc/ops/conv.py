@@ -7,7 +7,7 @@ from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import per_channel_multipliers
 from .layout import is_nhwc, with_nhwc
-from . import FIXEDPOINT, Kernel, Op, act_params, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
+from . import FIXEDPOINT, Kernel, Op, int8_act_range, int8_clamp, act_params, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
 from .window import as_2d, normalize_window, output_spatial
 
 
@@ -95,7 +95,7 @@ class Conv(Op):
         mult, shift = per_channel_multipliers(xq, ins[1].quant, yq, w.shape[0])
         a = node.attrs
         return [requantize(acc, mult.reshape(shape), shift.reshape(shape), int(yq.zero_point),
-                           a.get("act_min", -128), a.get("act_max", 127))]
+                           *int8_act_range(node))]
 
     def inplace_scratch(self, node, ins, outs):
         """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
@@ -151,5 +151,5 @@ class Conv(Op):
             raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output")
         mult, shift = per_channel_multipliers(x.quant, w.quant, y.quant, w.shape[0])
         p.update(requant_params(mult, shift), in_offset=-int(x.quant.zero_point), zp=int(y.quant.zero_point),
-                 act_min=node.attrs.get("act_min", -128), act_max=node.attrs.get("act_max", 127))
+                 **int8_clamp(node))
         return Kernel(f"s8/conv{suffix}.c.j2", p, preamble=FIXEDPOINT)

@@ -10,7 +10,7 @@ from ..codegen.cnames import CTYPES
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
 from ..quant.params import add_params, mul_params, rescale_params
-from . import FIXEDPOINT, Kernel, Op, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
+from . import FIXEDPOINT, Kernel, Op, int8_act_range, int8_clamp, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
 
 
 INTEGER_CTYPES = {"s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64"}
@@ -66,13 +66,12 @@ class Add(_Binary):
         a = (xs[0].astype(np.int64) - p["zp1"]) << p["left_shift"]
         b = (xs[1].astype(np.int64) - p["zp2"]) << p["left_shift"]
         raw = multiply_by_quantized_multiplier(a, p["m1"], p["s1"]) + multiply_by_quantized_multiplier(b, p["m2"], p["s2"])
-        return [requantize(raw, p["mo"], p["so"], p["zpo"], node.attrs.get("act_min", -128), node.attrs.get("act_max", 127))]
+        return [requantize(raw, p["mo"], p["so"], p["zpo"], *int8_act_range(node))]
 
     def kernel_s8(self, node, ins, outs, loops):
         p = add_params(ins[0].quant, ins[1].quant, outs[0].quant)
         p["so_shift"] = p.pop("so")
-        return Kernel("s8/add.c.j2", dict(loops, **p, act_min=node.attrs.get("act_min", -128),
-                                          act_max=node.attrs.get("act_max", 127)), preamble=FIXEDPOINT)
+        return Kernel("s8/add.c.j2", dict(loops, **p, **int8_clamp(node)), preamble=FIXEDPOINT)
 
 
 @register
@@ -90,12 +89,11 @@ class Mul(_Binary):
         """TFLite int8 Mul: (a - a_zp) * (b - b_zp) scaled by a_scale * b_scale / y_scale."""
         p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant)
         prod = (xs[0].astype(np.int64) - p["zp1"]) * (xs[1].astype(np.int64) - p["zp2"])
-        return [requantize(prod, p["m"], p["s"], p["zpo"], node.attrs.get("act_min", -128), node.attrs.get("act_max", 127))]
+        return [requantize(prod, p["m"], p["s"], p["zpo"], *int8_act_range(node))]
 
     def kernel_s8(self, node, ins, outs, loops):
         p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant)
-        return Kernel("s8/mul.c.j2", dict(loops, **p, act_min=node.attrs.get("act_min", -128),
-                                          act_max=node.attrs.get("act_max", 127)), preamble=FIXEDPOINT)
+        return Kernel("s8/mul.c.j2", dict(loops, **p, **int8_clamp(node)), preamble=FIXEDPOINT)
 
 
 @register

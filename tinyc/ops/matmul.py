@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import fc_multipliers
-from . import FIXEDPOINT, Kernel, Op, act_params, broadcast_strides, float_activation, is_quantized, register, requant_params, require_f32
+from . import FIXEDPOINT, Kernel, Op, int8_act_range, int8_clamp, act_params, broadcast_strides, float_activation, is_quantized, register, requant_params, require_f32
 
 
 @register
@@ -121,7 +121,7 @@ class Gemm(Op):
         yq = outs[0].quant
         mult, shift = fc_multipliers(ins[0].quant, ins[1].quant, yq, w.shape[1])
         return [requantize(acc, mult.reshape(1, -1), shift.reshape(1, -1), int(yq.zero_point),
-                           at.get("act_min", -128), at.get("act_max", 127))]
+                           *int8_act_range(node))]
 
     def macs(self, node, ins, outs):
         m, k, n = self._mkn(node, ins)
@@ -135,7 +135,7 @@ class Gemm(Op):
             mult, shift = fc_multipliers(x.quant, w.quant, y.quant, n)
             p = dict(M=m, K=k, N=n, W_SK=1 if at["transB"] else n, W_SN=k if at["transB"] else 1,
                      has_bias=len(ins) > 2 and ins[2] is not None, in_offset=-int(x.quant.zero_point),
-                     zp=int(y.quant.zero_point), act_min=at.get("act_min", -128), act_max=at.get("act_max", 127))
+                     zp=int(y.quant.zero_point), **int8_clamp(node))
             p.update(requant_params(mult, shift))
             return Kernel("s8/fully_connected.c.j2", p, preamble=FIXEDPOINT)
         require_f32(node, ins)

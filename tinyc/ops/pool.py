@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
-from . import Kernel, Op, is_quantized, register, require_f32, spatial_2d
+from . import Kernel, Op, int8_act_range, int8_clamp, is_quantized, register, require_f32, spatial_2d
 from .layout import is_nhwc, with_nhwc
 from .conv import pad_input, windows
 from .window import as_2d, normalize_window, output_spatial
@@ -94,7 +94,7 @@ class MaxPool(_Pool):
 
     def qreference(self, node, xs, ins, outs):
         y = self.reference(node, xs)[0]
-        return [np.clip(y, node.attrs.get("act_min", -128), node.attrs.get("act_max", 127)).astype(np.int8)]
+        return [np.clip(y, *int8_act_range(node)).astype(np.int8)]
 
     def kernel(self, node, ins, outs):
         p = self._params(node, ins, outs)
@@ -135,28 +135,40 @@ class AveragePool(_Pool):
         x = xs[0].astype(np.int64)
         total = pool_windows(x, a, 0, 0).sum(axis=axes)
         count = pool_windows(np.ones((1, 1) + x.shape[2:], np.int64), a, 0, 0).sum(axis=axes)
-        return [np.clip(div_round_away(total, count), a.get("act_min", -128), a.get("act_max", 127)).astype(np.int8)]
+        return [np.clip(div_round_away(total, count), *int8_act_range(node)).astype(np.int8)]
 
     def kernel(self, node, ins, outs):
         p = self._params(node, ins, outs)
         if is_quantized(ins, outs):
-            return Kernel("s8/avgpool.c.j2", dict(p, act_min=node.attrs.get("act_min", -128),
-                                                  act_max=node.attrs.get("act_max", 127)))
+            return Kernel("s8/avgpool.c.j2", dict(p, **int8_clamp(node)))
         p["include_pad"] = bool(node.attrs["count_include_pad"])
         return Kernel("f32/avgpool.c.j2", p)
 
 
-@register
-@with_nhwc
-class GlobalAveragePool(Op):
-    name = "GlobalAveragePool"
-    limits = "any spatial rank"
+class _GlobalPool(Op):
+    """Pooling over the whole spatial plane: N,C,* -> N,C,1,... (NCHW or NHWC)."""
 
     def infer(self, node, ins):
         x = ins[0]
         if len(x.shape) < 3:
-            raise UnsupportedError(f"GlobalAveragePool node '{node.name}' needs an N,C,spatial input")
+            raise UnsupportedError(f"{self.name} node '{node.name}' needs an N,C,spatial input")
         return [(x.shape[:2] + (1,) * (len(x.shape) - 2), x.dtype)]
+
+    @staticmethod
+    def plane(node, x) -> dict[str, int]:
+        """N, C, plane size HW and the element strides of batch, channel and plane position."""
+        if is_nhwc(node):
+            n, c, hw = x.shape[0], x.shape[3], x.shape[1] * x.shape[2]
+            return dict(N=n, C=c, HW=hw, in_n=hw * c, in_c=1, in_hw=c)
+        n, c, hw = x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))
+        return dict(N=n, C=c, HW=hw, in_n=c * hw, in_c=hw, in_hw=1)
+
+
+@register
+@with_nhwc
+class GlobalAveragePool(_GlobalPool):
+    name = "GlobalAveragePool"
+    limits = "any spatial rank"
 
     def reference(self, node, xs):
         x = xs[0]
@@ -170,35 +182,24 @@ class GlobalAveragePool(Op):
         return [np.clip(div_round_away(x.sum(axis=axes, keepdims=True), count), -128, 127).astype(np.int8)]
 
     def kernel(self, node, ins, outs):
-        x = ins[0]
-        if is_nhwc(node):
-            n, c, hw = x.shape[0], x.shape[3], x.shape[1] * x.shape[2]
-            in_n, in_c, in_hw = hw * c, 1, c
-        else:
-            n, c, hw = x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))
-            in_n, in_c, in_hw = c * hw, hw, 1
+        g = self.plane(node, ins[0])
         if is_quantized(ins, outs):
             # the whole plane as one window, with TFLite's int8 average rounding
-            p = dict(N=n, C=c, H=1, W=hw, OH=1, OW=1, KH=1, KW=hw, SH=1, SW=1, DH=1, DW=1, PT=0, PL=0, PB=0, PR=0,
-                     in_n=in_n, in_c=in_c, in_h=0, in_w=in_hw, out_n=c, out_c=1, out_h=0, out_w=0,
-                     act_min=-128, act_max=127, layout="NHWC" if is_nhwc(node) else "NCHW")
+            p = dict(N=g["N"], C=g["C"], H=1, W=g["HW"], OH=1, OW=1, KH=1, KW=g["HW"], SH=1, SW=1, DH=1, DW=1,
+                     PT=0, PL=0, PB=0, PR=0, in_n=g["in_n"], in_c=g["in_c"], in_h=0, in_w=g["in_hw"],
+                     out_n=g["C"], out_c=1, out_h=0, out_w=0, act_min=-128, act_max=127,
+                     layout="NHWC" if is_nhwc(node) else "NCHW")
             return Kernel("s8/avgpool.c.j2", p)
         require_f32(node, ins)
-        return Kernel("f32/global_avgpool.c.j2", dict(N=n, C=c, HW=hw, in_n=in_n, in_c=in_c, in_hw=in_hw))
+        return Kernel("f32/global_avgpool.c.j2", g)
 
 
 @register
 @with_nhwc
-class GlobalMaxPool(Op):
+class GlobalMaxPool(_GlobalPool):
     name = "GlobalMaxPool"
     limits = "any spatial rank; int8 passes through (max keeps the quantization)"
     quant_transparent = True
-
-    def infer(self, node, ins):
-        x = ins[0]
-        if len(x.shape) < 3:
-            raise UnsupportedError(f"GlobalMaxPool node '{node.name}' needs an N,C,spatial input")
-        return [(x.shape[:2] + (1,) * (len(x.shape) - 2), x.dtype)]
 
     def reference(self, node, xs):
         x = xs[0]
@@ -206,13 +207,6 @@ class GlobalMaxPool(Op):
 
     def kernel(self, node, ins, outs):
         x = ins[0]
-        if is_nhwc(node):
-            n, c, hw = x.shape[0], x.shape[3], x.shape[1] * x.shape[2]
-            in_n, in_c, in_hw = hw * c, 1, c
-        else:
-            n, c, hw = x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))
-            in_n, in_c, in_hw = c * hw, hw, 1
         if x.dtype not in ("f32", "s8"):
             raise UnsupportedError(f"GlobalMaxPool node '{node.name}': {x.dtype} is not supported")
-        return Kernel("global_maxpool.c.j2", dict(N=n, C=c, HW=hw, in_n=in_n, in_c=in_c, in_hw=in_hw,
-                                                  ctype="float" if x.dtype == "f32" else "int8_t"))
+        return Kernel("global_maxpool.c.j2", dict(self.plane(node, x), ctype="float" if x.dtype == "f32" else "int8_t"))
