@@ -58,22 +58,42 @@ def _array(v) -> np.ndarray:
     return numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else np.asarray(v)
 
 
+def _import(case, feeds: dict[str, np.ndarray]):
+    """Import and compile a case; an input tinyc needs as a constant (its error says --bind) is
+    bound to this data set's value, as a user would do."""
+    import re
+
+    from .frontend.onnx import import_model
+    from .passes import run_passes
+    from .passes.pipeline import DEFAULT
+
+    bind: dict[str, np.ndarray] = {}
+    while True:
+        try:
+            return run_passes(import_model(case.model, name="case", bind=bind), DEFAULT), bind
+        except TinycError as e:
+            m = re.search(r"--bind (\S+)=FILE\.npy", str(e))
+            if not m or m.group(1) in bind or m.group(1) not in feeds:
+                raise
+            bind[m.group(1)] = feeds[m.group(1)]
+
+
 def run_case(case, with_c: bool = True, workdir: Path | None = None) -> Outcome:
     from . import interpreter
     from .codegen import generate
     from .emulator import run_on_target
-    from .frontend.onnx import import_model
-    from .passes import run_passes
-    from .passes.pipeline import DEFAULT
     from .targets import get_target
 
-    try:
-        g = run_passes(import_model(case.model, name="case"), DEFAULT)
-    except TinycError as e:
-        return Outcome(case.name, "unsupported", str(e))
+    input_names = [vi.name for vi in case.model.graph.input
+                   if vi.name not in {t.name for t in case.model.graph.initializer}]
     for inputs, expected in case.data_sets:
         inputs, expected = [_array(v) for v in inputs], [_array(v) for v in expected]
-        feeds = {name: v for name, v in zip(g.inputs, inputs)}
+        all_feeds = dict(zip(input_names, inputs))
+        try:
+            g, bound = _import(case, all_feeds)
+        except TinycError as e:
+            return Outcome(case.name, "unsupported", str(e))
+        feeds = {name: v for name, v in all_feeds.items() if name not in bound}
         try:
             got = interpreter.run(g, feeds)
         except TinycError as e:

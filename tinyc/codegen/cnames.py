@@ -9,6 +9,7 @@ import numpy as np
 CTYPES = {
     "f32": "float", "s8": "int8_t", "u8": "uint8_t", "s16": "int16_t", "u16": "uint16_t",
     "s32": "int32_t", "u32": "uint32_t", "s64": "int64_t", "u64": "uint64_t",
+    "f64": "double", "bool": "uint8_t",
 }
 
 
@@ -43,6 +44,13 @@ def c_array_body(data: np.ndarray, per_line: int = 8) -> str:
             vals = [c_float(v) for v in flat.tolist()]
         else:
             vals = ("%.8ef," * flat.size % tuple(flat.tolist())).split(",")[:-1]
+    elif data.dtype == np.float64:
+        vals = [repr(v) if math.isfinite(v) else ("NAN" if math.isnan(v) else ("HUGE_VAL" if v > 0 else "-HUGE_VAL"))
+                for v in flat.tolist()]
+    elif data.dtype in (np.int64, np.uint64):  # literals past 32 bits need their suffix
+        suffix = "LL" if data.dtype == np.int64 else "ULL"
+        vals = [f"{v}{suffix}" if abs(v) > 2**31 - 1 else str(v) for v in flat.tolist()]
+        vals = ["(-9223372036854775807LL - 1)" if v == f"{-2**63}LL" else v for v in vals]
     else:
         vals = [str(int(v)) for v in flat.tolist()]
     lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]

@@ -133,10 +133,14 @@ def import_model(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     name: str = "model",
     problems: list[str] | None = None,
+    bind: dict[str, np.ndarray] | None = None,
 ) -> Graph:
     """ONNX -> IR. With a ``problems`` list (tinyc check), every unsupported op or attribute
     variant is recorded there instead of raised, and import goes on past it where ONNX shape
-    inference knows the failing node's outputs; the graph is then incomplete."""
+    inference knows the failing node's outputs; the graph is then incomplete.
+
+    ``bind`` turns graph inputs into constants with the given values (a model specialised for
+    them, e.g. a shape or axes input that tinyc needs to know at compile time)."""
     opset = next((o.version for o in m.opset_import if o.domain in _DEFAULT_DOMAINS), 0)
     if opset and opset < MIN_OPSET:
         raise UnsupportedError(f"opset {opset} is older than {MIN_OPSET}; re-export the model with a newer opset")
@@ -168,8 +172,12 @@ def import_model(
 
     # Graph inputs (those without an initializer), with symbolic dimensions fixed.
     shapes_given = dict(input_shapes or {})
+    bind = dict(bind or {})
     for vi in g_proto.input:
         if vi.name in g.tensors:
+            continue
+        if vi.name in bind:
+            _bind_input(g, vi, bind.pop(vi.name))
             continue
         tt = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
@@ -199,10 +207,17 @@ def import_model(
         g.inputs.append(vi.name)
     if shapes_given:
         raise TinycError(f"--input-shape names unknown input(s): {', '.join(sorted(shapes_given))}")
+    if bind:
+        raise TinycError(f"--bind names unknown input(s): {', '.join(sorted(bind))}")
 
     # ONNX shape inference on the model with the input shapes fixed, to cross-check ours.
     fixed = onnx.ModelProto()
     fixed.CopyFrom(m)
+    bound = [vi for vi in fixed.graph.input if vi.name in g.tensors and g.tensors[vi.name].is_const
+             and vi.name not in {t.name for t in fixed.graph.initializer}]
+    for vi in bound:  # bound inputs are constants for inference too
+        fixed.graph.initializer.append(onnx.numpy_helper.from_array(g.tensors[vi.name].data, vi.name))
+        fixed.graph.input.remove(vi)
     for vi in fixed.graph.input:
         if vi.name in g.inputs:
             dims = vi.type.tensor_type.shape.dim
@@ -262,16 +277,41 @@ def import_model(
     return g
 
 
+def _bind_input(g: Graph, vi: onnx.ValueInfoProto, value: np.ndarray) -> None:
+    tt = vi.type.tensor_type
+    want = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+    value = np.asarray(value)
+    if value.dtype != want:
+        raise TinycError(f"--bind {vi.name}: the value is {value.dtype}, the model's input is {np.dtype(want)}")
+    if tt.HasField("shape"):
+        dims = tt.shape.dim
+        if len(dims) != value.ndim or any(d.HasField("dim_value") and d.dim_value != s for d, s in zip(dims, value.shape)):
+            raise TinycError(f"--bind {vi.name}: the value has shape {list(value.shape)}, "
+                             f"the model's input is {[d.dim_value if d.HasField('dim_value') else d.dim_param for d in dims]}")
+    g.add_const(vi.name, value)
+
+
 def _import_node(g: Graph, node: Node, opset: int, onnx_shapes: dict[str, tuple[int, ...]]) -> None:
     """Normalize, shape-check and add one node (folding it when its inputs are constants)."""
     op = get_op(node.op)
     name, inputs, attrs = node.name, list(node.inputs), dict(node.attrs)
+    needed = [(idx, what) for idx, what in sorted({**op.attr_inputs, **{i: n for i, n in op.const_inputs.items()}}.items())
+              if idx < len(inputs) and inputs[idx] is not None and not g.tensors[inputs[idx]].is_const]
+    if needed:
+        # An op may still rewrite itself into others that take the value at run time (Clip).
+        expanded = None
+        if op.expands_runtime_inputs:
+            expanded = op.expand(Node(node.op, name, inputs, node.outputs, attrs), [None if x is None else g.tensors[x] for x in inputs], g)
+        if expanded is None:
+            idx, what = needed[0]
+            raise UnsupportedError(f"{node.op} node '{name}': input {idx} ('{what}') must be a constant; "
+                                   f"--bind {inputs[idx]}=FILE.npy fixes its value")
+        for sub in expanded:
+            _import_node(g, sub, opset, onnx_shapes)
+        return
     for idx, attr_name in sorted(op.attr_inputs.items()):
         if idx < len(inputs) and inputs[idx] is not None:
-            t = g.tensors[inputs[idx]]
-            if not t.is_const:
-                raise UnsupportedError(f"{node.op} node '{name}': input {idx} ('{attr_name}') must be a constant")
-            attrs[attr_name] = t.data.tolist()
+            attrs[attr_name] = g.tensors[inputs[idx]].data.tolist()
             inputs[idx] = None
     while inputs and inputs[-1] is None:
         inputs.pop()

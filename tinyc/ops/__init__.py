@@ -37,6 +37,10 @@ class Op:
     # ONNX inputs that tinyc takes as attributes (input index -> attribute name), e.g. Reshape's
     # shape or Clip's min/max. The frontend requires them to be constants and moves them over.
     attr_inputs: ClassVar[dict[int, str]] = {}
+    # ONNX inputs that must be constants but stay tensor inputs (Gather's indices)
+    const_inputs: ClassVar[dict[int, str]] = {}
+    # expand() also rewrites the op when those inputs are not constants (Clip into Max/Min)
+    expands_runtime_inputs: ClassVar[bool] = False
     # False for ops whose constant inputs must survive import as they are (DequantizeLinear of
     # int8 weights is rewritten by the QDQ pass, not folded into float weights).
     foldable: ClassVar[bool] = True
@@ -231,7 +235,7 @@ def check_types(g: Graph) -> None:
 
 
 def _load_all() -> None:
-    from . import activations, canonical, conv, elementwise, matmul, pool, quantize, shape, softmax  # noqa: F401
+    from . import activations, canonical, conv, elementwise, matmul, pool, quantize, reduce, shape, slice, softmax  # noqa: F401
 
 
 _load_all()

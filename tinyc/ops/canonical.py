@@ -7,7 +7,8 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import DTYPES
-from . import Op, copy_kernel, register
+from ..codegen.cnames import CTYPES
+from . import Kernel, Op, copy_kernel, register
 
 # ONNX TensorProto element types -> IR dtypes (the ones Cast may target)
 _ONNX_TYPES = {1: "f32", 2: "u8", 3: "s8", 4: "u16", 5: "s16", 6: "s32", 7: "s64", 9: "bool", 10: "f16", 11: "f64",
@@ -107,7 +108,8 @@ class Shape(Op):
 @register
 class Gather(Op):
     name = "Gather"
-    limits = "folded when its data is constant"
+    limits = "constant indices (checked at compile time), or run-time indices clamped to the axis"
+    quant_transparent = True
 
     def normalize(self, attrs, ins, opset):
         rank = len(ins[0].shape)
@@ -125,6 +127,15 @@ class Gather(Op):
         idx = np.asarray(xs[1], np.int64)
         idx = np.where(idx < 0, idx + xs[0].shape[a], idx)
         return [np.take(xs[0], idx, axis=a)]
+
+    def kernel(self, node, ins, outs):
+        x, idx = ins
+        a = node.attrs["axis"]
+        if idx.is_const and np.any((idx.data < -x.shape[a]) | (idx.data >= x.shape[a])):
+            raise UnsupportedError(f"Gather node '{node.name}': indices out of range for axis {a} of {x.shape}")
+        return Kernel("gather.c.j2", dict(outer=int(np.prod(x.shape[:a])), n=max(idx.size, 1), inner=int(np.prod(x.shape[a + 1:])),
+                                          axis_len=x.shape[a], runtime=not idx.is_const, ctype=CTYPES[x.dtype]),
+                      includes=("string.h", "stdint.h"))
 
 
 class _AxesOp(Op):

@@ -6,8 +6,9 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..codegen.cnames import CTYPES
+from ..codegen.cnames import CTYPES, c_float
 from ..errors import UnsupportedError
+from ..ir import DTYPES, Node
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
 from ..quant.params import add_params, mul_params, rescale_params
 from . import FIXEDPOINT, Kernel, Op, int8_act_range, int8_clamp, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
@@ -44,10 +45,11 @@ class _Binary(Op):
         if is_quantized(ins, outs):
             return self.kernel_s8(node, ins, outs, loops)
         dt = ins[0].dtype
-        if dt == "f32" or (dt in INTEGER_CTYPES and ins[1].dtype == dt and "act" not in node.attrs
-                           and not self.float_only):
+        if dt == "f32" or (dt in INTEGER_CTYPES | {"f64"} and ins[1].dtype == dt and "act" not in node.attrs
+                           and (not self.float_only or dt == "f64")):
             # integers: C's arithmetic (wrapping on store, division truncating) is numpy's here
-            return Kernel("f32/binary.c.j2", dict(loops, op=self.name, expr=self.c_expr, ctype=CTYPES[dt],
+            expr = self.c_expr.replace("powf", "pow") if dt == "f64" else self.c_expr
+            return Kernel("f32/binary.c.j2", dict(loops, op=self.name, expr=expr, ctype=CTYPES[dt],
                                                   **act_params(node)), includes=("math.h",))
         require_f32(node, ins)
 
@@ -105,13 +107,36 @@ class Div(_Binary):
 @register
 class Max(_Binary):
     name, fn, c_expr = "Max", np.maximum, "a > b ? a : b"
-    limits = "two inputs, numpy broadcasting; C for float32 and integers"
+    limits = "any number of inputs (a chain of two-input ops), numpy broadcasting; C for float32 and integers"
+
+    def expand(self, node, ins, g):
+        return variadic_chain(node, g)
 
 
 @register
 class Min(_Binary):
     name, fn, c_expr = "Min", np.minimum, "a < b ? a : b"
-    limits = "two inputs, numpy broadcasting; C for float32 and integers"
+    limits = "any number of inputs (a chain of two-input ops), numpy broadcasting; C for float32 and integers"
+
+    def expand(self, node, ins, g):
+        return variadic_chain(node, g)
+
+
+def variadic_chain(node: Node, g) -> list[Node] | None:
+    """op(x1, ..., xn) as op(op(x1, x2), x3)...; one input is a copy."""
+    xs = [x for x in node.inputs if x is not None]
+    if len(xs) == 2:
+        return None
+    if not xs:
+        raise UnsupportedError(f"{node.op} node '{node.name}' has no inputs")
+    if len(xs) == 1:
+        return [Node("Identity", node.name, xs, list(node.outputs))]
+    nodes, acc = [], xs[0]
+    for i, x in enumerate(xs[1:], 1):
+        out = node.outputs[0] if i == len(xs) - 1 else g.unique_name(f"{node.name}/{i}")
+        nodes.append(Node(node.op, node.name if i == len(xs) - 1 else f"{node.name}/{i}", [acc, x], [out], dict(node.attrs)))
+        acc = out
+    return nodes
 
 
 @register
@@ -158,21 +183,35 @@ class Relu(_Unary):
     def kernel(self, node, ins, outs):
         if is_quantized(ins, outs):
             return self.kernel_s8(node, ins, outs)
-        require_f32(node, ins)
-        return Kernel("f32/clamp.c.j2", dict(n=outs[0].size, lo=0.0, hi=None))
+        return clamp_kernel(node, ins, outs, 0, None)
 
 
 @register
 class Clip(_Unary):
     name = "Clip"
-    limits = "min/max constant; fused into the op before it where possible"
+    limits = "constant min/max fuse into the op before where possible; run-time bounds become Max/Min"
     attr_inputs = {1: "min", 2: "max"}
+    expands_runtime_inputs = True
+
+    def expand(self, node, ins, g):
+        """Bounds known only at run time: Min(Max(x, min), max)."""
+        if all(t is None or t.is_const for t in ins[1:]):
+            return None
+        nodes, acc = [], node.inputs[0]
+        for op, idx in (("Max", 1), ("Min", 2)):
+            if idx < len(node.inputs) and node.inputs[idx] is not None:
+                last = not (idx == 1 and len(node.inputs) > 2 and node.inputs[2] is not None)
+                out = node.outputs[0] if last else g.unique_name(f"{node.name}/lo")
+                nodes.append(Node(op, node.name if last else f"{node.name}/lo", [acc, node.inputs[idx]], [out]))
+                acc = out
+        return nodes
 
     def normalize(self, attrs, ins, opset):
         a = dict(attrs)
         for k in ("min", "max"):
             if k in a:
-                a[k] = float(np.asarray(a[k]).reshape(()))
+                v = np.asarray(a[k]).reshape(())
+                a[k] = int(v) if v.dtype.kind in "iub" else float(v)
         return a
 
     def reference(self, node, xs):
@@ -183,5 +222,18 @@ class Clip(_Unary):
     def kernel(self, node, ins, outs):
         if is_quantized(ins, outs):
             return self.kernel_s8(node, ins, outs)
+        return clamp_kernel(node, ins, outs, node.attrs.get("min"), node.attrs.get("max"))
+
+
+def clamp_kernel(node, ins, outs, lo, hi) -> Kernel:
+    """Relu and Clip outside a fused op: float32 or integer tensors."""
+    dt = ins[0].dtype
+    if dt in INTEGER_CTYPES:
+        info = np.iinfo(DTYPES[dt])  # a bound at the type's limit would be an always-false compare
+        lo = None if lo is None or lo <= info.min else lo
+        hi = None if hi is None or hi >= info.max else hi
+        lit = lambda v: None if v is None else str(int(v))  # noqa: E731
+    else:
         require_f32(node, ins)
-        return Kernel("f32/clamp.c.j2", dict(n=outs[0].size, lo=node.attrs.get("min"), hi=node.attrs.get("max")), includes=("math.h",))
+        lit = lambda v: None if v is None else c_float(v)  # noqa: E731
+    return Kernel("f32/clamp.c.j2", dict(n=outs[0].size, ctype=CTYPES[dt], lo=lit(lo), hi=lit(hi)), includes=("math.h",))

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..codegen.cnames import CTYPES
 from ..errors import UnsupportedError
+from ..ir import DTYPES
 from . import Kernel, Op, collapse_loops, copy_kernel, register
 
 
@@ -94,11 +96,13 @@ class Transpose(Op):
         dims = [shape[p] for p in perm]
         src = [in_strides[p] for p in perm]
         dst = [int(np.prod(dims[i + 1:])) for i in range(len(dims))]
-        dims, (src, dst) = collapse_loops(dims, src, dst)
-        return Kernel("transpose.c.j2", dict(dims=dims, src=src, dst=dst, ctype=_CTYPES[ins[0].dtype]))
+        return strided_copy("Transpose", dims, src, dst, 0, ins[0].dtype)
 
 
-_CTYPES = {"f32": "float", "s8": "int8_t", "u8": "uint8_t", "s16": "int16_t", "s32": "int32_t"}
+def strided_copy(what: str, dims: list[int], src: list[int], dst: list[int], offset: int, dtype: str) -> Kernel:
+    """out[dst . i] = in[offset + src . i] over the loops ``dims`` (Transpose, Slice)."""
+    dims, (src, dst) = collapse_loops(dims, src, dst)
+    return Kernel("strided_copy.c.j2", dict(what=what, dims=dims, src=src, dst=dst, offset=offset, ctype=CTYPES[dtype]))
 
 
 @register
@@ -136,7 +140,7 @@ class Concat(Op):
         shape = outs[0].shape
         outer = int(np.prod(shape[:axis]))
         inner = int(np.prod(shape[axis + 1:]))
-        item = 4 if ins[0].dtype in ("f32", "s32") else 1
+        item = DTYPES[ins[0].dtype].itemsize
         parts = [dict(chunk=t.shape[axis] * inner * item) for t in ins]
         return Kernel("concat.c.j2", dict(outer=outer, parts=parts, row=shape[axis] * inner * item),
                       includes=("string.h",))
