@@ -1,0 +1,116 @@
+"""ConvTranspose (NCHW, 1-D to 3-D): groups, strides, dilations, pads, output_padding,
+output_shape and auto_pad. The reference scatters each input pixel through the kernel; the C
+kernel gathers, so every output is written once."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from . import Kernel, Op, act_params, float_activation, register, require_f32
+
+
+@register
+class ConvTranspose(Op):
+    name = "ConvTranspose"
+    limits = "1-D to 3-D; groups, strides, dilations, pads, output_padding, output_shape, auto_pad; C for float32"
+
+    def normalize(self, attrs, ins, opset):
+        x, w = ins[0], ins[1]
+        if x is None or w is None or len(x.shape) < 3 or len(w.shape) != len(x.shape):
+            raise UnsupportedError("ConvTranspose needs an N,C,spatial input and a weight of the same rank")
+        n = len(x.shape) - 2
+        k = [int(v) for v in (attrs.get("kernel_shape") or w.shape[2:])]
+        s = [int(v) for v in (attrs.get("strides") or [1] * n)]
+        d = [int(v) for v in (attrs.get("dilations") or [1] * n)]
+        op = [int(v) for v in (attrs.get("output_padding") or [0] * n)]
+        pads = [int(v) for v in (attrs.get("pads") or [0] * (2 * n))]
+        auto_pad = attrs.get("auto_pad", "NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        if not len(k) == len(s) == len(d) == len(op) == n or len(pads) != 2 * n:
+            raise UnsupportedError(f"ConvTranspose attributes do not match {n} spatial dims")
+        if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+            raise UnsupportedError(f"ConvTranspose: unknown auto_pad '{auto_pad}'")
+        spatial = x.shape[2:]
+        full = [s[i] * (spatial[i] - 1) + op[i] + (k[i] - 1) * d[i] + 1 for i in range(n)]
+        target = attrs.get("output_shape")
+        if target is not None:
+            target = [int(v) for v in target][-n:]
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            target = [spatial[i] * s[i] for i in range(n)]
+        if target is not None:
+            # the spec's split of the total padding: the odd pixel goes to the end for SAME_UPPER
+            pads = [0] * (2 * n)
+            for i in range(n):
+                total = full[i] - target[i]  # negative: the output grows past the full one (zeros + bias)
+                small, big = total // 2, total - total // 2
+                pads[i], pads[i + n] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+        elif auto_pad == "VALID":
+            pads = [0] * (2 * n)
+        return {"kernel_shape": k, "strides": s, "dilations": d, "output_padding": op, "pads": pads,
+                "group": int(attrs.get("group", 1))}
+
+    def _out_spatial(self, a, spatial):
+        n = len(spatial)
+        return tuple(a["strides"][i] * (spatial[i] - 1) + a["output_padding"][i] + (a["kernel_shape"][i] - 1) * a["dilations"][i]
+                     + 1 - a["pads"][i] - a["pads"][i + n] for i in range(n))
+
+    def infer(self, node, ins):
+        x, w = ins[0], ins[1]
+        g = node.attrs["group"]
+        if x.shape[1] != w.shape[0] or w.shape[0] % g:
+            raise UnsupportedError(f"ConvTranspose node '{node.name}': input channels {x.shape[1]} and weight {w.shape} do not fit group={g}")
+        if list(w.shape[2:]) != node.attrs["kernel_shape"]:
+            raise UnsupportedError(f"ConvTranspose node '{node.name}': kernel_shape {node.attrs['kernel_shape']} != weight {w.shape}")
+        m = w.shape[1] * g
+        if len(ins) > 2 and ins[2] is not None and ins[2].shape != (m,):
+            raise UnsupportedError(f"ConvTranspose node '{node.name}': bias shape {ins[2].shape} != ({m},)")
+        out = self._out_spatial(node.attrs, x.shape[2:])
+        if min(out) <= 0:
+            raise UnsupportedError(f"ConvTranspose node '{node.name}': output spatial shape {out} is empty")
+        return [((x.shape[0], m) + out, x.dtype)]
+
+    def reference(self, node, xs):
+        x, w = xs[0].astype(np.float64), xs[1].astype(np.float64)
+        a = node.attrs
+        n_sp, g = x.ndim - 2, a["group"]
+        cg, mg = x.shape[1] // g, w.shape[1]
+        spatial = x.shape[2:]
+        full = [a["strides"][i] * (spatial[i] - 1) + (a["kernel_shape"][i] - 1) * a["dilations"][i] + 1 + a["output_padding"][i]
+                for i in range(n_sp)]
+        y = np.zeros((x.shape[0], g * mg, *full))
+        for gi in range(g):
+            xg = x[:, gi * cg:(gi + 1) * cg]
+            for kk in itertools.product(*[range(k) for k in a["kernel_shape"]]):
+                # N,C,*in x C,M -> N,M,*in, placed at kk * dilation + stride * input position
+                part = np.einsum("nc...,cm->nm...", xg, w[gi * cg:(gi + 1) * cg, :, *kk])
+                sl = tuple(slice(kk[i] * a["dilations"][i], kk[i] * a["dilations"][i] + a["strides"][i] * (spatial[i] - 1) + 1,
+                                 a["strides"][i]) for i in range(n_sp))
+                y[(slice(None), slice(gi * mg, (gi + 1) * mg)) + sl] += part
+        out = self._out_spatial(a, spatial)
+        p = a["pads"]
+        y = np.pad(y, [(0, 0), (0, 0)] + [(max(0, -p[i]), max(0, -p[i + n_sp])) for i in range(n_sp)])
+        y = y[(slice(None), slice(None)) + tuple(slice(max(0, p[i]), max(0, p[i]) + out[i]) for i in range(n_sp))]
+        if len(xs) > 2 and xs[2] is not None:
+            y = y + xs[2].astype(np.float64).reshape((1, -1) + (1,) * n_sp)
+        return [float_activation(node, y.astype(xs[0].dtype))]
+
+    def macs(self, node, ins, outs):
+        x, w = ins[0], ins[1]
+        return int(np.prod(x.shape)) * int(np.prod(w.shape[1:]))
+
+    def kernel(self, node, ins, outs):
+        require_f32(node, ins)
+        if len(ins[0].shape) > 5:
+            raise UnsupportedError(f"ConvTranspose node '{node.name}': at most 3 spatial dims")
+        x, w, y = ins[0], ins[1], outs[0]
+        a = node.attrs
+        n_sp = len(x.shape) - 2
+        pad3 = lambda v, fill: [fill] * (3 - n_sp) + list(v)  # noqa: E731
+        g = a["group"]
+        p = dict(N=x.shape[0], G=g, CG=x.shape[1] // g, MG=w.shape[1],
+                 I=pad3(x.shape[2:], 1), O=pad3(y.shape[2:], 1), K=pad3(a["kernel_shape"], 1),
+                 S=pad3(a["strides"], 1), D=pad3(a["dilations"], 1), P=pad3(a["pads"][:n_sp], 0),
+                 bias=len(ins) > 2 and ins[2] is not None, **act_params(node))
+        return Kernel("f32/conv_transpose.c.j2", p, includes=("math.h",))
