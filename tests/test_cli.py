@@ -125,3 +125,55 @@ def test_unnamed_input_shape_for_one_input_models(tmp_path):
     r = run_cli("compile", str(shared_model("mlperf-tiny/ad_float.onnx")), "--input-shape", "2,640", "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "report.json").read_text())["inputs"][0]["shape"] == [2, 640]
+
+
+def _reshape_by_input(path):
+    """y = Reshape(x, shape) + 1 with ``shape`` a graph input, as some exporters leave it."""
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape"),
+             helper.make_node("Add", ["r", "one"], ["y"], name="add")]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]), helper.make_tensor_value_info("shape", TensorProto.INT64, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+
+
+def test_bind_turns_a_shape_input_into_a_constant(tmp_path):
+    _reshape_by_input(tmp_path / "m.onnx")
+    r = run_cli("compile", str(tmp_path / "m.onnx"), "--target", "host", "-o", str(tmp_path / "a"))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "input 1 ('shape') must be a constant" in r.stderr
+    assert "--bind shape=FILE.npy" in r.stderr  # the error says how to fix it
+    shape = np.array([3, 2, 2], np.int64)
+    np.save(tmp_path / "shape.npy", shape)
+    r = run_cli("compile", str(tmp_path / "m.onnx"), "--target", "host", "-o", str(tmp_path / "b"),
+                "--bind", f"shape={tmp_path / 'shape.npy'}")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert [i["name"] for i in report["inputs"]] == ["x"]
+    assert report["outputs"][0]["shape"] == [3, 2, 2]
+    # the bound model computes what onnxruntime computes when fed that shape
+    x = np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    r = run_cli("run", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "x.npz"),
+                "-o", str(tmp_path / "y.npz"), "--bind", f"shape={tmp_path / 'shape.npy'}")
+    assert r.returncode == 0, r.stderr
+    want = ort_run(tmp_path / "m.onnx", {"x": x, "shape": shape})[0]
+    assert rel_err(np.load(tmp_path / "y.npz")["y"], want) == 0
+    r = run_cli("verify", str(tmp_path / "m.onnx"), "--target", "host", "--input", str(tmp_path / "x.npz"),
+                "--build-dir", str(tmp_path / "build"), "--bind", f"shape={tmp_path / 'shape.npy'}")
+    assert r.returncode == 0 and "PASS" in r.stdout, r.stdout + r.stderr
+
+
+def test_bind_errors_are_one_line(tmp_path):
+    _reshape_by_input(tmp_path / "m.onnx")
+    np.save(tmp_path / "f.npy", np.array([3, 2, 2], np.float32))
+    for bind, expect in ((f"shape={tmp_path / 'missing.npy'}", "file not found"),
+                         (f"shape={tmp_path / 'f.npy'}", "the value is float32, the model's input is int64"),
+                         (f"nope={tmp_path / 'f.npy'}", "--bind names unknown input(s): nope"),
+                         ("shape", "use NAME=FILE.npy")):
+        r = run_cli("compile", str(tmp_path / "m.onnx"), "--target", "host", "-o", str(tmp_path / "o"), "--bind", bind)
+        assert r.returncode == 2 and expect in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr

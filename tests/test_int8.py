@@ -260,7 +260,7 @@ def test_softmax_with_a_non_tflite_output_scale_is_refused():
         run_passes(import_model(m), ["lower-qdq"])
 
 
-def _single_op_qdq(op: str, n_in: int, shape, out_scale: float, out_zp: int, **attrs):
+def _single_op_qdq(op: str, n_in: int, shape, out_scale: float, out_zp: int, _consts=(), _opset=13, **attrs):
     """x_i (int8) -> DequantizeLinear -> op -> QuantizeLinear -> y (int8), each input with its own
     parameters; onnxruntime evaluates it in float (the QDQ meaning) as the oracle."""
     rng = np.random.default_rng(11)
@@ -272,10 +272,12 @@ def _single_op_qdq(op: str, n_in: int, shape, out_scale: float, out_zp: int, **a
         inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.INT8, list(shape)))
         feeds[f"x{i}"] = rng.integers(-128, 128, size=shape).astype(np.int8)
     inits += [numpy_helper.from_array(np.array(np.float32(out_scale)), "so"), numpy_helper.from_array(np.array(np.int8(out_zp)), "zo")]
-    nodes.append(helper.make_node(op, [f"f{i}" for i in range(n_in)], ["yf"], name="the_op", **attrs))
+    for name, value in _consts:  # constant operands after the quantized inputs (pads, scales, ...)
+        inits.append(numpy_helper.from_array(value, name))
+    nodes.append(helper.make_node(op, [f"f{i}" for i in range(n_in)] + [c[0] for c in _consts], ["yf"], name="the_op", **attrs))
     nodes.append(helper.make_node("QuantizeLinear", ["yf", "so", "zo"], ["y"], name="q"))
     graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.INT8, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _opset)])
     model.ir_version = 8
     return model, feeds
 
@@ -291,6 +293,25 @@ SINGLE_OPS = {
     "relu_standalone": ("Relu", 1, (2, 50), 0.05, -128, {}),
     "transpose": ("Transpose", 1, (2, 3, 4), 0.08, 1, dict(perm=[2, 0, 1])),
     "softmax": ("Softmax", 1, (3, 10), 1 / 256, -128, dict(axis=-1)),
+    # issue 5: pointwise ops by table, Sub, Max/Min with requantized inputs, data movement
+    "sigmoid": ("Sigmoid", 1, (4, 64), 1 / 256, -128, {}),
+    "tanh": ("Tanh", 1, (4, 64), 1 / 128, 0, {}),
+    "hard_swish": ("HardSwish", 1, (4, 64), 0.03, -20, dict(_opset=14)),
+    "hard_sigmoid": ("HardSigmoid", 1, (4, 64), 1 / 256, -128, dict(alpha=0.25, beta=0.5)),
+    "leaky_relu": ("LeakyRelu", 1, (4, 64), 0.04, 10, dict(alpha=0.1)),
+    "elu": ("Elu", 1, (4, 64), 0.04, 30, {}),
+    "exp": ("Exp", 1, (4, 64), 0.2, -128, {}),
+    "abs": ("Abs", 1, (4, 64), 0.05, -128, {}),
+    "sub": ("Sub", 2, (1, 4, 5, 6), 0.1, 2, {}),
+    "max_requantized_inputs": ("Max", 2, (2, 30), 0.06, 0, {}),
+    "min_requantized_inputs": ("Min", 2, (2, 30), 0.06, -3, {}),
+    "slice": ("Slice", 1, (2, 6, 7), 0.08, 1, dict(_consts=[("st", np.array([1, -1], np.int64)), ("en", np.array([5, 0], np.int64)),
+                                                            ("ax", np.array([1, 2], np.int64)), ("sp", np.array([2, -2], np.int64))])),
+    "pad_constant": ("Pad", 1, (1, 3, 4, 4), 0.05, 0, dict(_consts=[("pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)),
+                                                                   ("v", np.array(0.3, np.float32))])),
+    "resize_nearest": ("Resize", 1, (1, 3, 4, 5), 0.07, 2, dict(mode="nearest", _consts=[
+        ("roi", np.array([], np.float32)), ("sc", np.array([1, 1, 2, 1.5], np.float32))])),
+    "gather": ("Gather", 1, (5, 8), 0.08, 1, dict(axis=1, _consts=[("idx", np.array([7, 0, 3, 3], np.int64))])),
 }
 
 

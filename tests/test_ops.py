@@ -103,6 +103,47 @@ CASES = {
     "log": ("Log", [("x_pos", (2, 3, 5))], {}),
 }
 
+I64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+F32 = lambda *v: np.array(v, np.float32)  # noqa: E731
+
+# Ops added for issue 5, at shapes of real models (the node tests cover the attribute corners).
+MORE_CASES = {
+    "pad_reflect": ("Pad", [X4, ("pads", I64(0, 0, 2, 3, 0, 0, 3, 1))], dict(mode="reflect")),
+    "pad_edge": ("Pad", [X4, ("pads", I64(0, 1, 2, 0, 0, 0, 1, 2))], dict(mode="edge")),
+    "slice_negative_step": ("Slice", [X4, ("s", I64(-1, 1)), ("e", I64(-10, 8)), ("a", I64(2, 3)), ("st", I64(-2, 3))], {}),
+    "slice_channels": ("Slice", [X4, ("s", I64(1)), ("e", I64(3)), ("a", I64(1))], {}),
+    "split_channels": ("Split", [X4, ("sp", I64(1, 3))], dict(axis=1, _outs=2)),
+    "split_equal_opset18": ("Split", [X4], dict(axis=-1, num_outputs=3, _outs=3)),
+    "gather_const_indices": ("Gather", [X4, ("i", I64(3, 0, -1, 3))], dict(axis=1)),
+    "reduce_mean_hw": ("ReduceMean", [X4, ("ax", I64(2, 3))], dict(_opset=18)),
+    "reduce_sum_keepdims0": ("ReduceSum", [X4, ("ax", I64(1))], dict(keepdims=0)),
+    "reduce_max_all": ("ReduceMax", [X4], dict(_opset=18)),
+    "reduce_l2_mixed_axes": ("ReduceL2", [("x", (3, 4, 5, 6)), ("ax", I64(0, 2))], dict(_opset=18)),
+    "resize_linear_up2_half_pixel": ("Resize", [X4, None, ("sc", F32(1, 1, 2, 2))], dict(mode="linear")),
+    "resize_nearest_sizes_asymmetric": ("Resize", [X4, None, None, ("sz", I64(1, 4, 20, 13))],
+                                        dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")),
+    # sizes, not scales: with a fractional scale * length onnxruntime's align_corners uses the
+    # rounded length and the ONNX reference (and tinyc) the real one
+    "resize_linear_align_corners_down": ("Resize", [X4, None, None, ("sz", I64(1, 4, 5, 6))],
+                                         dict(mode="linear", coordinate_transformation_mode="align_corners")),
+    "resize_cubic_up": ("Resize", [X4, None, ("sc", F32(1, 1, 1.5, 2))], dict(mode="cubic")),
+    "resize_linear_pytorch_half_pixel": ("Resize", [X4, None, None, ("sz", I64(1, 4, 5, 16))],
+                                         dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")),
+    "conv_transpose_stride2": ("ConvTranspose", [X4, ("w", W(4, 3, 3, 3)), ("b", W(3))],
+                               dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])),
+    "conv_transpose_groups_dilation": ("ConvTranspose", [X4, ("w", W(4, 2, 2, 3))], dict(group=2, dilations=[2, 1])),
+    "conv_transpose_1d": ("ConvTranspose", [("x", (1, 3, 12)), ("w", W(3, 5, 4))], dict(strides=[3])),
+    "lstm_bidirectional": ("LSTM", [("x", (7, 2, 10)), ("w", W(2, 64, 10)), ("r", W(2, 64, 16, seed=2)), ("b", W(2, 128, seed=3))],
+                           dict(hidden_size=16, direction="bidirectional", _outs=3)),
+    "lstm_peepholes_initial_state": ("LSTM", [("x", (5, 1, 6)), ("w", W(1, 32, 6)), ("r", W(1, 32, 8, seed=2)), None, None,
+                                              ("h0", (1, 1, 8)), ("c0", (1, 1, 8)), ("p", W(1, 24, seed=4))],
+                                     dict(hidden_size=8, _outs=3)),
+    "gru_reverse": ("GRU", [("x", (6, 2, 10)), ("w", W(1, 48, 10)), ("r", W(1, 48, 16, seed=2)), ("b", W(1, 96, seed=3))],
+                              dict(hidden_size=16, direction="reverse", _outs=2)),
+    "gru_linear_before_reset": ("GRU", [("x", (6, 1, 5)), ("w", W(1, 12, 5)), ("r", W(1, 12, 4, seed=2)), ("b", W(1, 24, seed=3)),
+                                        None, ("h0", (1, 1, 4))], dict(hidden_size=4, linear_before_reset=1, _outs=2)),
+}
+
 OLD_OPSET_CASES = {
     "clip_opset7_attrs": ("Clip", [X4], dict(min=-0.25, max=0.5), 7),
     "softmax_opset11_flattens": ("Softmax", [("x", (2, 3, 7))], dict(axis=1), 11),
@@ -122,12 +163,15 @@ def test_pad_reflect_and_edge_in_the_reference(tmp_path):
 
 
 def _build(op, inputs, attrs, opset=17):
-    model, feeds = single_node(op, inputs, opset=opset, **attrs)
+    attrs = dict(attrs)
+    outs = attrs.pop("_outs", 1)
+    opset = attrs.pop("_opset", opset)
+    model, feeds = single_node(op, inputs, out_count=outs, opset=opset, **attrs)
     return model, feeds
 
 
 def _all_cases():
-    for k, (op, inputs, attrs) in CASES.items():
+    for k, (op, inputs, attrs) in {**CASES, **MORE_CASES}.items():
         yield pytest.param(op, inputs, attrs, 18 if "opset18" in k else 17, id=k)
     for k, (op, inputs, attrs, opset) in OLD_OPSET_CASES.items():
         yield pytest.param(op, inputs, attrs, opset, id=k)

@@ -49,7 +49,7 @@ def _hint(problem: str) -> str:
     return ""
 
 
-def check(model_path: str | Path, target: Target, input_shapes=None) -> CheckResult:
+def check(model_path: str | Path, target: Target, input_shapes=None, bind=None) -> CheckResult:
     from .codegen import generate
     from .ops import get_op
     from .passes import run_passes
@@ -57,7 +57,7 @@ def check(model_path: str | Path, target: Target, input_shapes=None) -> CheckRes
 
     res = CheckResult()
     m = load_model_proto(model_path)
-    g = import_model(m, input_shapes, name=Path(model_path).stem, problems=res.problems)
+    g = import_model(m, input_shapes, name=Path(model_path).stem, problems=res.problems, bind=bind)
     if res.problems:  # still look for missing kernels among the nodes that did import
         for n in g.nodes:
             if n.op in ("QuantizeLinear", "DequantizeLinear"):

@@ -44,8 +44,11 @@ def _prepare(args):
         if len(names) != 1:
             raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
         shapes[names[0]] = shapes.pop("")
+    from .data import load_bound_values
+
     return prepare(args.model, shapes, quantize=args.quantize, calib=args.calib, method=args.calib_method,
-                   percentile=args.percentile, io=args.io, after_pass=_dumper(getattr(args, "dump_ir", None)))
+                   percentile=args.percentile, io=args.io, after_pass=_dumper(getattr(args, "dump_ir", None)),
+                   bind=load_bound_values(args.bind))
 
 
 def _dumper(spec: str | None):
@@ -172,8 +175,10 @@ def cmd_check(args) -> int:
     from .targets import get_target
 
     target = get_target(args.target)
+    from .data import load_bound_values
+
     shapes = _shape_arg(args.input_shape)
-    res = check(args.model, target, shapes)
+    res = check(args.model, target, shapes, load_bound_values(args.bind))
     print(f"tinyc check: {args.model} for {target.name} ({target.board or 'no board'})")
     if res.problems:
         for p in res.problems:
@@ -232,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("model", help="ONNX model file")
         sp.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                         help="fix an input's shape (symbolic dimensions default to 1); repeatable")
+        sp.add_argument("--bind", action="append", metavar="NAME=FILE.npy",
+                        help="make a graph input a constant with this value (a shape, axes or scales input "
+                             "tinyc needs at compile time); repeatable")
         q = sp.add_argument_group("quantization")
         q.add_argument("--quantize", choices=["int8"], help="quantize a float model (needs --calib)")
         q.add_argument("--calib", metavar="FILE", help="calibration inputs (.npz etc.; N samples stacked)")
@@ -274,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("model", help="ONNX model file")
     k.add_argument("--target", "-t", default="cortex-m4")
     k.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    k.add_argument("--bind", action="append", metavar="NAME=FILE.npy", help="as for compile")
     k.set_defaults(fn=cmd_check)
 
     t = sub.add_parser("targets", help="list targets")

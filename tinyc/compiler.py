@@ -37,14 +37,14 @@ class Prepared:
 def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
             quantize: str | None = None, calib: str | os.PathLike | None = None, method: str = "minmax",
             percentile: float = 99.99, io: str = "float", progress: bool = True,
-            after_pass=None) -> Prepared:
+            after_pass=None, bind: dict[str, np.ndarray] | None = None) -> Prepared:
     """Import, quantize if asked (``quantize="int8"`` with calibration data), and run the passes."""
     from .data import load_samples
     from .passes import run_passes
     from .passes.pipeline import BEFORE_QUANTIZATION, DEFAULT
     from .quant.ptq import quantize_graph, strip_io_quantization
 
-    g = load(model_path, input_shapes)
+    g = load(model_path, input_shapes, bind)
     if quantize not in (None, "int8"):
         raise TinycError(f"--quantize {quantize}: only int8 is supported")
     samples = load_samples(calib, g)[0] if calib else []

@@ -22,6 +22,25 @@ def _read_pb(path: Path) -> np.ndarray:
         raise TinycError(f"{path}: not an ONNX tensor file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 
 
+def load_bound_values(specs: list[str] | None) -> dict[str, np.ndarray]:
+    """--bind NAME=FILE (.npy, or a TensorProto .pb): values that turn graph inputs into constants."""
+    out: dict[str, np.ndarray] = {}
+    for spec in specs or []:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise TinycError(f"--bind '{spec}': use NAME=FILE.npy")
+        path = Path(file)
+        if not path.is_file():
+            raise TinycError(f"--bind {name}: file not found: {path}")
+        try:
+            out[name] = _read_pb(path) if path.suffix == ".pb" else np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise TinycError(f"--bind {name}: cannot read {path} ({e})") from None
+        if not isinstance(out[name], np.ndarray):
+            raise TinycError(f"--bind {name}: {path} holds several arrays; give one .npy")
+    return out
+
+
 def _split_samples(g: Graph, name: str, a: np.ndarray) -> list[np.ndarray]:
     """One array may hold one sample (the input's shape, or its shape without the unit batch
     dimension) or a stack of N samples along a new leading axis."""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tinyc.conformance import cases, run_case
+from tinyc.conformance import CORE_OPS, cases, is_core, run_case
+from tinyc.ops import REGISTRY
 
 from ..conftest import need_tools
 
@@ -23,6 +24,16 @@ CASES = cases()
 def test_runner_finds_the_cases():
     assert len(CASES) > 300
     assert not set(EXCLUSIONS) - {c.name for c in CASES}, "exclusions.txt names cases that no longer exist"
+
+
+def test_core_ops_coverage():
+    """>= 95% of the node test cases that use only the core ops pass (test_node_case proves each
+    non-excluded case passes and each excluded one is refused cleanly)."""
+    assert CORE_OPS <= set(REGISTRY), f"core ops missing from the registry: {sorted(CORE_OPS - set(REGISTRY))}"
+    core = [c.name for c in CASES if is_core(c)]
+    assert len(core) > 350
+    passing = [n for n in core if n not in EXCLUSIONS]
+    assert len(passing) / len(core) >= 0.95, f"{len(passing)} of {len(core)} core cases pass"
 
 
 @pytest.mark.slow

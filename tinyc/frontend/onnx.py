@@ -200,6 +200,10 @@ def import_model(
         else:
             if not tt.HasField("shape"):
                 raise TinycError(f"input '{vi.name}' has no shape; give one with --input-shape {vi.name}=...")
+            if any(d.HasField("dim_value") and d.dim_value == 0 for d in tt.shape.dim):
+                raise UnsupportedError(f"input '{vi.name}' has an empty dimension "
+                                       f"{[d.dim_value if d.HasField('dim_value') else d.dim_param for d in tt.shape.dim]}; "
+                                       f"tinyc does not handle empty tensors at run time; --bind {vi.name}=FILE.npy fixes its value")
             shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim)
         if any(d <= 0 for d in shape):
             raise TinycError(f"input '{vi.name}': shape {list(shape)} must be positive")
@@ -250,7 +254,8 @@ def import_model(
         if x is not None:
             problems.append(f"{n.op_type} node '{node_name}': not checked (its input '{x}' comes from a node above)")
             continue
-        node = Node(n.op_type, node_name, inputs, [o for o in n.output if o], attrs)
+        # outputs keep their positions ("" for an unused one) until the op has been expanded
+        node = Node(n.op_type, node_name, inputs, list(n.output), attrs)
         if problems is None:
             _import_node(g, node, opset, onnx_shapes)
             continue
@@ -261,7 +266,7 @@ def import_model(
         except (UnsupportedError, TinycError) as e:
             if str(e):
                 problems.append(str(e))
-            for o in node.outputs:  # stand-ins so that later nodes can be checked too
+            for o in filter(None, node.outputs):  # stand-ins so that later nodes can be checked too
                 if o in onnx_shapes and o in onnx_types and o not in g.tensors:
                     g.add_tensor(Tensor(o, onnx_shapes[o], onnx_types[o]))
 
@@ -323,7 +328,12 @@ def _import_node(g: Graph, node: Node, opset: int, onnx_shapes: dict[str, tuple[
                 _import_node(g, sub, opset, onnx_shapes)
             return
         attrs = op.normalize(attrs, ins, opset)
-        node = Node(node.op, name, inputs, list(node.outputs), attrs)
+        outputs = list(node.outputs)
+        while outputs and not outputs[-1]:
+            outputs.pop()
+        if "" in outputs:
+            raise UnsupportedError(f"output {outputs.index('')} is unused while a later one is used")
+        node = Node(node.op, name, inputs, outputs, attrs)
         out_types = op.infer(node, ins)
     except UnsupportedError as e:
         msg = str(e)
@@ -391,7 +401,8 @@ def _drop_unused(g: Graph) -> None:
         del g.tensors[name]
 
 
-def load(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+def load(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
+         bind: dict[str, np.ndarray] | None = None) -> Graph:
     """Load an ONNX file into IR (the graph is named after the file)."""
     m = load_model_proto(path)
-    return import_model(m, input_shapes, name=Path(path).stem)
+    return import_model(m, input_shapes, name=Path(path).stem, bind=bind)

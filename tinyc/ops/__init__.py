@@ -235,7 +235,7 @@ def check_types(g: Graph) -> None:
 
 
 def _load_all() -> None:
-    from . import activations, canonical, conv, conv_transpose, elementwise, matmul, pool, quantize, reduce, resize, shape, slice, softmax  # noqa: F401
+    from . import activations, canonical, conv, conv_transpose, elementwise, matmul, pool, quantize, reduce, resize, rnn, shape, slice, softmax  # noqa: F401
 
 
 _load_all()

@@ -1,7 +1,8 @@
 """Pointwise activations and math ops, each defined once: its numpy meaning and its C expression. They run as
 standalone ops and, after the fuse-activation pass, inside the op before them (attribute ``act``
 with ``act_alpha``/``act_beta``; Relu and Clip fuse as the ``act_min``/``act_max`` clamp).
-All float32; C expressions evaluate in single precision like the numpy definitions."""
+Float32 C expressions evaluate in single precision like the numpy definitions; on int8 tensors
+each op is a 256-entry table computed at compile time."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -9,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codegen.cnames import c_float
-from . import Kernel, Op, register, require_f32
+from . import Kernel, Op, is_quantized, register, require_f32
 
 # name -> (defaults, numpy function of (x, alpha, beta), C expression builder of (var, alpha, beta))
 ACTIVATIONS: dict[str, tuple[dict[str, float], Callable, Callable[[str, float, float], str]]] = {
@@ -54,6 +55,18 @@ def fused_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
             "act_beta": float(attrs.get("beta", defaults.get("beta", 0.0)))}
 
 
+def int8_table(name: str, attrs: dict[str, Any], qx, qy) -> np.ndarray:
+    """The int8 op as a 256-entry table: QDQ semantics in float32 (dequantize, the op, quantize
+    with round-half-to-even and saturation), as onnxruntime evaluates the QDQ model."""
+    q = np.arange(-128, 128, dtype=np.int32)
+    x = (q - np.int32(qx.zero_point)).astype(np.float32) * np.float32(qx.scale)
+    y = apply(name, x, attrs.get("alpha", 0.0), attrs.get("beta", 0.0))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        v = np.rint(y / np.float32(qy.scale)).astype(np.float64) + int(qy.zero_point)
+    v = np.where(np.isnan(v), int(qy.zero_point), v)
+    return np.clip(v, -128, 127).astype(np.int8)
+
+
 def _make(name: str, limits: str) -> type[Op]:
     defaults = _ALL[name][0]
 
@@ -68,7 +81,13 @@ def _make(name: str, limits: str) -> type[Op]:
             a = node.attrs
             return [apply(self.name, xs[0], a.get("alpha", 0.0), a.get("beta", 0.0))]
 
+        def qreference(self, node, xs, ins, outs):
+            return [int8_table(self.name, node.attrs, ins[0].quant, outs[0].quant)[xs[0].astype(np.int64) + 128]]
+
         def kernel(self, node, ins, outs):
+            if is_quantized(ins, outs):
+                table = int8_table(self.name, node.attrs, ins[0].quant, outs[0].quant)
+                return Kernel("s8/lut.c.j2", dict(op=self.name, n=outs[0].size, table=table.tolist()), includes=("stdint.h",))
             require_f32(node, ins)
             a = node.attrs
             return Kernel("f32/unary.c.j2", dict(n=outs[0].size, expr=c_expression(self.name, "v", a.get("alpha", 0.0),
@@ -82,6 +101,6 @@ def _make(name: str, limits: str) -> type[Op]:
 
 
 for _name in ACTIVATIONS:
-    register(_make(_name, "float32; fused into the op before it (Conv, Gemm, Add, ...) where possible"))
+    register(_make(_name, "fused into a float op before it (Conv, Gemm, Add, ...) where possible; int8 by 256-entry table"))
 for _name in MATH:
-    register(_make(_name, "float32"))
+    register(_make(_name, "int8 by 256-entry table"))

@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import DTYPES
 from ..codegen.cnames import CTYPES
-from . import Kernel, Op, copy_kernel, register
+from . import Kernel, Op, copy_kernel, register, require_f32
 
 # ONNX TensorProto element types -> IR dtypes (the ones Cast may target)
 _ONNX_TYPES = {1: "f32", 2: "u8", 3: "s8", 4: "u16", 5: "s16", 6: "s32", 7: "s64", 9: "bool", 10: "f16", 11: "f64",
@@ -194,7 +194,7 @@ class BatchNormalization(Op):
     The fold-batchnorm pass merges it into the producing Conv/Gemm."""
 
     name = "BatchNormalization"
-    limits = "inference form; folded into Conv/Gemm/MatMul, else Mul + Add"
+    limits = "inference form; folded into Conv/Gemm/MatMul, else Mul + Add; run-time statistics: C for float32"
 
     def normalize(self, attrs, ins, opset):
         if int(attrs.get("training_mode", 0)):
@@ -218,6 +218,12 @@ class BatchNormalization(Op):
         shape = (1, -1) + (1,) * (x.ndim - 2)
         return [(x.astype(np.float64) * m.reshape(shape) + b.reshape(shape)).astype(x.dtype)]
 
+    def kernel(self, node, ins, outs):
+        """Only when the statistics are inputs at run time (constant ones are folded)."""
+        require_f32(node, ins)
+        x = ins[0]
+        return Kernel("f32/batchnorm.c.j2", dict(N=x.shape[0], C=x.shape[1], inner=int(np.prod(x.shape[2:])),
+                                                 epsilon=node.attrs["epsilon"]), includes=("math.h",))
 
 
 @register

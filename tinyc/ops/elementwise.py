@@ -35,13 +35,17 @@ class _Binary(Op):
         # f32 arithmetic, as in the C kernel: one rounding per element.
         return [float_activation(node, type(self).fn(a, b).astype(a.dtype))]
 
-    def kernel(self, node, ins, outs):
+    @staticmethod
+    def loops(ins, outs) -> dict:
         out = outs[0].shape
         dims, (sa, sb, so) = collapse_loops(
             list(out), broadcast_strides(ins[0].shape, out), broadcast_strides(ins[1].shape, out),
             broadcast_strides(out, out),
         )
-        loops = dict(dims=dims, sa=sa, sb=sb, so=so)
+        return dict(dims=dims, sa=sa, sb=sb, so=so)
+
+    def kernel(self, node, ins, outs):
+        loops = self.loops(ins, outs)
         if is_quantized(ins, outs):
             return self.kernel_s8(node, ins, outs, loops)
         dt = ins[0].dtype
@@ -61,25 +65,29 @@ class _Binary(Op):
 class Add(_Binary):
     name, fn, c_expr = "Add", np.add, "a + b"
     limits = "numpy broadcasting; C for float32 and int8"
+    sign = 1
 
     def qreference(self, node, xs, ins, outs):
-        """TFLite int8 Add (see quant.params.add_params)."""
+        """TFLite int8 Add/Sub (see quant.params.add_params): both operands rescaled to a common
+        scale, added (or subtracted), rescaled to the output."""
         p = add_params(ins[0].quant, ins[1].quant, outs[0].quant)
         a = (xs[0].astype(np.int64) - p["zp1"]) << p["left_shift"]
         b = (xs[1].astype(np.int64) - p["zp2"]) << p["left_shift"]
-        raw = multiply_by_quantized_multiplier(a, p["m1"], p["s1"]) + multiply_by_quantized_multiplier(b, p["m2"], p["s2"])
+        raw = multiply_by_quantized_multiplier(a, p["m1"], p["s1"]) + self.sign * multiply_by_quantized_multiplier(b, p["m2"], p["s2"])
         return [requantize(raw, p["mo"], p["so"], p["zpo"], *int8_act_range(node))]
 
     def kernel_s8(self, node, ins, outs, loops):
         p = add_params(ins[0].quant, ins[1].quant, outs[0].quant)
         p["so_shift"] = p.pop("so")
-        return Kernel("s8/add.c.j2", dict(loops, **p, **int8_clamp(node)), preamble=FIXEDPOINT)
+        return Kernel("s8/add.c.j2", dict(loops, **p, **int8_clamp(node), op=self.name, sign="+" if self.sign > 0 else "-"),
+                      preamble=FIXEDPOINT)
 
 
 @register
-class Sub(_Binary):
+class Sub(Add):
     name, fn, c_expr = "Sub", np.subtract, "a - b"
-    limits = "numpy broadcasting; C for float32"
+    limits = "numpy broadcasting; C for float32 and int8"
+    sign = -1
 
 
 @register
@@ -107,19 +115,28 @@ class Div(_Binary):
 @register
 class Max(_Binary):
     name, fn, c_expr = "Max", np.maximum, "a > b ? a : b"
-    limits = "any number of inputs (a chain of two-input ops), numpy broadcasting; C for float32 and integers"
+    limits = "any number of inputs (a chain of two-input ops), numpy broadcasting; C for float32, integers and int8"
 
     def expand(self, node, ins, g):
         return variadic_chain(node, g)
+
+    def qreference(self, node, xs, ins, outs):
+        return [self.reference(node, xs)[0]]  # inputs requantized to the output's parameters
+
+    def kernel_s8(self, node, ins, outs, loops):
+        return Kernel("f32/binary.c.j2", dict(loops, op=self.name, expr=self.c_expr, ctype="int8_t", **act_params(node)))
 
 
 @register
 class Min(_Binary):
     name, fn, c_expr = "Min", np.minimum, "a < b ? a : b"
-    limits = "any number of inputs (a chain of two-input ops), numpy broadcasting; C for float32 and integers"
+    limits = "any number of inputs (a chain of two-input ops), numpy broadcasting; C for float32, integers and int8"
 
     def expand(self, node, ins, g):
         return variadic_chain(node, g)
+
+    qreference = Max.qreference
+    kernel_s8 = Max.kernel_s8
 
 
 def variadic_chain(node: Node, g) -> list[Node] | None:
@@ -142,7 +159,17 @@ def variadic_chain(node: Node, g) -> list[Node] | None:
 @register
 class Pow(_Binary):
     name, fn, c_expr, float_only = "Pow", np.power, "powf(a, b)", True
-    limits = "numpy broadcasting; C for float32"
+    limits = "numpy broadcasting; C for float32, and integer or float64 bases with any numeric exponent (in double)"
+
+    def kernel(self, node, ins, outs):
+        a, b = ins[0].dtype, ins[1].dtype
+        numeric = INTEGER_CTYPES | {"f32", "f64"}
+        if is_quantized(ins, outs) or (a == "f32" and b == "f32") or a not in numeric or b not in numeric:
+            return super().kernel(node, ins, outs)
+        if "act" in node.attrs or "act_min" in node.attrs or "act_max" in node.attrs:
+            raise UnsupportedError(f"Pow node '{node.name}': a fused activation needs float32")
+        return Kernel("f32/binary.c.j2", dict(self.loops(ins, outs), op=self.name, expr="pow((double)a, (double)b)",
+                                              ctype=CTYPES[a], ctype_b=CTYPES[b], **act_params(node)), includes=("math.h",))
 
 
 @register

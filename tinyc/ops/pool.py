@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..codegen.cnames import CTYPES
 from ..errors import UnsupportedError
+from ..ir import DTYPES
 from . import Kernel, Op, int8_act_range, int8_clamp, is_quantized, register, require_f32, spatial_2d
 from .layout import is_nhwc, with_nhwc
 from .conv import pad_input, windows
-from .window import as_2d, normalize_window, output_spatial
+from .window import normalize_window, output_spatial
 
 
 class _Pool(Op):
@@ -25,26 +27,37 @@ class _Pool(Op):
         x = ins[0]
         return [(x.shape[:2] + output_spatial(node.attrs, x.shape[2:]), x.dtype)]
 
-    def _params(self, node, ins, outs):
-        if not is_quantized(ins, outs):
+    def _params(self, node, ins, outs, any_type: bool = False):
+        """Window geometry as 3-D (D, H, W; unit axes in front for 1-D and 2-D) and element strides."""
+        if not is_quantized(ins, outs) and not any_type:
             require_f32(node, ins)
         x, y = ins[0], outs[0]
-        spatial_2d(node, len(x.shape))
-        a = as_2d(node.attrs)
+        if len(x.shape) not in (3, 4, 5) or (is_nhwc(node) and len(x.shape) != 4):
+            spatial_2d(node, len(x.shape))
+        a = node.attrs
+        n_sp = len(a["kernel_shape"])
+        unit = 3 - n_sp
+        k = [1] * unit + list(a["kernel_shape"])
+        st = [1] * unit + list(a["strides"])
+        dl = [1] * unit + list(a["dilations"])
+        pb = [0] * unit + list(a["pads"][:n_sp])
+        pe = [0] * unit + list(a["pads"][n_sp:])
         if is_nhwc(node):
             (n, h, w, c), (oh, ow) = x.shape, y.shape[1:3]
-            strides = dict(in_n=h * w * c, in_c=1, in_h=w * c, in_w=c, out_n=oh * ow * c, out_c=1, out_h=ow * c, out_w=c)
+            d = od = 1
+            strides = dict(in_n=h * w * c, in_c=1, in_d=0, in_h=w * c, in_w=c,
+                           out_n=oh * ow * c, out_c=1, out_d=0, out_h=ow * c, out_w=c)
         else:
-            xs = x.shape if len(x.shape) == 4 else x.shape[:2] + (1,) + x.shape[2:]
-            ys = y.shape if len(y.shape) == 4 else y.shape[:2] + (1,) + y.shape[2:]
-            (n, c, h, w), (oh, ow) = xs, ys[2:]
-            strides = dict(in_n=c * h * w, in_c=h * w, in_h=w, in_w=1, out_n=c * oh * ow, out_c=oh * ow, out_h=ow, out_w=1)
+            n, c = x.shape[:2]
+            d, h, w = [1] * unit + list(x.shape[2:])
+            od, oh, ow = [1] * unit + list(y.shape[2:])
+            strides = dict(in_n=c * d * h * w, in_c=d * h * w, in_d=h * w, in_h=w, in_w=1,
+                           out_n=c * od * oh * ow, out_c=od * oh * ow, out_d=oh * ow, out_h=ow, out_w=1)
         return dict(
             strides, layout="NHWC" if is_nhwc(node) else "NCHW",
-            N=n, C=c, H=h, W=w, OH=oh, OW=ow,
-            KH=a["kernel_shape"][0], KW=a["kernel_shape"][1],
-            SH=a["strides"][0], SW=a["strides"][1], DH=a["dilations"][0], DW=a["dilations"][1],
-            PT=a["pads"][0], PL=a["pads"][1], PB=a["pads"][2], PR=a["pads"][3],
+            N=n, C=c, D=d, H=h, W=w, OD=od, OH=oh, OW=ow,
+            KD=k[0], KH=k[1], KW=k[2], SD=st[0], SH=st[1], SW=st[2], DD=dl[0], DH=dl[1], DW=dl[2],
+            PF=pb[0], PT=pb[1], PL=pb[2], PBK=pe[0], PB=pe[1], PR=pe[2],
         )
 
 
@@ -71,7 +84,7 @@ def pool_windows(x: np.ndarray, a: dict, fill: float, fill_beyond: float) -> np.
 @with_nhwc
 class MaxPool(_Pool):
     name = "MaxPool"
-    limits = "1-D and 2-D; ceil_mode, dilations; no Indices output, storage_order 0"
+    limits = "1-D to 3-D; ceil_mode, dilations; no Indices output, storage_order 0"
 
     def normalize(self, attrs, ins, opset):
         if int(attrs.get("storage_order", 0)) != 0:
@@ -97,19 +110,21 @@ class MaxPool(_Pool):
         return [np.clip(y, *int8_act_range(node)).astype(np.int8)]
 
     def kernel(self, node, ins, outs):
-        p = self._params(node, ins, outs)
-        if ins[0].dtype == "f32":
+        p = self._params(node, ins, outs, any_type=True)
+        dt = ins[0].dtype
+        if dt == "f32":
             return Kernel("maxpool.c.j2", dict(p, ctype="float", lowest="-HUGE_VALF"), includes=("math.h",))
-        if ins[0].dtype != "s8":
-            raise UnsupportedError(f"MaxPool node '{node.name}': {ins[0].dtype} is not supported")
-        return Kernel("maxpool.c.j2", dict(p, ctype="int8_t", lowest="-128"))
+        if dt not in ("s8", "u8", "s16", "u16", "s32"):
+            raise UnsupportedError(f"MaxPool node '{node.name}': {dt} is not supported")
+        return Kernel("maxpool.c.j2", dict(p, ctype=CTYPES[dt], lowest=str(int(np.iinfo(DTYPES[dt]).min))),
+                      includes=("stdint.h",))
 
 
 @register
 @with_nhwc
 class AveragePool(_Pool):
     name = "AveragePool"
-    limits = "1-D and 2-D; ceil_mode, count_include_pad (int8: padding never counted)"
+    limits = "1-D to 3-D (int8: 1-D and 2-D); ceil_mode, count_include_pad (int8: padding never counted)"
 
     def normalize(self, attrs, ins, opset):
         a = super().normalize(attrs, ins, opset)
@@ -140,6 +155,7 @@ class AveragePool(_Pool):
     def kernel(self, node, ins, outs):
         p = self._params(node, ins, outs)
         if is_quantized(ins, outs):
+            spatial_2d(node, len(ins[0].shape))
             return Kernel("s8/avgpool.c.j2", dict(p, **int8_clamp(node)))
         p["include_pad"] = bool(node.attrs["count_include_pad"])
         return Kernel("f32/avgpool.c.j2", p)

@@ -87,7 +87,8 @@ def axis_taps(a: dict, scale: float, n_in: int, n_out: int, roi: tuple[float, fl
 class Resize(Op):
     name = "Resize"
     limits = ("nearest, linear, cubic; every coordinate_transformation_mode and nearest_mode; antialias, axes, "
-              "keep_aspect_ratio_policy; constant scales/sizes/roi; C for float32 (nearest: any type)")
+              "keep_aspect_ratio_policy; constant scales/sizes/roi; C for float32 (nearest: any type, int8 too). "
+              "A fractional scale x length follows the ONNX reference")
     attr_inputs = {1: "roi", 2: "scales", 3: "sizes"}
 
     def normalize(self, attrs, ins, opset):
@@ -193,6 +194,12 @@ class Resize(Op):
             info = np.iinfo(x.dtype)
             y = np.clip(np.rint(y), info.min, info.max)
         return [y.astype(x.dtype)]
+
+    def qreference(self, node, xs, ins, outs):
+        """int8: nearest only (values pass through; a Requantize follows if the output's parameters differ)."""
+        if node.attrs["mode"] != "nearest":
+            raise UnsupportedError(f"Resize node '{node.name}': int8 has mode nearest only (this one is {node.attrs['mode']})")
+        return self.reference(node, xs)
 
     def kernel(self, node, ins, outs):
         x = ins[0]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.cnames import CTYPES
+from ..codegen.cnames import CTYPES, c_float
 from ..errors import UnsupportedError
 from ..ir import DTYPES
 from . import Kernel, Op, collapse_loops, copy_kernel, register
@@ -152,13 +152,14 @@ class Pad(Op):
     fuse-pad pass folds zero padding into the Conv or pooling that follows."""
 
     name = "Pad"
-    limits = "constant mode in C (reflect/edge in the reference only); no negative pads; fused into Conv/pooling"
+    limits = "constant, reflect, edge, wrap; no negative pads; zero padding fused into Conv/pooling; int8 pads with the quantized value"
     attr_inputs = {1: "pads", 2: "value", 3: "axes"}
 
     def normalize(self, attrs, ins, opset):
         rank = len(ins[0].shape)
         mode = attrs.get("mode", "constant")
-        if mode not in ("constant", "reflect", "edge"):
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode not in ("constant", "reflect", "edge", "wrap"):
             raise UnsupportedError(f"Pad mode '{mode}' is not supported")
         pads = [int(p) for p in np.asarray(attrs.get("pads", [0] * 2 * rank)).reshape(-1)]
         axes = attrs.get("axes")
@@ -186,13 +187,50 @@ class Pad(Op):
             return [np.pad(xs[0], widths, constant_values=node.attrs["value"])]
         return [np.pad(xs[0], widths, mode=node.attrs["mode"])]
 
+    @staticmethod
+    def source_index(mode: str, o: int, before: int, d: int) -> int:
+        """Input position read by output position ``o`` of an axis padded by ``before`` (not constant mode)."""
+        i = o - before
+        if mode == "edge":
+            return min(max(i, 0), d - 1)
+        if mode == "wrap":
+            return i % d
+        if d == 1:  # reflect
+            return 0
+        i %= 2 * (d - 1)
+        return i if i < d else 2 * (d - 1) - i
+
     def kernel(self, node, ins, outs):
-        if node.attrs["mode"] != "constant" or ins[0].dtype != "f32":
-            raise UnsupportedError(f"Pad node '{node.name}': only constant float padding has a kernel")
+        mode = node.attrs["mode"]
         shape, out = ins[0].shape, outs[0].shape
+        if mode != "constant":
+            r, pads = len(shape), node.attrs["pads"]
+            axes = [dict(ax=i, n=out[i], stride=int(np.prod(shape[i + 1:])),
+                         map=[self.source_index(mode, o, pads[i], shape[i]) for o in range(out[i])]
+                         if pads[i] or pads[i + r] else None) for i in range(r)]
+            return Kernel("pad_map.c.j2", dict(mode=mode, axes=axes, ctype=CTYPES[ins[0].dtype]), includes=("stdint.h",))
         r = len(shape)
         src = [int(np.prod(shape[i + 1:])) for i in range(r)]
         dst = [int(np.prod(out[i + 1:])) for i in range(r)]
         base = sum(node.attrs["pads"][i] * dst[i] for i in range(r))
+        dt = ins[0].dtype
+        if dt == "f32":
+            value = c_float(node.attrs["value"])
+        elif ins[0].quant is not None:
+            value = str(self.quantized_value(node, ins[0]))
+        else:
+            value = str(int(node.attrs["value"]))
         return Kernel("f32/pad.c.j2", dict(dims=list(shape), src=src, dst=dst, base=base, n=outs[0].size,
-                                           value=node.attrs["value"]), includes=("math.h",))
+                                           value=value, ctype=CTYPES[dt]), includes=("math.h",))
+
+    @staticmethod
+    def quantized_value(node, x) -> int:
+        """The constant on int8 tensors: the pad value quantized with the input's parameters."""
+        q = x.quant
+        return int(np.clip(np.rint(np.float32(node.attrs["value"]) / np.float32(q.scale)) + int(q.zero_point), -128, 127))
+
+    def qreference(self, node, xs, ins, outs):
+        if node.attrs["mode"] != "constant":
+            return self.reference(node, xs)
+        p, r = node.attrs["pads"], xs[0].ndim
+        return [np.pad(xs[0], [(p[i], p[i + r]) for i in range(r)], constant_values=self.quantized_value(node, ins[0]))]

@@ -101,7 +101,8 @@ class Split(Op):
             raise UnsupportedError(f"Split sizes {sizes} do not cut axis {axis} of {x.shape} into {len(node.outputs)} non-empty parts")
         nodes, start = [], 0
         for i, (out, size) in enumerate(zip(node.outputs, sizes)):
-            nodes.append(Node("Slice", f"{node.name}/{i}", [node.inputs[0]], [out],
-                              {"starts": [start], "ends": [start + size], "axes": [axis]}))
+            if out:  # an unused output needs no code
+                nodes.append(Node("Slice", f"{node.name}/{i}", [node.inputs[0]], [out],
+                                  {"starts": [start], "ends": [start + size], "axes": [axis]}))
             start += size
         return nodes

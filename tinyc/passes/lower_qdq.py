@@ -28,10 +28,23 @@ from . import Pass, register
 from .dce import remove_dead
 
 # Float ops a cluster may be built around.
-COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Softmax",
-           "Reshape", "Flatten", "Transpose", "Concat", "Relu", "Clip"}
+def _table_ops() -> set[str]:
+    from ..ops.activations import ACTIVATIONS, MATH
+
+    return set(ACTIVATIONS) | set(MATH)
+
+
+# Pointwise ops that run on int8 as a 256-entry table (Sigmoid, Tanh, HardSwish, ...).
+TABLE_OPS = _table_ops()
+# Ops whose integer values pass through unchanged (a Requantize follows when the output's
+# parameters differ); Max/Min and Concat requantize their inputs to the output's parameters first.
+PASS_THROUGH = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
+                "Squeeze", "Unsqueeze", "Slice", "Gather", "Pad", "Resize", "Concat", "Max", "Min", "Identity"}
+REQUANTIZE_INPUTS = {"Concat", "Max", "Min"}
+# Float ops a cluster may be built around.
+COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Softmax", "Relu", "Clip"} | PASS_THROUGH | TABLE_OPS
 # Ops that may absorb a following Relu/Clip as a clamp.
-FUSES_ACTIVATION = {"Conv", "MatMul", "Gemm", "Add", "Mul"}
+FUSES_ACTIVATION = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul"}
 
 
 def _qp_from_node(g: Graph, n: Node) -> QuantParams:
@@ -209,7 +222,7 @@ class _Lowering:
             b = self.bias(p.inputs[2] if len(p.inputs) > 2 else None, p, x, w, w.shape[0])
             inputs = [x.name, w.name] + ([b] if b else [])
             return Node("Conv", p.name, inputs, out, dict(p.attrs, act_min=act_min, act_max=act_max))
-        if p.op in ("Add", "Mul"):
+        if p.op in ("Add", "Sub", "Mul"):
             a = self._operand(p.inputs[0], p)
             b = self._operand(p.inputs[1], p)
             return Node(p.op, p.name, [a.name, b.name], out, dict(p.attrs, act_min=act_min, act_max=act_max))
@@ -218,6 +231,9 @@ class _Lowering:
             lo, hi = (0.0, None) if p.op == "Relu" else (p.attrs.get("min"), p.attrs.get("max"))
             act_min, act_max = _act_range(y.quant, lo, hi)
             return Node(p.op, p.name, [x.name], out, dict(p.attrs, act_min=act_min, act_max=act_max))
+        if p.op in TABLE_OPS:
+            x = self.activation(p.inputs[0], p)
+            return Node(p.op, p.name, [x.name], out, dict(p.attrs))
         if p.op == "Softmax":
             x = self.activation(p.inputs[0], p)
             if not (math.isclose(float(y.quant.scale), 1 / 256, rel_tol=1e-6) and int(y.quant.zero_point) == -128):
@@ -234,11 +250,11 @@ class _Lowering:
                 inputs.append(i)
                 continue
             x = self.activation(i, p)
-            if p.op == "Concat" and not _same(x.quant, y.quant):
+            if p.op in REQUANTIZE_INPUTS and not _same(x.quant, y.quant):
                 x = self._requantized(x, y.quant, p)
             inputs.append(x.name)
         first = g.tensors[inputs[0]]
-        if p.op != "Concat" and not _same(first.quant, y.quant):
+        if p.op not in REQUANTIZE_INPUTS and not _same(first.quant, y.quant):
             mid = g.add_tensor(Tensor(g.unique_name(f"{y.name}/before_requantize"), y.shape, "s8", quant=first.quant))
             self.extra.append(Node(p.op, p.name, inputs, [mid.name], dict(p.attrs)))
             return Node("Requantize", f"{p.name}/requantize", [mid.name], out)

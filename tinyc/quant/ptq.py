@@ -13,13 +13,13 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, QuantParams, Tensor
 from ..passes.dce import remove_dead
-from ..passes.lower_qdq import lower_qdq
+from ..passes.lower_qdq import COMPUTE, FUSES_ACTIVATION, lower_qdq
 from . import calibrate
 
-QUANTIZABLE = {"Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Softmax",
-               "Reshape", "Flatten", "Transpose", "Concat", "Relu", "Clip"}
-KEEP_INPUT_PARAMS = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose"}
-FUSING = {"Conv", "MatMul", "Gemm", "Add", "Mul"}
+QUANTIZABLE = set(COMPUTE)
+KEEP_INPUT_PARAMS = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
+                     "Squeeze", "Unsqueeze", "Slice", "Gather", "Pad", "Resize", "Identity"}
+FUSING = set(FUSES_ACTIVATION)
 
 
 def _consumers(g: Graph) -> dict[str, list[Node]]:
