@@ -311,6 +311,8 @@ SINGLE_OPS = {
                                                                    ("v", np.array(0.3, np.float32))])),
     "resize_nearest": ("Resize", 1, (1, 3, 4, 5), 0.07, 2, dict(mode="nearest", _consts=[
         ("roi", np.array([], np.float32)), ("sc", np.array([1, 1, 2, 1.5], np.float32))])),
+    "reduce_mean_spatial_keepdims0": ("ReduceMean", 1, (1, 6, 5, 7), 0.04, 2, dict(axes=[2, 3], keepdims=0)),
+    "reduce_max_spatial": ("ReduceMax", 1, (1, 6, 5, 7), 0.05, 1, dict(axes=[2, 3])),
     "gather": ("Gather", 1, (5, 8), 0.08, 1, dict(axis=1, _consts=[("idx", np.array([7, 0, 3, 3], np.int64))])),
 }
 
@@ -319,6 +321,6 @@ SINGLE_OPS = {
 def test_each_int8_op_within_one_lsb_of_onnxruntime_and_c_exact(case, tmp_path):
     op, n_in, shape, so, zo, attrs = SINGLE_OPS[case]
     model, feeds = _single_op_qdq(op, n_in, shape, so, zo, **attrs)
-    g = run_passes(import_model(model), ["lower-qdq", "dead-code"])
+    g = run_passes(import_model(model), ["canonicalize", "lower-qdq", "dead-code"])
     assert all(n.op not in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes)
     _within_one_lsb_of_onnxruntime_and_c_exact(model, g, feeds, tmp_path)

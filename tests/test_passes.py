@@ -132,3 +132,48 @@ def test_shared_models_have_no_transpose_left(rel):
     g = load_graph(shared_model(rel))
     assert "Transpose" not in [n.op for n in g.nodes]
     assert all(n.attrs.get("layout") == "NHWC" for n in g.nodes if n.op in ("Conv", "MaxPool", "AveragePool"))
+
+
+def _upsampling_net():
+    """Conv -> Sigmoid -> Resize (bilinear x2) -> Sub -> Conv -> ReduceMean over H, W (keepdims=0)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array((rng.standard_normal((6, 3, 3, 3)) * 0.3).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.standard_normal((4, 6, 3, 3)) * 0.3).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array([], np.float32), "roi"),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["a"], ["s"]),
+             helper.make_node("Resize", ["s", "roi", "scales"], ["r"], mode="linear"),
+             helper.make_node("Sub", ["r", "half"], ["d"]),
+             helper.make_node("Conv", ["d", "w2"], ["c"]),
+             helper.make_node("ReduceMean", ["c"], ["y"], axes=[2, 3], keepdims=0)]
+    graph = helper.make_graph(nodes, "up", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def test_nhwc_runs_through_pointwise_ops_resize_and_spatial_means(tmp_path):
+    """Only the caller's NCHW input is transposed: Sub and Resize run in NHWC (Resize with its
+    per-axis attributes permuted), Sigmoid is fused into the Conv, ReduceMean became a global
+    pooling; values equal onnxruntime."""
+    import onnxruntime as ort
+
+    from tinyc.codegen import generate
+    from tinyc.emulator import run_on_target
+    from tinyc.frontend.onnx import import_model
+    from tinyc.targets import get_target
+
+    m = _upsampling_net()
+    g = run_passes(import_model(m), DEFAULT)
+    assert [n.op for n in g.nodes] == ["Transpose", "Conv", "Resize", "Sub", "Conv", "GlobalAveragePool", "Reshape"]
+    x = np.random.default_rng(0).standard_normal((1, 3, 6, 5)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(interpreter.run(g, {"x": x})["y"], want, rtol=1e-5, atol=1e-6)
+    host = get_target("host")
+    got = run_on_target(generate(g, host), host, tmp_path, [{"x": x}]).outputs[0]["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -149,3 +149,42 @@ def test_quantize_option_errors(tmp_path):
     r = run_cli("compile", str(shared_model("mlperf-tiny/kws_int8.onnx")), "--quantize", "int8",
                 "--calib", str(DIGITS / "digits_calib.npz"), "-o", str(tmp_path))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_ptq_of_pointwise_resize_and_mean_ops_is_close_and_c_exact(tmp_path):
+    """tinyc's own quantizer on Conv -> Sigmoid -> Resize (nearest) -> Sub -> Tanh -> ReduceMean:
+    the pointwise ops run as int8 tables, Resize passes values through, the mean is a global
+    pooling; int8 stays close to float and the C equals the reference."""
+    need_tools("gcc")
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(8, np.float32), "b"),
+             numpy_helper.from_array(np.array([], np.float32), "roi"),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+             numpy_helper.from_array(np.array(0.25, np.float32), "quarter")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["c"], ["s"]),
+             helper.make_node("Resize", ["s", "roi", "scales"], ["r"], mode="nearest"),
+             helper.make_node("Sub", ["r", "quarter"], ["d"]),
+             helper.make_node("Tanh", ["d"], ["t"]),
+             helper.make_node("ReduceMean", ["t"], ["y"], axes=[2, 3], keepdims=0)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    path = tmp_path / "m.onnx"
+    __import__("onnx").save(m, path)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((32, 1, 3, 8, 8)).astype(np.float32))
+    p = prepare(path, quantize="int8", calib=tmp_path / "calib.npz", progress=False)
+    ops = [n.op for n in p.graph.nodes]
+    assert {"Sigmoid", "Sub", "Resize", "Tanh", "GlobalAveragePool"} <= set(ops)
+    assert all(p.graph.tensors[n.outputs[0]].dtype == "s8" for n in p.graph.nodes if n.op in ("Sigmoid", "Tanh", "Resize", "Sub"))
+    samples = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    from tinyc.compiler import quantization_quality
+
+    q = quantization_quality(p)["y"]
+    assert q["sqnr_db"] > 25, q  # 46.1 dB when written
+    host = get_target("host")
+    res = run_on_target(generate(p.graph, host), host, tmp_path / "fw", samples)
+    for s, got in zip(samples, res.outputs):
+        np.testing.assert_array_equal(got["y"], interpreter.run(p.graph, s)["y"])

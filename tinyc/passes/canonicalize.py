@@ -3,7 +3,9 @@
 - a node whose inputs are constants (or, for Shape, only known shapes) becomes a constant;
 - Identity, Dropout (inference), a Cast to the same type and a Reshape/Flatten/Squeeze/Unsqueeze
   that does not change the shape are removed;
-- a view of a view (Reshape of a Flatten, ...) becomes one Reshape of the original tensor.
+- a view of a view (Reshape of a Flatten, ...) becomes one Reshape of the original tensor;
+- ReduceMean / ReduceMax over all spatial axes (2..) becomes GlobalAveragePool / GlobalMaxPool
+  (and a Reshape when keepdims=0): the pooling ops have NHWC and int8 kernels.
 Repeats until nothing changes, so PyTorch's Shape -> Gather -> Unsqueeze -> Concat -> Reshape
 chains end as one static Reshape.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import DTYPES, Graph
+from ..ir import DTYPES, Graph, Node, Tensor
 from ..ops import get_op
 from . import Pass, register
 from .dce import remove_dead
@@ -60,10 +62,33 @@ def _collapse_views(g: Graph) -> bool:
     return False
 
 
+GLOBAL_POOL_OF = {"ReduceMean": "GlobalAveragePool", "ReduceMax": "GlobalMaxPool"}
+
+
+def _reduce_to_global_pool(g: Graph) -> bool:
+    for i, n in enumerate(g.nodes):
+        if n.op not in GLOBAL_POOL_OF:
+            continue
+        x = g.tensors[n.inputs[0]]
+        rank = len(x.shape)
+        if rank < 3 or n.attrs["axes"] != list(range(2, rank)) or x.dtype not in ("f32", "s8"):
+            continue
+        pooled_shape = x.shape[:2] + (1,) * (rank - 2)
+        if n.attrs["keepdims"]:
+            g.nodes[i] = Node(GLOBAL_POOL_OF[n.op], n.name, [x.name], list(n.outputs))
+        else:
+            y = g.tensors[n.outputs[0]]
+            mid = g.add_tensor(Tensor(g.unique_name(f"{y.name}/pooled"), pooled_shape, y.dtype, quant=y.quant))
+            g.nodes[i:i + 1] = [Node(GLOBAL_POOL_OF[n.op], n.name, [x.name], [mid.name]),
+                                Node("Reshape", f"{n.name}/reshape", [mid.name], list(n.outputs), {"shape": list(y.shape)})]
+        return True
+    return False
+
+
 def canonicalize(g: Graph) -> Graph:
     changed = True
     while changed:
-        changed = _fold_once(g) or _collapse_views(g)
+        changed = _fold_once(g) or _collapse_views(g) or _reduce_to_global_pool(g)
         for n in list(g.nodes):
             if _is_no_op(g, n) and bypass(g, n):
                 changed = True
@@ -74,7 +99,7 @@ def canonicalize(g: Graph) -> Graph:
 @register
 class Canonicalize(Pass):
     name = "canonicalize"
-    description = "fold constant subgraphs; drop Identity, Dropout, same-type Cast, same-shape Reshape"
+    description = "fold constant subgraphs; drop Identity, Dropout, same-type Cast, same-shape Reshape; spatial ReduceMean/Max -> global pooling"
 
     def run(self, g: Graph) -> Graph:
         return canonicalize(g)

@@ -5,8 +5,10 @@
   to NCHW after it; a Conv's constant weights are stored OHWI.
 - cancel-transposes: then removes those Transposes wherever the graph allows:
   * two Transposes in a row compose (and vanish when they undo each other);
-  * a Transpose sinks below elementwise ops (Relu, Clip, Add, Sub, Mul, Div, Requantize) whose
+  * a Transpose sinks below elementwise ops (Relu, Clip, Add, Sub, Mul, Div, Max, Min, Pow, PRelu,
+    Requantize, Sigmoid, Tanh, ... every pointwise op) whose
     non-constant inputs all come through the same permutation (constants are permuted instead);
+  * a Transpose sinks below Resize, whose per-axis attributes are permuted instead;
   * a Transpose that only moves size-1 axes is a Reshape (a view: no code, no bytes);
   * Transpose -> flattening Reshape -> fully connected with constant weights: the permutation
     goes into the order of the weight rows.
@@ -24,7 +26,13 @@ from .dce import remove_dead
 from .rewrite import bypass, consumers, only_use, producer
 
 LAYOUT_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
-ELEMENTWISE = {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "Requantize"}
+def _pointwise() -> set[str]:
+    from ..ops.activations import ACTIVATIONS, MATH
+
+    return set(ACTIVATIONS) | set(MATH)
+
+
+ELEMENTWISE = {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu", "Requantize"} | _pointwise()
 
 
 def _permuted(shape, perm) -> tuple[int, ...]:
@@ -90,7 +98,35 @@ def _unit_moves_to_reshape(g: Graph) -> bool:
     return False
 
 
+# Ops with one data input and per-axis attributes: a Transpose sinks below them with the
+# attributes permuted (Resize's tap tables are per axis, so NHWC costs nothing).
+PER_AXIS_ATTRS = {"Resize": ("scales", "sizes", "roi")}
+
+
+def _sink_per_axis(g: Graph) -> bool:
+    for e in g.nodes:
+        if e.op not in PER_AXIS_ATTRS:
+            continue
+        s = producer(g, e.inputs[0])
+        if s is None or s.op != "Transpose" or len(e.inputs) != 1:
+            continue
+        perm = list(s.attrs["perm"])
+        inv = [int(i) for i in np.argsort(perm)]
+        out = g.tensors[e.outputs[0]]
+        mid = _new_tensor(g, f"{out.name}/unpermuted", out, _permuted(out.shape, inv))
+        for key in PER_AXIS_ATTRS[e.op]:
+            e.attrs[key] = [e.attrs[key][i] for i in inv]
+        e.inputs = [s.inputs[0]]
+        y = e.outputs[0]
+        e.outputs = [mid.name]
+        g.nodes.insert(g.nodes.index(e) + 1, Node("Transpose", g.unique_name(f"{e.name}/transpose"), [mid.name], [y], {"perm": perm}))
+        return True
+    return False
+
+
 def _sink(g: Graph) -> bool:
+    if _sink_per_axis(g):
+        return True
     for e in g.nodes:
         if e.op not in ELEMENTWISE:
             continue

@@ -319,9 +319,47 @@ def _act_range(q: QuantParams, lo, hi) -> tuple[int, int]:
     return activation_range(float(q.scale), int(q.zero_point), lo, hi)
 
 
+VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+
+
+def _quantize_before_views(g: Graph) -> None:
+    """float op -> view -> QuantizeLinear becomes float op -> QuantizeLinear -> view (quantizing
+    commutes with a reshape), so the op's cluster ends in its QuantizeLinear (e.g. the Reshape
+    that canonicalize puts after a GlobalAveragePool made from ReduceMean with keepdims=0)."""
+    changed = True
+    while changed:
+        changed = False
+        prod = {o: n for n in g.nodes for o in n.outputs}
+        uses: dict[str, int] = {}
+        for n in g.nodes:
+            for x in n.inputs:
+                if x is not None:
+                    uses[x] = uses.get(x, 0) + 1
+        for q in g.nodes:
+            v = prod.get(q.inputs[0]) if q.op == "QuantizeLinear" and len(q.inputs) > 1 else None
+            if v is None or v.op not in VIEWS or uses.get(v.outputs[0]) != 1 or v.outputs[0] in g.outputs:
+                continue
+            inner = prod.get(v.inputs[0])
+            src = g.tensors[v.inputs[0]]
+            if inner is None or inner.op in ("DequantizeLinear", "QuantizeLinear") or uses.get(src.name) != 1 \
+                    or src.name in g.outputs:
+                continue
+            y = g.tensors[q.outputs[0]]
+            mid = g.add_tensor(Tensor(g.unique_name(f"{y.name}/before_view"), src.shape, y.dtype))
+            q_new = Node("QuantizeLinear", q.name, [src.name] + q.inputs[1:], [mid.name], dict(q.attrs))
+            v_new = Node("Reshape", v.name, [mid.name], [y.name], {"shape": list(y.shape)})
+            i = g.nodes.index(q)
+            g.nodes[i:i + 1] = [q_new, v_new]
+            g.nodes.remove(v)
+            del g.tensors[v.outputs[0]]
+            changed = True
+            break
+
+
 def lower_qdq(g: Graph) -> Graph:
     if not any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
         return g
+    _quantize_before_views(g)
     low = _Lowering(g)
     low.annotate()
     new_nodes = []

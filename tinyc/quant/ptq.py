@@ -98,6 +98,20 @@ def _add_qdq(g: Graph, name: str, scale: float, zp: int) -> None:
                       Node("DequantizeLinear", f"{name}/dequantize", [q_name, s.name, z.name], [dst])]
 
 
+def _quantize_operand(g: Graph, n: Node, idx: int) -> None:
+    """A constant operand of an elementwise op as DequantizeLinear(int8 constant), per tensor over its range."""
+    t = g.tensors[n.inputs[idx]]
+    scale, zp = calibrate.asymmetric_params(float(t.data.min()), float(t.data.max()))
+    q = np.clip(np.rint(t.data.astype(np.float64) / scale) + zp, -128, 127).astype(np.int8)
+    tq = g.add_const(g.unique_name(f"{t.name}/int8"), q)
+    s = g.add_const(g.unique_name(f"{t.name}/scale"), np.array(scale, np.float32))
+    z = g.add_const(g.unique_name(f"{t.name}/zero_point"), np.array(zp, np.int8))
+    out = g.unique_name(f"{t.name}/dq")
+    g.add_tensor(Tensor(out, t.shape, "f32"))
+    g.nodes.insert(g.nodes.index(n), Node("DequantizeLinear", g.unique_name(f"{n.name}/operand{idx}_dq"), [tq.name, s.name, z.name], [out]))
+    n.inputs = [out if i == idx else x for i, x in enumerate(n.inputs)]
+
+
 def _quantize_weight(g: Graph, n: Node, idx: int, axis: int, min_scale: np.ndarray | None = None) -> None:
     """Replace a float weight by DequantizeLinear(int8 weight), symmetric per output channel.
     ``min_scale`` keeps each channel's scale large enough for its int32 bias (as TFLite's
@@ -147,6 +161,12 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
             _quantize_weight(g, n, 1, 0 if n.attrs.get("transB", 0) else 1, floor)
         elif n.op == "MatMul" and g.tensors[n.inputs[1]].is_const:
             _quantize_weight(g, n, 1, 1, floor)
+        elif n.op in ("Add", "Sub", "Mul", "Max", "Min"):
+            fc_bias = n.op == "Add" and any(p.op == "MatMul" and len(cons.get(p.outputs[0], [])) == 1
+                                            for p in g.nodes if p.outputs[0] in n.inputs)
+            for idx, x in enumerate(n.inputs):
+                if x is not None and g.tensors[x].is_const and g.tensors[x].dtype == "f32" and not fc_bias:
+                    _quantize_operand(g, n, idx)
     for name in names:
         _add_qdq(g, name, *params[name])
     g = lower_qdq(g)
