@@ -16,7 +16,7 @@ else:  # pragma: no cover
 
 @dataclass(frozen=True)
 class Emulator:
-    kind: str  # "native" (run on the host) or "qemu"
+    kind: str  # "native" (run on the host), "qemu", or "none" (compiled only)
     system: str = ""  # qemu-system-* binary
     machine: str = ""
     cpu: str = ""
@@ -25,6 +25,7 @@ class Emulator:
     ram_origin: int = 0
     ram_bytes: int = 0
     apt: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()  # more emulator arguments (e.g. -bios none)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Target:
 def _target(d: dict[str, Any]) -> Target:
     emu = dict(d.get("emulator", {"kind": "native"}))
     emu["apt"] = tuple(emu.get("apt", ()))
+    emu["args"] = tuple(emu.get("args", ()))
     board = d.get("board", {})
     return Target(
         name=d["name"],

@@ -32,7 +32,7 @@ EXIT_CODES = {
     13: "the model's run function failed",
     14: "could not write output.bin",
     71: "NMI", 72: "HardFault", 73: "MemManage fault", 74: "BusFault", 75: "UsageFault",
-    76: "unexpected exception",
+    76: "unexpected exception", 77: "RISC-V trap (illegal instruction or bad memory access)",
 }
 
 
@@ -54,6 +54,10 @@ def _io_entries(model: GeneratedModel, key: str) -> list[dict]:
     return [dict(e, ctype=CTYPES[e["dtype"]], size=int(np.prod(e["shape"], dtype=np.int64))) for e in model.report[key]]
 
 
+# arch -> (startup file, linker script template) of the bare-metal test firmware
+BARE_METAL = {"arm": ("startup_cortexm.c", "cortexm.ld.j2"), "riscv": ("startup_riscv.c", "riscv.ld.j2")}
+
+
 def build_firmware(model: GeneratedModel, target: Target, build_dir: Path) -> Path:
     """Write the model and a test firmware into ``build_dir`` and compile it; return the program."""
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -72,16 +76,18 @@ def build_firmware(model: GeneratedModel, target: Target, build_dir: Path) -> Pa
         sources.append("io_host.c")
         out = build_dir / "firmware"
         cmd = [cc, *target.cflags, *STRICT_CFLAGS, "-I.", *sources, "-o", out.name, *target.ldflags]
-    elif target.arch == "arm":
-        for f in ("io_semihost_arm.c", "startup_cortexm.c"):
+    elif target.arch in BARE_METAL:
+        startup, script = BARE_METAL[target.arch]
+        for f in ("io_semihost.c", startup):
             shutil.copy(fw / f, build_dir / f)
-        (build_dir / "link.ld").write_text(env.get_template("firmware/cortexm.ld.j2").render(target=target))
-        sources += ["io_semihost_arm.c", "startup_cortexm.c"]
+        (build_dir / "link.ld").write_text(env.get_template(f"firmware/{script}").render(target=target))
+        sources += ["io_semihost.c", startup]
         out = build_dir / "firmware.elf"
         cmd = [cc, *target.cflags, *STRICT_CFLAGS, "-I.", "-nostartfiles", "-T", "link.ld",
                *sources, "-o", out.name, *target.ldflags]
     else:
-        raise TinycError(f"target {target.name}: firmware builds for arch '{target.arch}' are not supported yet")
+        raise TinycError(f"target {target.name} has no emulator to run firmware on ({target.description}); "
+                         "its generated code is compiled and measured by `tinyc check`, not run")
     r = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True)
     if r.returncode != 0:
         first = (r.stderr.strip().splitlines() or ["(no output)"])
@@ -125,8 +131,9 @@ def run_firmware(model: GeneratedModel, target: Target, program: Path,
         cmd = [str(program.resolve())]
     elif emu.kind == "qemu":
         qemu = _need_tool(emu.system, target)
-        cmd = [qemu, "-M", emu.machine, "-cpu", emu.cpu, "-display", "none", "-monitor", "none",
-               "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel", program.name]
+        cmd = [qemu, "-M", emu.machine, *(["-cpu", emu.cpu] if emu.cpu else []), *emu.args, "-display", "none",
+               "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native",
+               "-kernel", program.name]
     else:
         raise TinycError(f"target {target.name}: unknown emulator kind '{emu.kind}'")
     try:

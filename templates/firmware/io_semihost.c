@@ -1,5 +1,6 @@
-/* tinyc_io over Arm semihosting (BKPT 0xAB; operation in r0, argument block in r1). Files are
- * opened relative to the emulator's working directory. */
+/* tinyc_io over semihosting: Arm (BKPT 0xAB; operation in r0, argument block in r1) or RISC-V
+ * (the slli/ebreak/srai sequence; operation in a0, argument block in a1). Files are opened
+ * relative to the emulator's working directory. */
 #include "tinyc_io.h"
 
 #include <stdint.h>
@@ -12,6 +13,7 @@ enum {
     SYS_EXIT_EXTENDED = 0x20,
 };
 
+#if defined(__arm__)
 static int semihost(int op, const void *arg)
 {
     register int r0 __asm__("r0") = op;
@@ -19,6 +21,20 @@ static int semihost(int op, const void *arg)
     __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
     return r0;
 }
+#elif defined(__riscv)
+static int semihost(int op, const void *arg)
+{
+    register int a0 __asm__("a0") = op;
+    register const void *a1 __asm__("a1") = arg;
+    /* The three instructions must be uncompressed and in one page: the debugger's marker. */
+    __asm__ volatile(".option push\n\t.option norvc\n\t.balign 16\n\t"
+                     "slli zero, zero, 0x1f\n\tebreak\n\tsrai zero, zero, 7\n\t.option pop"
+                     : "+r"(a0) : "r"(a1) : "memory");
+    return a0;
+}
+#else
+#error "semihosting is defined for Arm and RISC-V only"
+#endif
 
 int tinyc_io_open(const char *path, int for_writing)
 {
