@@ -4,13 +4,11 @@
    rewrite exists);
 2. when the model compiles: RAM (arena + I/O buffers) and flash (code + weights) against the
    target's board budget. With the target's cross compiler on the machine, code and data bytes
-   are measured from the compiled object (arm-none-eabi-size and the like); otherwise flash
-   counts the weights only, and says so.
+   are measured from the compiled object's ELF sections; otherwise flash counts the weights
+   only, and says so.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,6 @@ HINTS = {
     "Dropout": "export the model in eval mode",
     "BatchNormalization": "export the model in eval mode (inference form)",
     "u8": "quantize activations as int8 (onnxruntime: activation_type=QInt8)",
-    "Pad node": "only constant padding has a kernel; reflect/edge work in the reference",
 }
 
 
@@ -97,18 +94,14 @@ def check(model_path: str | Path, target: Target, input_shapes=None, bind=None) 
 
 
 def _measure(model, target: Target) -> tuple[int, int, int] | None:
-    """(text incl. rodata, data, bss) of the compiled model object, or None without a compiler."""
-    cc = shutil.which(target.cc)
-    size = shutil.which(target.cc[:-3] + "size") if target.cc.endswith("gcc") else None
-    if cc is None or size is None:
+    """(code + rodata, data, bss) of the compiled model object, or None without the compiler."""
+    from .elf import Elf
+    from .toolchain import compile_object, have_tools
+
+    if not have_tools(target):
         return None
     with tempfile.TemporaryDirectory(prefix="tinyc-check-") as tmp:
         for name, text in model.files.items():
             (Path(tmp) / name).write_text(text)
-        r = subprocess.run([cc, *target.cflags, "-std=c99", "-c", "model.c", "-o", "model.o"], cwd=tmp,
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise TinycError(f"compiling the generated code failed: {(r.stderr.strip().splitlines() or ['?'])[0]}")
-        out = subprocess.run([size, "model.o"], cwd=tmp, capture_output=True, text=True).stdout.splitlines()
-    text, data, bss = (int(v) for v in out[1].split()[:3])
-    return text, data, bss
+        sizes = Elf(compile_object(Path(tmp), "model.c", target)).bytes_by_kind()
+    return sizes["code"] + sizes["rodata"], sizes["data"], sizes["bss"]

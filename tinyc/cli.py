@@ -207,11 +207,17 @@ def _rounding() -> str:
 def cmd_targets(args) -> int:
     from .targets import all_targets
 
-    rows = [("target", "description", "compiler", "runs in", "board RAM", "board flash")]
+    rows = [("target", "core", "features", "align", "board (RAM / flash)", "compiler", "verified by")]
     for t in all_targets().values():
-        runs = "host" if t.emulator.kind == "native" else f"{t.emulator.system} -M {t.emulator.machine}"
-        rows.append((t.name, t.description, t.cc, runs,
-                     _human(t.ram_bytes) if t.ram_bytes else "-", _human(t.flash_bytes) if t.flash_bytes else "-"))
+        if t.emulator.kind == "native":
+            runs = "running natively"
+        elif t.emulator.kind == "qemu":
+            runs = f"running in {t.emulator.system} -M {t.emulator.machine}"
+        else:
+            runs = "compiling only (no emulator)"
+        board = f"{t.board}: {_human(t.ram_bytes)} / {_human(t.flash_bytes)}" if t.ram_bytes else "-"
+        rows.append((t.name, t.description, ",".join(t.features) or "-", str(t.alignment), board,
+                     t.cc + (f" + {t.llc[0]}" if t.llc else ""), runs))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

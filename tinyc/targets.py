@@ -44,6 +44,7 @@ class Target:
     emulator: Emulator
     template_variants: tuple[str, ...] = field(default=())
     apt: tuple[str, ...] = ()
+    llc: tuple[str, ...] = ()  # a second stage (LLVM IR -> object) when cc emits LLVM IR (Xtensa)
 
     def install_hint(self) -> str:
         pkgs = " ".join(dict.fromkeys(self.apt + self.emulator.apt))
@@ -70,6 +71,7 @@ def _target(d: dict[str, Any]) -> Target:
         emulator=Emulator(**emu),
         template_variants=tuple(d.get("template_variants", ())),
         apt=tuple(d.get("apt", ())),
+        llc=tuple(d.get("llc", ())),
     )
 
 

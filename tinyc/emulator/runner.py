@@ -22,8 +22,8 @@ from ..errors import TinycError
 from ..ir import DTYPES
 from ..resources import data_dir
 from ..targets import Target
+from ..toolchain import STRICT_CFLAGS, need_tool
 
-STRICT_CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 
 EXIT_CODES = {
     10: "could not open input.bin/output.bin",
@@ -42,12 +42,7 @@ class FirmwareResult:
     command: list[str]
 
 
-def _need_tool(tool: str, target: Target) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        hint = target.install_hint()
-        raise TinycError(f"{tool} not found (needed for target {target.name})" + (f"; install it with: {hint}" if hint else ""))
-    return path
+
 
 
 def _io_entries(model: GeneratedModel, key: str) -> list[dict]:
@@ -69,7 +64,7 @@ def build_firmware(model: GeneratedModel, target: Target, build_dir: Path) -> Pa
                inputs=_io_entries(model, "inputs"), outputs=_io_entries(model, "outputs"))
     (build_dir / "main.c").write_text(env.get_template("firmware/main.c.j2").render(**ctx))
     shutil.copy(fw / "tinyc_io.h", build_dir / "tinyc_io.h")
-    cc = _need_tool(target.cc, target)
+    cc = need_tool(target.cc, target)
     sources = ["main.c", f"{model.name}.c"]
     if target.emulator.kind == "native":
         shutil.copy(fw / "io_host.c", build_dir / "io_host.c")
@@ -130,7 +125,7 @@ def run_firmware(model: GeneratedModel, target: Target, program: Path,
     if emu.kind == "native":
         cmd = [str(program.resolve())]
     elif emu.kind == "qemu":
-        qemu = _need_tool(emu.system, target)
+        qemu = need_tool(emu.system, target)
         cmd = [qemu, "-M", emu.machine, *(["-cpu", emu.cpu] if emu.cpu else []), *emu.args, "-display", "none",
                "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native",
                "-kernel", program.name]
