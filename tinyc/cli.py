@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import sys
 import tempfile
@@ -49,6 +50,16 @@ def _prepare(args):
     return prepare(args.model, shapes, quantize=args.quantize, calib=args.calib, method=args.calib_method,
                    percentile=args.percentile, io=args.io, after_pass=_dumper(getattr(args, "dump_ir", None)),
                    bind=load_bound_values(args.bind))
+
+
+def _bytes_arg(v: str | None, flag: str) -> int | None:
+    """A byte count such as 65536, 64K or 1M (K and M are 1024 and 1024 * 1024); None: the target's."""
+    if v is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)(i?[bB])?\s*", v)
+    if not m:
+        raise TinycError(f"{flag} '{v}': give bytes, e.g. 65536, 64K or 1M (0: no limit)")
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
 
 
 def _dumper(spec: str | None):
@@ -99,6 +110,14 @@ def cmd_compile(args) -> int:
     if q is not None:
         model.report["quantization"] = dict(method=args.calib_method if args.quantize else "from the model (QDQ)",
                                             rounding=_rounding(), outputs=q)
+    from .budget import enforce, measure, totals
+
+    measured = measure(model, target) if target.emulator.kind != "native" else None
+    if measured is not None:
+        model.report["measured"] = measured
+    ram, flash = totals(model.report)
+    model.report.update(ram_bytes=ram, flash_bytes=flash)
+    enforce(model.report, target, _bytes_arg(args.ram_budget, "--ram-budget"), _bytes_arg(args.flash_budget, "--flash-budget"))
     files = write_output(model, Path(args.output))
     r = model.report
     print(f"tinyc: {args.model} -> {args.output} (target {target.name})")
@@ -106,6 +125,12 @@ def cmd_compile(args) -> int:
     print(f"  arena {_human(r['arena_bytes'])} ({r['arena_bytes']:,} B; lower bound {r['arena_lower_bound_bytes']:,} B, "
           f"{r['arena_lower_bound_no_aliasing_bytes']:,} B without views and in-place), "
           f"weights {_human(r['weights_bytes'])} ({r['weights_bytes']:,} B), I/O buffers {r['io_bytes']:,} B")
+    m = r.get("measured")
+    if m is not None:
+        stack = f"stack ~{m['stack_bytes_estimate']:,}" if "stack_bytes_estimate" in m else "stack not measured"
+        print(f"  {target.name}: RAM {r['ram_bytes']:,} B (arena and statics {m['bss_bytes'] + m['data_bytes']:,}, "
+              f"I/O {r['io_bytes']:,}, {stack}), flash {r['flash_bytes']:,} B (code {m['code_bytes']:,}, "
+              f"constants {m['rodata_bytes'] + m['data_bytes']:,}), measured with {m['measured_with']}")
     if q is not None:
         for name, v in q.items():
             print(f"  int8 vs float on {v['samples']} calibration samples, output '{name}': SQNR {v['sqnr_db']:.1f} dB, "
@@ -147,9 +172,22 @@ def cmd_verify(args) -> int:
     model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
     where = "natively" if target.emulator.kind == "native" else f"in {target.emulator.system} -M {target.emulator.machine}"
     print(f"tinyc verify: {args.model} on {target.name}, {where}; inputs: {origin}")
+    elf_rows = []
     with tempfile.TemporaryDirectory(prefix="tinyc-verify-") as tmp:
         build = Path(args.build_dir) if args.build_dir else Path(tmp)
         result = run_on_target(model, target, build, samples, timeout=args.timeout)
+        if target.emulator.kind == "qemu":
+            from .budget import cross_check, measure
+
+            measured = measure(model, target)
+            if measured is not None:
+                model.report["measured"] = measured
+            elf_rows = cross_check(model.report, build / "firmware.elf")
+    if elf_rows:
+        # report.json's figures against what the linked firmware holds (symbol sizes, no padding)
+        print("  firmware ELF vs report: " + ", ".join(
+            f"{what} {want:,} B " + ("= ELF" if want == got else f"!= ELF {got:,} B (differs by {got - want:+,} B)")
+            for what, want, got in elf_rows))
     refs = [interpreter.run(g, feeds) for feeds in samples]
     ok = True
     checks = [("reference", refs)]
@@ -264,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--verbose", "-v", action="store_true", help="print the memory plan")
     c.add_argument("--passes", nargs=0, action=_ListPasses, help="list the pass pipeline and exit")
     c.add_argument("--dump-ir", metavar="all|after=PASS", help="print the text IR after every pass, or after PASS")
+    c.add_argument("--ram-budget", metavar="BYTES", help="fail when the model needs more RAM (default: the target board's; 0: none)")
+    c.add_argument("--flash-budget", metavar="BYTES", help="fail when the model needs more flash (default: the board's; 0: none)")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run the reference interpreter")

@@ -6,6 +6,7 @@ its own working directory. Every run has a timeout.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -84,6 +85,11 @@ def build_firmware(model: GeneratedModel, target: Target, build_dir: Path) -> Pa
         raise TinycError(f"target {target.name} has no emulator to run firmware on ({target.description}); "
                          "its generated code is compiled and measured by `tinyc check`, not run")
     r = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True)
+    overflow = re.search(r"will not fit in region `(\w+)'", r.stderr)
+    if r.returncode != 0 and overflow:
+        region = overflow.group(1)
+        size = target.emulator.flash_bytes if region == "FLASH" else target.emulator.ram_bytes
+        raise TinycError(f"the model does not fit the emulated {target.emulator.machine}'s {region} ({size:,} B) for {target.name}")
     if r.returncode != 0:
         first = (r.stderr.strip().splitlines() or ["(no output)"])
         raise TinycError(f"building the firmware failed: {first[0]}" + (f" (+{len(first) - 1} more lines, see {build_dir})" if len(first) > 1 else ""))

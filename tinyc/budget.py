@@ -1,0 +1,84 @@
+"""RAM and flash of a generated model, measured from its object file (ELF sections, symbols and
+the compiler's stack usage), checked against a budget, and cross-checked against a linked firmware."""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .codegen import GeneratedModel
+from .elf import Elf
+from .errors import TinycError
+from .targets import Target
+from .toolchain import compile_object, have_tools, stack_usage
+
+
+def measure(model: GeneratedModel, target: Target) -> dict[str, Any] | None:
+    """Sizes of the compiled model (None when the target's compiler is not installed):
+    code, read-only data (weights and tables), data, bss (the arena) and a stack estimate."""
+    if not have_tools(target):
+        return None
+    with tempfile.TemporaryDirectory(prefix="tinyc-measure-") as tmp:
+        d = Path(tmp)
+        for name, text in model.files.items():
+            (d / name).write_text(text)
+        obj = compile_object(d, f"{model.name}.c", target, extra=("-fstack-usage",))
+        sizes = Elf(obj).bytes_by_kind()
+        su = stack_usage(d, model.name)
+    run = su.get(f"{model.name}_run", 0)
+    layers = [v for k, v in su.items() if re.fullmatch(r"layer\d+_\w+", k)]
+    helpers = [v for k, v in su.items() if k != f"{model.name}_run" and not re.fullmatch(r"layer\d+_\w+", k)]
+    out = dict(code_bytes=sizes["code"], rodata_bytes=sizes["rodata"], data_bytes=sizes["data"], bss_bytes=sizes["bss"],
+               measured_with=target.cc)
+    if su:
+        # the run function, the deepest layer and the deepest helper a layer may call
+        out["stack_bytes_estimate"] = run + max(layers, default=0) + max(helpers, default=0)
+    return out
+
+
+def totals(report: dict[str, Any]) -> tuple[int, int]:
+    """(RAM, flash) in bytes from a report: measured when report['measured'] is there."""
+    m = report.get("measured")
+    if m is None:
+        return report["arena_bytes"] + report["io_bytes"], report["weights_bytes"]
+    ram = m["bss_bytes"] + m["data_bytes"] + report["io_bytes"] + m.get("stack_bytes_estimate", 0)
+    return ram, m["code_bytes"] + m["rodata_bytes"] + m["data_bytes"]
+
+
+def enforce(report: dict[str, Any], target: Target, ram_budget: int | None, flash_budget: int | None) -> None:
+    """A model that does not fit is an error naming what it needs and the budget."""
+    ram, flash = totals(report)
+    ram_budget = target.ram_bytes if ram_budget is None else ram_budget
+    flash_budget = target.flash_bytes if flash_budget is None else flash_budget
+    where = f" ({target.board})" if target.board else ""
+    m = report.get("measured") or {}
+    if ram_budget and ram > ram_budget:
+        parts = f"arena {report['arena_bytes']:,} + I/O {report['io_bytes']:,}" + \
+                (f" + stack ~{m['stack_bytes_estimate']:,}" if "stack_bytes_estimate" in m else "")
+        raise TinycError(f"the model needs {ram:,} B of RAM ({parts}), more than the RAM budget of {ram_budget:,} B"
+                         f"{where}; raise it with --ram-budget or pick a bigger target")
+    if flash_budget and flash > flash_budget:
+        parts = f"weights {report['weights_bytes']:,}" + (f", code {m['code_bytes']:,}" if m else "")
+        raise TinycError(f"the model needs {flash:,} B of flash ({parts}), more than the flash budget of {flash_budget:,} B"
+                         f"{where}; raise it with --flash-budget or pick a bigger target")
+
+
+FIRMWARE_FUNCTIONS = {"tinyc_reset", "tinyc_trap"}  # the test firmware's own, not the model's
+
+
+def cross_check(report: dict[str, Any], firmware: Path) -> list[tuple[str, int, int]]:
+    """(what, report's bytes, the linked ELF's bytes) for the arena, the weights and the code."""
+    elf = Elf(firmware)
+    rows = []
+    arena = elf.symbol("arena")
+    rows.append(("arena", report["arena_bytes"], arena.size if arena else 0))
+    weights = sum(s.size for s in elf.symbols if re.fullmatch(r"w\d+", s.name))
+    rows.append(("weights", report["weights_bytes"], weights))
+    m = report.get("measured")
+    if m is not None:
+        code = sum(s.size for s in elf.symbols if s.section.startswith(".text") and
+                   (re.fullmatch(r"layer\d+_\w+", s.name) or s.name == f"{report['model']}_run" or
+                    (s.name.startswith("tinyc_") and s.name not in FIRMWARE_FUNCTIONS and not s.name.startswith("tinyc_io_"))))
+        rows.append(("code", m["code_bytes"], code))
+    return rows
