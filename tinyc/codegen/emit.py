@@ -191,6 +191,14 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         f"{name}.h": env.get_template("model.h.j2").render(**ctx),
         f"{name}.c": env.get_template("model.c.j2").render(**ctx),
     }
+    # Build-system glue so that the folder drops into a firmware: CMake library / ESP-IDF
+    # component, Makefile fragment, ESP-IDF manifest.
+    esp = [target.name] if target.name.startswith("esp32") else ["esp32", "esp32s3", "esp32c3"]
+    glue = dict(name=name, macro=macro, version=__version__, source=c_comment(source or name), target=target,
+                uses_math="math.h" in includes, esp_targets=esp)
+    files["CMakeLists.txt"] = env.get_template("integration/CMakeLists.txt.j2").render(**glue)
+    files[f"{name}.mk"] = env.get_template("integration/model.mk.j2").render(**glue)
+    files["idf_component.yml"] = env.get_template("integration/idf_component.yml.j2").render(**glue)
     report = dict(
         model=name,
         source=source,
