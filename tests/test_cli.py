@@ -22,7 +22,8 @@ def test_compile_writes_only_into_the_output_folder(tmp_path):
     work.mkdir()
     r = run_cli("compile", str(model), "--target", "cortex-m4", "-o", "out/kws", cwd=work)
     assert r.returncode == 0, r.stderr
-    assert _files_under(work) == {"out/kws/kws_float.h", "out/kws/kws_float.c", "out/kws/report.json"}
+    assert _files_under(work) == {"out/kws/kws_float.h", "out/kws/kws_float.c", "out/kws/report.json",
+                                  "out/kws/CMakeLists.txt", "out/kws/kws_float.mk", "out/kws/idf_component.yml"}
     assert "arena" in r.stdout and "MACs" in r.stdout
 
 

@@ -170,6 +170,8 @@ def cmd_verify(args) -> int:
         samples, expected = random_samples(g, args.samples, args.seed), None
         origin = f"{args.samples} random sample(s), seed {args.seed}"
     model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
+    if args.emulator == "renode":
+        return _verify_renode(args, target, g, model, samples, origin)
     where = "natively" if target.emulator.kind == "native" else f"in {target.emulator.system} -M {target.emulator.machine}"
     print(f"tinyc verify: {args.model} on {target.name}, {where}; inputs: {origin}")
     elf_rows = []
@@ -205,6 +207,29 @@ def cmd_verify(args) -> int:
             print(f"  output '{name}' {list(worst.shape)} vs {label}: {worst.describe()} "
                   f"(worst of {len(comps)} sample{'s' if len(comps) > 1 else ''})  {tag}")
     print("PASS" if ok else f"FAIL (tolerance {args.rtol:g} relative to the largest reference value; integers must match exactly)")
+    return EXIT_OK if ok else EXIT_MISMATCH
+
+
+def _verify_renode(args, target, g, model, samples, origin) -> int:
+    """Firmware with the samples built in, a .resc and a .robot expecting the reference outputs;
+    renode-test runs them (exit 2 when Renode is not installed)."""
+    from . import interpreter
+    from .emulator import renode
+
+    print(f"tinyc verify: {args.model} on {target.name} in Renode ({target.renode.board if target.renode else '-'}); "
+          f"inputs: {origin}")
+    refs = [interpreter.run(g, feeds) for feeds in samples]
+    with tempfile.TemporaryDirectory(prefix="tinyc-renode-") as tmp:
+        build = Path(args.build_dir) if args.build_dir else Path(tmp)
+        robot = renode.build(model, target, build, samples, refs)
+        print(f"  wrote {robot.name}, {robot.stem}.resc and firmware.elf" + (f" in {build}" if args.build_dir else ""))
+        try:
+            ok, tail = renode.run_robot(robot, args.timeout)
+        except TinycError as e:
+            keep = "" if args.build_dir else " (--build-dir DIR keeps the generated files)"
+            raise TinycError(str(e).split(". The Renode files")[0] + keep) from None
+    print(tail)
+    print("PASS" if ok else "FAIL (renode-test)")
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
@@ -322,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--timeout", type=float, default=300.0, help="seconds before the emulator run is stopped")
     v.add_argument("--build-dir", help="keep the firmware build in this folder")
     v.add_argument("--name", help="C name prefix")
+    v.add_argument("--emulator", choices=["qemu", "renode"], default="qemu",
+                   help="qemu (default; natively for host) or renode (renode-test with a generated .robot test)")
     v.set_defaults(fn=cmd_verify)
 
     k = sub.add_parser("check", help="list every problem at once and the RAM/flash needed against the target")

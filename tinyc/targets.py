@@ -29,6 +29,19 @@ class Emulator:
 
 
 @dataclass(frozen=True)
+class Renode:
+    """A Renode board for ``tinyc verify --emulator renode`` (memory map of its firmware)."""
+
+    board: str
+    cpu_type: str
+    flash_origin: int
+    flash_bytes: int
+    ram_origin: int
+    ram_bytes: int
+    qemu_machine: str = ""  # a QEMU machine with the same memory map, to run that firmware in CI
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     description: str
@@ -45,6 +58,7 @@ class Target:
     template_variants: tuple[str, ...] = field(default=())
     apt: tuple[str, ...] = ()
     llc: tuple[str, ...] = ()  # a second stage (LLVM IR -> object) when cc emits LLVM IR (Xtensa)
+    renode: Renode | None = None
 
     def install_hint(self) -> str:
         pkgs = " ".join(dict.fromkeys(self.apt + self.emulator.apt))
@@ -72,6 +86,7 @@ def _target(d: dict[str, Any]) -> Target:
         template_variants=tuple(d.get("template_variants", ())),
         apt=tuple(d.get("apt", ())),
         llc=tuple(d.get("llc", ())),
+        renode=Renode(**d["renode"]) if "renode" in d else None,
     )
 
 

@@ -38,3 +38,8 @@ void tinyc_io_exit(int code)
 {
     exit(code);
 }
+
+void tinyc_io_console(const char *text)
+{
+    fputs(text, stdout);
+}

@@ -8,6 +8,7 @@
 enum {
     SYS_OPEN = 0x01,
     SYS_CLOSE = 0x02,
+    SYS_WRITE0 = 0x04,
     SYS_WRITE = 0x05,
     SYS_READ = 0x06,
     SYS_EXIT_EXTENDED = 0x20,
@@ -63,6 +64,11 @@ void tinyc_io_close(int handle)
 {
     const uint32_t args[1] = {(uint32_t)handle};
     (void)semihost(SYS_CLOSE, args);
+}
+
+void tinyc_io_console(const char *text)
+{
+    (void)semihost(SYS_WRITE0, text);
 }
 
 void tinyc_io_exit(int code)

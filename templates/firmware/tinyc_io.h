@@ -9,5 +9,6 @@ int tinyc_io_read(int handle, void *buf, size_t len);  /* 0 when all len bytes w
 int tinyc_io_write(int handle, const void *buf, size_t len); /* 0 when all were written */
 void tinyc_io_close(int handle);
 void tinyc_io_exit(int code); /* ends the program; the emulator exits with this code */
+void tinyc_io_console(const char *text); /* a NUL-terminated line on the emulator's console */
 
 #endif
