@@ -79,3 +79,19 @@ def test_xtensa_compiles_the_generated_code_without_warnings(name, model, tmp_pa
 def test_a_target_without_emulator_says_so(tmp_path):
     r = run_cli("verify", str(shared_model("mlperf-tiny/ad_int8.onnx")), "--target", "esp32", "--build-dir", str(tmp_path))
     assert r.returncode == 2 and "no emulator" in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n != "host"])
+def test_generated_code_compiles_pedantically_clean_for_every_cross_target(name, tmp_path):
+    """float and int8 KWS with -std=c99 -Wall -Wextra -Werror -Wpedantic -Wvla -Wshadow and the
+    target's own compiler and flags (gcc for Arm and RISC-V, clang-22 + llc-22 for Xtensa)."""
+    t = get_target(name)
+    need_tools(t.cc, *t.llc[:1])
+    for model in ("kws_float", "kws_int8"):
+        out = tmp_path / model
+        out.mkdir()
+        m = generate(load_graph(shared_model(f"mlperf-tiny/{model}.onnx")), t)
+        for fname, text in m.files.items():
+            (out / fname).write_text(text)
+        obj = compile_object(out, f"{m.name}.c", t, extra=("-Wpedantic", "-Wvla", "-Wshadow"))
+        assert Elf(obj).symbol(f"{m.name}_run") is not None
