@@ -78,7 +78,7 @@ def cross_check(report: dict[str, Any], firmware: Path) -> list[tuple[str, int, 
     m = report.get("measured")
     if m is not None:
         code = sum(s.size for s in elf.symbols if s.section.startswith(".text") and
-                   (re.fullmatch(r"layer\d+_\w+", s.name) or s.name == f"{report['model']}_run" or
+                   (re.fullmatch(r"layer\d+_\w+", s.name.split(".")[0]) or s.name == f"{report['model']}_run" or
                     (s.name.startswith("tinyc_") and s.name not in FIRMWARE_FUNCTIONS and not s.name.startswith("tinyc_io_"))))
         rows.append(("code", m["code_bytes"], code))
     return rows

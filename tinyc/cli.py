@@ -233,6 +233,43 @@ def _verify_renode(args, target, g, model, samples, origin) -> int:
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
+def cmd_bench(args) -> int:
+    import json
+
+    from .bench import count
+    from .codegen import generate
+    from .data import load_samples, random_samples
+    from .targets import get_target
+
+    target = get_target(args.target)
+    g = _load(args)
+    sample = load_samples(args.input, g)[0][0] if args.input else random_samples(g, 1, args.seed)[0]
+    model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
+    with tempfile.TemporaryDirectory(prefix="tinyc-bench-") as tmp:
+        build = Path(args.build_dir) if args.build_dir else Path(tmp)
+        r = count(model, target, build, sample, timeout=args.timeout)
+    r.pop("outputs")
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return EXIT_OK
+    print(f"tinyc bench: {args.model} on {target.name} (qemu -M {r['machine']}), one inference, exact instruction counts")
+    rows = [("layer", "op", "MACs", "instructions", "instr/MAC")]
+    for i, l in enumerate(r["layers"]):
+        if l["view"]:
+            continue
+        rows.append((f"{i}", l["op"], f"{l['macs']:,}", f"{l['instructions']:,}",
+                     f"{l['instructions_per_mac']:.2f}" if l["instructions_per_mac"] is not None else "-"))
+    lib = sum(r["library_instructions"].values())
+    rows.append(("", "library", "", f"{lib:,}", ""))
+    rows.append(("", "total", f"{r['macs_total']:,}", f"{r['instructions_total']:,}",
+                 f"{r['instructions_per_mac']:.2f}" if r["instructions_per_mac"] is not None else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  " + "  ".join(c.rjust(w) if k > 1 else c.ljust(w) for k, (c, w) in enumerate(zip(row, widths))))
+    print(f"  arena {r['arena_bytes']:,} B, code {r['code_bytes']:,} B, weights {r['weights_bytes']:,} B (from the ELF)")
+    return EXIT_OK
+
+
 def cmd_check(args) -> int:
     from .check import check
     from .targets import get_target
@@ -350,6 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--emulator", choices=["qemu", "renode"], default="qemu",
                    help="qemu (default; natively for host) or renode (renode-test with a generated .robot test)")
     v.set_defaults(fn=cmd_verify)
+
+    b = sub.add_parser("bench", help="exact instructions per inference in QEMU, per layer and in total")
+    model_args(b)
+    b.add_argument("--target", "-t", default="cortex-m4")
+    b.add_argument("--input", "-i", help="the sample to run (default: random, --seed)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--json", action="store_true", help="machine-readable output")
+    b.add_argument("--build-dir", help="keep the firmware, plugin and counts here")
+    b.add_argument("--timeout", type=float, default=600.0)
+    b.add_argument("--name", help="C name prefix")
+    b.set_defaults(fn=cmd_bench)
 
     k = sub.add_parser("check", help="list every problem at once and the RAM/flash needed against the target")
     k.add_argument("model", help="ONNX model file")

@@ -121,7 +121,8 @@ def _unpack_outputs(model: GeneratedModel, raw: bytes, count: int) -> list[dict[
 
 
 def run_firmware(model: GeneratedModel, target: Target, program: Path,
-                 samples: Sequence[dict[str, np.ndarray]], timeout: float = 300.0) -> FirmwareResult:
+                 samples: Sequence[dict[str, np.ndarray]], timeout: float = 300.0,
+                 emulator_args: Sequence[str] = ()) -> FirmwareResult:
     workdir = program.parent
     (workdir / "input.bin").write_bytes(_pack_inputs(model, samples))
     out_file = workdir / "output.bin"
@@ -134,7 +135,7 @@ def run_firmware(model: GeneratedModel, target: Target, program: Path,
         qemu = need_tool(emu.system, target)
         cmd = [qemu, "-M", emu.machine, *(["-cpu", emu.cpu] if emu.cpu else []), *emu.args, "-display", "none",
                "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native",
-               "-kernel", program.name]
+               *emulator_args, "-kernel", program.name]
     else:
         raise TinycError(f"target {target.name}: unknown emulator kind '{emu.kind}'")
     try:

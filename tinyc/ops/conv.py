@@ -152,4 +152,20 @@ class Conv(Op):
         mult, shift = per_channel_multipliers(x.quant, w.quant, y.quant, w.shape[0])
         p.update(requant_params(mult, shift), in_offset=-int(x.quant.zero_point), zp=int(y.quant.zero_point),
                  **int8_clamp(node))
+        if nhwc and p["G"] == p["C"] == p["M"] and p["N"] == 1:
+            # depthwise: channels side by side, blocks of at most 64 accumulators on the stack
+            cb = next(b for b in (64, 48, 32, 16, 8, 4, 2, 1) if p["M"] % b == 0)
+            return Kernel("s8/dwconv_nhwc.c.j2", dict(p, CB=cb), preamble=FIXEDPOINT)
+        if nhwc and p["G"] == 1 and kh == kw == 1 and p["SH"] == p["SW"] == 1 and p["PT"] == p["PL"] == 0 \
+                and p["OH"] == p["H"] and p["OW"] == p["W"] and w.is_const:
+            # 1x1: a matrix product; the input offset's share is a per-channel constant
+            term = p["in_offset"] * w.data.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
+            if np.all(np.abs(term) < 2**30):
+                return Kernel("s8/pwconv_nhwc.c.j2", dict(p, P=p["N"] * p["H"] * p["W"], offset_term=term.tolist()),
+                              preamble=FIXEDPOINT)
+        p["offset_term"] = None
+        if nhwc and w.is_const and p["CG"] % 4 == 0:  # pays off with the 4-way unrolled channel loop
+            term = p["in_offset"] * w.data.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
+            if np.all(np.abs(term) < 2**30):
+                p["offset_term"] = term.tolist()
         return Kernel(f"s8/conv{suffix}.c.j2", p, preamble=FIXEDPOINT)

@@ -294,6 +294,12 @@ class _Lowering:
         w = self.weight(w_name, p, 0 if trans_b else 1)
         if len(w.shape) != 2:
             raise UnsupportedError(f"{p.op} node '{p.name}': int8 fully connected needs 2-D weights")
+        if not trans_b and w.is_const:
+            # stored one output per row (N x K), the order the kernel reads them
+            q = w.quant
+            w = self.g.add_const(self.g.unique_name(f"{w.name}/rows"), np.ascontiguousarray(w.data.T))
+            w.quant = QuantParams(q.scale, q.zero_point, None if q.axis is None else 0)
+            trans_b = 1
         n_out = w.shape[0] if trans_b else w.shape[1]
         b = self.bias(bias_name, p, x, w, n_out)
         attrs = dict(alpha=1.0, beta=1.0, transA=0, transB=trans_b, act_min=act_min, act_max=act_max)

@@ -1,0 +1,98 @@
+"""`tinyc bench`: exact instruction counts of one inference in QEMU, per layer and in total.
+
+QEMU runs the test firmware with tinyc's TCG plugin (templates/bench/insn_count.c, built with the
+host gcc into the build folder), which counts every executed translated block. The blocks are
+attributed to functions with the firmware ELF's symbols: each layer is its own (never inlined)
+function; C library routines the layers call (memcpy, soft-float helpers, expf, ...) are counted
+in the total as "library". The test harness (startup, main's file I/O) is left out."""
+from __future__ import annotations
+
+import bisect
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .codegen import GeneratedModel
+from .codegen.cnames import c_identifier
+from .elf import Elf
+from .emulator.runner import build_firmware, run_firmware
+from .errors import TinycError
+from .resources import data_dir
+from .targets import Target
+
+# The test firmware's own functions (not part of an inference).
+HARNESS = re.compile(r"(main|Reset_Handler|\w+_Handler|tinyc_io_\w+|semihost|tinyc_reset|tinyc_trap|_start)")
+
+
+def build_plugin(build_dir: Path) -> Path:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise TinycError("gcc not found: the instruction-counting QEMU plugin is built with the host gcc "
+                         "(apt-get install -y --no-install-recommends gcc libc6-dev)")
+    src = data_dir("templates") / "bench" / "insn_count.c"
+    out = build_dir / "libtinyc_insn_count.so"
+    r = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", str(src), "-o", str(out)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise TinycError(f"building the QEMU plugin failed: {(r.stderr.strip().splitlines() or ['?'])[0]}")
+    return out
+
+
+def _functions(elf: Elf, thumb: bool) -> tuple[list[int], list[tuple[int, int, str]]]:
+    funcs = sorted({(s.value & ~1 if thumb else s.value, s.size, s.name) for s in elf.symbols
+                    if s.section.startswith(".text") and s.size > 0})
+    return [f[0] for f in funcs], funcs
+
+
+def count(model: GeneratedModel, target: Target, build_dir: Path, sample: dict[str, np.ndarray],
+          timeout: float = 600.0) -> dict[str, Any]:
+    if target.emulator.kind != "qemu":
+        raise TinycError(f"tinyc bench needs a QEMU target; {target.name} is {'run natively' if target.emulator.kind == 'native' else 'compiled only'}")
+    program = build_firmware(model, target, build_dir)
+    plugin = build_plugin(build_dir)
+    counts_file = build_dir / "insn_counts.txt"
+    if counts_file.exists():
+        counts_file.unlink()
+    result = run_firmware(model, target, program, [sample], timeout,
+                          emulator_args=["-plugin", f"{plugin.resolve()},out={counts_file.resolve()}"])
+    if not counts_file.exists():
+        raise TinycError("the QEMU plugin wrote no counts (does this QEMU accept -plugin?)")
+    elf = Elf(program)
+    starts, funcs = _functions(elf, thumb=target.arch == "arm")
+    per_fn: dict[str, int] = {}
+    for line in counts_file.read_text().splitlines():
+        vaddr, insns, execs = line.split()
+        addr = int(vaddr, 16)
+        i = bisect.bisect_right(starts, addr) - 1
+        name = funcs[i][2] if i >= 0 and addr < funcs[i][0] + funcs[i][1] else "?"
+        name = name.split(".")[0]  # gcc's clones: layer3_conv.constprop.0 is layer3_conv
+        per_fn[name] = per_fn.get(name, 0) + int(insns) * int(execs)
+    layers = []
+    for i, entry in enumerate(model.report["layers"]):
+        fn = f"layer{i}_{c_identifier(entry['op'])}"
+        layers.append(dict(name=entry["name"], op=entry["op"], macs=entry["macs"], instructions=per_fn.pop(fn, 0),
+                           view=bool(entry.get("view"))))
+    run_fn = f"{model.name}_run"
+    run_insns = per_fn.pop(run_fn, 0)
+    harness = sum(v for k, v in per_fn.items() if HARNESS.fullmatch(k))
+    library = {k: v for k, v in per_fn.items() if not HARNESS.fullmatch(k)}
+    total = sum(l["instructions"] for l in layers) + run_insns + sum(library.values())
+    code = sum(s.size for s in elf.symbols if s.section.startswith(".text") and
+               (re.fullmatch(r"layer\d+_\w+", s.name.split(".")[0]) or s.name == run_fn or
+                (s.name.startswith("tinyc_") and not HARNESS.fullmatch(s.name))))
+    weights = sum(s.size for s in elf.symbols if re.fullmatch(r"w\d+", s.name))
+    macs = model.report["macs_total"]
+    return dict(
+        model=model.name, target=target.name, machine=target.emulator.machine,
+        instructions_total=total, macs_total=macs,
+        instructions_per_mac=round(total / macs, 3) if macs else None,
+        run_function_instructions=run_insns, library_instructions=dict(sorted(library.items(), key=lambda kv: -kv[1])),
+        harness_instructions=harness,
+        arena_bytes=model.report["arena_bytes"], code_bytes=code, weights_bytes=weights,
+        layers=[dict(l, instructions_per_mac=round(l["instructions"] / l["macs"], 3) if l["macs"] else None) for l in layers],
+        outputs=result.outputs[0],
+    )
