@@ -105,7 +105,8 @@ class Conv(Op):
         if not is_nhwc(node) or x.shape != y.shape or x.dtype != y.dtype or a["strides"] != [1, 1]:
             return None
         rows = a["pads"][0] + 1
-        return rows * x.shape[2] * x.shape[3] * (4 if x.dtype == "f32" else 1)
+        # (a 1x1 kernel may save two pixels at a time: at least 2 x C)
+        return max(rows * x.shape[2], 2) * x.shape[3] * (4 if x.dtype == "f32" else 1)
 
     def kernel_inplace(self, node, ins, outs):
         k = self.kernel(node, ins, outs)
@@ -168,4 +169,7 @@ class Conv(Op):
             term = p["in_offset"] * w.data.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
             if np.all(np.abs(term) < 2**30):
                 p["offset_term"] = term.tolist()
+        if p["offset_term"] and p["G"] == 1 and p["M"] % 2 == 0:
+            # two output channels share every input load (SMLAD on cores with the DSP extension)
+            return Kernel("s8/conv_nhwc_pair.c.j2", p, preamble=FIXEDPOINT, includes=("string.h",))
         return Kernel(f"s8/conv{suffix}.c.j2", p, preamble=FIXEDPOINT)
