@@ -9,11 +9,10 @@
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import TinycError, UnsupportedError
+from .errors import UnsupportedError
 from .frontend.onnx import import_model, load_model_proto
 from .targets import Target
 
@@ -80,28 +79,13 @@ def check(model_path: str | Path, target: Target, input_shapes=None, bind=None) 
     model = generate(g, target, name="model")
     r = model.report
     res.details = dict(arena_bytes=r["arena_bytes"], io_bytes=r["io_bytes"], weights_bytes=r["weights_bytes"])
-    res.ram_bytes = r["arena_bytes"] + r["io_bytes"]
-    measured = _measure(model, target)
-    if measured is not None:
-        text, data, bss = measured
-        res.details.update(code_and_rodata_bytes=text, data_bytes=data, bss_bytes=bss)
-        res.flash_bytes = text + data
-        res.ram_bytes = bss + data + r["io_bytes"]
+    from .budget import measure, totals
+
+    m = measure(model, target) if target.emulator.kind != "native" else None
+    if m is not None:
+        r["measured"] = m
+        res.details.update(code_and_rodata_bytes=m["code_bytes"] + m["rodata_bytes"], data_bytes=m["data_bytes"],
+                           bss_bytes=m["bss_bytes"], stack_bytes_estimate=m.get("stack_bytes_estimate"))
         res.flash_measured = True
-    else:
-        res.flash_bytes = r["weights_bytes"]
+    res.ram_bytes, res.flash_bytes = totals(r)
     return res
-
-
-def _measure(model, target: Target) -> tuple[int, int, int] | None:
-    """(code + rodata, data, bss) of the compiled model object, or None without the compiler."""
-    from .elf import Elf
-    from .toolchain import compile_object, have_tools
-
-    if not have_tools(target):
-        return None
-    with tempfile.TemporaryDirectory(prefix="tinyc-check-") as tmp:
-        for name, text in model.files.items():
-            (Path(tmp) / name).write_text(text)
-        sizes = Elf(compile_object(Path(tmp), "model.c", target)).bytes_by_kind()
-    return sizes["code"] + sizes["rodata"], sizes["data"], sizes["bss"]
