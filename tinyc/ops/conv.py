@@ -165,11 +165,12 @@ class Conv(Op):
                 return Kernel("s8/pwconv_nhwc.c.j2", dict(p, P=p["N"] * p["H"] * p["W"], offset_term=term.tolist()),
                               preamble=FIXEDPOINT)
         p["offset_term"] = None
-        if nhwc and w.is_const and p["CG"] % 4 == 0:  # pays off with the 4-way unrolled channel loop
+        pair = nhwc and p["G"] == 1 and p["M"] % 2 == 0
+        if nhwc and w.is_const and (p["CG"] % 4 == 0 or pair):  # pays off with the unrolled loops
             term = p["in_offset"] * w.data.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
             if np.all(np.abs(term) < 2**30):
                 p["offset_term"] = term.tolist()
-        if p["offset_term"] and p["G"] == 1 and p["M"] % 2 == 0:
+        if p["offset_term"] and pair:
             # two output channels share every input load (SMLAD on cores with the DSP extension)
             return Kernel("s8/conv_nhwc_pair.c.j2", p, preamble=FIXEDPOINT, includes=("string.h",))
         return Kernel(f"s8/conv{suffix}.c.j2", p, preamble=FIXEDPOINT)
