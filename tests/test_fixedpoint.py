@@ -84,8 +84,12 @@ def test_c_helpers_equal_numpy(tmp_path, monkeypatch, rounding):
     rng = np.random.default_rng(2)
     n = 3000
     edges = np.array([0, 1, -1, fp.INT32_MIN, fp.INT32_MAX, 1 << 30, -(1 << 30)], np.int64)
-    a = np.concatenate([edges, rng.integers(fp.INT32_MIN, fp.INT32_MAX, n - len(edges), endpoint=True)])
-    b = np.concatenate([edges[::-1], rng.integers(fp.INT32_MIN, fp.INT32_MAX, n - len(edges), endpoint=True)])
+    # exact ties of srdhm (a * b an odd multiple of 2^30), both signs
+    ties_a = np.array([1 << 30, -(1 << 30), 3, -3, 1 << 15, -(1 << 15), 5 << 20, -(5 << 20)], np.int64)
+    ties_b = np.array([1, 1, 1 << 30, 1 << 30, -(1 << 15), 1 << 15, 1 << 10, 3 << 10], np.int64)
+    k = n - len(edges) - len(ties_a)
+    a = np.concatenate([edges, ties_a, rng.integers(fp.INT32_MIN, fp.INT32_MAX, k, endpoint=True)])
+    b = np.concatenate([edges[::-1], ties_b, rng.integers(fp.INT32_MIN, fp.INT32_MAX, k, endpoint=True)])
     e = rng.integers(0, 31, n)
     neg = -rng.integers(0, 1 << 31, n)
     neg[:3] = [0, -1, fp.INT32_MIN]
