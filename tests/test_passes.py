@@ -177,3 +177,41 @@ def test_nhwc_runs_through_pointwise_ops_resize_and_spatial_means(tmp_path):
     host = get_target("host")
     got = run_on_target(generate(g, host), host, tmp_path, [{"x": x}]).outputs[0]["y"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_dead_channels_are_folded_and_dropped_end_to_end(tmp_path):
+    """A pruned CNN (3 of 8 channels of the first conv have all-zero weights): the channels vanish
+    from both convs, MACs and weights shrink by exactly their share, outputs equal onnxruntime."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tinyc.codegen import generate
+    from tinyc.emulator import run_on_target
+    from tinyc.frontend.onnx import import_model
+    from tinyc.targets import get_target
+
+    rng = np.random.default_rng(9)
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+    w1[[1, 4, 6]] = 0.0
+    b1 = (rng.standard_normal(8) * 0.2).astype(np.float32)
+    w2 = (rng.standard_normal((6, 8, 1, 1)) * 0.3).astype(np.float32)
+    inits = [numpy_helper.from_array(v, k) for k, v in dict(w1=w1, b1=b1, w2=w2).items()]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[0, 0, 0, 0]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+             helper.make_node("Relu", ["c2"], ["y"])]
+    graph = helper.make_graph(nodes, "pruned", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 10, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    without = [p for p in DEFAULT if p != "fold-dead-channels"]
+    g_all = run_passes(import_model(m), without)
+    g = run_passes(import_model(m), DEFAULT)
+    host = get_target("host")
+    full, pruned = generate(g_all, host).report, generate(g, host).report
+    assert full["macs_total"] - pruned["macs_total"] == 3 * (8 * 8 * 3 * 3 * 3) + 3 * (8 * 8 * 6)
+    assert full["weights_bytes"] - pruned["weights_bytes"] == 4 * (3 * 27 + 3 + 3 * 6) - 4 * 6  # + the new bias
+    x = rng.standard_normal((1, 3, 10, 10)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = run_on_target(generate(g, host), host, tmp_path, [{"x": x}]).outputs[0]["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

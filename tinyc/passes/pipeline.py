@@ -8,6 +8,7 @@ DEFAULT = [
     "fold-batchnorm",  # BatchNormalization and per-channel Mul/Add into Conv/Gemm
     "fuse-matmul-add",  # MatMul + bias -> Gemm
     "fuse-activation",  # Relu/Clip -> clamps inside the producing op
+    "fold-dead-channels",  # all-zero output channels -> constants in the readers' bias, dropped
     "layout-nhwc",  # Conv and pooling in NHWC, between Transposes
     "cancel-transposes",  # ... which then cancel, sink or fold into weights
     "canonicalize",  # views of views, no-op reshapes left by the layout change
@@ -17,3 +18,4 @@ DEFAULT = [
 # Run on a float model before tinyc quantizes it: everything that keeps float semantics and makes
 # the graph the one the int8 kernels will see (activations are fused by lower-qdq afterwards).
 BEFORE_QUANTIZATION = ["canonicalize", "fuse-pad", "fold-batchnorm", "fuse-matmul-add", "dead-code"]
+# (fold-dead-channels needs the activations fused, so it runs in DEFAULT on the float graph only)
