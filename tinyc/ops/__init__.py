@@ -196,6 +196,14 @@ def collapse_loops(dims: list[int], *strides: list[int]) -> tuple[list[int], lis
 FIXEDPOINT = ("s8/fixedpoint.c.j2",)
 
 
+def offset_term(in_offset: int, weights: np.ndarray) -> list[int] | None:
+    """in_offset * (sum of each output's weights), for int8 kernels that compute TFLite's
+    sum (x + in_offset) * w as sum x * w plus this constant. ``weights`` has the output channel
+    first. None when a term would come near the int32 range (the kernel then keeps the formula)."""
+    term = in_offset * np.asarray(weights, np.int64).reshape(weights.shape[0], -1).sum(axis=1)
+    return term.tolist() if np.all(np.abs(term) < 2**30) else None
+
+
 def copy_kernel(outs: list[Tensor]) -> Kernel:
     """Same bytes, new shape or name: one memcpy."""
     return Kernel("copy.c.j2", dict(nbytes=outs[0].nbytes), includes=("string.h",))

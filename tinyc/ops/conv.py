@@ -7,7 +7,7 @@ from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import per_channel_multipliers
 from .layout import is_nhwc, with_nhwc
-from . import FIXEDPOINT, Kernel, Op, int8_act_range, int8_clamp, act_params, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
+from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, int8_clamp, act_params, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
 from .window import as_2d, normalize_window, output_spatial
 
 
@@ -160,16 +160,13 @@ class Conv(Op):
         if nhwc and p["G"] == 1 and kh == kw == 1 and p["SH"] == p["SW"] == 1 and p["PT"] == p["PL"] == 0 \
                 and p["OH"] == p["H"] and p["OW"] == p["W"] and w.is_const:
             # 1x1: a matrix product; the input offset's share is a per-channel constant
-            term = p["in_offset"] * w.data.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
-            if np.all(np.abs(term) < 2**30):
-                return Kernel("s8/pwconv_nhwc.c.j2", dict(p, P=p["N"] * p["H"] * p["W"], offset_term=term.tolist()),
+            term = offset_term(p["in_offset"], w.data)
+            if term is not None:
+                return Kernel("s8/pwconv_nhwc.c.j2", dict(p, P=p["N"] * p["H"] * p["W"], offset_term=term),
                               preamble=FIXEDPOINT)
-        p["offset_term"] = None
         pair = nhwc and p["G"] == 1 and p["M"] % 2 == 0
-        if nhwc and w.is_const and (p["CG"] % 4 == 0 or pair):  # pays off with the unrolled loops
-            term = p["in_offset"] * w.data.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
-            if np.all(np.abs(term) < 2**30):
-                p["offset_term"] = term.tolist()
+        # the offset's share as a constant pays off with the unrolled loops
+        p["offset_term"] = offset_term(p["in_offset"], w.data) if nhwc and w.is_const and (p["CG"] % 4 == 0 or pair) else None
         if p["offset_term"] and pair:
             # two output channels share every input load (SMLAD on cores with the DSP extension)
             return Kernel("s8/conv_nhwc_pair.c.j2", p, preamble=FIXEDPOINT, includes=("string.h",))

@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import fc_multipliers
-from . import FIXEDPOINT, Kernel, Op, int8_act_range, int8_clamp, act_params, broadcast_strides, float_activation, is_quantized, register, requant_params, require_f32
+from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, int8_clamp, act_params, broadcast_strides, float_activation, is_quantized, register, requant_params, require_f32
 
 
 @register
@@ -137,11 +137,7 @@ class Gemm(Op):
                      has_bias=len(ins) > 2 and ins[2] is not None, in_offset=-int(x.quant.zero_point),
                      zp=int(y.quant.zero_point), **int8_clamp(node))
             p.update(requant_params(mult, shift))
-            p["offset_term"] = None
-            if at["transB"] and w.is_const:
-                term = p["in_offset"] * w.data.astype(np.int64).sum(axis=1)
-                if np.all(np.abs(term) < 2**30):
-                    p["offset_term"] = term.tolist()
+            p["offset_term"] = offset_term(p["in_offset"], w.data) if at["transB"] and w.is_const else None
             return Kernel("s8/fully_connected.c.j2", p, preamble=FIXEDPOINT)
         require_f32(node, ins)
         has_c = len(ins) > 2 and ins[2] is not None and at["beta"] != 0.0
