@@ -8,7 +8,6 @@ in the total as "library". The test harness (startup, main's file I/O) is left o
 from __future__ import annotations
 
 import bisect
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from .codegen import GeneratedModel
 from .codegen.cnames import c_identifier
+from .budget import HARNESS, model_code_bytes, weight_bytes
 from .elf import Elf
 from .emulator.runner import build_firmware, run_firmware
 from .errors import TinycError
@@ -25,7 +25,6 @@ from .resources import data_dir
 from .targets import Target
 
 # The test firmware's own functions (not part of an inference).
-HARNESS = re.compile(r"(main|Reset_Handler|\w+_Handler|tinyc_io_\w+|semihost|tinyc_reset|tinyc_trap|_start)")
 
 
 def build_plugin(build_dir: Path) -> Path:
@@ -81,10 +80,8 @@ def count(model: GeneratedModel, target: Target, build_dir: Path, sample: dict[s
     harness = sum(v for k, v in per_fn.items() if HARNESS.fullmatch(k))
     library = {k: v for k, v in per_fn.items() if not HARNESS.fullmatch(k)}
     total = sum(l["instructions"] for l in layers) + run_insns + sum(library.values())
-    code = sum(s.size for s in elf.symbols if s.section.startswith(".text") and
-               (re.fullmatch(r"layer\d+_\w+", s.name.split(".")[0]) or s.name == run_fn or
-                (s.name.startswith("tinyc_") and not HARNESS.fullmatch(s.name))))
-    weights = sum(s.size for s in elf.symbols if re.fullmatch(r"w\d+", s.name))
+    code = model_code_bytes(elf, model.name)
+    weights = weight_bytes(elf)
     macs = model.report["macs_total"]
     return dict(
         model=model.name, target=target.name, machine=target.emulator.machine,

@@ -64,21 +64,30 @@ def enforce(report: dict[str, Any], target: Target, ram_budget: int | None, flas
                          f"{where}; raise it with --flash-budget or pick a bigger target")
 
 
-FIRMWARE_FUNCTIONS = {"tinyc_reset", "tinyc_trap"}  # the test firmware's own, not the model's
+# The test firmware's own functions (startup, file I/O, fault handlers): not part of the model.
+HARNESS = re.compile(r"(main|Reset_Handler|\w+_Handler|tinyc_io_\w+|semihost|tinyc_reset|tinyc_trap|_start)")
+
+
+def model_code_bytes(elf: Elf, model: str) -> int:
+    """Bytes of the model's functions in a linked firmware: layers (gcc's clones included), the run
+    function and tinyc's helpers that were not inlined."""
+    return sum(s.size for s in elf.symbols if s.section.startswith(".text") and
+               (re.fullmatch(r"layer\d+_\w+", s.name.split(".")[0]) or s.name == f"{model}_run" or
+                (s.name.startswith("tinyc_") and not HARNESS.fullmatch(s.name))))
+
+
+def weight_bytes(elf: Elf) -> int:
+    """Bytes of the weight arrays (w0, w1, ...) in an object or firmware."""
+    return sum(s.size for s in elf.symbols if re.fullmatch(r"w\d+", s.name))
 
 
 def cross_check(report: dict[str, Any], firmware: Path) -> list[tuple[str, int, int]]:
     """(what, report's bytes, the linked ELF's bytes) for the arena, the weights and the code."""
     elf = Elf(firmware)
-    rows = []
     arena = elf.symbol("arena")
-    rows.append(("arena", report["arena_bytes"], arena.size if arena else 0))
-    weights = sum(s.size for s in elf.symbols if re.fullmatch(r"w\d+", s.name))
-    rows.append(("weights", report["weights_bytes"], weights))
+    rows = [("arena", report["arena_bytes"], arena.size if arena else 0),
+            ("weights", report["weights_bytes"], weight_bytes(elf))]
     m = report.get("measured")
     if m is not None:
-        code = sum(s.size for s in elf.symbols if s.section.startswith(".text") and
-                   (re.fullmatch(r"layer\d+_\w+", s.name.split(".")[0]) or s.name == f"{report['model']}_run" or
-                    (s.name.startswith("tinyc_") and s.name not in FIRMWARE_FUNCTIONS and not s.name.startswith("tinyc_io_"))))
-        rows.append(("code", m["code_bytes"], code))
+        rows.append(("code", m["code_bytes"], model_code_bytes(elf, report["model"])))
     return rows

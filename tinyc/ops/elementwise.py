@@ -112,31 +112,30 @@ class Div(_Binary):
     limits = "numpy broadcasting; C for float32"
 
 
-@register
-class Max(_Binary):
-    name, fn, c_expr = "Max", np.maximum, "a > b ? a : b"
+class _Extremum(_Binary):
+    """Max and Min: any number of inputs; on int8 the lowering has requantized every input to the
+    output's parameters, so the integer max/min is the answer."""
+
     limits = "any number of inputs (a chain of two-input ops), numpy broadcasting; C for float32, integers and int8"
 
     def expand(self, node, ins, g):
         return variadic_chain(node, g)
 
     def qreference(self, node, xs, ins, outs):
-        return [self.reference(node, xs)[0]]  # inputs requantized to the output's parameters
+        return [self.reference(node, xs)[0]]
 
     def kernel_s8(self, node, ins, outs, loops):
         return Kernel("f32/binary.c.j2", dict(loops, op=self.name, expr=self.c_expr, ctype="int8_t", **act_params(node)))
 
 
 @register
-class Min(_Binary):
+class Max(_Extremum):
+    name, fn, c_expr = "Max", np.maximum, "a > b ? a : b"
+
+
+@register
+class Min(_Extremum):
     name, fn, c_expr = "Min", np.minimum, "a < b ? a : b"
-    limits = "any number of inputs (a chain of two-input ops), numpy broadcasting; C for float32, integers and int8"
-
-    def expand(self, node, ins, g):
-        return variadic_chain(node, g)
-
-    qreference = Max.qreference
-    kernel_s8 = Max.kernel_s8
 
 
 def variadic_chain(node: Node, g) -> list[Node] | None:
