@@ -32,7 +32,12 @@ def test_bench_json_counts_are_exact_and_add_up(tmp_path):
     assert a == b  # identical from run to run
     for key in ("instructions_total", "macs_total", "arena_bytes", "code_bytes", "weights_bytes", "layers"):
         assert key in a
-    assert a["macs_total"] == 2_656_768 and a["arena_bytes"] == 8640 and a["weights_bytes"] == 24368
+    # sizes against binutils' reading of the bench firmware (not tinyc's ELF reader)
+    nm = subprocess.run(["arm-none-eabi-nm", "--print-size", str(tmp_path / "b0" / "firmware.elf")],
+                        capture_output=True, text=True, check=True).stdout.split("\n")
+    sizes = {f[3]: int(f[1], 16) for f in (line.split() for line in nm) if len(f) == 4}
+    assert a["macs_total"] == 2_656_768 and a["arena_bytes"] == sizes["arena"]
+    assert a["weights_bytes"] == sum(v for k, v in sizes.items() if k[0] == "w" and k[1:].isdigit())
     assert all({"name", "op", "macs", "instructions"} <= set(l) for l in a["layers"])
     parts = sum(l["instructions"] for l in a["layers"]) + a["run_function_instructions"] + sum(a["library_instructions"].values())
     assert parts == a["instructions_total"]
@@ -69,9 +74,15 @@ def test_benchmarks_script_smoke(tmp_path):
     assert "| AD | cortex-m4 |" in table and "582,884" in table
 
 
+# TFLite Micro + CMSIS-NN on the same models, counted the same way (../shared/BENCHMARKS.md)
+TFLM_CMSIS_NN_M4 = {"kws_int8": 7_697_355, "ic_int8": 29_861_980, "ad_int8": 582_884}
+
+
 @pytest.mark.emulator
-@pytest.mark.parametrize("model", ["kws_int8", "ad_int8"])
-def test_helium_m55_runs_fewer_instructions_than_m4_bit_exact(model, tmp_path):
+@pytest.mark.parametrize("model", ["kws_int8", "ic_int8", "ad_int8"])
+def test_m4_at_most_half_of_tflm_and_m55_fewer_bit_exact(model, tmp_path):
+    """The issue's bar: on cortex-m4 at most half of TFLite Micro + CMSIS-NN's instructions; on
+    cortex-m55 fewer than on cortex-m4; outputs bit-exact to the reference on both."""
     need_tools("arm-none-eabi-gcc", "qemu-system-arm", "gcc")
     g = load_graph(shared_model(f"mlperf-tiny/{model}.onnx"))
     x = g.tensors[g.inputs[0]]
@@ -83,4 +94,5 @@ def test_helium_m55_runs_fewer_instructions_than_m4_bit_exact(model, tmp_path):
         r = count(generate(g, t), t, tmp_path / target, sample)
         np.testing.assert_array_equal(r["outputs"][g.outputs[0]], want)
         counts[target] = r["instructions_total"]
-    assert counts["cortex-m55"] < counts["cortex-m4"]
+    assert counts["cortex-m4"] <= TFLM_CMSIS_NN_M4[model] / 2, counts
+    assert counts["cortex-m55"] < counts["cortex-m4"], counts

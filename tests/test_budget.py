@@ -50,10 +50,10 @@ def test_verify_cross_checks_the_linked_firmware(tmp_path):
                 "--build-dir", str(tmp_path / "b"))
     assert r.returncode == 0, r.stderr
     line = next(l for l in r.stdout.splitlines() if "firmware ELF vs report" in l)
-    assert "arena 8,640 B = ELF" in line and "weights 24,368 B = ELF" in line and "code" in line
     nm = _nm_sizes(tmp_path / "b" / "firmware.elf")  # binutils' view of the same ELF
-    assert nm["arena"] == 8640
-    assert sum(v for k, v in nm.items() if re.fullmatch(r"w\d+", k)) == 24368
+    weights = sum(v for k, v in nm.items() if re.fullmatch(r"w\d+", k))
+    assert f"arena {nm['arena']:,} B = ELF" in line and f"weights {weights:,} B = ELF" in line and "code" in line
+    assert nm["arena"] <= 9_000  # KWS's arena bar (../shared/BENCHMARKS.md)
 
 
 def test_budgets_make_compile_fail_with_one_line(tmp_path):

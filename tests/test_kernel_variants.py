@@ -14,41 +14,56 @@ from tinyc import interpreter
 from tinyc.codegen import generate
 from tinyc.compiler import prepare
 from tinyc.emulator import run_on_target
+from tinyc.ops import get_op
 from tinyc.targets import get_target
 
 from .conftest import need_tools
 
+# kernels by the phrase their header comment starts with
+PW, CONV, DW, FC = "1x1 convolution", "Convolution, NHWC, int8 (", "Depthwise convolution, NHWC, int8 (", "Fully connected, int8"
+DSP_GEMM, DSP_RING, DSP_DW = ("int8 matrix product for cores with the DSP extension",
+                              "Convolution, NHWC, int8, for cores with the DSP extension",
+                              "Depthwise convolution, NHWC, int8, for cores with the DSP extension")
+MVE_GEMM = "int8 matrix product for Helium"
+DSP_FC = "Fully connected, int8, for cores with the DSP extension"
+
 CASES = {
-    # name: (input shape NCHW, op, weight shape, attrs)
-    "pw_odd_channels_odd_pixels": ((1, 12, 3, 5), "Conv", (7, 12, 1, 1), {}),
-    "pw_channels_not_multiple_of_4": ((1, 6, 4, 4), "Conv", (8, 6, 1, 1), {}),
-    "pw_same_shape_in_place": ((1, 8, 5, 3), "Conv", (8, 8, 1, 1), {}),
-    "pw_wide_channels": ((1, 20, 3, 3), "Conv", (6, 20, 1, 1), {}),
-    "conv3x3_pairs_with_borders": ((1, 8, 6, 7), "Conv", (6, 8, 3, 3), dict(pads=[1, 1, 1, 1])),
-    "conv3x3_same_shape_in_place": ((1, 8, 5, 5), "Conv", (8, 8, 3, 3), dict(pads=[1, 1, 1, 1])),
-    "conv3x3_stride2_odd_m": ((1, 8, 7, 7), "Conv", (5, 8, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2])),
-    "conv_asymmetric_dilated": ((1, 4, 9, 8), "Conv", (6, 4, 3, 2), dict(pads=[2, 0, 1, 1], dilations=[2, 1])),
-    "depthwise3x3_stride2": ((1, 8, 7, 6), "Conv", (8, 1, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2], group=8)),
-    "fc_k_tail_odd_n": ((1, 22), "Gemm", (5, 22), dict(transB=1)),
-    "fc_not_transposed": ((2, 16), "MatMul", (16, 9), {}),
+    # name: (input shape NCHW, op, weight shape, attrs, kernel: portable, DSP (cortex-m4), Helium (cortex-m55))
+    "pw_odd_channels_odd_pixels": ((1, 12, 3, 5), "Conv", (7, 12, 1, 1), {}, (PW, DSP_GEMM, MVE_GEMM)),
+    "pw_channels_not_multiple_of_4": ((1, 6, 4, 4), "Conv", (8, 6, 1, 1), {}, (PW, DSP_GEMM, MVE_GEMM)),
+    "pw_same_shape_in_place": ((1, 8, 5, 3), "Conv", (8, 8, 1, 1), {}, (PW, DSP_GEMM, MVE_GEMM)),
+    "pw_wide_channels": ((1, 20, 3, 3), "Conv", (6, 20, 1, 1), {}, (PW, DSP_GEMM, MVE_GEMM)),
+    "pw_stride2": ((1, 8, 7, 6), "Conv", (6, 8, 1, 1), dict(strides=[2, 2]), (CONV, DSP_GEMM, MVE_GEMM)),
+    "conv3x3_pairs_with_borders": ((1, 8, 6, 7), "Conv", (6, 8, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_RING, MVE_GEMM)),
+    "conv3x3_same_shape_in_place": ((1, 8, 5, 5), "Conv", (8, 8, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_RING, MVE_GEMM)),
+    "conv3x3_stride2_odd_m": ((1, 8, 7, 7), "Conv", (5, 8, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2]),
+                              (CONV, DSP_RING, MVE_GEMM)),
+    "conv_asymmetric_dilated": ((1, 4, 9, 8), "Conv", (6, 4, 3, 2), dict(pads=[2, 0, 1, 1], dilations=[2, 1]),
+                                (CONV, DSP_RING, MVE_GEMM)),
+    "conv_horizontal_dilation": ((1, 4, 6, 9), "Conv", (4, 4, 2, 3), dict(pads=[1, 2, 0, 2], dilations=[1, 2]),
+                                 (CONV, DSP_GEMM, MVE_GEMM)),
+    "conv_one_channel_first_layer": ((1, 1, 15, 8), "Conv", (6, 1, 5, 4), dict(pads=[2, 1, 2, 2], strides=[2, 2]),
+                                     (CONV, DSP_GEMM, MVE_GEMM)),
+    "conv_three_channels": ((1, 3, 6, 6), "Conv", (4, 3, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_GEMM, MVE_GEMM)),
+    "depthwise3x3_stride2": ((1, 8, 7, 6), "Conv", (8, 1, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2], group=8),
+                             (DW, DSP_DW, DSP_DW)),
+    "depthwise3x3_in_place": ((1, 12, 5, 4), "Conv", (12, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=12),
+                              (DW, DSP_DW, DSP_DW)),
+    "depthwise_channels_not_multiple_of_4": ((1, 6, 5, 5), "Conv", (6, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=6),
+                                             (DW, DW, DW)),
+    "fc_k_tail_odd_n": ((1, 22), "Gemm", (5, 22), dict(transB=1), (FC, DSP_FC, MVE_GEMM)),
+    "fc_one_row_k_multiple_of_8": ((1, 40), "Gemm", (7, 40), dict(transB=1), (FC, DSP_FC, MVE_GEMM)),
+    "fc_not_transposed": ((2, 16), "MatMul", (16, 9), {}, (FC, DSP_GEMM, MVE_GEMM)),
+    "fc_three_rows": ((3, 40), "Gemm", (6, 40), dict(transB=1), (FC, DSP_GEMM, MVE_GEMM)),
 }
+KIND = {"cortex-m4": 1, "cortex-m55": 2, "cortex-m3": 0, "host": 0}
 
 
-# a phrase of each kernel's header comment
-KERNEL = {"pw": "1x1 convolution", "conv3x3": "Convolution, NHWC, int8", "conv": "Convolution, NHWC, int8",
-          "depthwise3x3": "Depthwise convolution", "fc": "Fully connected, int8"}
-
-
-# cases with a dot product of 16 or more int8 values, where the Helium kernels use VMLADAVA
-HELIUM = {"pw_wide_channels", "conv3x3_pairs_with_borders", "conv3x3_same_shape_in_place", "fc_k_tail_odd_n",
-          "fc_not_transposed"}
-# cases whose kernel has no DSP variant (odd output channels for the paired convolution; depthwise)
-PORTABLE_ONLY = {"conv3x3_stride2_odd_m", "depthwise3x3_stride2"}
-
-
-def _model(path, shape, op, wshape, attrs):
+def _model(path, shape, op, wshape, attrs, dead=()):
     rng = np.random.default_rng(abs(hash(str(wshape))) % 2**32)
     w = (rng.standard_normal(wshape) * 0.3).astype(np.float32)
+    if dead:  # pruned output channels (all-zero weights)
+        (w if op == "Conv" or attrs.get("transB") else w.T)[list(dead)] = 0.0
     inits = [numpy_helper.from_array(w, "w")]
     inputs = ["x", "w"]
     if op in ("Conv", "Gemm"):
@@ -66,7 +81,7 @@ def _model(path, shape, op, wshape, attrs):
 @pytest.mark.parametrize("case", list(CASES))
 def test_int8_kernel_variants_are_bit_exact_on_every_target_kind(case, tmp_path):
     need_tools("gcc", "arm-none-eabi-gcc", "qemu-system-arm")
-    shape, op, wshape, attrs = CASES[case]
+    shape, op, wshape, attrs, kernels = CASES[case]
     _model(tmp_path / "m.onnx", shape, op, wshape, attrs)
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16,) + shape).astype(np.float32))
@@ -79,9 +94,49 @@ def test_int8_kernel_variants_are_bit_exact_on_every_target_kind(case, tmp_path)
         t = get_target(target)
         model = generate(g, t)
         code = model.files[f"{model.name}.c"]
-        assert KERNEL[case.split("_")[0]] in code, "the case no longer reaches the kernel it is meant for"
-        assert ("__smlad" in code) == (target == "cortex-m4" and case not in PORTABLE_ONLY)
-        assert ("vmladavaq_s8" in code) == (target == "cortex-m55" and case in HELIUM)
+        assert kernels[KIND[target]] in code, f"{target}: the case no longer reaches the kernel it is meant for"
+        # (Helium's convolution gathers windows into scratch: not in place)
+        if case.endswith("in_place") and (case.startswith("pw") or kernels[KIND[target]] != MVE_GEMM):
+            assert any(get_op(n.op).name == op for n in g.nodes if n.name in model.plan.inplace), target
+        assert ("__smla" in code) == (kernels[KIND[target]] in (DSP_GEMM, DSP_RING, DSP_DW, DSP_FC))
+        assert ("vmladavaq_s8" in code) == (kernels[KIND[target]] == MVE_GEMM)
         got = run_on_target(model, t, tmp_path / target, samples).outputs
         for o, w in zip(got, want):
             np.testing.assert_array_equal(o[g.outputs[0]], w, err_msg=target)
+
+
+PRUNED = {
+    # name: (input shape, op, weight shape, attrs, dead output channels)
+    "pw": ((1, 16, 3, 5), "Conv", (12, 16, 1, 1), {}, (2, 3, 8, 9, 10, 11)),
+    "conv3x3": ((1, 8, 6, 6), "Conv", (6, 8, 3, 3), dict(pads=[1, 1, 1, 1]), (0, 1)),
+    "fc": ((1, 32), "Gemm", (12, 32), dict(transB=1), (4, 5, 6, 7)),
+}
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("case", list(PRUNED))
+def test_dsp_kernels_skip_all_zero_weight_blocks_bit_exact(case, tmp_path):
+    """Pruning-aware DSP kernels: blocks of output channels whose weights are all zero keep only
+    their bias in flash and run no multiply-accumulates; outputs stay bit-exact, fewer instructions
+    and fewer weight bytes than the same layer unpruned."""
+    need_tools("gcc", "arm-none-eabi-gcc", "qemu-system-arm")
+    from tinyc.bench import count
+
+    shape, op, wshape, attrs, dead = PRUNED[case]
+    t = get_target("cortex-m4")
+    rng = np.random.default_rng(2)
+    res = {}
+    for name, d in (("dense", ()), ("pruned", dead)):
+        _model(tmp_path / f"{name}.onnx", shape, op, wshape, attrs, d)
+        np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16,) + shape).astype(np.float32))
+        g = prepare(tmp_path / f"{name}.onnx", quantize="int8", calib=tmp_path / "calib.npz", io="int8",
+                    progress=False).graph
+        x = g.tensors[g.inputs[0]]
+        sample = {g.inputs[0]: rng.integers(-128, 128, x.shape).astype(np.int8)}
+        model = generate(g, t)
+        assert ("with nonzero weights" in model.files[f"{model.name}.c"]) == bool(d)
+        r = count(model, t, tmp_path / name, sample)
+        np.testing.assert_array_equal(r["outputs"][g.outputs[0]], interpreter.run(g, sample)[g.outputs[0]])
+        res[name] = r
+    assert res["pruned"]["instructions_total"] < res["dense"]["instructions_total"]
+    assert res["pruned"]["weights_bytes"] < res["dense"]["weights_bytes"]

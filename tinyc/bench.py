@@ -4,7 +4,9 @@ QEMU runs the test firmware with tinyc's TCG plugin (templates/bench/insn_count.
 host gcc into the build folder), which counts every executed translated block. The blocks are
 attributed to functions with the firmware ELF's symbols: each layer is its own (never inlined)
 function; C library routines the layers call (memcpy, soft-float helpers, expf, ...) are counted
-in the total as "library". The test harness (startup, main's file I/O) is left out."""
+in the total as "library". The test harness (startup, main's file I/O) is left out. The firmware is
+built with gcc's -fno-ipa-icf so that layers with identical code stay separate functions; its code
+bytes are therefore an upper bound of a production build's, which may fold them."""
 from __future__ import annotations
 
 import bisect
@@ -51,7 +53,11 @@ def count(model: GeneratedModel, target: Target, build_dir: Path, sample: dict[s
           timeout: float = 600.0) -> dict[str, Any]:
     if target.emulator.kind != "qemu":
         raise TinycError(f"tinyc bench needs a QEMU target; {target.name} is {'run natively' if target.emulator.kind == 'native' else 'compiled only'}")
-    program = build_firmware(model, target, build_dir)
+    # gcc folds layers whose code is identical (same kernel and constants, different weights) into
+    # one function; the benchmark keeps them apart so that each layer's instructions are its own
+    # (the executed instructions are the same; the folded production build has less code)
+    icf = ("-fno-ipa-icf",) if "gcc" in Path(target.cc).name else ()
+    program = build_firmware(model, target, build_dir, extra_cflags=icf)
     plugin = build_plugin(build_dir)
     counts_file = build_dir / "insn_counts.txt"
     if counts_file.exists():

@@ -83,8 +83,12 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
-def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set[str], dict[str, str]]:
-    """Buffers (with their tensors), the view nodes, the in-place nodes and their scratch."""
+def lifetimes(g: Graph, alias: bool = True, variants: tuple[str, ...] = ()
+              ) -> tuple[list[Buffer], set[str], set[str], dict[str, str]]:
+    """Buffers (with their tensors), the view nodes, the in-place nodes and every node's scratch
+    (in-place rows, or a kernel's own working rows such as im2col)."""
+    from .ops import get_op
+
     io = set(g.inputs) | set(g.outputs)
     group: dict[str, Buffer] = {}  # tensor -> its buffer
     bufs: list[Buffer] = []
@@ -101,9 +105,13 @@ def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set
             if x in group:
                 group[x].last = max(group[x].last, i)
         out = n.outputs[0]
-        if out in io:
-            continue
-        target, scratch_bytes = _alias_target(g, n, i, group, last_read, io) if alias else (None, 0)
+        if out in io:  # writes the caller's buffer: never in place
+            target, scratch_bytes = None, 0
+        else:
+            target, scratch_bytes = _alias_target(g, n, i, group, last_read, io, variants) if alias else (None, 0)
+        if target is None and n.op not in VIEW_OPS:
+            ins = [None if v is None else g.tensors[v] for v in n.inputs]
+            scratch_bytes = get_op(n.op).scratch_bytes(n, ins, [g.tensors[o] for o in n.outputs], variants)
         if scratch_bytes:
             sb = Buffer(f"{n.name}/scratch", scratch_bytes, i, i, tensors=[f"{n.name}/scratch"])
             bufs.append(sb)
@@ -125,7 +133,7 @@ def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set
     return bufs, views, inplace, scratch
 
 
-def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> tuple[str | None, int]:
+def _alias_target(g: Graph, n: Node, i: int, group, last_read, io, variants=()) -> tuple[str | None, int]:
     """(the input the output may share bytes with, scratch bytes needed for it)."""
     out = g.tensors[n.outputs[0]]
     if n.op in VIEW_OPS and n.inputs[0] in group:
@@ -139,7 +147,7 @@ def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> tuple[str 
         if x not in group:
             return None, 0
         ins = [None if v is None else g.tensors[v] for v in n.inputs]
-        need = get_op(n.op).inplace_scratch(n, ins, [out])
+        need = get_op(n.op).inplace_scratch(n, ins, [out], variants)
         later = max(last_read.get(m, -1) for m in group[x].tensors)
         if need is None or later != i or n.inputs.count(x) != 1 or group[x].size != out.nbytes:
             return None, 0
@@ -210,10 +218,11 @@ def refine(bufs: list[Buffer], alignment: int, bound: int, tries: int = REFINE_T
     return arena_of(best_order)
 
 
-def plan(g: Graph, alignment: int = 16, alias: bool = True) -> MemoryPlan:
-    bufs, views, inplace, scratch = lifetimes(g, alias)
+def plan(g: Graph, alignment: int = 16, alias: bool = True, variants: tuple[str, ...] = ()) -> MemoryPlan:
+    """``variants``: the target's template variants (kernels that need scratch differ by target)."""
+    bufs, views, inplace, scratch = lifetimes(g, alias, variants)
     steps = len(g.nodes)
     bound = lower_bound(bufs, steps)
     arena = refine(bufs, alignment, bound) if len(bufs) > 1 else greedy_by_size(bufs, alignment)
-    plain = lifetimes(g, alias=False)[0]
+    plain = lifetimes(g, alias=False, variants=variants)[0]
     return MemoryPlan(bufs, arena, bound, alignment, lower_bound(plain, steps), views, inplace, scratch)

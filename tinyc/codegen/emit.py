@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import TinycError, UnsupportedError
-from ..ir import Graph
+from ..ir import Graph, dtype_of
 from ..memory import MemoryPlan, plan as plan_memory
 from ..ops import get_op
 from ..resources import data_dir
@@ -102,8 +102,20 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
     g.verify()
     name = c_identifier(name or g.name)
     macro = name.upper()
-    mplan = plan_memory(g, target.alignment)
-    env = template_env(target.template_variants)
+    variants = target.template_variants
+    mplan = plan_memory(g, target.alignment, variants=variants)
+    env = template_env(variants)
+
+    # The kernel of every node that runs code (some read their weights in a layout of their own).
+    kernels = {}
+    for node in g.nodes:
+        if node.name in mplan.views:
+            continue  # same bytes, new shape: no code
+        op = get_op(node.op)
+        ins = [None if x is None else g.tensors[x] for x in node.inputs]
+        outs = [g.tensors[o] for o in node.outputs]
+        kernels[node.name] = (op.kernel_inplace(node, ins, outs, variants) if node.name in mplan.inplace
+                              else op.kernel_for(node, ins, outs, variants))
 
     # C expressions for every tensor a kernel touches.
     ref: dict[str, str] = {}
@@ -115,13 +127,25 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
     for io in outputs:
         ref.setdefault(io["name"], io["var"])
     weights = []
-    used = {x for n in g.nodes for x in n.inputs if x is not None}
+    # constants read as they are (a kernel with its own layout gets its own array below)
+    used = {x for n in g.nodes for j, x in enumerate(n.inputs)
+            if x is not None and (n.name not in kernels or j not in kernels[n.name].weights)}
     for t in g.constants():
         if t.name in used or t.name in g.outputs:
             var = f"w{len(weights)}"
             weights.append(dict(var=var, name=t.name, ctype=_ctype(g, t.name), size=max(t.size, 1),
                                 nbytes=t.nbytes, body=c_array_body(t.data if t.size else np.zeros(1, t.data.dtype))))
             ref[t.name] = var
+    relaid: dict[tuple[str, int], tuple[str, str]] = {}  # (node, input) -> (array, C type)
+    for node in g.nodes:
+        for j, data in sorted(kernels[node.name].weights.items()) if node.name in kernels else ():
+            if data is None:  # not read at all
+                relaid[(node.name, j)] = ("NULL", "void")
+                continue
+            var, ctype = f"w{len(weights)}", CTYPES[dtype_of(data)]
+            weights.append(dict(var=var, name=f"{node.inputs[j]} (laid out for {node.name})", ctype=ctype,
+                                size=data.size, nbytes=data.nbytes, body=c_array_body(data)))
+            relaid[(node.name, j)] = (var, ctype)
     for b in mplan.buffers:
         for t in b.tensors:
             if t in g.tensors:
@@ -137,21 +161,30 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
     preambles: list[str] = []
     for i, node in enumerate(g.nodes):
         if node.name in mplan.views:
-            continue  # same bytes, new shape: no code
+            continue
         op = get_op(node.op)
         ins = [None if x is None else g.tensors[x] for x in node.inputs]
         outs = [g.tensors[o] for o in node.outputs]
-        inplace = node.name in mplan.inplace
-        k = op.kernel_inplace(node, ins, outs) if inplace else op.kernel(node, ins, outs)
+        k = kernels[node.name]
         includes.update(k.includes)
         preambles.extend(p for p in k.preamble if p not in preambles)
         in_names = [f"in{j}" for j in range(len(node.inputs))]
         # in place: an input and the output share bytes, so no restrict on this node's pointers
         restrict = "" if node.name in mplan.inplace else "restrict "
-        params = [f"const {_ctype(g, x)} *{restrict}in{j}" if x is not None else f"const void *in{j}"
-                  for j, x in enumerate(node.inputs)]
+        params, args = [], []
+        for j, x in enumerate(node.inputs):
+            if (node.name, j) in relaid:
+                var, ctype = relaid[(node.name, j)]
+                params.append(f"const {ctype} *{restrict}in{j}")
+                args.append(var)
+            elif x is None:
+                params.append(f"const void *in{j}")
+                args.append("NULL")
+            else:
+                params.append(f"const {_ctype(g, x)} *{restrict}in{j}")
+                args.append(ref[x])
         params += [f"{_ctype(g, o)} *{restrict}out{j}" for j, o in enumerate(node.outputs)]
-        args = ["NULL" if x is None else ref[x] for x in node.inputs] + [ref[o] for o in node.outputs]
+        args += [ref[o] for o in node.outputs]
         if node.name in mplan.scratch:
             params.append("void *scratch")
             args.append(ref[mplan.scratch[node.name]])

@@ -54,7 +54,7 @@ def _io_entries(model: GeneratedModel, key: str) -> list[dict]:
 BARE_METAL = {"arm": ("startup_cortexm.c", "cortexm.ld.j2"), "riscv": ("startup_riscv.c", "riscv.ld.j2")}
 
 
-def build_firmware(model: GeneratedModel, target: Target, build_dir: Path) -> Path:
+def build_firmware(model: GeneratedModel, target: Target, build_dir: Path, extra_cflags: tuple[str, ...] = ()) -> Path:
     """Write the model and a test firmware into ``build_dir`` and compile it; return the program."""
     build_dir.mkdir(parents=True, exist_ok=True)
     for fname, text in model.files.items():
@@ -71,7 +71,7 @@ def build_firmware(model: GeneratedModel, target: Target, build_dir: Path) -> Pa
         shutil.copy(fw / "io_host.c", build_dir / "io_host.c")
         sources.append("io_host.c")
         out = build_dir / "firmware"
-        cmd = [cc, *target.cflags, *STRICT_CFLAGS, "-I.", *sources, "-o", out.name, *target.ldflags]
+        cmd = [cc, *target.cflags, *extra_cflags, *STRICT_CFLAGS, "-I.", *sources, "-o", out.name, *target.ldflags]
     elif target.arch in BARE_METAL:
         startup, script = BARE_METAL[target.arch]
         for f in ("io_semihost.c", startup):
@@ -79,7 +79,7 @@ def build_firmware(model: GeneratedModel, target: Target, build_dir: Path) -> Pa
         (build_dir / "link.ld").write_text(env.get_template(f"firmware/{script}").render(target=target))
         sources += ["io_semihost.c", startup]
         out = build_dir / "firmware.elf"
-        cmd = [cc, *target.cflags, *STRICT_CFLAGS, "-I.", "-nostartfiles", "-T", "link.ld",
+        cmd = [cc, *target.cflags, *extra_cflags, *STRICT_CFLAGS, "-I.", "-nostartfiles", "-T", "link.ld",
                *sources, "-o", out.name, *target.ldflags]
     else:
         raise TinycError(f"target {target.name} has no emulator to run firmware on ({target.description}); "

@@ -30,6 +30,12 @@ class Kernel:
     includes: tuple[str, ...] = ()
     # shared C helpers (templates rendered once per file before the layers), e.g. s8/fixedpoint.c.j2
     preamble: tuple[str, ...] = ()
+    # constant inputs the kernel reads in its own layout (input index -> the array it reads
+    # instead, e.g. int8 weights pre-widened to int16 in the order a DSP kernel loads them; None:
+    # the kernel does not read it, e.g. a bias folded into a table of the kernel's own)
+    weights: dict[int, Any] = field(default_factory=dict)
+    # bytes of arena scratch the kernel needs for its step (e.g. im2col rows)
+    scratch: int = 0
 
 
 class Op:
@@ -75,13 +81,28 @@ class Op:
         QuantizeLinear); None keeps the node."""
         return None
 
-    def inplace_scratch(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> int | None:
+    def inplace_scratch(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
+                        variants: tuple[str, ...] = ()) -> int | None:
         """Bytes of scratch this node needs to write its output over input 0, or None if it cannot
-        (elementwise ops need no scratch; see memory.INPLACE_OPS)."""
+        (elementwise ops need no scratch; see memory.INPLACE_OPS). ``variants``: the target's
+        template variants (e.g. ("dsp",)), whose kernels may differ."""
         return None
 
-    def kernel_inplace(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
+    def scratch_bytes(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
+                      variants: tuple[str, ...] = ()) -> int:
+        """Bytes of arena scratch the kernel needs for its step when it does not run in place
+        (e.g. im2col rows)."""
+        return 0
+
+    def kernel_inplace(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
+                       variants: tuple[str, ...] = ()) -> Kernel:
         """The kernel when the output overwrites input 0 (with scratch from the arena)."""
+        return self.kernel_for(node, ins, outs, variants)
+
+    def kernel_for(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
+                   variants: tuple[str, ...] = ()) -> Kernel:
+        """The kernel on a target with these template variants; the same everywhere unless the op
+        has target-specific kernels (whose weight layout or scratch differ)."""
         return self.kernel(node, ins, outs)
 
     def macs(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> int:

@@ -8,6 +8,7 @@ from ..quant.fixedpoint import requantize
 from ..quant.params import per_channel_multipliers
 from .layout import is_nhwc, with_nhwc
 from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, int8_clamp, act_params, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
+from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel, gemm_scratch
 from .window import as_2d, normalize_window, output_spatial
 
 
@@ -97,31 +98,70 @@ class Conv(Op):
         return [requantize(acc, mult.reshape(shape), shift.reshape(shape), int(yq.zero_point),
                            *int8_act_range(node))]
 
-    def inplace_scratch(self, node, ins, outs):
+    def inplace_scratch(self, node, ins, outs, variants=()):
         """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
-        so input rows r - pad_top .. r are kept in a ring of pad_top + 1 rows."""
+        so input rows r - pad_top .. r are kept in a ring of pad_top + 1 rows. A matrix-product
+        kernel (tinyc/ops/dot_s8.py) runs in place only for 1x1 (it gathers each row first)."""
         x, y = ins[0], outs[0]
         a = node.attrs
         if not is_nhwc(node) or x.shape != y.shape or x.dtype != y.dtype or a["strides"] != [1, 1]:
             return None
+        k = self.kernel_for(node, ins, outs, variants)
+        if k.template == "s8/gemm.c.j2":
+            return k.scratch if k.params["gather"] == "row" else None
+        if k.template in ("s8/dwconv_wide.c.j2", "s8/conv_ring.c.j2"):
+            return k.scratch
         rows = a["pads"][0] + 1
         # (a 1x1 kernel may save two pixels at a time: at least 2 x C)
         return max(rows * x.shape[2], 2) * x.shape[3] * (4 if x.dtype == "f32" else 1)
 
-    def kernel_inplace(self, node, ins, outs):
-        k = self.kernel(node, ins, outs)
+    def scratch_bytes(self, node, ins, outs, variants=()):
+        return self.kernel_for(node, ins, outs, variants).scratch if dot_variant(variants) else 0
+
+    def kernel_inplace(self, node, ins, outs, variants=()):
+        k = self.kernel_for(node, ins, outs, variants)
         rows = node.attrs["pads"][0] + 1
         k.params.update(inplace=True, ring_rows=rows)
         return k
+
+    def kernel_for(self, node, ins, outs, variants=()):
+        kind = dot_variant(variants)
+        if kind is None or not is_quantized(ins, outs) or not is_nhwc(node):
+            return self.kernel(node, ins, outs)
+        x, w = ins[0], ins[1]
+        bias = ins[2] if len(ins) > 2 else None
+        if not w.is_const or (bias is not None and not bias.is_const) or x.shape[0] != 1 \
+                or {x.dtype, w.dtype, outs[0].dtype} != {"s8"} or len(x.shape) != 4:
+            return self.kernel(node, ins, outs)
+        p = self._params(node, ins, outs)
+        b = None if bias is None else bias.data
+        k = None
+        if p["G"] == 1:
+            w2d = w.data.reshape(p["M"], -1)
+            if p["KH"] == p["KW"] == 1 and p["SH"] == p["SW"] == 1 and p["PT"] == p["PL"] == 0 \
+                    and (p["OH"], p["OW"]) == (p["H"], p["W"]):
+                geo = gemm_geometry(p["C"], p["C"], pointwise=True)
+                rows = dict(gather="row", ROW=p["C"], P=p["H"] * p["W"])
+            else:
+                geo = gemm_geometry(w2d.shape[1], p["C"], pointwise=False)
+                rows = dict(gather="window", P=p["OH"] * p["OW"])
+                if kind == "dsp" and p["KH"] * p["KW"] > 1:  # (a strided 1x1 reads few rows: gather them)
+                    k = conv_ring_kernel(p, w2d, b)
+            if k is None:
+                k = gemm_kernel(kind, p, w2d, b, geo, rows)
+                if k is not None:
+                    k.scratch = gemm_scratch(kind, w2d.shape[1], rows["P"])
+        elif p["G"] == p["C"] == p["M"] and "dsp" in variants:
+            k = dwconv_kernel(p, w.data.reshape(p["M"], -1), b)
+        return k if k is not None else self.kernel(node, ins, outs)
 
     def macs(self, node, ins, outs):
         w = ins[1]
         return int(np.prod(outs[0].shape)) * int(np.prod(w.shape[1:]))
 
-    def kernel(self, node, ins, outs):
-        quantized = is_quantized(ins, outs)
-        if not quantized:
-            require_f32(node, ins)
+    def _params(self, node, ins, outs) -> dict:
+        """The template parameters every kernel of this node shares: geometry (NCHW terms) and,
+        for int8, requantization."""
         x, w, y = ins[0], ins[1], outs[0]
         spatial_2d(node, len(x.shape))
         a = as_2d(node.attrs)
@@ -145,14 +185,25 @@ class Conv(Op):
         # Bounds checks are emitted only for the axes where a window can leave the input.
         p["check_h"] = p["PT"] > 0 or (p["OH"] - 1) * p["SH"] + (kh - 1) * p["DH"] >= p["H"]
         p["check_w"] = p["PL"] > 0 or (p["OW"] - 1) * p["SW"] + (kw - 1) * p["DW"] >= p["W"]
-        suffix = "_nhwc" if nhwc else ""
-        if not quantized:
-            return Kernel(f"f32/conv{suffix}.c.j2", dict(p, **act_params(node)), includes=("math.h",))
+        if not is_quantized(ins, outs):
+            return p
         if x.dtype != "s8" or w.dtype != "s8" or y.dtype != "s8":
             raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output")
         mult, shift = per_channel_multipliers(x.quant, w.quant, y.quant, w.shape[0])
         p.update(requant_params(mult, shift), in_offset=-int(x.quant.zero_point), zp=int(y.quant.zero_point),
                  **int8_clamp(node))
+        return p
+
+    def kernel(self, node, ins, outs):
+        if not is_quantized(ins, outs):
+            require_f32(node, ins)
+        p = self._params(node, ins, outs)
+        w = ins[1]
+        kh, kw = p["KH"], p["KW"]
+        nhwc = is_nhwc(node)
+        suffix = "_nhwc" if nhwc else ""
+        if not is_quantized(ins, outs):
+            return Kernel(f"f32/conv{suffix}.c.j2", dict(p, **act_params(node)), includes=("math.h",))
         if nhwc and p["G"] == p["C"] == p["M"] and p["N"] == 1:
             # depthwise: channels side by side, blocks of at most 64 accumulators on the stack
             cb = next(b for b in (64, 48, 32, 16, 8, 4, 2, 1) if p["M"] % b == 0)

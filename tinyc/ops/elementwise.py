@@ -77,10 +77,24 @@ class Add(_Binary):
         return [requantize(raw, p["mo"], p["so"], p["zpo"], *int8_act_range(node))]
 
     def kernel_s8(self, node, ins, outs, loops):
+        """Each operand's rescaled value depends on its int8 value only: two 256-entry tables
+        (computed here with the reference arithmetic, indexed by the byte), one add, one
+        requantization per element."""
+        from .dot_s8 import fast_requant
+
         p = add_params(ins[0].quant, ins[1].quant, outs[0].quant)
-        p["so_shift"] = p.pop("so")
-        return Kernel("s8/add.c.j2", dict(loops, **p, **int8_clamp(node), op=self.name, sign="+" if self.sign > 0 else "-"),
-                      preamble=FIXEDPOINT)
+        x = np.arange(256).astype(np.uint8).view(np.int8).astype(np.int64)  # by byte value
+        ta = multiply_by_quantized_multiplier((x - p["zp1"]) << p["left_shift"], p["m1"], p["s1"])
+        tb = self.sign * multiply_by_quantized_multiplier((x - p["zp2"]) << p["left_shift"], p["m2"], p["s2"])
+        clamp = int8_clamp(node)
+        rq = fast_requant([p["mo"]], [p["so"]], p["zpo"], int(np.abs(ta).max() + np.abs(tb).max()))
+        q = dict(loops, **clamp, op=self.name, sign="+" if self.sign > 0 else "-", per_channel=False,
+                 mult=[p["mo"]], shift=[p["so"]], zp=p["zpo"])
+        if rq is not None:
+            q.update(rq, doubled=True)
+            ta, tb = 2 * ta, 2 * tb
+        q.update(table_a=ta.tolist(), table_b=tb.tolist())
+        return Kernel("s8/add.c.j2", q, preamble=FIXEDPOINT + (("s8/requant_fast.c.j2",) if rq else ()))
 
 
 @register

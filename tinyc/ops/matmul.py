@@ -6,6 +6,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import fc_multipliers
+from .dot_s8 import dot_variant, fc_wide_kernel, gemm_geometry, gemm_kernel, gemm_scratch
 from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, int8_clamp, act_params, broadcast_strides, float_activation, is_quantized, register, requant_params, require_f32
 
 
@@ -126,6 +127,31 @@ class Gemm(Op):
     def macs(self, node, ins, outs):
         m, k, n = self._mkn(node, ins)
         return m * k * n
+
+    def scratch_bytes(self, node, ins, outs, variants=()):
+        return self.kernel_for(node, ins, outs, variants).scratch if dot_variant(variants) else 0
+
+    def kernel_for(self, node, ins, outs, variants=()):
+        """int8 with constant weights on a core with dot-product instructions: the matrix-product
+        kernel of tinyc/ops/dot_s8.py (weights in its own layout)."""
+        kind = dot_variant(variants)
+        bias = ins[2] if len(ins) > 2 else None
+        if kind is None or not is_quantized(ins, outs) or not ins[1].is_const or node.attrs["transA"] \
+                or (bias is not None and not bias.is_const) or {ins[0].dtype, ins[1].dtype, outs[0].dtype} != {"s8"}:
+            return self.kernel(node, ins, outs)
+        p = self.kernel(node, ins, outs).params
+        m, k, n = self._mkn(node, ins)
+        w2d = ins[1].data if node.attrs["transB"] else ins[1].data.T
+        if kind == "dsp" and m == 1:  # every weight used once: widen the inputs in registers, no scratch
+            g = fc_wide_kernel(p, w2d, None if bias is None else bias.data, m)
+            if g is not None:
+                return g
+        g = gemm_kernel(kind, p, w2d, None if bias is None else bias.data, gemm_geometry(k, k, pointwise=True),
+                        dict(gather="row", ROW=k, P=m))
+        if g is None:
+            return self.kernel(node, ins, outs)
+        g.scratch = gemm_scratch(kind, k, m)
+        return g
 
     def kernel(self, node, ins, outs):
         at = node.attrs

@@ -1,0 +1,325 @@
+"""int8 kernels for cores that multiply-accumulate several values per instruction: Arm's DSP
+extension (SMLAD: two 16-bit products into an int32) and Helium (VMLADAVA: sixteen 8-bit products).
+
+tinyc knows every weight at compile time, so these kernels read them in their own layout, made
+here (the model's int8 array is then not emitted):
+
+- ``dsp``: weights widened to int16 and packed two per int32 word. Within each group of four k the
+  order is the one SXTB16 widens a loaded word in (bytes 0 and 2, then 1 and 3), so the gathered
+  activations need no shuffling.
+- ``mve``: int8 rows padded to a multiple of 16 (one vector load each).
+
+Kernels:
+
+- ``s8/gemm.c.j2`` (Conv with one group, any kernel; fully connected): the input values of two
+  output pixels (rows) are gathered, im2col-style, into arena scratch, and two pixels x two output
+  channels are accumulated at a time, so every load feeds two multiply-accumulates. DSP: the rows
+  are widened to int16 with the input offset added (padding is then zero). Helium: the rows stay
+  int8 with padding at the input zero point, and the offset's share is a per-channel constant.
+- ``s8/dwconv_wide.c.j2`` (depthwise, DSP): four channels per step, one word load and two SXTAB16
+  per tap, SMLABB/SMLATT into four accumulators; taps fully unrolled for pixels away from the border.
+
+Requantization uses :func:`fast_requant` where its preconditions hold (checked here, at compile
+time) and the reference helper otherwise; both give the integers of tinyc.quant.fixedpoint.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..quant import fixedpoint
+from ..quant.fixedpoint import requantize
+from . import FIXEDPOINT, Kernel, offset_term
+
+REQUANT_FAST = ("s8/requant_fast.c.j2",)
+LDRD = ("s8/ldrd.c.j2",)
+# the most arena a depthwise kernel's ring of widened rows may take (it sets the channel block)
+RING_BYTES = 1024
+
+
+def dot_variant(variants: tuple[str, ...]) -> str | None:
+    """The first of the target's variants with dot-product kernels ("mve" or "dsp")."""
+    return next((v for v in variants if v in ("mve", "dsp")), None)
+
+
+def acc_bound(w2d: np.ndarray, bias: np.ndarray | None, x_range: int = 255) -> int:
+    """max |accumulator| over channels: |bias| + x_range * sum |w| (x_range bounds |x - zp|)."""
+    w = np.abs(np.asarray(w2d, np.int64)).reshape(w2d.shape[0], -1).sum(axis=1) * x_range
+    if bias is not None:
+        w = w + np.abs(np.asarray(bias, np.int64).reshape(-1))
+    return int(w.max()) if w.size else 0
+
+
+def dead_outputs(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> dict[int, int]:
+    """Output channels whose weights are all zero: their (constant) int8 output, the reference
+    requantization of the bias."""
+    dead = [c for c in range(w2d.shape[0]) if not np.any(w2d[c])]
+    if not dead:
+        return {}
+    b = np.zeros(w2d.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
+    mult = np.broadcast_to(np.asarray(p["mult"], np.int64), (w2d.shape[0],))
+    shift = np.broadcast_to(np.asarray(p["shift"], np.int64), (w2d.shape[0],))
+    out = requantize(b[dead], mult[dead], shift[dead], p["zp"], p["act_min"], p["act_max"])
+    return {c: int(v) for c, v in zip(dead, out)}
+
+
+def live_bias(w2d: np.ndarray, bias: np.ndarray | None) -> np.ndarray | None:
+    """The bias with the channels of all-zero weights set to 0 (their output is a constant that
+    the requantization table gives; a pruned channel's bias can be huge in int32 units)."""
+    if bias is None:
+        return None
+    b = np.array(bias, np.int64).reshape(-1)
+    b[[c for c in range(w2d.shape[0]) if not np.any(w2d[c])]] = 0
+    return b
+
+
+def fast_requant(mult, shift, zp: int, bound: int, constants: dict[int, int] | None = None) -> dict | None:
+    """Parameters of ``tinyc_rq_fast`` (templates/*/s8/requant_fast.c.j2), or None when its
+    preconditions fail: double rounding, every multiplier shifting right by 1..31, |acc| < 2^30.
+    Then srdhm(acc, m) == round-to-nearest-up of 2 * acc * m / 2^32 (one SMMULR; kernels whose
+    weights are int16 keep the accumulator doubled by doubling them, ``doubled``), and
+    rdbpot(y, r) + zp == (y + 2^(r-1) + (y < 0 ? -1 : 0) + zp * 2^r) >> r, exactly: the constant
+    2^(r-1) + zp * 2^r is stored per channel. ``constants``: channels whose output is a known
+    constant c (all-zero weights), given as multiplier 0, shift 1, rounding 2c + 1."""
+    if fixedpoint.ROUNDING != "double" or bound >= 2**30:
+        return None
+    constants = constants or {}
+    n = max([len(mult)] + [c + 1 for c in constants])
+    mult = [int(m) for m in np.broadcast_to(np.asarray(mult, np.int64), (n,))] if constants else [int(m) for m in mult]
+    shift = [int(v) for v in np.broadcast_to(np.asarray(shift, np.int64), (len(mult),))]
+    for c in constants:
+        mult[c], shift[c] = 0, -1
+    # a zero multiplier maps everything to the zero point, which the formula gives with shift 1
+    right = [-s if m else 1 for m, s in zip(mult, shift)]
+    if any(not 1 <= r <= 31 for r in right) or any(m < 0 for m in mult):
+        return None
+    rnd = [(1 << (r - 1)) + (zp << r) for r in right]
+    for c, v in constants.items():
+        rnd[c] = 2 * v + 1
+    if any(abs(c) >= 2**30 for c in rnd):
+        return None
+    per_channel = len(set(zip(mult, right, rnd))) > 1
+    if not per_channel:
+        mult, right, rnd = mult[:1], right[:1], rnd[:1]
+    table = [v for trio in zip(mult, rnd, right) for v in trio]
+    return dict(fast_rq=True, per_channel=per_channel, mult=mult, rshift=right, rnd=rnd, rq_table=table)
+
+
+def pack16(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Two int16 values per int32 word (lo in the low half), as SMLAD reads them."""
+    lo = np.asarray(lo, np.int64) & 0xFFFF
+    hi = np.asarray(hi, np.int64) & 0xFFFF
+    return ((hi << 16) | lo).astype(np.uint32).view(np.int32)
+
+
+def _interleave4(rows: np.ndarray) -> np.ndarray:
+    """Every group of four columns as SXTB16 widens a word: (k0, k2) then (k1, k3)."""
+    g = rows.reshape(rows.shape[0], -1, 4)
+    return np.stack([pack16(g[:, :, 0], g[:, :, 2]), pack16(g[:, :, 1], g[:, :, 3])], axis=-1)
+
+
+def _natural4(rows: np.ndarray) -> np.ndarray:
+    g = rows.reshape(rows.shape[0], -1, 4)
+    return np.stack([pack16(g[:, :, 0], g[:, :, 1]), pack16(g[:, :, 2], g[:, :, 3])], axis=-1)
+
+
+def gemm_geometry(K: int, run: int, pointwise: bool) -> dict:
+    """How the gather writes a row of K values made of runs of ``run`` contiguous input bytes (the
+    channels of one tap; the whole row for 1x1 and fully connected): words (four values, widened
+    in SXTB16 order) when every run starts on a multiple of four, else one value at a time."""
+    wide = (run // 4) * 4 if (pointwise or run % 4 == 0) else 0
+    return dict(K=K, KP=-(-K // 4) * 4, run=run, wide=wide)
+
+
+def dsp_gemm_weights(w2d: np.ndarray, geo: dict, block: int = 2) -> np.ndarray:
+    """int8 (M, K) -> int32 words: per block of output channels (two, or four), per group of four
+    k, each channel's two words in turn (M is padded with zero channels to a whole block)."""
+    m, k = w2d.shape
+    mp, kp = -(-m // block) * block, geo["KP"]
+    w = np.zeros((mp, kp), np.int64)
+    w[:m, :k] = w2d
+    if geo["wide"]:
+        # words where the gather widens whole words, natural pairs in each run's tail
+        run, wide = geo["run"], geo["wide"]
+        words = np.empty((mp, kp // 4, 2), np.int32)
+        for g in range(kp // 4):
+            k0 = 4 * g
+            interleaved = (k0 % run) + 4 <= wide  # inside the part of a run gathered as words
+            cols = w[:, k0:k0 + 4]
+            words[:, g] = (_interleave4(cols) if interleaved else _natural4(cols))[:, 0]
+    else:
+        words = _natural4(w)
+    # (blocks, groups, channel of the block, word)
+    return words.reshape(mp // block, block, kp // 4, 2).transpose(0, 2, 1, 3).reshape(-1).astype(np.int32)
+
+
+def stream(words: np.ndarray, start: np.ndarray, rq: dict, skip_zero: bool = True
+           ) -> tuple[np.ndarray, list[int] | None]:
+    """One int32 stream the DSP kernels walk with a single pointer: per block of output channels
+    (rows of ``words``), the accumulators' initial values, the weights, then (per channel) the
+    requantization's multiplier, rounding and shift. Pruning-aware: a block whose weights are all
+    zero keeps only its bias and constants (its outputs are requantized biases) and the second
+    value lists which blocks have weights (None when all do)."""
+    n = words.shape[0]
+    words = np.asarray(words, np.int64).reshape(n, -1)
+    start = np.asarray(start, np.int64).reshape(n, -1)
+    table = np.zeros((n, 3 * start.shape[1] if rq["per_channel"] else 0), np.int64)
+    if rq["per_channel"]:
+        table.reshape(-1)[:len(rq["rq_table"])] = rq["rq_table"]
+    live = [int(np.any(words[b]) or not skip_zero) for b in range(n)]
+    parts = [np.concatenate([start[b], words[b] if live[b] else words[b, :0], table[b]]) for b in range(n)]
+    return np.concatenate(parts).astype(np.int32), (None if all(live) else live)
+
+
+def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, geo: dict, rows: dict,
+                bias_input: int = 2) -> Kernel | None:
+    """The int8 matrix-product kernel (``kind`` "dsp" or "mve") for out[q, m] = requant(bias[m] +
+    sum_k (a[q, k] - zp) * w[m, k]) where ``rows`` describes how row q is gathered (template
+    parameters of the gather); ``p`` holds the requantization and clamp parameters. None when a
+    precondition fails (the caller then uses its portable kernel)."""
+    m = w2d.shape[0]
+    q = dict(p, **geo, **rows, M=m, kind=kind)
+    has_bias = bias is not None
+    if kind == "dsp":  # (channels of all-zero weights: constants in the requantization table)
+        consts = dead_outputs(p, w2d, bias)
+        bias = live_bias(w2d, bias)
+    start = np.zeros(m + m % 2, np.int64)  # each accumulator's initial value
+    if bias is not None:
+        start[:m] = np.asarray(bias, np.int64).reshape(-1)
+    if kind == "dsp":
+        rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias), consts)
+        if rq is None:
+            return None
+        q.update(rq, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])))
+        start *= 2
+        words = dsp_gemm_weights(2 * np.asarray(w2d, np.int64), geo).reshape(len(start) // 2, -1)
+        data, live = stream(words, start.reshape(-1, 2), rq)
+        weights = {1: data}
+        q["live"] = live
+    else:
+        term = offset_term(p["in_offset"], w2d)
+        if term is None:
+            return None
+        start[:m] += np.asarray(term, np.int64)
+        if np.abs(start).max() >= 2**31:
+            return None
+        kp = -(-geo["K"] // 16) * 16
+        q.update(KP=kp)
+        wp = np.zeros((m + m % 2, kp), np.int8)
+        wp[:m, :geo["K"]] = w2d
+        weights = {1: wp.reshape(-1)}
+        rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias))
+        if rq:
+            q.update(rq)
+    q["start"] = start.tolist()
+    if bias is not None:
+        weights[bias_input] = None  # in the kernel's table of initial values
+    pre = FIXEDPOINT + (REQUANT_FAST if q.get("fast_rq") else ()) + (("s8/ldrd.c.j2",) if kind == "dsp" else ())
+    return Kernel("s8/gemm.c.j2", q, preamble=pre, includes=("string.h",), weights=weights)
+
+
+def gemm_scratch(kind: str, K: int, P: int) -> int:
+    """The gathered rows (two, or one when the product has one): int16 for the DSP kernel, int8
+    padded to 16 for Helium."""
+    rows = 2 if P > 1 else 1
+    return rows * 2 * (-(-K // 4) * 4) if kind == "dsp" else rows * (-(-K // 16) * 16)
+
+
+def dwconv_weights(w2d: np.ndarray) -> np.ndarray:
+    """Depthwise (C, taps) int8 -> per group of four channels, per tap, two words: channels
+    (0, 2) then (1, 3), as SXTB16 widens a loaded word of four channels."""
+    c, t = w2d.shape
+    w = np.zeros((-(-c // 4) * 4, t), np.int64)
+    w[:c] = w2d
+    g = w.reshape(-1, 4, t)
+    return np.stack([pack16(g[:, 0], g[:, 2]), pack16(g[:, 1], g[:, 3])], axis=-1).reshape(-1).astype(np.int32)
+
+
+def dwconv_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel | None:
+    """Depthwise int8 convolution for cores with the DSP extension (``s8/dwconv_wide.c.j2``), or
+    None when it does not apply (channels not a multiple of 4, the fast requantization's
+    preconditions, offsets beyond LDRD's reach)."""
+    c = p["M"]
+    consts = dead_outputs(p, w2d, bias)
+    bias = live_bias(w2d, bias)
+    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias), consts)
+    if rq is None or c % 4 or p["N"] != 1:
+        return None
+    # input rows are widened once into a ring of int16 rows with the padding columns as zeros
+    pr = max(0, (p["OW"] - 1) * p["SW"] + (p["KW"] - 1) * p["DW"] + 1 - p["PL"] - p["W"])
+    wp = p["PL"] + p["W"] + pr
+    ring = (p["KH"] - 1) * p["DH"] + 1
+    start = 2 * np.asarray(bias if bias is not None else np.zeros(c), np.int64).reshape(-1)
+    # channels in blocks (depthwise channels are independent) so that the ring stays small
+    cb = max([b for b in range(4, c + 1, 4) if c % b == 0 and (ring + 1) * wp * b * 2 <= RING_BYTES] or [4])
+    if (p["KW"] - 1) * p["DW"] * cb * 2 > 1020:  # LDRD's immediate offsets
+        return None
+    q = dict(p, **rq, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])), start=start.tolist(),
+             WP=wp, RING=ring, CB=cb)
+    words = dwconv_weights(2 * np.asarray(w2d, np.int64)).reshape(c // 4, -1)
+    weights = {1: stream(words, start.reshape(-1, 4), rq, skip_zero=False)[0]}  # (fixed block stride)
+    if bias is not None:
+        weights[2] = None  # in the stream
+    k = Kernel("s8/dwconv_wide.c.j2", q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",),
+               weights=weights)
+    k.scratch = (ring + 1) * wp * q["CB"] * 2  # and a row of zeros
+    return k
+
+
+def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel | None:
+    """Convolution (one group, channels a multiple of 4, no horizontal dilation) for cores with the
+    DSP extension without im2col (``s8/conv_ring.c.j2``): input rows widened once into a ring, the
+    taps of a kernel row read as one contiguous run. None when it does not apply."""
+    if p["C"] % 4 or p["DW"] != 1 or p["N"] != 1:
+        return None
+    consts = dead_outputs(p, w2d, bias)
+    bias = live_bias(w2d, bias)
+    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias), consts)
+    if rq is None:
+        return None
+    m = w2d.shape[0]
+    geo = gemm_geometry(w2d.shape[1], p["C"], pointwise=False)
+    start = np.zeros(m + m % 2, np.int64)
+    if bias is not None:
+        start[:m] = np.asarray(bias, np.int64).reshape(-1)
+    start *= 2
+    words = dsp_gemm_weights(2 * np.asarray(w2d, np.int64), geo).reshape(len(start) // 2, -1)
+    pr = max(0, (p["OW"] - 1) * p["SW"] + p["KW"] - p["PL"] - p["W"])
+    wp = p["PL"] + p["W"] + pr
+    ring = (p["KH"] - 1) * p["DH"] + 1
+    q = dict(p, **rq, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])), WP=wp, RING=ring)
+    data, live = stream(words, start.reshape(-1, 2), rq)
+    weights = {1: data}
+    q["live"] = live
+    if bias is not None:
+        weights[2] = None  # in the stream
+    k = Kernel("s8/conv_ring.c.j2", q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",),
+               weights=weights)
+    k.scratch = ring * wp * p["C"] * 2
+    return k
+
+
+def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int) -> Kernel | None:
+    """Fully connected for cores with the DSP extension when the product has one row per weight
+    use (``s8/fc_wide.c.j2``): no scratch; each word of four inputs is widened in registers and
+    feeds four output channels' SMLADs; weights widened, doubled and laid out at compile time."""
+    consts = dead_outputs(p, w2d, bias)
+    bias = live_bias(w2d, bias)
+    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias), consts)
+    if rq is None:
+        return None
+    n, k = w2d.shape
+    geo = gemm_geometry(k, k, pointwise=True)
+    geo["wide"] = geo["KP"]  # the last word is read zero-padded, so every group is in SXTB16 order
+    start = np.zeros(-(-n // 4) * 4, np.int64)
+    if bias is not None:
+        start[:n] = np.asarray(bias, np.int64).reshape(-1)
+    start *= 2
+    words = dsp_gemm_weights(2 * np.asarray(w2d, np.int64), geo, block=4).reshape(len(start) // 4, -1)
+    q = dict(p, **rq, **geo, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])), N=n, P=rows)
+    data, live = stream(words, start.reshape(-1, 4), rq)
+    weights = {1: data}
+    q["live"] = live
+    if bias is not None:
+        weights[2] = None  # in the stream
+    return Kernel("s8/fc_wide.c.j2", q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",),
+                  weights=weights)
