@@ -8,7 +8,7 @@ from ..quant.fixedpoint import requantize
 from ..quant.params import per_channel_multipliers
 from .layout import is_nhwc, with_nhwc
 from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, int8_clamp, act_params, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
-from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel, gemm_scratch
+from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel
 from .window import as_2d, normalize_window, output_spatial
 
 
@@ -149,8 +149,6 @@ class Conv(Op):
                     k = conv_ring_kernel(p, w2d, b)
             if k is None:
                 k = gemm_kernel(kind, p, w2d, b, geo, rows)
-                if k is not None:
-                    k.scratch = gemm_scratch(kind, w2d.shape[1], rows["P"])
         elif p["G"] == p["C"] == p["M"] and "dsp" in variants:
             k = dwconv_kernel(p, w.data.reshape(p["M"], -1), b)
         return k if k is not None else self.kernel(node, ins, outs)

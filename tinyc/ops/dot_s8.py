@@ -9,15 +9,24 @@ here (the model's int8 array is then not emitted):
   activations need no shuffling.
 - ``mve``: int8 rows padded to a multiple of 16 (one vector load each).
 
-Kernels:
+Kernels (DSP ones read one int32 stream per layer: per block of output channels the doubled
+bias, the weights and the requantization constants, see :func:`stream`):
 
-- ``s8/gemm.c.j2`` (Conv with one group, any kernel; fully connected): the input values of two
-  output pixels (rows) are gathered, im2col-style, into arena scratch, and two pixels x two output
-  channels are accumulated at a time, so every load feeds two multiply-accumulates. DSP: the rows
-  are widened to int16 with the input offset added (padding is then zero). Helium: the rows stay
-  int8 with padding at the input zero point, and the offset's share is a per-channel constant.
-- ``s8/dwconv_wide.c.j2`` (depthwise, DSP): four channels per step, one word load and two SXTAB16
-  per tap, SMLABB/SMLATT into four accumulators; taps fully unrolled for pixels away from the border.
+- ``s8/gemm.c.j2`` (Conv with one group and fully connected; DSP: where no ring kernel applies):
+  the input values of two output pixels (rows) are gathered, im2col-style, into arena scratch, and
+  two pixels x two output channels are accumulated at a time, so every load feeds two
+  multiply-accumulates. DSP: rows widened to int16 with the input offset added (padding is then
+  zero). Helium: rows stay int8 with padding at the input zero point, and the offset's share is a
+  per-channel constant.
+- ``s8/conv_ring.c.j2`` (DSP, channels a multiple of 4): input rows widened once into a small ring
+  of padded int16 rows, so a kernel row's taps are one contiguous run: no im2col.
+- ``s8/dwconv_wide.c.j2`` (depthwise, DSP): the same ring per block of channels; four channels per
+  step with SMLABB/SMLATT, every tap unrolled.
+- ``s8/fc_wide.c.j2`` (fully connected with one row, DSP): inputs widened in registers, four output
+  channels per word, no scratch.
+
+Blocks of output channels whose weights are all zero (pruned) run no multiply-accumulates and keep
+no weights: their output is the requantized bias, a constant of the requantization table.
 
 Requantization uses :func:`fast_requant` where its preconditions hold (checked here, at compile
 time) and the reference helper otherwise; both give the integers of tinyc.quant.fixedpoint.
@@ -84,8 +93,8 @@ def fast_requant(mult, shift, zp: int, bound: int, constants: dict[int, int] | N
         return None
     constants = constants or {}
     n = max([len(mult)] + [c + 1 for c in constants])
-    mult = [int(m) for m in np.broadcast_to(np.asarray(mult, np.int64), (n,))] if constants else [int(m) for m in mult]
-    shift = [int(v) for v in np.broadcast_to(np.asarray(shift, np.int64), (len(mult),))]
+    mult = [int(v) for v in np.broadcast_to(np.asarray(mult, np.int64), (n,))]
+    shift = [int(v) for v in np.broadcast_to(np.asarray(shift, np.int64), (n,))]
     for c in constants:
         mult[c], shift[c] = 0, -1
     # a zero multiplier maps everything to the zero point, which the formula gives with shift 1
@@ -170,51 +179,77 @@ def stream(words: np.ndarray, start: np.ndarray, rq: dict, skip_zero: bool = Tru
     return np.concatenate(parts).astype(np.int32), (None if all(live) else live)
 
 
-def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, geo: dict, rows: dict,
-                bias_input: int = 2) -> Kernel | None:
+def dsp_stream(p: dict, w2d: np.ndarray, bias: np.ndarray | None, block: int, layout,
+               skip_zero: bool = True) -> tuple[dict, dict] | None:
+    """What every DSP kernel shares: the fast requantization (channels with all-zero weights as
+    constants) and the stream of ``block`` output channels at a time, weights laid out by
+    ``layout`` (int8 (M, K) doubled -> words). (template parameters, Kernel.weights), or None when
+    the requantization's preconditions fail."""
+    consts = dead_outputs(p, w2d, bias)
+    live = live_bias(w2d, bias)
+    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, live), consts)
+    if rq is None:
+        return None
+    n = w2d.shape[0]
+    start = np.zeros(-(-n // block) * block, np.int64)  # 2 x bias: the weights are doubled too
+    if live is not None:
+        start[:n] = 2 * live
+    words = layout(2 * np.asarray(w2d, np.int64)).reshape(len(start) // block, -1)
+    data, blocks = stream(words, start.reshape(-1, block), rq, skip_zero)
+    weights = {1: data}
+    if bias is not None:
+        weights[2] = None  # in the stream
+    return dict(rq, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])), live=blocks), weights
+
+
+def dsp_kernel(template: str, q: dict, weights: dict, scratch: int = 0) -> Kernel:
+    k = Kernel(template, q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",), weights=weights)
+    k.scratch = scratch
+    return k
+
+
+def ring_geometry(p: dict) -> tuple[int, int]:
+    """(padded row width, ring rows) of the kernels that widen input rows once into a ring."""
+    right = max(0, (p["OW"] - 1) * p["SW"] + (p["KW"] - 1) * p["DW"] + 1 - p["PL"] - p["W"])
+    return p["PL"] + p["W"] + right, (p["KH"] - 1) * p["DH"] + 1
+
+
+def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, geo: dict, rows: dict) -> Kernel | None:
     """The int8 matrix-product kernel (``kind`` "dsp" or "mve") for out[q, m] = requant(bias[m] +
     sum_k (a[q, k] - zp) * w[m, k]) where ``rows`` describes how row q is gathered (template
     parameters of the gather); ``p`` holds the requantization and clamp parameters. None when a
     precondition fails (the caller then uses its portable kernel)."""
     m = w2d.shape[0]
-    q = dict(p, **geo, **rows, M=m, kind=kind)
-    has_bias = bias is not None
-    if kind == "dsp":  # (channels of all-zero weights: constants in the requantization table)
-        consts = dead_outputs(p, w2d, bias)
-        bias = live_bias(w2d, bias)
-    start = np.zeros(m + m % 2, np.int64)  # each accumulator's initial value
+    scratch = gemm_scratch(kind, geo["K"], rows["P"])
+    if kind == "dsp":
+        shared = dsp_stream(p, w2d, bias, 2, lambda w: dsp_gemm_weights(w, geo))
+        if shared is None:
+            return None
+        return dsp_kernel("s8/gemm.c.j2", dict(p, **geo, **rows, M=m, **shared[0]), shared[1], scratch)
+    q = dict(p, **geo, **rows, M=m)
+    term = offset_term(p["in_offset"], w2d)
+    if term is None:
+        return None
+    start = np.zeros(m + m % 2, np.int64)  # each accumulator's initial value: bias + offset term
     if bias is not None:
         start[:m] = np.asarray(bias, np.int64).reshape(-1)
-    if kind == "dsp":
-        rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias), consts)
-        if rq is None:
-            return None
-        q.update(rq, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])))
-        start *= 2
-        words = dsp_gemm_weights(2 * np.asarray(w2d, np.int64), geo).reshape(len(start) // 2, -1)
-        data, live = stream(words, start.reshape(-1, 2), rq)
-        weights = {1: data}
-        q["live"] = live
-    else:
-        term = offset_term(p["in_offset"], w2d)
-        if term is None:
-            return None
-        start[:m] += np.asarray(term, np.int64)
-        if np.abs(start).max() >= 2**31:
-            return None
-        kp = -(-geo["K"] // 16) * 16
-        q.update(KP=kp)
-        wp = np.zeros((m + m % 2, kp), np.int8)
-        wp[:m, :geo["K"]] = w2d
-        weights = {1: wp.reshape(-1)}
-        rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias))
-        if rq:
-            q.update(rq)
-    q["start"] = start.tolist()
+    start[:m] += np.asarray(term, np.int64)
+    if np.abs(start).max() >= 2**31:
+        return None
+    kp = -(-geo["K"] // 16) * 16
+    wp = np.zeros((m + m % 2, kp), np.int8)
+    wp[:m, :geo["K"]] = w2d
+    weights = {1: wp.reshape(-1)}
     if bias is not None:
-        weights[bias_input] = None  # in the kernel's table of initial values
-    pre = FIXEDPOINT + (REQUANT_FAST if q.get("fast_rq") else ()) + (("s8/ldrd.c.j2",) if kind == "dsp" else ())
-    return Kernel("s8/gemm.c.j2", q, preamble=pre, includes=("string.h",), weights=weights)
+        weights[2] = None  # in the kernel's table of initial values
+    q.update(KP=kp, start=start.tolist())
+    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias))
+    if rq:
+        q.update(rq)
+    k = Kernel("s8/gemm.c.j2", q, preamble=FIXEDPOINT + (REQUANT_FAST if rq else ()), includes=("string.h",),
+               weights=weights)
+    k.scratch = scratch
+    return k
 
 
 def gemm_scratch(kind: str, K: int, P: int) -> int:
@@ -239,30 +274,20 @@ def dwconv_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel |
     None when it does not apply (channels not a multiple of 4, the fast requantization's
     preconditions, offsets beyond LDRD's reach)."""
     c = p["M"]
-    consts = dead_outputs(p, w2d, bias)
-    bias = live_bias(w2d, bias)
-    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias), consts)
-    if rq is None or c % 4 or p["N"] != 1:
+    if c % 4 or p["N"] != 1:
         return None
-    # input rows are widened once into a ring of int16 rows with the padding columns as zeros
-    pr = max(0, (p["OW"] - 1) * p["SW"] + (p["KW"] - 1) * p["DW"] + 1 - p["PL"] - p["W"])
-    wp = p["PL"] + p["W"] + pr
-    ring = (p["KH"] - 1) * p["DH"] + 1
-    start = 2 * np.asarray(bias if bias is not None else np.zeros(c), np.int64).reshape(-1)
+    # input rows are widened once into a ring of int16 rows with the padding columns as zeros,
     # channels in blocks (depthwise channels are independent) so that the ring stays small
+    wp, ring = ring_geometry(p)
     cb = max([b for b in range(4, c + 1, 4) if c % b == 0 and (ring + 1) * wp * b * 2 <= RING_BYTES] or [4])
     if (p["KW"] - 1) * p["DW"] * cb * 2 > 1020:  # LDRD's immediate offsets
         return None
-    q = dict(p, **rq, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])), start=start.tolist(),
-             WP=wp, RING=ring, CB=cb)
-    words = dwconv_weights(2 * np.asarray(w2d, np.int64)).reshape(c // 4, -1)
-    weights = {1: stream(words, start.reshape(-1, 4), rq, skip_zero=False)[0]}  # (fixed block stride)
-    if bias is not None:
-        weights[2] = None  # in the stream
-    k = Kernel("s8/dwconv_wide.c.j2", q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",),
-               weights=weights)
-    k.scratch = (ring + 1) * wp * q["CB"] * 2  # and a row of zeros
-    return k
+    # (the kernel finds each block of four channels at a fixed stride: no block is skipped)
+    shared = dsp_stream(p, w2d, bias, 4, dwconv_weights, skip_zero=False)
+    if shared is None:
+        return None
+    return dsp_kernel("s8/dwconv_wide.c.j2", dict(p, **shared[0], WP=wp, RING=ring, CB=cb), shared[1],
+                      (ring + 1) * wp * cb * 2)  # and a row of zeros
 
 
 def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel | None:
@@ -271,55 +296,22 @@ def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kerne
     taps of a kernel row read as one contiguous run. None when it does not apply."""
     if p["C"] % 4 or p["DW"] != 1 or p["N"] != 1:
         return None
-    consts = dead_outputs(p, w2d, bias)
-    bias = live_bias(w2d, bias)
-    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias), consts)
-    if rq is None:
-        return None
-    m = w2d.shape[0]
     geo = gemm_geometry(w2d.shape[1], p["C"], pointwise=False)
-    start = np.zeros(m + m % 2, np.int64)
-    if bias is not None:
-        start[:m] = np.asarray(bias, np.int64).reshape(-1)
-    start *= 2
-    words = dsp_gemm_weights(2 * np.asarray(w2d, np.int64), geo).reshape(len(start) // 2, -1)
-    pr = max(0, (p["OW"] - 1) * p["SW"] + p["KW"] - p["PL"] - p["W"])
-    wp = p["PL"] + p["W"] + pr
-    ring = (p["KH"] - 1) * p["DH"] + 1
-    q = dict(p, **rq, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])), WP=wp, RING=ring)
-    data, live = stream(words, start.reshape(-1, 2), rq)
-    weights = {1: data}
-    q["live"] = live
-    if bias is not None:
-        weights[2] = None  # in the stream
-    k = Kernel("s8/conv_ring.c.j2", q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",),
-               weights=weights)
-    k.scratch = ring * wp * p["C"] * 2
-    return k
+    shared = dsp_stream(p, w2d, bias, 2, lambda w: dsp_gemm_weights(w, geo))
+    if shared is None:
+        return None
+    wp, ring = ring_geometry(p)
+    return dsp_kernel("s8/conv_ring.c.j2", dict(p, **shared[0], WP=wp, RING=ring), shared[1], ring * wp * p["C"] * 2)
 
 
 def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int) -> Kernel | None:
     """Fully connected for cores with the DSP extension when the product has one row per weight
     use (``s8/fc_wide.c.j2``): no scratch; each word of four inputs is widened in registers and
     feeds four output channels' SMLADs; weights widened, doubled and laid out at compile time."""
-    consts = dead_outputs(p, w2d, bias)
-    bias = live_bias(w2d, bias)
-    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias), consts)
-    if rq is None:
-        return None
     n, k = w2d.shape
     geo = gemm_geometry(k, k, pointwise=True)
     geo["wide"] = geo["KP"]  # the last word is read zero-padded, so every group is in SXTB16 order
-    start = np.zeros(-(-n // 4) * 4, np.int64)
-    if bias is not None:
-        start[:n] = np.asarray(bias, np.int64).reshape(-1)
-    start *= 2
-    words = dsp_gemm_weights(2 * np.asarray(w2d, np.int64), geo, block=4).reshape(len(start) // 4, -1)
-    q = dict(p, **rq, **geo, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])), N=n, P=rows)
-    data, live = stream(words, start.reshape(-1, 4), rq)
-    weights = {1: data}
-    q["live"] = live
-    if bias is not None:
-        weights[2] = None  # in the stream
-    return Kernel("s8/fc_wide.c.j2", q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",),
-                  weights=weights)
+    shared = dsp_stream(p, w2d, bias, 4, lambda w: dsp_gemm_weights(w, geo, block=4))
+    if shared is None:
+        return None
+    return dsp_kernel("s8/fc_wide.c.j2", dict(p, **shared[0], **geo, N=n, P=rows), shared[1])

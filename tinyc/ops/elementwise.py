@@ -11,6 +11,7 @@ from ..errors import UnsupportedError
 from ..ir import DTYPES, Node
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
 from ..quant.params import add_params, mul_params, rescale_params
+from .dot_s8 import REQUANT_FAST, fast_requant
 from . import FIXEDPOINT, Kernel, Op, int8_act_range, int8_clamp, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
 
 
@@ -80,8 +81,6 @@ class Add(_Binary):
         """Each operand's rescaled value depends on its int8 value only: two 256-entry tables
         (computed here with the reference arithmetic, indexed by the byte), one add, one
         requantization per element."""
-        from .dot_s8 import fast_requant
-
         p = add_params(ins[0].quant, ins[1].quant, outs[0].quant)
         x = np.arange(256).astype(np.uint8).view(np.int8).astype(np.int64)  # by byte value
         ta = multiply_by_quantized_multiplier((x - p["zp1"]) << p["left_shift"], p["m1"], p["s1"])
@@ -94,7 +93,7 @@ class Add(_Binary):
             q.update(rq, doubled=True)
             ta, tb = 2 * ta, 2 * tb
         q.update(table_a=ta.tolist(), table_b=tb.tolist())
-        return Kernel("s8/add.c.j2", q, preamble=FIXEDPOINT + (("s8/requant_fast.c.j2",) if rq else ()))
+        return Kernel("s8/add.c.j2", q, preamble=FIXEDPOINT + (REQUANT_FAST if rq else ()))
 
 
 @register

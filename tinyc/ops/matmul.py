@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import requantize
 from ..quant.params import fc_multipliers
-from .dot_s8 import dot_variant, fc_wide_kernel, gemm_geometry, gemm_kernel, gemm_scratch
+from .dot_s8 import dot_variant, fc_wide_kernel, gemm_geometry, gemm_kernel
 from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, int8_clamp, act_params, broadcast_strides, float_activation, is_quantized, register, requant_params, require_f32
 
 
@@ -148,10 +148,7 @@ class Gemm(Op):
                 return g
         g = gemm_kernel(kind, p, w2d, None if bias is None else bias.data, gemm_geometry(k, k, pointwise=True),
                         dict(gather="row", ROW=k, P=m))
-        if g is None:
-            return self.kernel(node, ins, outs)
-        g.scratch = gemm_scratch(kind, k, m)
-        return g
+        return g if g is not None else self.kernel(node, ins, outs)
 
     def kernel(self, node, ins, outs):
         at = node.attrs
