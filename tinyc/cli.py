@@ -95,29 +95,63 @@ def _human(n: float) -> str:
     return str(n)
 
 
-def cmd_compile(args) -> int:
+def _generate_with_report(args, target, prepared):
+    """Generate code and complete report.json: quantization quality, sizes measured from the
+    object file, RAM/flash totals; a model over budget is an error."""
+    from .budget import enforce, measure, totals
     from .codegen import generate
-    from .compiler import write_output
-    from .targets import get_target
-
     from .compiler import quantization_quality
 
-    target = get_target(args.target)
-    prepared = _prepare(args)
-    g = prepared.graph
-    model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
+    model = generate(prepared.graph, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
     q = quantization_quality(prepared)
     if q is not None:
         model.report["quantization"] = dict(method=args.calib_method if args.quantize else "from the model (QDQ)",
                                             rounding=_rounding(), outputs=q)
-    from .budget import enforce, measure, totals
-
     measured = measure(model, target) if target.emulator.kind != "native" else None
     if measured is not None:
         model.report["measured"] = measured
     ram, flash = totals(model.report)
     model.report.update(ram_bytes=ram, flash_bytes=flash)
-    enforce(model.report, target, _bytes_arg(args.ram_budget, "--ram-budget"), _bytes_arg(args.flash_budget, "--flash-budget"))
+    enforce(model.report, target, _bytes_arg(getattr(args, "ram_budget", None), "--ram-budget"),
+            _bytes_arg(getattr(args, "flash_budget", None), "--flash-budget"))
+    return model
+
+
+# at most this many samples go through the interpreter for the per-layer error of a report
+REPORT_SAMPLES = 32
+
+
+def _html_report(args, target, prepared, model, samples, origin, emulate=False, bench=False) -> str:
+    from .diff import compare_target, layer_errors, run_debug_build, summarize
+    from .htmlreport import render
+
+    g = prepared.graph
+    samples = samples[:REPORT_SAMPLES]
+    rows, refs, _ = layer_errors(g, samples) if samples else ([], [], [])
+    bench_data = None
+    if emulate or bench:
+        with tempfile.TemporaryDirectory(prefix="tinyc-report-") as tmp:
+            if emulate:
+                dumps = run_debug_build(g, target, Path(tmp) / "debug", samples, name=model.name,
+                                        source=Path(args.model).name, timeout=args.timeout)
+                compare_target(rows, refs, dumps, args.rtol)
+            if bench:
+                from .bench import count
+
+                bench_data = count(model, target, Path(tmp) / "bench", samples[0], timeout=args.timeout)
+                bench_data.pop("outputs")
+    note = f"on {len(samples)} sample(s) ({origin})" if samples else ""
+    return render(model.report, target, [r.to_json() for r in rows], bench_data, summarize(rows) if rows else None, note)
+
+
+def cmd_compile(args) -> int:
+    from .compiler import write_output
+    from .targets import get_target
+
+    target = get_target(args.target)
+    prepared = _prepare(args)
+    model = _generate_with_report(args, target, prepared)
+    q = model.report.get("quantization", {}).get("outputs")
     files = write_output(model, Path(args.output))
     r = model.report
     print(f"tinyc: {args.model} -> {args.output} (target {target.name})")
@@ -135,6 +169,10 @@ def cmd_compile(args) -> int:
         for name, v in q.items():
             print(f"  int8 vs float on {v['samples']} calibration samples, output '{name}': SQNR {v['sqnr_db']:.1f} dB, "
                   f"max abs error {v['max_abs_error']:.3g}, top-1 agreement {v['top1_agreement']:.1%}")
+    if args.report:
+        html = Path(args.output) / "report.html"
+        html.write_text(_html_report(args, target, prepared, model, prepared.calib, "calibration data"))
+        files.append(html)
     print("  wrote " + ", ".join(str(f) for f in files))
     if args.verbose:
         print(model.plan.render())
@@ -270,6 +308,67 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def cmd_diff(args) -> int:
+    import json
+
+    from .data import load_samples, random_samples
+    from .diff import compare_target, layer_errors, render_table, run_debug_build, summarize
+    from .targets import get_target
+
+    target = get_target(args.target)
+    g = _load(args)
+    if args.input:
+        samples, origin = load_samples(args.input, g)[0], args.input
+    else:
+        samples, origin = random_samples(g, args.samples, args.seed), f"{args.samples} random sample(s), seed {args.seed}"
+    rows, refs, _ = layer_errors(g, samples)
+    if target.emulator.kind in ("qemu", "native"):
+        with tempfile.TemporaryDirectory(prefix="tinyc-diff-") as tmp:
+            build = Path(args.build_dir) if args.build_dir else Path(tmp)
+            dumps = run_debug_build(g, target, build, samples, name=args.name or Path(args.model).stem,
+                                    source=Path(args.model).name, timeout=args.timeout)
+        compare_target(rows, refs, dumps, args.rtol)
+    else:
+        print(f"tinyc diff: {target.name} has no emulator; only float vs int8 is shown", file=sys.stderr)
+    summary = summarize(rows)
+    if args.json:
+        print(json.dumps(dict(model=args.model, target=target.name, samples=len(samples), inputs=origin,
+                              layers=[r.to_json() for r in rows], **summary), indent=2))
+    else:
+        where = "natively" if target.emulator.kind == "native" else f"in {target.emulator.system} -M {target.emulator.machine}"
+        print(f"tinyc diff: {args.model} on {target.name} ({where}), {len(samples)} sample(s): {origin}")
+        print("  SQNR and max err: int8 reference against the float model (the int8 graph dequantized); "
+              "drop: SQNR lost in the layer")
+        print(render_table(rows, summary, target.name))
+    return EXIT_MISMATCH if summary["first_divergence"] else EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from .data import load_samples, random_samples
+    from .targets import get_target
+
+    target = get_target(args.target)
+    prepared = _prepare(args)
+    model = _generate_with_report(args, target, prepared)
+    g = prepared.graph
+    if args.input:
+        samples, origin = load_samples(args.input, g)[0], args.input
+    elif prepared.calib:
+        samples, origin = prepared.calib, "calibration data"
+    else:
+        samples, origin = random_samples(g, args.samples, args.seed), f"random inputs, seed {args.seed}"
+    out = Path(args.output)
+    if out.is_dir():
+        raise TinycError(f"--output {out} is a folder; give the HTML file's path")
+    html = _html_report(args, target, prepared, model, samples, origin, emulate=args.emulate, bench=args.bench)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html)
+    r = model.report
+    print(f"tinyc report: {args.model} on {target.name} -> {out} (arena {r['arena_bytes']:,} B, "
+          f"weights {r['weights_bytes']:,} B, {r['macs_total']:,} MACs)")
+    return EXIT_OK
+
+
 def cmd_check(args) -> int:
     from .check import check
     from .targets import get_target
@@ -363,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="output folder")
     c.add_argument("--name", help="C name prefix (default: the model file name)")
     c.add_argument("--verbose", "-v", action="store_true", help="print the memory plan")
+    c.add_argument("--report", action="store_true", help="also write report.html (see `tinyc report`)")
     c.add_argument("--passes", nargs=0, action=_ListPasses, help="list the pass pipeline and exit")
     c.add_argument("--dump-ir", metavar="all|after=PASS", help="print the text IR after every pass, or after PASS")
     c.add_argument("--ram-budget", metavar="BYTES", help="fail when the model needs more RAM (default: the target board's; 0: none)")
@@ -375,16 +475,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output .npz")
     r.set_defaults(fn=cmd_run)
 
+    def run_args(sp, target: str, samples: int, timeout: float, inputs_help: str):
+        """Options of the commands that run samples on a target."""
+        model_args(sp)
+        sp.add_argument("--target", "-t", default=target, help="target name (see `tinyc targets`)")
+        sp.add_argument("--input", "-i", help=inputs_help)
+        sp.add_argument("--samples", type=int, default=samples, help="random samples when --input is absent")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--rtol", type=float, default=1e-4, help="float tolerance relative to the largest reference value")
+        sp.add_argument("--timeout", type=float, default=timeout, help="seconds before an emulator run is stopped")
+        sp.add_argument("--name", help="C name prefix")
+
+    inputs = "inputs (.npz, .npy, .pb or ONNX test-data folder); random when absent"
     v = sub.add_parser("verify", help="build, run on the target (emulated) and compare with the reference")
-    model_args(v)
-    v.add_argument("--target", "-t", default="host")
-    v.add_argument("--input", "-i", help="inputs (.npz, .npy, .pb or ONNX test-data folder); random when absent")
-    v.add_argument("--samples", type=int, default=3, help="random samples when --input is absent")
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--rtol", type=float, default=1e-4, help="float tolerance relative to the largest reference value")
-    v.add_argument("--timeout", type=float, default=300.0, help="seconds before the emulator run is stopped")
+    run_args(v, "host", 3, 300.0, inputs)
     v.add_argument("--build-dir", help="keep the firmware build in this folder")
-    v.add_argument("--name", help="C name prefix")
     v.add_argument("--emulator", choices=["qemu", "renode"], default="qemu",
                    help="qemu (default; natively for host) or renode (renode-test with a generated .robot test)")
     v.set_defaults(fn=cmd_verify)
@@ -399,6 +504,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--timeout", type=float, default=600.0)
     b.add_argument("--name", help="C name prefix")
     b.set_defaults(fn=cmd_bench)
+
+    d = sub.add_parser("diff", help="every layer three ways: float model, int8 reference, generated C on the target")
+    run_args(d, "cortex-m4", 1, 300.0, inputs)
+    d.add_argument("--build-dir", help="keep the debug firmware build in this folder")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.set_defaults(fn=cmd_diff)
+
+    h = sub.add_parser("report", help="one self-contained HTML page: memory plan picture, per-layer MACs, "
+                       "weights, errors and instructions, RAM/flash against the board")
+    run_args(h, "cortex-m4", 4, 600.0, "samples for the per-layer quantization error (default: --calib, else random)")
+    h.add_argument("--output", "-o", required=True, help="the HTML file to write")
+    h.add_argument("--emulate", action="store_true", help="also run the debug build on the target and mark layers that differ")
+    h.add_argument("--bench", action="store_true", help="also count instructions per layer in QEMU (tinyc bench)")
+    h.set_defaults(fn=cmd_report)
 
     k = sub.add_parser("check", help="list every problem at once and the RAM/flash needed against the target")
     k.add_argument("model", help="ONNX model file")

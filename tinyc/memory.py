@@ -69,6 +69,28 @@ class MemoryPlan:
                      tensors=list(b.tensors))
                 for b in sorted(self.buffers, key=lambda b: (b.offset, b.first))]
 
+    def tensor_ranges(self, g: Graph) -> list[dict]:
+        """Every planned tensor (activations and kernels' scratch) with its own bytes and live
+        range: the boxes of the memory picture. Tensors sharing a buffer (views, in place) share
+        its offset; each lives from its writer to its last reader."""
+        producer = {o: i for i, n in enumerate(g.nodes) for o in n.outputs}
+        last_read: dict[str, int] = {}
+        for i, n in enumerate(g.nodes):
+            for x in n.inputs:
+                if x is not None:
+                    last_read[x] = i
+        out = []
+        for b in sorted(self.buffers, key=lambda b: (b.offset, b.first)):
+            for t in b.tensors:
+                if t in g.tensors:
+                    first = producer.get(t, b.first)
+                    out.append(dict(name=t, buffer=b.name, offset=b.offset, size=g.tensors[t].nbytes, first_use=first,
+                                    last_use=max(first, last_read.get(t, first)), kind="activation"))
+                else:
+                    out.append(dict(name=t, buffer=b.name, offset=b.offset, size=b.size, first_use=b.first,
+                                    last_use=b.last, kind="scratch"))
+        return out
+
     def render(self) -> str:
         """One line per buffer: offset, size, live range, tensors."""
         rows = [f"arena {self.arena_bytes} B, lower bound {self.lower_bound_bytes} B "

@@ -53,6 +53,8 @@ class Layer:
     body: str
     output_shape: tuple[int, ...]
     macs: int
+    weights_bytes: int = 0  # bytes of the constant arrays this layer reads
+    dumps: list[tuple[int, str, int]] = field(default_factory=list)  # debug build: (output, pointer, bytes)
 
 
 @dataclass
@@ -89,7 +91,8 @@ def _report_layers(g: Graph, layers: list[Layer], mplan: MemoryPlan) -> list[dic
     out = []
     for n in g.nodes:
         entry = dict(name=n.name, op=n.op, output_shape=list(g.tensors[n.outputs[0]].shape),
-                     macs=by_name[n.name].macs if n.name in by_name else 0)
+                     macs=by_name[n.name].macs if n.name in by_name else 0,
+                     weights_bytes=by_name[n.name].weights_bytes if n.name in by_name else 0)
         if n.name in mplan.views:
             entry["view"] = True
         if n.name in mplan.inplace:
@@ -98,7 +101,9 @@ def _report_layers(g: Graph, layers: list[Layer], mplan: MemoryPlan) -> list[dic
     return out
 
 
-def generate(g: Graph, target: Target, name: str | None = None, source: str = "") -> GeneratedModel:
+def generate(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False) -> GeneratedModel:
+    """``dump``: a debug build whose run function hands every layer's outputs, right after the
+    layer, to ``<name>_debug_dump(node, output, data, bytes)`` (defined by the debug firmware)."""
     g.verify()
     name = c_identifier(name or g.name)
     macro = name.upper()
@@ -127,6 +132,7 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
     for io in outputs:
         ref.setdefault(io["name"], io["var"])
     weights = []
+    array_bytes: dict[str, int] = {}  # C array -> bytes
     # constants read as they are (a kernel with its own layout gets its own array below)
     used = {x for n in g.nodes for j, x in enumerate(n.inputs)
             if x is not None and (n.name not in kernels or j not in kernels[n.name].weights)}
@@ -136,6 +142,7 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
             weights.append(dict(var=var, name=t.name, ctype=_ctype(g, t.name), size=max(t.size, 1),
                                 nbytes=t.nbytes, body=c_array_body(t.data if t.size else np.zeros(1, t.data.dtype))))
             ref[t.name] = var
+            array_bytes[var] = t.nbytes
     relaid: dict[tuple[str, int], tuple[str, str]] = {}  # (node, input) -> (array, C type)
     for node in g.nodes:
         for j, data in sorted(kernels[node.name].weights.items()) if node.name in kernels else ():
@@ -146,6 +153,7 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
             weights.append(dict(var=var, name=f"{node.inputs[j]} (laid out for {node.name})", ctype=ctype,
                                 size=data.size, nbytes=data.nbytes, body=c_array_body(data)))
             relaid[(node.name, j)] = (var, ctype)
+            array_bytes[var] = data.nbytes
     for b in mplan.buffers:
         for t in b.tensors:
             if t in g.tensors:
@@ -196,8 +204,11 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         fn = f"layer{i}_{c_identifier(node.op)}"
         unused = [p.split("*")[-1].split()[-1] for p in params
                   if not re.search(r"\b%s\b" % p.split("*")[-1].split()[-1], body)]
-        layers.append(Layer(i, node.name, node.op, fn, params, unused, args, body, outs[0].shape,
-                            op.macs(node, ins, outs)))
+        layer = Layer(i, node.name, node.op, fn, params, unused, args, body, outs[0].shape, op.macs(node, ins, outs),
+                      weights_bytes=sum(array_bytes.get(a, 0) for a in dict.fromkeys(args)))
+        if dump:
+            layer.dumps = [(j, ref[o], g.tensors[o].nbytes) for j, o in enumerate(node.outputs)]
+        layers.append(layer)
 
     # Outputs that no node writes (a graph input or a constant passed through) are copied.
     copies = []
@@ -215,7 +226,7 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
 
     helpers = [env.get_template(p).render(single_rounding=fixedpoint.ROUNDING == "single") for p in preambles]
     ctx = dict(
-        name=name, macro=macro, version=__version__, source=source, target=target, helpers=helpers,
+        name=name, macro=macro, version=__version__, source=source, target=target, helpers=helpers, dump=dump,
         inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
         arena_bytes=mplan.arena_bytes, alignment=target.alignment, includes=sorted(includes),
         weights_bytes=sum(w["nbytes"] for w in weights),
@@ -247,5 +258,6 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         outputs=[_io_report(io) for io in outputs],
         layers=_report_layers(g, layers, mplan),
         memory_plan=mplan.to_json(),
+        memory_tensors=mplan.tensor_ranges(g),
     )
     return GeneratedModel(name, files, mplan, report)

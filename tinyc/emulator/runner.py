@@ -32,6 +32,7 @@ EXIT_CODES = {
     12: "input.bin is shorter than expected",
     13: "the model's run function failed",
     14: "could not write output.bin",
+    15: "could not write dump.bin (the debug build's layer outputs)",
     71: "NMI", 72: "HardFault", 73: "MemManage fault", 74: "BusFault", 75: "UsageFault",
     76: "unexpected exception", 77: "RISC-V trap (illegal instruction or bad memory access)",
 }
@@ -54,15 +55,17 @@ def _io_entries(model: GeneratedModel, key: str) -> list[dict]:
 BARE_METAL = {"arm": ("startup_cortexm.c", "cortexm.ld.j2"), "riscv": ("startup_riscv.c", "riscv.ld.j2")}
 
 
-def build_firmware(model: GeneratedModel, target: Target, build_dir: Path, extra_cflags: tuple[str, ...] = ()) -> Path:
-    """Write the model and a test firmware into ``build_dir`` and compile it; return the program."""
+def build_firmware(model: GeneratedModel, target: Target, build_dir: Path, extra_cflags: tuple[str, ...] = (),
+                   dump: bool = False) -> Path:
+    """Write the model and a test firmware into ``build_dir`` and compile it; return the program.
+    ``dump``: the firmware of a debug build (``generate(..., dump=True)``), which writes dump.bin."""
     build_dir.mkdir(parents=True, exist_ok=True)
     for fname, text in model.files.items():
         (build_dir / fname).write_text(text)
     fw = data_dir("templates") / "firmware"
     env = template_env(target.template_variants)
     ctx = dict(name=model.name, macro=model.name.upper(), target=target,
-               inputs=_io_entries(model, "inputs"), outputs=_io_entries(model, "outputs"))
+               inputs=_io_entries(model, "inputs"), outputs=_io_entries(model, "outputs"), dump=dump)
     (build_dir / "main.c").write_text(env.get_template("firmware/main.c.j2").render(**ctx))
     shutil.copy(fw / "tinyc_io.h", build_dir / "tinyc_io.h")
     cc = need_tool(target.cc, target)
@@ -126,8 +129,9 @@ def run_firmware(model: GeneratedModel, target: Target, program: Path,
     workdir = program.parent
     (workdir / "input.bin").write_bytes(_pack_inputs(model, samples))
     out_file = workdir / "output.bin"
-    if out_file.exists():
-        out_file.unlink()
+    for stale in (out_file, workdir / "dump.bin"):
+        if stale.exists():
+            stale.unlink()
     emu = target.emulator
     if emu.kind == "native":
         cmd = [str(program.resolve())]
