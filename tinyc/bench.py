@@ -21,26 +21,12 @@ from .codegen import GeneratedModel
 from .codegen.cnames import c_identifier
 from .budget import HARNESS, model_code_bytes, weight_bytes
 from .elf import Elf
-from .emulator.runner import build_firmware, run_firmware
+from .emulator.runner import build_firmware, build_plugin, run_firmware
 from .errors import TinycError
 from .resources import data_dir
 from .targets import Target
 
 # The test firmware's own functions (not part of an inference).
-
-
-def build_plugin(build_dir: Path) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise TinycError("gcc not found: the instruction-counting QEMU plugin is built with the host gcc "
-                         "(apt-get install -y --no-install-recommends gcc libc6-dev)")
-    src = data_dir("templates") / "bench" / "insn_count.c"
-    out = build_dir / "libtinyc_insn_count.so"
-    r = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", str(src), "-o", str(out)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise TinycError(f"building the QEMU plugin failed: {(r.stderr.strip().splitlines() or ['?'])[0]}")
-    return out
 
 
 def _functions(elf: Elf, thumb: bool) -> tuple[list[int], list[tuple[int, int, str]]]:
@@ -58,7 +44,7 @@ def count(model: GeneratedModel, target: Target, build_dir: Path, sample: dict[s
     # (the executed instructions are the same; the folded production build has less code)
     icf = ("-fno-ipa-icf",) if "gcc" in Path(target.cc).name else ()
     program = build_firmware(model, target, build_dir, extra_cflags=icf)
-    plugin = build_plugin(build_dir)
+    plugin = build_plugin(build_dir, "insn_count")
     counts_file = build_dir / "insn_counts.txt"
     if counts_file.exists():
         counts_file.unlink()

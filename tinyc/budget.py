@@ -40,10 +40,11 @@ def measure(model: GeneratedModel, target: Target) -> dict[str, Any] | None:
 def totals(report: dict[str, Any]) -> tuple[int, int]:
     """(RAM, flash) in bytes from a report: measured when report['measured'] is there."""
     m = report.get("measured")
+    blob = report.get("weights_blob", {}).get("bytes", 0)  # its flash partition
     if m is None:
-        return report["arena_bytes"] + report["io_bytes"], report["weights_bytes"]
+        return report["arena_bytes"] + report["io_bytes"], report["weights_bytes"] + (blob and blob - report["weights_bytes"])
     ram = m["bss_bytes"] + m["data_bytes"] + report["io_bytes"] + m.get("stack_bytes_estimate", 0)
-    return ram, m["code_bytes"] + m["rodata_bytes"] + m["data_bytes"]
+    return ram, m["code_bytes"] + m["rodata_bytes"] + m["data_bytes"] + blob
 
 
 def enforce(report: dict[str, Any], target: Target, ram_budget: int | None, flash_budget: int | None) -> None:

@@ -102,7 +102,8 @@ def _generate_with_report(args, target, prepared):
     from .codegen import generate
     from .compiler import quantization_quality
 
-    model = generate(prepared.graph, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
+    model = generate(prepared.graph, target, name=args.name or Path(args.model).stem, source=Path(args.model).name,
+                     weights_blob=getattr(args, "weights_blob", False))
     q = quantization_quality(prepared)
     if q is not None:
         model.report["quantization"] = dict(method=args.calib_method if args.quantize else "from the model (QDQ)",
@@ -215,7 +216,7 @@ def cmd_verify(args) -> int:
     elf_rows = []
     with tempfile.TemporaryDirectory(prefix="tinyc-verify-") as tmp:
         build = Path(args.build_dir) if args.build_dir else Path(tmp)
-        result = run_on_target(model, target, build, samples, timeout=args.timeout)
+        result = run_on_target(model, target, build, samples, timeout=args.timeout, max_instructions=args.max_instructions)
         if target.emulator.kind == "qemu":
             from .budget import cross_check, measure
 
@@ -463,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--name", help="C name prefix (default: the model file name)")
     c.add_argument("--verbose", "-v", action="store_true", help="print the memory plan")
     c.add_argument("--report", action="store_true", help="also write report.html (see `tinyc report`)")
+    c.add_argument("--weights-blob", action="store_true",
+                   help="weights in a separate checked file <name>_weights.bin, loaded at run time with <name>_load_weights")
     c.add_argument("--passes", nargs=0, action=_ListPasses, help="list the pass pipeline and exit")
     c.add_argument("--dump-ir", metavar="all|after=PASS", help="print the text IR after every pass, or after PASS")
     c.add_argument("--ram-budget", metavar="BYTES", help="fail when the model needs more RAM (default: the target board's; 0: none)")
@@ -490,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="build, run on the target (emulated) and compare with the reference")
     run_args(v, "host", 3, 300.0, inputs)
     v.add_argument("--build-dir", help="keep the firmware build in this folder")
+    v.add_argument("--max-instructions", type=int, help="the emulated run's instruction budget "
+                   "(default: from the model's MACs and tensor sizes, generous)")
     v.add_argument("--emulator", choices=["qemu", "renode"], default="qemu",
                    help="qemu (default; natively for host) or renode (renode-test with a generated .robot test)")
     v.set_defaults(fn=cmd_verify)

@@ -95,7 +95,8 @@ def compile_graph(g: Graph, target: Target, name: str | None = None, source: str
 
 
 def write_output(model: GeneratedModel, out_dir: Path) -> list[Path]:
-    """Write the C files and report.json into ``out_dir`` (created if needed); nothing else."""
+    """Write the C files, the weights blob if any and report.json into ``out_dir`` (created if
+    needed); nothing else."""
     if out_dir.exists() and not out_dir.is_dir():
         raise TinycError(f"output path {out_dir} exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +104,10 @@ def write_output(model: GeneratedModel, out_dir: Path) -> list[Path]:
     for fname, text in model.files.items():
         p = out_dir / fname
         p.write_text(text)
+        written.append(p)
+    for fname, data in sorted(model.binaries.items()):
+        p = out_dir / fname
+        p.write_bytes(data)
         written.append(p)
     p = out_dir / "report.json"
     p.write_text(json.dumps(model.report, indent=2) + "\n")

@@ -39,8 +39,11 @@ void tinyc_reset(void)
     tinyc_io_exit(main());
 }
 
-/* Any exception (illegal instruction, misaligned or bad access): exit code 77. */
+/* Any exception ends the run: exit code 90 + mcause (illegal instruction, misaligned or bad
+ * access, ...; tinyc's runner names them), 77 for an interrupt or an unknown cause. */
 void tinyc_trap(void)
 {
-    tinyc_io_exit(77);
+    uint32_t cause;
+    __asm__ volatile(".option push\n\t.option arch, +zicsr\n\tcsrr %0, mcause\n\t.option pop" : "=r"(cause));
+    tinyc_io_exit(cause < 16u ? 90 + (int)cause : 77);
 }

@@ -20,6 +20,7 @@ from ..memory import MemoryPlan, plan as plan_memory
 from ..ops import get_op
 from ..resources import data_dir
 from ..targets import Target
+from . import blob
 from .cnames import CTYPES, c_array_body, c_comment, c_float, c_identifier
 
 
@@ -63,6 +64,7 @@ class GeneratedModel:
     files: dict[str, str]
     plan: MemoryPlan
     report: dict[str, Any] = field(default_factory=dict)
+    binaries: dict[str, bytes] = field(default_factory=dict)  # the weights blob, when asked for
 
 
 def _ctype(g: Graph, name: str) -> str:
@@ -101,9 +103,12 @@ def _report_layers(g: Graph, layers: list[Layer], mplan: MemoryPlan) -> list[dic
     return out
 
 
-def generate(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False) -> GeneratedModel:
+def generate(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
+             weights_blob: bool = False) -> GeneratedModel:
     """``dump``: a debug build whose run function hands every layer's outputs, right after the
-    layer, to ``<name>_debug_dump(node, output, data, bytes)`` (defined by the debug firmware)."""
+    layer, to ``<name>_debug_dump(node, output, data, bytes)`` (defined by the debug firmware).
+    ``weights_blob``: the weights go to ``<name>_weights.bin`` (see codegen/blob.py) instead of
+    const arrays, and the code gets ``<name>_load_weights`` to point at a checked blob."""
     g.verify()
     name = c_identifier(name or g.name)
     macro = name.upper()
@@ -131,16 +136,24 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         io["unused"] = not any(io["name"] in n.inputs for n in g.nodes) and io["name"] not in g.outputs
     for io in outputs:
         ref.setdefault(io["name"], io["var"])
-    weights = []
+    weights: list[dict[str, Any]] = []
+
+    def weight_var() -> str:  # blob arrays are macros: upper case, clear of kernels' local names
+        return f"TINYC_W{len(weights)}" if weights_blob else f"w{len(weights)}"
+
+    def array_body(data: np.ndarray) -> str | None:
+        return None if weights_blob else c_array_body(data)
+
     array_bytes: dict[str, int] = {}  # C array -> bytes
     # constants read as they are (a kernel with its own layout gets its own array below)
     used = {x for n in g.nodes for j, x in enumerate(n.inputs)
             if x is not None and (n.name not in kernels or j not in kernels[n.name].weights)}
     for t in g.constants():
         if t.name in used or t.name in g.outputs:
-            var = f"w{len(weights)}"
+            var = weight_var()
             weights.append(dict(var=var, name=t.name, ctype=_ctype(g, t.name), size=max(t.size, 1),
-                                nbytes=t.nbytes, body=c_array_body(t.data if t.size else np.zeros(1, t.data.dtype))))
+                                nbytes=t.nbytes, data=t.data,
+                                body=array_body(t.data if t.size else np.zeros(1, t.data.dtype))))
             ref[t.name] = var
             array_bytes[var] = t.nbytes
     relaid: dict[tuple[str, int], tuple[str, str]] = {}  # (node, input) -> (array, C type)
@@ -149,9 +162,9 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
             if data is None:  # not read at all
                 relaid[(node.name, j)] = ("NULL", "void")
                 continue
-            var, ctype = f"w{len(weights)}", CTYPES[dtype_of(data)]
+            var, ctype = weight_var(), CTYPES[dtype_of(data)]
             weights.append(dict(var=var, name=f"{node.inputs[j]} (laid out for {node.name})", ctype=ctype,
-                                size=data.size, nbytes=data.nbytes, body=c_array_body(data)))
+                                size=data.size, nbytes=data.nbytes, data=data, body=array_body(data)))
             relaid[(node.name, j)] = (var, ctype)
             array_bytes[var] = data.nbytes
     for b in mplan.buffers:
@@ -229,11 +242,26 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         name=name, macro=macro, version=__version__, source=source, target=target, helpers=helpers, dump=dump,
         inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
         arena_bytes=mplan.arena_bytes, alignment=target.alignment, includes=sorted(includes),
-        weights_bytes=sum(w["nbytes"] for w in weights),
+        weights_bytes=sum(w["nbytes"] for w in weights), blob=None,
     )
+    binaries: dict[str, bytes] = {}
+    if weights_blob:
+        offsets, payload = blob.layout([w["nbytes"] for w in weights], target.alignment)
+        for w, off in zip(weights, offsets):
+            w["offset"] = off
+        ctx["blob"] = dict(file=f"{name}_weights.bin", header_bytes=blob.HEADER_BYTES, payload_bytes=payload,
+                           version=blob.VERSION, magic=list(blob.MAGIC), crc_table=blob.crc_table(),
+                           errors=[(code, key, text) for code, (key, text) in sorted(blob.ERRORS.items(), reverse=True)],
+                           fingerprint=blob.PLACEHOLDER, fingerprint_hex="")
+    code = env.get_template("model.c.j2").render(**ctx)
+    if weights_blob:
+        fp = blob.fingerprint(code)
+        code = code.replace(blob.PLACEHOLDER, ", ".join(f"0x{b:02x}" for b in fp))
+        ctx["blob"]["fingerprint_hex"] = fp.hex()
+        binaries[ctx["blob"]["file"]] = blob.pack([w["data"] for w in weights], offsets, payload, target.alignment, fp)
     files = {
         f"{name}.h": env.get_template("model.h.j2").render(**ctx),
-        f"{name}.c": env.get_template("model.c.j2").render(**ctx),
+        f"{name}.c": code,
     }
     # Build-system glue so that the folder drops into a firmware: CMake library / ESP-IDF
     # component, Makefile fragment, ESP-IDF manifest.
@@ -260,4 +288,9 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         memory_plan=mplan.to_json(),
         memory_tensors=mplan.tensor_ranges(g),
     )
-    return GeneratedModel(name, files, mplan, report)
+    if weights_blob:
+        b = ctx["blob"]
+        report["weights_blob"] = dict(file=b["file"], bytes=len(binaries[b["file"]]), payload_bytes=b["payload_bytes"],
+                                      format_version=b["version"], fingerprint_sha256=b["fingerprint_hex"],
+                                      crc32=binaries[b["file"]][12:16][::-1].hex())
+    return GeneratedModel(name, files, mplan, report, binaries)

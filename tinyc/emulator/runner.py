@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ..codegen import GeneratedModel
+from ..codegen.blob import ERRORS as BLOB_ERRORS
 from ..codegen.cnames import CTYPES
 from ..codegen.emit import template_env
 from ..errors import TinycError
@@ -34,8 +35,50 @@ EXIT_CODES = {
     14: "could not write output.bin",
     15: "could not write dump.bin (the debug build's layer outputs)",
     71: "NMI", 72: "HardFault", 73: "MemManage fault", 74: "BusFault", 75: "UsageFault",
-    76: "unexpected exception", 77: "RISC-V trap (illegal instruction or bad memory access)",
+    76: "unexpected exception", 77: "RISC-V trap (an interrupt or unknown cause)",
+    78: "UsageFault: undefined instruction", 79: "UsageFault: invalid state (e.g. a branch to Arm code)",
+    80: "UsageFault: division by zero", 81: "UsageFault: unaligned access", 82: "BusFault: bad data address",
+    **{90 + cause: f"RISC-V trap: {what}" for cause, what in enumerate((
+        "misaligned instruction address", "instruction access fault", "illegal instruction", "breakpoint",
+        "misaligned load", "load access fault", "misaligned store", "store access fault", "ecall from U-mode",
+        "ecall from S-mode", "reserved cause 10", "ecall from M-mode", "instruction page fault",
+        "load page fault", "reserved cause 14", "store page fault"))},
+    **{20 - code: f"the weights blob was refused: {text}" for code, (_, text) in BLOB_ERRORS.items()},
 }
+
+
+FAULTS = set(range(71, 83)) | set(range(90, 106))  # exit codes of the fault and trap handlers
+
+# Every emulated run is bounded twice: by a timeout and by an instruction budget (a QEMU plugin
+# stops the guest past it). The budget is generous -- soft-float MACs on a Cortex-M0+ take ~150
+# instructions -- and only there to turn an endless loop into a clear error quickly.
+BUDGET_PER_MAC = 1000
+BUDGET_PER_ELEMENT = 500  # per element a layer writes (tables, exp, copies)
+BUDGET_PER_SAMPLE = 20_000_000  # I/O of a sample over semihosting, layer call overhead
+BUDGET_FIXED = 50_000_000  # start-up, C library
+OVER_BUDGET_STATUS = 125  # the budget plugin's exit status
+
+
+def instruction_budget(model: GeneratedModel, samples: int, blob_bytes: int = 0) -> int:
+    r = model.report
+    elements = sum(int(np.prod(l["output_shape"], dtype=np.int64)) for l in r["layers"])
+    per_sample = BUDGET_PER_MAC * r["macs_total"] + BUDGET_PER_ELEMENT * elements + BUDGET_PER_SAMPLE
+    return BUDGET_FIXED + samples * per_sample + 40 * blob_bytes
+
+
+def build_plugin(build_dir: Path, name: str) -> Path:
+    """Build one of tinyc's QEMU plugins (templates/bench/<name>.c) with the host gcc."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise TinycError(f"gcc not found: tinyc's QEMU plugin {name} is built with the host gcc "
+                         "(apt-get install -y --no-install-recommends gcc libc6-dev)")
+    src = data_dir("templates") / "bench" / f"{name}.c"
+    out = build_dir / f"libtinyc_{name}.so"
+    r = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", str(src), "-o", str(out)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise TinycError(f"building the QEMU plugin {name} failed: {(r.stderr.strip().splitlines() or ['?'])[0]}")
+    return out
 
 
 @dataclass
@@ -57,6 +100,7 @@ BARE_METAL = {"arm": ("startup_cortexm.c", "cortexm.ld.j2"), "riscv": ("startup_
 
 def build_firmware(model: GeneratedModel, target: Target, build_dir: Path, extra_cflags: tuple[str, ...] = (),
                    dump: bool = False) -> Path:
+    # a model compiled with a weights blob gets a firmware that loads one from input.bin
     """Write the model and a test firmware into ``build_dir`` and compile it; return the program.
     ``dump``: the firmware of a debug build (``generate(..., dump=True)``), which writes dump.bin."""
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +109,8 @@ def build_firmware(model: GeneratedModel, target: Target, build_dir: Path, extra
     fw = data_dir("templates") / "firmware"
     env = template_env(target.template_variants)
     ctx = dict(name=model.name, macro=model.name.upper(), target=target,
-               inputs=_io_entries(model, "inputs"), outputs=_io_entries(model, "outputs"), dump=dump)
+               inputs=_io_entries(model, "inputs"), outputs=_io_entries(model, "outputs"), dump=dump,
+               blob="weights_blob" in model.report)
     (build_dir / "main.c").write_text(env.get_template("firmware/main.c.j2").render(**ctx))
     shutil.copy(fw / "tinyc_io.h", build_dir / "tinyc_io.h")
     cc = need_tool(target.cc, target)
@@ -99,8 +144,13 @@ def build_firmware(model: GeneratedModel, target: Target, build_dir: Path, extra
     return out
 
 
-def _pack_inputs(model: GeneratedModel, samples: Sequence[dict[str, np.ndarray]]) -> bytes:
-    parts = [struct.pack("<I", len(samples))]
+def _pack_inputs(model: GeneratedModel, samples: Sequence[dict[str, np.ndarray]], blob: bytes | None = None) -> bytes:
+    parts = []
+    if "weights_blob" in model.report:  # the blob first (its length, its bytes)
+        if blob is None:
+            blob = model.binaries[model.report["weights_blob"]["file"]]
+        parts += [struct.pack("<I", len(blob)), blob]
+    parts.append(struct.pack("<I", len(samples)))
     for feeds in samples:
         for e in model.report["inputs"]:
             a = np.asarray(feeds[e["name"]], dtype=DTYPES[e["dtype"]]).reshape(e["shape"])
@@ -125,9 +175,13 @@ def _unpack_outputs(model: GeneratedModel, raw: bytes, count: int) -> list[dict[
 
 def run_firmware(model: GeneratedModel, target: Target, program: Path,
                  samples: Sequence[dict[str, np.ndarray]], timeout: float = 300.0,
-                 emulator_args: Sequence[str] = ()) -> FirmwareResult:
+                 emulator_args: Sequence[str] = (), blob: bytes | None = None,
+                 max_instructions: int | None = None) -> FirmwareResult:
+    """``blob``: for a model with a weights blob, the blob to load (default: its own).
+    ``max_instructions``: the emulated run's instruction budget (default: ``instruction_budget``)."""
     workdir = program.parent
-    (workdir / "input.bin").write_bytes(_pack_inputs(model, samples))
+    packed = _pack_inputs(model, samples, blob)
+    (workdir / "input.bin").write_bytes(packed)
     out_file = workdir / "output.bin"
     for stale in (out_file, workdir / "dump.bin"):
         if stale.exists():
@@ -137,6 +191,10 @@ def run_firmware(model: GeneratedModel, target: Target, program: Path,
         cmd = [str(program.resolve())]
     elif emu.kind == "qemu":
         qemu = need_tool(emu.system, target)
+        if max_instructions is None:
+            max_instructions = instruction_budget(model, len(samples), len(packed))
+        budget = build_plugin(workdir, "insn_budget")
+        emulator_args = [*emulator_args, "-plugin", f"{budget.resolve()},limit={max_instructions}"]
         cmd = [qemu, "-M", emu.machine, *(["-cpu", emu.cpu] if emu.cpu else []), *emu.args, "-display", "none",
                "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native",
                *emulator_args, "-kernel", program.name]
@@ -146,16 +204,21 @@ def run_firmware(model: GeneratedModel, target: Target, program: Path,
         r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise TinycError(f"the firmware did not finish within {timeout:g} s on {target.name} (hang?)") from None
+    if emu.kind == "qemu" and r.returncode == OVER_BUDGET_STATUS:
+        raise TinycError(f"the firmware did not finish within its budget of {max_instructions:,} instructions on "
+                         f"{target.name} (an endless loop?)")
     if r.returncode != 0:
         what = EXIT_CODES.get(r.returncode, f"exit code {r.returncode}")
         detail = r.stderr.strip().splitlines()[:1]
-        raise TinycError(f"the firmware failed on {target.name}: {what}" + (f" ({detail[0]})" if detail else ""))
+        kind = "faulted" if r.returncode in FAULTS else "failed"
+        raise TinycError(f"the firmware {kind} on {target.name}: {what}" + (f" ({detail[0]})" if detail else ""))
     if not out_file.exists():
         raise TinycError("the firmware wrote no output.bin")
     return FirmwareResult(_unpack_outputs(model, out_file.read_bytes(), len(samples)), cmd)
 
 
 def run_on_target(model: GeneratedModel, target: Target, build_dir: Path,
-                  samples: Sequence[dict[str, np.ndarray]], timeout: float = 300.0) -> FirmwareResult:
+                  samples: Sequence[dict[str, np.ndarray]], timeout: float = 300.0,
+                  max_instructions: int | None = None) -> FirmwareResult:
     program = build_firmware(model, target, build_dir)
-    return run_firmware(model, target, program, samples, timeout)
+    return run_firmware(model, target, program, samples, timeout, max_instructions=max_instructions)
