@@ -133,3 +133,13 @@ def test_compile_weights_blob_cli(tmp_path):
     w = prepare(DIGITS / "digits_mlp.onnx", progress=False).graph.tensors["fc0.weight"].data
     assert "%.8e" % float(w.reshape(-1)[0]) not in code  # no weight values in the code
     assert report["flash_bytes"] >= info["bytes"]  # the blob's partition counts towards flash
+
+
+def test_verify_weights_blob_build(tmp_path):
+    """`tinyc verify --weights-blob`: the firmware loads and checks the blob, then matches the
+    reference; the code in the ELF (with the blob check) is what report.json says."""
+    need_arm()
+    r = run_cli("verify", str(shared_model("mlperf-tiny/kws_int8.onnx")), "-t", "cortex-m4", "--weights-blob")
+    assert r.returncode == 0, r.stderr
+    assert "bit-exact" in r.stdout and "PASS" in r.stdout
+    assert "code" in r.stdout and "!=" not in r.stdout

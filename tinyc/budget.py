@@ -71,10 +71,10 @@ HARNESS = re.compile(r"(main|Reset_Handler|\w+_Handler|tinyc_io_\w+|semihost|tin
 
 def model_code_bytes(elf: Elf, model: str) -> int:
     """Bytes of the model's functions in a linked firmware: layers (gcc's clones included), the run
-    function and tinyc's helpers that were not inlined."""
+    function, the weights blob's check and tinyc's helpers that were not inlined."""
     return sum(s.size for s in elf.symbols if s.section.startswith(".text") and
-               (re.fullmatch(r"layer\d+_\w+", s.name.split(".")[0]) or s.name == f"{model}_run" or
-                (s.name.startswith("tinyc_") and not HARNESS.fullmatch(s.name))))
+               (re.fullmatch(r"layer\d+_\w+", s.name.split(".")[0]) or s.name in (f"{model}_run", f"{model}_load_weights")
+                or s.name.split(".")[0] == "blob_read32" or (s.name.startswith("tinyc_") and not HARNESS.fullmatch(s.name))))
 
 
 def weight_bytes(elf: Elf) -> int:
@@ -86,8 +86,9 @@ def cross_check(report: dict[str, Any], firmware: Path) -> list[tuple[str, int, 
     """(what, report's bytes, the linked ELF's bytes) for the arena, the weights and the code."""
     elf = Elf(firmware)
     arena = elf.symbol("arena")
-    rows = [("arena", report["arena_bytes"], arena.size if arena else 0),
-            ("weights", report["weights_bytes"], weight_bytes(elf))]
+    rows = [("arena", report["arena_bytes"], arena.size if arena else 0)]
+    if "weights_blob" not in report:  # (a blob's weights are not in the ELF)
+        rows.append(("weights", report["weights_bytes"], weight_bytes(elf)))
     m = report.get("measured")
     if m is not None:
         rows.append(("code", m["code_bytes"], model_code_bytes(elf, report["model"])))

@@ -208,8 +208,12 @@ def cmd_verify(args) -> int:
     else:
         samples, expected = random_samples(g, args.samples, args.seed), None
         origin = f"{args.samples} random sample(s), seed {args.seed}"
-    model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
+    model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name,
+                     weights_blob=args.weights_blob)
     if args.emulator == "renode":
+        if args.weights_blob:
+            raise TinycError("--weights-blob is not supported with --emulator renode yet (the Renode firmware "
+                             "has its samples built in); verify the blob build with QEMU")
         return _verify_renode(args, target, g, model, samples, origin)
     where = "natively" if target.emulator.kind == "native" else f"in {target.emulator.system} -M {target.emulator.machine}"
     print(f"tinyc verify: {args.model} on {target.name}, {where}; inputs: {origin}")
@@ -493,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="build, run on the target (emulated) and compare with the reference")
     run_args(v, "host", 3, 300.0, inputs)
     v.add_argument("--build-dir", help="keep the firmware build in this folder")
+    v.add_argument("--weights-blob", action="store_true", help="build with the weights in a blob (as compile "
+                   "--weights-blob) that the firmware loads and checks before running")
     v.add_argument("--max-instructions", type=int, help="the emulated run's instruction budget "
                    "(default: from the model's MACs and tensor sizes, generous)")
     v.add_argument("--emulator", choices=["qemu", "renode"], default="qemu",

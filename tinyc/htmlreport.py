@@ -87,14 +87,14 @@ def budget_bars(report: dict[str, Any], target: Target) -> list[dict[str, Any]]:
     ram_parts = [("arena and statics", m.get("bss_bytes", report["arena_bytes"]) + m.get("data_bytes", 0)),
                  ("I/O buffers", report["io_bytes"]), ("stack (estimate)", m.get("stack_bytes_estimate", 0))]
     flash_parts = [("weights and tables", m.get("rodata_bytes", report["weights_bytes"]) + m.get("data_bytes", 0)),
-                   ("code", m.get("code_bytes", 0))]
+                   ("code", m.get("code_bytes", 0)), ("weights blob", report.get("weights_blob", {}).get("bytes", 0))]
     bars = []
     for label, parts, limit, key in (("RAM", ram_parts, target.ram_bytes, "ram"),
                                      ("flash", flash_parts, target.flash_bytes, "flash")):
         total = report.get(f"{key}_bytes", sum(v for _, v in parts))
         scale = max(limit, total, 1)
         segs, x = [], 0.0
-        for (name, v), color in zip(parts, ("#4a7fc1", "#e39b3b", "#8a6bbf")):
+        for (name, v), color in zip(parts, ("#4a7fc1", "#e39b3b", "#8a6bbf", "#5aa469")):
             if v:
                 segs.append(dict(name=name, bytes=f"{v:,}", left=round(100 * x / scale, 3), width=round(100 * v / scale, 3),
                                  color=color))
