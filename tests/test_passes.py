@@ -215,3 +215,18 @@ def test_dead_channels_are_folded_and_dropped_end_to_end(tmp_path):
     want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = run_on_target(generate(g, host), host, tmp_path, [{"x": x}]).outputs[0]["y"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_rewrite_loop_that_never_settles_is_an_error_not_a_hang(monkeypatch):
+    """Every fixpoint loop of the passes is bounded: a rewrite that keeps reporting changes (a
+    bug) ends in a clear error."""
+    from tinyc.passes import layout
+    from tinyc.passes.canonicalize import canonicalize
+
+    g = parse_graph('graph "g" {\n input %x : f32[1,4]\n %y : f32[1,4] = Relu(%x) @"r"\n output %y\n}\n')
+    monkeypatch.setattr(layout, "_sink", lambda g: True)
+    with pytest.raises(TinycError, match="cancel-transposes did not settle"):
+        layout.cancel_transposes(g)
+    monkeypatch.setattr("tinyc.passes.canonicalize._collapse_views", lambda g: True)
+    with pytest.raises(TinycError, match="canonicalize did not settle"):
+        canonicalize(g)

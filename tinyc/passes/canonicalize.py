@@ -17,7 +17,7 @@ from ..ir import DTYPES, Graph, Node, Tensor
 from ..ops import get_op
 from . import Pass, register
 from .dce import remove_dead
-from .rewrite import bypass
+from .rewrite import bypass, rounds
 
 NO_OP_WHEN_SAME_SHAPE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 
@@ -86,14 +86,14 @@ def _reduce_to_global_pool(g: Graph) -> bool:
 
 
 def canonicalize(g: Graph) -> Graph:
-    changed = True
-    while changed:
+    for _ in rounds(g, "canonicalize"):
         changed = _fold_once(g) or _collapse_views(g) or _reduce_to_global_pool(g)
         for n in list(g.nodes):
             if _is_no_op(g, n) and bypass(g, n):
                 changed = True
         remove_dead(g)
-    return g
+        if not changed:
+            return g
 
 
 @register

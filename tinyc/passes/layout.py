@@ -23,7 +23,7 @@ from ..ir import Graph, Node, Tensor
 from ..ops.layout import TO_NCHW, TO_NHWC, is_nhwc
 from . import Pass, register
 from .dce import remove_dead
-from .rewrite import bypass, consumers, only_use, producer
+from .rewrite import bypass, consumers, only_use, producer, rounds
 
 LAYOUT_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 def _pointwise() -> set[str]:
@@ -202,9 +202,10 @@ def _into_weights(g: Graph) -> bool:
 
 
 def cancel_transposes(g: Graph) -> Graph:
-    while _compose(g) or _unit_moves_to_reshape(g) or _into_weights(g) or _sink(g):
+    for _ in rounds(g, "cancel-transposes"):
+        if not (_compose(g) or _unit_moves_to_reshape(g) or _into_weights(g) or _sink(g)):
+            return remove_dead(g)
         remove_dead(g)
-    return remove_dead(g)
 
 
 @register

@@ -1,7 +1,17 @@
 """Small graph-editing helpers shared by the passes."""
 from __future__ import annotations
 
+from ..errors import TinycError
 from ..ir import Graph, Node
+
+
+def rounds(g: Graph, what: str):
+    """Round numbers for a rewrite loop that runs until nothing changes, bounded: every round
+    removes or moves something, so a loop still going after this many rounds would never end (a
+    tinyc bug, reported instead of hanging)."""
+    limit = 4 * (len(g.nodes) + len(g.tensors)) + 16
+    yield from range(limit)
+    raise TinycError(f"{what} did not settle after {limit} rounds; this is a tinyc bug, please report the model")
 
 
 def consumers(g: Graph) -> dict[str, list[Node]]:
