@@ -6,6 +6,7 @@ toolchain and QEMU, skip with a reason on a developer machine that lacks them, a
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -65,3 +66,26 @@ def rel_err(got: np.ndarray, want: np.ndarray) -> float:
     got = np.asarray(got, np.float64)
     want = np.asarray(want, np.float64).reshape(got.shape)
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+@contextlib.contextmanager
+def recording_templates(into: set[str]):
+    """Collect the absolute paths of the Jinja templates that code generation loads meanwhile
+    (tests that check every kernel template was exercised)."""
+    import threading
+
+    import jinja2
+
+    original = jinja2.Environment.get_template
+    lock = threading.Lock()
+
+    def get_template(self, *args, **kwargs):
+        t = original(self, *args, **kwargs)
+        if t.filename:
+            with lock:
+                into.add(str(Path(t.filename).resolve()))
+        return t
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(jinja2.Environment, "get_template", get_template)
+        yield

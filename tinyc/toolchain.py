@@ -9,7 +9,9 @@ from pathlib import Path
 from .errors import TinycError
 from .targets import Target
 
-STRICT_CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
+# -Wconversion (in C it includes -Wsign-conversion and -Wfloat-conversion): every narrowing (int32 to
+# int8, int64 to int32, double to float) and sign change in generated code is an explicit cast.
+STRICT_CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Werror")
 
 
 def need_tool(tool: str, target: Target) -> str:

@@ -4,9 +4,15 @@ Handles opsets 7 and newer, initializers also listed as graph inputs (old export
 dimensions (fixed to 1 unless the user gives input shapes), external data confined to the model's
 folder, ``Constant`` nodes, and folding of nodes whose inputs are all constants. Every node's
 output shape comes from tinyc's own inference and is checked against ONNX shape inference.
+
+A model file is untrusted input: every node is checked against its ONNX schema (inputs, outputs,
+attribute names and types) before tinyc's ops see it, and every tensor's size is checked before
+anything is allocated for it (tests/fuzz_onnx.py fuzzes all of this).
 """
 from __future__ import annotations
 
+import heapq
+import math
 import os
 import re
 from pathlib import Path
@@ -24,6 +30,47 @@ from ..ops import REGISTRY, get_op
 MIN_OPSET = 7
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
+# No microcontroller comes near these: a model that declares more is broken or hostile, and it is
+# refused before anything is allocated for it. One tensor (an input, an activation, a constant):
+MAX_TENSOR_BYTES = 2**28
+# All constant data together (initializers and what import folds), which becomes C source:
+MAX_CONSTANT_BYTES = 2**25
+# Nodes in the imported graph (after ops expand into others, e.g. an RNN unrolled); the passes take
+# minutes well before this:
+MAX_NODES = 100_000
+# protobuf cannot parse more than this
+MAX_MODEL_FILE_BYTES = 2**31 - 1
+
+
+def _check_size(what: str, shape, itemsize: int) -> None:
+    """Refuse a shape with a negative dimension or one of more than MAX_TENSOR_BYTES."""
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        raise TinycError(f"{what}: shape {dims} has a negative dimension")
+    nbytes = math.prod(max(d, 1) for d in dims) * itemsize  # (an empty tensor's other dimensions count too)
+    if nbytes > MAX_TENSOR_BYTES:
+        raise TinycError(f"{what}: shape {dims} needs {nbytes:,} bytes; tinyc refuses tensors over "
+                         f"{MAX_TENSOR_BYTES:,} bytes")
+
+
+def _check_constants(g: Graph, what: str, adding: int) -> None:
+    """Refuse constant data beyond MAX_CONSTANT_BYTES in all (before ``adding`` more bytes of it)."""
+    if adding < 2**16:  # (small ones cannot get far past the limit; no need to add up)
+        return
+    total = adding + sum(t.data.nbytes for t in g.constants())
+    if total > MAX_CONSTANT_BYTES:
+        raise TinycError(f"{what}: the model's constants would take {total:,} bytes; tinyc refuses more than "
+                         f"{MAX_CONSTANT_BYTES:,} bytes of constant data")
+
+
+def _onnx_itemsize(elem_type: int) -> int | None:
+    """Bytes per element of an ONNX element type; None for types without a fixed size (or unknown)."""
+    try:
+        dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except Exception:  # unknown enum values raise KeyError, others ValueError
+        return None
+    return dt.itemsize if dt.kind != "O" else None
+
 
 def load_model_proto(path: str | os.PathLike) -> onnx.ModelProto:
     """Read and parse a model file, with one-line errors for the usual ways this fails."""
@@ -32,6 +79,8 @@ def load_model_proto(path: str | os.PathLike) -> onnx.ModelProto:
         raise TinycError(f"model file not found: {p}")
     if not p.is_file():
         raise TinycError(f"not a file: {p}")
+    if p.stat().st_size > MAX_MODEL_FILE_BYTES:
+        raise TinycError(f"{p}: {p.stat().st_size:,} bytes, over protobuf's limit of 2 GiB (keep the weights as external data)")
     data = p.read_bytes()
     if not data:
         raise TinycError(f"{p}: empty file, not an ONNX model")
@@ -42,8 +91,28 @@ def load_model_proto(path: str | os.PathLike) -> onnx.ModelProto:
         raise TinycError(f"{p}: not an ONNX model or truncated file ({str(e).splitlines()[0] or 'protobuf parse error'})") from None
     if not m.HasField("graph") or m.ir_version <= 0 or not m.graph.output:
         raise TinycError(f"{p}: not an ONNX model (no graph, IR version or outputs)")
+    bad = _not_utf8(m)
+    if bad:
+        raise TinycError(f"{p}: corrupt model: a text field ({bad}) is not valid UTF-8")
     _load_external_data(m, p.resolve().parent)
     return m
+
+
+def _not_utf8(msg, path: str = "model") -> str:
+    """The path of the first string field holding bytes that are not UTF-8 (protobuf hands those
+    over as bytes, not str), or ""."""
+    for fd, value in msg.ListFields():
+        repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
+        values = value if repeated else [value]
+        if fd.type == fd.TYPE_STRING:
+            if any(isinstance(v, bytes) for v in values):
+                return f"{path}.{fd.name}"
+        elif fd.type == fd.TYPE_MESSAGE:
+            for i, v in enumerate(values):
+                bad = _not_utf8(v, f"{path}.{fd.name}" + (f"[{i}]" if repeated else ""))
+                if bad:
+                    return bad
+    return ""
 
 
 def _load_external_data(m: onnx.ModelProto, base: Path) -> None:
@@ -52,21 +121,48 @@ def _load_external_data(m: onnx.ModelProto, base: Path) -> None:
             continue
         info = {e.key: e.value for e in t.external_data}
         loc = info.get("location", "")
-        target = (base / loc).resolve()
-        if not loc or os.path.isabs(loc) or base not in target.parents:
-            raise TinycError(f"tensor '{t.name}': external data path '{loc}' is outside the model's folder")
+        try:
+            target = (base / loc).resolve() if loc and "\0" not in loc else None
+        except (OSError, RuntimeError, ValueError):  # unreadable link, loop, ...
+            target = None
+        if target is None or os.path.isabs(loc) or base not in target.parents:
+            raise TinycError(f"tensor '{t.name}': external data path {loc!r} is outside the model's folder")
         if not target.is_file():
-            raise TinycError(f"tensor '{t.name}': external data file '{loc}' not found")
-        offset = int(info.get("offset", 0) or 0)
-        length = info.get("length")
+            raise TinycError(f"tensor '{t.name}': external data file {loc!r} not found")
+        size = target.stat().st_size
+        offset = _external_int(t, info, "offset")
+        length = _external_int(t, info, "length")
+        if offset > size or (length is not None and offset + length > size):
+            raise TinycError(f"tensor '{t.name}': external data file {loc!r} ({size:,} bytes) is too short for "
+                             f"offset {offset:,}" + (f" and length {length:,}" if length is not None else ""))
+        if length is None:
+            length = size - offset
+        itemsize = _onnx_itemsize(t.data_type)
+        _check_size(f"tensor '{t.name}'", t.dims, itemsize or 1)
+        if itemsize is not None and length != math.prod(t.dims) * itemsize:
+            raise TinycError(f"tensor '{t.name}': external data of {length:,} bytes for shape {list(t.dims)}, "
+                             f"which needs {math.prod(t.dims) * itemsize:,}")
+        if length > MAX_TENSOR_BYTES:
+            raise TinycError(f"tensor '{t.name}': {length:,} bytes of external data; tinyc refuses tensors over "
+                             f"{MAX_TENSOR_BYTES:,} bytes")
         with open(target, "rb") as f:
             f.seek(offset)
-            raw = f.read(int(length)) if length else f.read()
-        if length and len(raw) != int(length):
-            raise TinycError(f"tensor '{t.name}': external data file '{loc}' is too short")
+            raw = f.read(length)
+        if len(raw) != length:
+            raise TinycError(f"tensor '{t.name}': external data file {loc!r} is too short")
         t.raw_data = raw
         t.data_location = onnx.TensorProto.DEFAULT
         del t.external_data[:]
+
+
+def _external_int(t: onnx.TensorProto, info: dict[str, str], key: str) -> int | None:
+    """The offset (0 when absent) or length (None when absent) of an external data entry."""
+    v = info.get(key)
+    if v is None or (key == "offset" and v == ""):
+        return 0 if key == "offset" else None
+    if not re.fullmatch(r"[0-9]+", v.strip()) or int(v) > 2**62:
+        raise TinycError(f"tensor '{t.name}': external data {key} {v!r} is not a byte count")
+    return int(v)
 
 
 def _all_tensors(g: onnx.GraphProto):
@@ -77,28 +173,48 @@ def _all_tensors(g: onnx.GraphProto):
                 yield a.t
 
 
+_PLAIN_ATTRIBUTES = (onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING,
+                     onnx.AttributeProto.TENSOR, onnx.AttributeProto.FLOATS, onnx.AttributeProto.INTS,
+                     onnx.AttributeProto.STRINGS)
+
+
 def _attr_value(a: onnx.AttributeProto) -> Any:
     if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
         raise UnsupportedError(f"attribute '{a.name}' holds a subgraph")
+    if a.type not in _PLAIN_ATTRIBUTES:
+        raise UnsupportedError(f"attribute '{a.name}' is of a kind tinyc does not read "
+                               f"({onnx.AttributeProto.AttributeType.Name(a.type) if a.type in onnx.AttributeProto.AttributeType.values() else a.type})")
     v = onnx.helper.get_attribute_value(a)
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     if isinstance(v, onnx.TensorProto):
-        return numpy_helper.to_array(v)
+        return _to_array(v, f"attribute '{a.name}'")
     if isinstance(v, list):
         return [x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v]
     return v
 
 
-def _to_array(t: onnx.TensorProto) -> np.ndarray:
+def _to_array(t: onnx.TensorProto, what: str | None = None) -> np.ndarray:
+    """A tensor's value; its declared size is checked first (nothing absurd is allocated)."""
+    what = what or f"initializer '{t.name}'"
+    itemsize = _onnx_itemsize(t.data_type)
+    _check_size(what, t.dims, itemsize or 1)
+    if itemsize is None:
+        try:
+            type_name = onnx.TensorProto.DataType.Name(t.data_type)
+        except ValueError:
+            type_name = str(t.data_type)
+        raise UnsupportedError(f"{what} has unsupported element type {type_name}")
+    if t.data_location == onnx.TensorProto.EXTERNAL:  # (not loaded: it is not where tinyc looks)
+        raise UnsupportedError(f"{what} keeps its data in an external file where tinyc does not read it")
     try:
         arr = numpy_helper.to_array(t)
     except Exception as e:  # onnx raises many types for corrupt tensors
-        raise TinycError(f"initializer '{t.name}' cannot be read: {str(e).splitlines()[0]}") from None
+        raise TinycError(f"{what} cannot be read: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
     try:
         dtype_of(arr)
     except TinycError:
-        raise UnsupportedError(f"initializer '{t.name}' has unsupported dtype {arr.dtype}") from None
+        raise UnsupportedError(f"{what} has unsupported dtype {arr.dtype}") from None
     return np.asarray(arr, order="C")
 
 
@@ -148,7 +264,11 @@ def import_model(
         opset = 1 if m.ir_version < 3 else MIN_OPSET
         if m.ir_version < 3:
             raise UnsupportedError("the model declares no default-domain opset")
+    if opset > onnx.defs.onnx_opset_version():
+        raise UnsupportedError(f"opset {opset} is newer than the ONNX package knows ({onnx.defs.onnx_opset_version()})")
     g_proto = m.graph
+    if len(g_proto.node) > MAX_NODES:
+        raise TinycError(f"the graph has {len(g_proto.node):,} nodes; tinyc compiles at most {MAX_NODES:,}")
 
     # All unsupported ops at once, with node names.
     missing: dict[str, list[str]] = {}
@@ -168,6 +288,9 @@ def import_model(
     for init in g_proto.initializer:
         if init.name in g.tensors:
             raise TinycError(f"initializer '{init.name}' defined twice")
+        itemsize = _onnx_itemsize(init.data_type) or 1
+        _check_size(f"initializer '{init.name}'", init.dims, itemsize)
+        _check_constants(g, f"initializer '{init.name}'", math.prod(init.dims) * itemsize)
         g.add_const(init.name, _to_array(init))
 
     # Graph inputs (those without an initializer), with symbolic dimensions fixed.
@@ -207,6 +330,7 @@ def import_model(
             shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim)
         if any(d <= 0 for d in shape):
             raise TinycError(f"input '{vi.name}': shape {list(shape)} must be positive")
+        _check_size(f"input '{vi.name}'", shape, DTYPES[dtype].itemsize)
         g.add_tensor(Tensor(vi.name, shape, dtype))
         g.inputs.append(vi.name)
     if shapes_given:
@@ -228,15 +352,33 @@ def import_model(
             del dims[:]
             for d in g.tensors[vi.name].shape:
                 dims.add().dim_value = d
+    # ONNX's shape inference trusts the file: a negative dimension in it can abort the process (an
+    # assertion in its C++ code), so the declared shapes lose those and constants are checked first.
+    for vi in list(fixed.graph.input) + list(fixed.graph.value_info) + list(fixed.graph.output):
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_value") and not 0 <= d.dim_value < 2**31:
+                d.ClearField("dim_value")
+    for i, n in enumerate(g_proto.node):
+        for a in n.attribute:
+            where = f"{n.op_type} node '{n.name or f'#{i}'}': attribute '{a.name}'"
+            if a.type == onnx.AttributeProto.TENSOR:
+                _check_size(where, a.t.dims, _onnx_itemsize(a.t.data_type) or 1)
+            elif a.type == onnx.AttributeProto.SPARSE_TENSOR:
+                _check_size(where, a.sparse_tensor.dims, 1)
     onnx_shapes, onnx_types = _onnx_inferred(fixed)
 
     used_names: set[str] = set()
+    checker = onnx.checker.C.CheckerContext()
+    checker.ir_version = min(max(m.ir_version, 3), onnx.IR_VERSION)
+    checker.opset_imports = {"": opset}
     for i, n in enumerate(_topological(g_proto, set(g.tensors))):
         node_name = n.name or f"{n.op_type}_{i}"
         if node_name in used_names:
             node_name = f"{node_name}_{i}"
         used_names.add(node_name)
         try:
+            if n.domain in _DEFAULT_DOMAINS and (n.op_type in REGISTRY or n.op_type == "Constant"):
+                _check_schema(n, node_name, checker, g)
             attrs = {a.name: _attr_value(a) for a in n.attribute}
         except UnsupportedError as e:
             raise UnsupportedError(f"{n.op_type} node '{node_name}': {e}") from None
@@ -282,6 +424,44 @@ def import_model(
     return g
 
 
+_ONNX_TYPE_NAMES = {"f32": "float", "f64": "double", "f16": "float16", "s8": "int8", "u8": "uint8", "s16": "int16",
+                    "u16": "uint16", "s32": "int32", "u32": "uint32", "s64": "int64", "u64": "uint64", "bool": "bool"}
+
+
+def _check_schema(n: onnx.NodeProto, node_name: str, checker, g: Graph) -> None:
+    """The node against its ONNX schema: input and output counts, required inputs present,
+    attribute names and types, the element types of the inputs defined so far (tinyc's ops rely
+    on all of that)."""
+    try:
+        onnx.checker.check_node(n, checker)
+    except Exception as e:  # (ValidationError; anything else from the checker means the same)
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TinycError(f"{n.op_type} node '{node_name}' is not valid ONNX: {msg}") from None
+    # (the checker lets an empty name stand for a variadic input; only optional ones may be omitted)
+    schema = onnx.defs.get_schema(n.op_type, checker.opset_imports[""], "")
+    formal = schema.inputs
+    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    bound: dict[str, str] = {}  # type parameter -> the type its first input gave it
+    for i, x in enumerate(n.input):
+        f = formal[min(i, len(formal) - 1)] if formal else None
+        if f is None:
+            continue
+        if not x and f.option != onnx.defs.OpSchema.FormalParameterOption.Optional:
+            raise TinycError(f"{n.op_type} node '{node_name}' is not valid ONNX: input {i} is not optional but has no name")
+        t = g.tensors.get(x)
+        if t is None:
+            continue
+        ty = f"tensor({_ONNX_TYPE_NAMES[t.dtype]})"
+        ok = allowed.get(f.type_str, {f.type_str})
+        if ty not in ok:
+            raise TinycError(f"{n.op_type} node '{node_name}' is not valid ONNX: input {i} ('{x}') is {ty}, "
+                             f"which '{f.name}' does not allow")
+        heterogeneous = f.option == onnx.defs.OpSchema.FormalParameterOption.Variadic and not f.is_homogeneous
+        if f.type_str in allowed and not heterogeneous and bound.setdefault(f.type_str, ty) != ty:
+            raise TinycError(f"{n.op_type} node '{node_name}' is not valid ONNX: input {i} ('{x}') is {ty}, "
+                             f"another input of type {f.type_str} is {bound[f.type_str]}")
+
+
 def _bind_input(g: Graph, vi: onnx.ValueInfoProto, value: np.ndarray) -> None:
     tt = vi.type.tensor_type
     want = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
@@ -306,7 +486,8 @@ def _import_node(g: Graph, node: Node, opset: int, onnx_shapes: dict[str, tuple[
         # An op may still rewrite itself into others that take the value at run time (Clip).
         expanded = None
         if op.expands_runtime_inputs:
-            expanded = op.expand(Node(node.op, name, inputs, node.outputs, attrs), [None if x is None else g.tensors[x] for x in inputs], g)
+            with np.errstate(all="ignore"):  # (constants computed at import: IEEE arithmetic, as at run time)
+                expanded = op.expand(Node(node.op, name, inputs, node.outputs, attrs), [None if x is None else g.tensors[x] for x in inputs], g)
         if expanded is None:
             idx, what = needed[0]
             raise UnsupportedError(f"{node.op} node '{name}': input {idx} ('{what}') must be a constant; "
@@ -322,7 +503,8 @@ def _import_node(g: Graph, node: Node, opset: int, onnx_shapes: dict[str, tuple[
         inputs.pop()
     ins = [None if x is None else g.tensors[x] for x in inputs]
     try:
-        expanded = op.expand(Node(node.op, name, inputs, node.outputs, attrs), ins, g)
+        with np.errstate(all="ignore"):  # (as above)
+            expanded = op.expand(Node(node.op, name, inputs, node.outputs, attrs), ins, g)
         if expanded is not None:
             for sub in expanded:
                 _import_node(g, sub, opset, onnx_shapes)
@@ -336,11 +518,12 @@ def _import_node(g: Graph, node: Node, opset: int, onnx_shapes: dict[str, tuple[
         node = Node(node.op, name, inputs, outputs, attrs)
         out_types = op.infer(node, ins)
     except UnsupportedError as e:
-        msg = str(e)
+        msg = str(e.args[0]) if e.args else ""  # (unescaped, as the name is)
         raise UnsupportedError(msg if name in msg else f"{node.op} node '{name}': {msg}") from None
     for o, (shape, dtype) in zip(node.outputs, out_types):
         if o in g.tensors:
             raise TinycError(f"tensor '{o}' is produced twice (node '{name}')")
+        _check_size(f"{node.op} node '{name}': output '{o}'", shape, DTYPES[dtype].itemsize)
         known = onnx_shapes.get(o)
         if known is not None and tuple(known) != tuple(shape):
             raise TinycError(
@@ -348,11 +531,15 @@ def _import_node(g: Graph, node: Node, opset: int, onnx_shapes: dict[str, tuple[
             )
     if op.foldable and all(t is None or t.is_const or i in op.shape_only_inputs for i, t in enumerate(ins)):
         # Constant folding at import: the reference defines the value.
-        values = op.reference(node, [None if t is None else t.data if t.is_const else np.broadcast_to(np.zeros((), DTYPES[t.dtype]), t.shape)
-                                     for t in ins])
+        _check_constants(g, f"{node.op} node '{name}'", sum(math.prod(s) * DTYPES[d].itemsize for s, d in out_types))
+        with np.errstate(all="ignore"):  # (overflow to inf and the like: IEEE arithmetic, as at run time)
+            values = op.reference(node, [None if t is None else t.data if t.is_const else np.broadcast_to(np.zeros((), DTYPES[t.dtype]), t.shape)
+                                         for t in ins])
         for o, v in zip(node.outputs, values):
             g.add_const(o, np.asarray(v))
         return
+    if len(g.nodes) >= MAX_NODES:
+        raise TinycError(f"{node.op} node '{name}': the graph grows past {MAX_NODES:,} nodes")
     for o, (shape, dtype) in zip(node.outputs, out_types):
         g.add_tensor(Tensor(o, tuple(int(d) for d in shape), dtype))
     g.nodes.append(node)
@@ -374,23 +561,32 @@ def _import_constant(g: Graph, n: onnx.NodeProto, node_name: str, attrs: dict[st
 
 
 def _topological(g: onnx.GraphProto, available: set[str]) -> list[onnx.NodeProto]:
-    """Nodes in an order where every input is defined first; a cycle or dangling input is an error."""
+    """Nodes in an order where every input is defined first (the file's order where it allows);
+    a cycle or dangling input is an error. Linear in the graph's size."""
     avail = set(available) | {""}
-    pending = list(g.node)
+    nodes = list(g.node)
+    waiting = [0] * len(nodes)  # inputs of each node not defined yet
+    readers: dict[str, list[int]] = {}
+    for i, n in enumerate(nodes):
+        for x in set(n.input) - avail:
+            readers.setdefault(x, []).append(i)
+            waiting[i] += 1
+    ready = [i for i, w in enumerate(waiting) if w == 0]  # a heap: the earliest ready node of the file first
     order: list[onnx.NodeProto] = []
-    while pending:
-        rest = []
-        for n in pending:
-            if all(x in avail for x in n.input):
-                order.append(n)
-                avail.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(pending):
-            n = rest[0]
-            bad = next(x for x in n.input if x not in avail)
-            raise TinycError(f"{n.op_type} node '{n.name}' uses '{bad}', which is never defined (or the graph has a cycle)")
-        pending = rest
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(nodes[i])
+        new = [o for o in nodes[i].output if o not in avail]
+        avail.update(new)
+        for o in dict.fromkeys(new):
+            for j in readers.pop(o, []):
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    heapq.heappush(ready, j)
+    if len(order) < len(nodes):
+        n = next(n for i, n in enumerate(nodes) if waiting[i])
+        bad = next(x for x in n.input if x not in avail)
+        raise TinycError(f"{n.op_type} node '{n.name}' uses '{bad}', which is never defined (or the graph has a cycle)")
     return order
 
 

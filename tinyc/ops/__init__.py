@@ -174,6 +174,29 @@ def require_f32(node: Node, ins: list[Tensor | None]) -> None:
             )
 
 
+def c_type(node: Node, dtype: str) -> str:
+    """The C type of ``dtype`` in a kernel of ``node``; UnsupportedError for a type generated C
+    does not handle (float16)."""
+    from ..codegen.cnames import CTYPES
+
+    try:
+        return CTYPES[dtype]
+    except KeyError:
+        raise UnsupportedError(f"{node.op} node '{node.name}': no C kernel for {dtype}") from None
+
+
+def axes_in_range(what: str, axes, rank: int) -> list[int]:
+    """ONNX axes (each in [-rank, rank), none twice) as non-negative ints; UnsupportedError naming
+    ``what`` otherwise."""
+    axes = [int(a) for a in np.asarray(axes).reshape(-1)]
+    if any(not -rank <= a < rank for a in axes):
+        raise UnsupportedError(f"{what} {axes} out of range for rank {rank}")
+    out = [a % rank for a in axes]
+    if len(set(out)) != len(out):
+        raise UnsupportedError(f"{what} {axes} repeat an axis")
+    return out
+
+
 def broadcast_shape(node: Node, *shapes: Shape) -> Shape:
     try:
         return tuple(int(d) for d in np.broadcast_shapes(*shapes))

@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import DTYPES
 from ..codegen.cnames import CTYPES
-from . import Kernel, Op, copy_kernel, register, require_f32
+from . import Kernel, Op, axes_in_range, c_type, copy_kernel, register, require_f32
 
 # ONNX TensorProto element types -> IR dtypes (the ones Cast may target)
 _ONNX_TYPES = {1: "f32", 2: "u8", 3: "s8", 4: "u16", 5: "s16", 6: "s32", 7: "s64", 9: "bool", 10: "f16", 11: "f64",
@@ -134,7 +134,7 @@ class Gather(Op):
         if idx.is_const and np.any((idx.data < -x.shape[a]) | (idx.data >= x.shape[a])):
             raise UnsupportedError(f"Gather node '{node.name}': indices out of range for axis {a} of {x.shape}")
         return Kernel("gather.c.j2", dict(outer=int(np.prod(x.shape[:a])), n=max(idx.size, 1), inner=int(np.prod(x.shape[a + 1:])),
-                                          axis_len=x.shape[a], runtime=not idx.is_const, ctype=CTYPES[x.dtype]),
+                                          axis_len=x.shape[a], runtime=not idx.is_const, ctype=c_type(node, x.dtype)),
                       includes=("string.h", "stdint.h"))
 
 
@@ -161,7 +161,7 @@ class Squeeze(_AxesOp):
         rank = len(ins[0].shape)
         if "axes" not in attrs:
             return {"axes": [i for i, d in enumerate(ins[0].shape) if d == 1]}
-        axes = sorted(int(a) % rank for a in np.asarray(attrs["axes"]).reshape(-1))
+        axes = sorted(axes_in_range("Squeeze axes", attrs["axes"], rank))
         if any(ins[0].shape[a] != 1 for a in axes):
             raise UnsupportedError(f"Squeeze axes {axes} are not of size 1 in {list(ins[0].shape)}")
         return {"axes": axes}
@@ -178,7 +178,7 @@ class Unsqueeze(_AxesOp):
         if "axes" not in attrs:
             raise UnsupportedError("Unsqueeze without axes")
         rank = len(ins[0].shape) + len(np.asarray(attrs["axes"]).reshape(-1))
-        return {"axes": sorted(int(a) % rank for a in np.asarray(attrs["axes"]).reshape(-1))}
+        return {"axes": sorted(axes_in_range("Unsqueeze axes", attrs["axes"], rank))}
 
     def _out_shape(self, node, shape):
         out, it = [], iter(shape)
@@ -204,13 +204,18 @@ class BatchNormalization(Op):
     def infer(self, node, ins):
         if len(node.outputs) > 1:
             raise UnsupportedError(f"BatchNormalization node '{node.name}': only the inference form (one output)")
-        return [(ins[0].shape, ins[0].dtype)]
+        x = ins[0]
+        if len(x.shape) < 2 or any(t is None or t.shape != (x.shape[1],) for t in ins[1:5]) or len(ins) != 5:
+            raise UnsupportedError(f"BatchNormalization node '{node.name}': scale, bias, mean and variance must have "
+                                   f"shape ({x.shape[1] if len(x.shape) > 1 else '?'},) for input {list(x.shape)}")
+        return [(x.shape, x.dtype)]
 
     def affine(self, node, xs) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel (multiplier, offset), in float64."""
+        """Per-channel (multiplier, offset), in float64 (a negative variance gives NaN, as at run time)."""
         scale, bias, mean, var = (np.asarray(v, np.float64) for v in xs[1:5])
-        m = scale / np.sqrt(var + node.attrs["epsilon"])
-        return m, bias - mean * m
+        with np.errstate(all="ignore"):
+            m = scale / np.sqrt(var + node.attrs["epsilon"])
+            return m, bias - mean * m
 
     def reference(self, node, xs):
         x = xs[0]

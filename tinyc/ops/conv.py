@@ -57,8 +57,12 @@ class Conv(Op):
         x, w = ins[0], ins[1]
         if x is None or w is None or len(x.shape) < 3:
             raise UnsupportedError("Conv needs an N,C,spatial input and a weight")
+        if len(w.shape) != len(x.shape):
+            raise UnsupportedError(f"Conv weight {list(w.shape)} must have the input's rank ({len(x.shape)})")
         a = normalize_window("Conv", attrs, x.shape[2:], tuple(attrs.get("kernel_shape") or w.shape[2:]))
         a["group"] = int(attrs.get("group", 1))
+        if a["group"] < 1:
+            raise UnsupportedError(f"Conv group {a['group']} must be at least 1")
         return a
 
     def infer(self, node, ins):

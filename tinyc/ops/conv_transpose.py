@@ -32,11 +32,18 @@ class ConvTranspose(Op):
             raise UnsupportedError(f"ConvTranspose attributes do not match {n} spatial dims")
         if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
             raise UnsupportedError(f"ConvTranspose: unknown auto_pad '{auto_pad}'")
+        group = int(attrs.get("group", 1))
+        if min(k + s + d + [group]) < 1 or min(op + pads) < 0:
+            raise UnsupportedError(f"ConvTranspose: kernel_shape {k}, strides {s}, dilations {d} and group {group} must be "
+                                   f"positive, output_padding {op} and pads {pads} not negative")
         spatial = x.shape[2:]
         full = [s[i] * (spatial[i] - 1) + op[i] + (k[i] - 1) * d[i] + 1 for i in range(n)]
         target = attrs.get("output_shape")
         if target is not None:
             target = [int(v) for v in target][-n:]
+            if len(target) != n or min(target) < 1:
+                raise UnsupportedError(f"ConvTranspose output_shape {list(attrs['output_shape'])} does not give {n} "
+                                       f"positive spatial dims")
         elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             target = [spatial[i] * s[i] for i in range(n)]
         if target is not None:
@@ -48,8 +55,7 @@ class ConvTranspose(Op):
                 pads[i], pads[i + n] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
         elif auto_pad == "VALID":
             pads = [0] * (2 * n)
-        return {"kernel_shape": k, "strides": s, "dilations": d, "output_padding": op, "pads": pads,
-                "group": int(attrs.get("group", 1))}
+        return {"kernel_shape": k, "strides": s, "dilations": d, "output_padding": op, "pads": pads, "group": group}
 
     def _out_spatial(self, a, spatial):
         n = len(spatial)

@@ -249,7 +249,10 @@ class Clip(_Unary):
         a = dict(attrs)
         for k in ("min", "max"):
             if k in a:
-                v = np.asarray(a[k]).reshape(())
+                v = np.asarray(a[k])
+                if v.size != 1:
+                    raise UnsupportedError(f"Clip {k} must be one value, not {v.size}")
+                v = v.reshape(())
                 a[k] = int(v) if v.dtype.kind in "iub" else float(v)
         return a
 

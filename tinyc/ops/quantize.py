@@ -35,6 +35,25 @@ def _broadcast(p: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
     return p.reshape(shape)
 
 
+def _check_params(node: Node, ins: list[Tensor | None]) -> None:
+    """ONNX form: a scale per tensor or one per channel along ``axis``, a zero point of the same
+    shape, and (when constant) scales that are finite and positive."""
+    if len(ins) < 2 or ins[1] is None:
+        return  # canonical form: the parameters are the integer tensor's
+    x, s = ins[0], ins[1]
+    zp = ins[2] if len(ins) > 2 else None
+    where = f"{node.op} node '{node.name}'"
+    if zp is not None and zp.size != s.size:
+        raise UnsupportedError(f"{where}: scale {list(s.shape)} and zero point {list(zp.shape)} differ in size")
+    if s.size != 1:
+        axis = int(node.attrs.get("axis", 1))
+        if len(s.shape) != 1 or not -len(x.shape) <= axis < len(x.shape) or s.shape[0] != x.shape[axis]:
+            raise UnsupportedError(f"{where}: scale {list(s.shape)} is neither per tensor nor one per channel "
+                                   f"along axis {axis} of {list(x.shape)}")
+    if s.is_const and not np.all(np.isfinite(s.data) & (s.data > 0)):
+        raise UnsupportedError(f"{where}: scales must be finite and positive")
+
+
 @register
 class QuantizeLinear(Op):
     name = "QuantizeLinear"
@@ -42,6 +61,7 @@ class QuantizeLinear(Op):
     foldable = False
 
     def infer(self, node, ins):
+        _check_params(node, ins)
         zp = ins[2] if len(ins) > 2 else None
         # ONNX form: the zero point's type (uint8 when absent); canonical form: attribute "to"
         dtype = zp.dtype if zp is not None else node.attrs.get("to", "u8")
@@ -60,8 +80,12 @@ class QuantizeLinear(Op):
         scale, zp, axis = _params(node, xs, outs[0] if outs else None)
         out_dtype = zp.dtype if outs is None else DTYPES[outs[0].dtype]
         info = np.iinfo(out_dtype)
-        # ONNX: saturate(round_half_to_even(x / scale) + zero_point), x / scale in float32
-        q = np.rint(x / _broadcast(scale.astype(np.float32), axis, x.ndim)) + _broadcast(zp.astype(np.float64), axis, x.ndim)
+        # ONNX: saturate(round_half_to_even(x / scale) + zero_point), x / scale in float32; NaN
+        # (which ONNX leaves open) to the zero point, as the generated C does
+        with np.errstate(over="ignore", invalid="ignore"):
+            q = np.rint(x / _broadcast(scale.astype(np.float32), axis, x.ndim))
+        zp = np.broadcast_to(_broadcast(zp.astype(np.float64), axis, x.ndim), q.shape)
+        q = np.where(np.isnan(q), zp, q + zp)
         return [np.clip(q, info.min, info.max).astype(out_dtype)]
 
     def kernel(self, node, ins, outs):
@@ -79,6 +103,7 @@ class DequantizeLinear(Op):
     foldable = False
 
     def infer(self, node, ins):
+        _check_params(node, ins)
         return [(ins[0].shape, "f32")]
 
     def reference(self, node, xs):

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..codegen.cnames import CTYPES, c_float
 from ..errors import UnsupportedError
-from . import Kernel, Op, copy_kernel, register
+from . import Kernel, Op, axes_in_range, copy_kernel, register
 
 MODES = ("nearest", "linear", "cubic")
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -115,9 +115,7 @@ class Resize(Op):
         policy = attrs.get("keep_aspect_ratio_policy", "stretch")
         policy = policy.decode() if isinstance(policy, bytes) else policy
         axes = attrs.get("axes")
-        axes = list(range(r)) if axes is None else [int(v) % r for v in axes]
-        if len(set(axes)) != len(axes):
-            raise UnsupportedError(f"Resize axes {axes} repeat an axis")
+        axes = list(range(r)) if axes is None else axes_in_range("Resize axes", axes, r)
 
         def given(key):
             v = attrs.get(key)
@@ -132,8 +130,8 @@ class Resize(Op):
             if len(scales_in) != len(axes):
                 raise UnsupportedError(f"Resize has {len(scales_in)} scales for {len(axes)} axes")
             for ax, s in zip(axes, scales_in):
-                if not s > 0:
-                    raise UnsupportedError(f"Resize scale {s} must be positive")
+                if not 0 < s < math.inf:
+                    raise UnsupportedError(f"Resize scale {s} must be positive and finite")
                 scales[ax] = float(np.float32(s))
                 sizes[ax] = int(math.floor(float(np.float32(s)) * x.shape[ax]))
         else:

@@ -68,6 +68,10 @@ def _activations(node: Node, names: list[str], n: int, defaults: list[str]) -> l
     return out
 
 
+# Each step becomes some twenty nodes: a bound on the graph an RNN unrolls into.
+MAX_UNROLLED_STEPS = 1024
+
+
 class _RNN(Op):
     gates: int
     default_activations: list[str]
@@ -85,9 +89,18 @@ class _RNN(Op):
         if len(x.shape) != 3 or layout not in (0, 1):
             raise UnsupportedError(f"{self.name} node '{node.name}': input must be 3-D, layout 0 or 1")
         seq, batch = (x.shape[0], x.shape[1]) if layout == 0 else (x.shape[1], x.shape[0])
+        if seq * dirs > MAX_UNROLLED_STEPS:
+            raise UnsupportedError(f"{self.name} node '{node.name}': {seq} steps x {dirs} direction(s) to unroll; tinyc "
+                                   f"unrolls at most {MAX_UNROLLED_STEPS}")
+        if len(w.shape) != 3:
+            raise UnsupportedError(f"{self.name} node '{node.name}': W shape {w.shape} is not 3-D")
         hidden = int(a.get("hidden_size", w.shape[1] // self.gates))
-        if w.shape != (dirs, self.gates * hidden, x.shape[2]):
+        if hidden < 1 or w.shape != (dirs, self.gates * hidden, x.shape[2]):
             raise UnsupportedError(f"{self.name} node '{node.name}': W shape {w.shape} does not fit")
+        for idx, what, shape in ((2, "R", (dirs, self.gates * hidden, hidden)), (3, "B", (dirs, 2 * self.gates * hidden)),
+                                 (7, "P", (dirs, 3 * hidden))):
+            if idx < len(ins) and ins[idx] is not None and ins[idx].shape != shape:
+                raise UnsupportedError(f"{self.name} node '{node.name}': {what} shape {ins[idx].shape} is not {shape}")
         if len(ins) > 4 and ins[4] is not None:
             lens = ins[4].data
             if np.any(lens != seq):

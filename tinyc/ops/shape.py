@@ -6,7 +6,7 @@ import numpy as np
 from ..codegen.cnames import CTYPES, c_float
 from ..errors import UnsupportedError
 from ..ir import DTYPES
-from . import Kernel, Op, collapse_loops, copy_kernel, register
+from . import Kernel, Op, axes_in_range, c_type, collapse_loops, copy_kernel, register
 
 
 @register
@@ -80,9 +80,9 @@ class Transpose(Op):
     def normalize(self, attrs, ins, opset):
         rank = len(ins[0].shape)
         perm = [int(p) for p in attrs.get("perm", list(range(rank))[::-1])]
-        if len(perm) != rank or sorted(p % max(rank, 1) for p in perm) != list(range(rank)):
+        if len(perm) != rank:
             raise UnsupportedError(f"Transpose perm {perm} is not a permutation of {rank} axes")
-        return {"perm": [p % rank for p in perm]}
+        return {"perm": axes_in_range("Transpose perm", perm, rank)}
 
     def infer(self, node, ins):
         return [(tuple(ins[0].shape[p] for p in node.attrs["perm"]), ins[0].dtype)]
@@ -96,6 +96,7 @@ class Transpose(Op):
         dims = [shape[p] for p in perm]
         src = [in_strides[p] for p in perm]
         dst = [int(np.prod(dims[i + 1:])) for i in range(len(dims))]
+        c_type(node, ins[0].dtype)
         return strided_copy("Transpose", dims, src, dst, 0, ins[0].dtype)
 
 
@@ -164,7 +165,9 @@ class Pad(Op):
         pads = [int(p) for p in np.asarray(attrs.get("pads", [0] * 2 * rank)).reshape(-1)]
         axes = attrs.get("axes")
         if axes is not None:
-            axes = [int(a) % rank for a in np.asarray(axes).reshape(-1)]
+            axes = axes_in_range("Pad axes", axes, rank)
+            if len(pads) != 2 * len(axes):
+                raise UnsupportedError(f"Pad: {len(pads)} pads for {len(axes)} axes")
             full = [0] * (2 * rank)
             for i, a in enumerate(axes):
                 full[a], full[a + rank] = pads[i], pads[i + len(axes)]
@@ -173,7 +176,12 @@ class Pad(Op):
             raise UnsupportedError(f"Pad: {len(pads)} pads for rank {rank}")
         if any(p < 0 for p in pads):
             raise UnsupportedError("Pad with negative pads (cropping) is not supported")
-        value = float(np.asarray(attrs.get("value", 0.0)).reshape(-1)[0]) if attrs.get("value") is not None else 0.0
+        value = 0.0
+        if attrs.get("value") is not None:
+            v = np.asarray(attrs["value"]).reshape(-1)
+            if v.size != 1:
+                raise UnsupportedError(f"Pad constant_value has {v.size} values, not one")
+            value = float(v[0])
         return {"mode": mode, "pads": pads, "value": value}
 
     def infer(self, node, ins):
@@ -208,7 +216,7 @@ class Pad(Op):
             axes = [dict(ax=i, n=out[i], stride=int(np.prod(shape[i + 1:])),
                          map=[self.source_index(mode, o, pads[i], shape[i]) for o in range(out[i])]
                          if pads[i] or pads[i + r] else None) for i in range(r)]
-            return Kernel("pad_map.c.j2", dict(mode=mode, axes=axes, ctype=CTYPES[ins[0].dtype]), includes=("stdint.h",))
+            return Kernel("pad_map.c.j2", dict(mode=mode, axes=axes, ctype=c_type(node, ins[0].dtype)), includes=("stdint.h",))
         r = len(shape)
         src = [int(np.prod(shape[i + 1:])) for i in range(r)]
         dst = [int(np.prod(out[i + 1:])) for i in range(r)]
@@ -219,9 +227,11 @@ class Pad(Op):
         elif ins[0].quant is not None:
             value = str(self.quantized_value(node, ins[0]))
         else:
+            if not np.isfinite(node.attrs["value"]):
+                raise UnsupportedError(f"Pad node '{node.name}': constant_value {node.attrs['value']} for a {dt} tensor")
             value = str(int(node.attrs["value"]))
         return Kernel("f32/pad.c.j2", dict(dims=list(shape), src=src, dst=dst, base=base, n=outs[0].size,
-                                           value=value, ctype=CTYPES[dt]), includes=("math.h",))
+                                           value=value, ctype=c_type(node, dt)), includes=("math.h",))
 
     @staticmethod
     def quantized_value(node, x) -> int:

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import Node
-from . import Op, register
+from . import Op, c_type, register
 from .shape import strided_copy
 
 
@@ -71,6 +71,7 @@ class Slice(Op):
         src = [s * st for s, st in zip(in_strides, a["step"])]
         dst = [int(np.prod(dims[i + 1:])) for i in range(len(dims))]
         offset = sum(f * s for f, s in zip(a["first"], in_strides))
+        c_type(node, ins[0].dtype)
         return strided_copy("Slice", dims, src, dst, offset, ins[0].dtype)
 
 

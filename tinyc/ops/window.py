@@ -21,8 +21,11 @@ def normalize_window(op: str, attrs: dict[str, Any], spatial: tuple[int, ...], k
     auto_pad = a.pop("auto_pad", "NOTSET")
     if isinstance(auto_pad, bytes):
         auto_pad = auto_pad.decode()
-    if len(a["strides"]) != n or len(a["dilations"]) != n or len(pads) != 2 * n:
-        raise UnsupportedError(f"{op}: strides/dilations/pads do not match {n} spatial dims")
+    if len(kernel) != n or len(a["strides"]) != n or len(a["dilations"]) != n or len(pads) != 2 * n:
+        raise UnsupportedError(f"{op}: kernel_shape/strides/dilations/pads do not match {n} spatial dims")
+    if min(list(kernel) + a["strides"] + a["dilations"], default=1) < 1 or min(pads, default=0) < 0:
+        raise UnsupportedError(f"{op}: kernel_shape {list(kernel)}, strides {a['strides']} and dilations "
+                               f"{a['dilations']} must be positive, pads {pads} not negative")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0] * (2 * n)
         for i in range(n):

@@ -18,6 +18,8 @@ from .rewrite import consumers
 
 def _weights_by_channel(g: Graph, n: Node) -> np.ndarray | None:
     """The producer's weights as (output channel, ...), when it can lose channels."""
+    if n.op not in ("Conv", "Gemm") or len(n.inputs) < 2:
+        return None
     w = g.tensors[n.inputs[1]]
     if not w.is_const or w.dtype != "f32" or g.tensors[n.inputs[0]].dtype != "f32":
         return None

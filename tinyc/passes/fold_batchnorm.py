@@ -145,4 +145,5 @@ class FoldBatchNorm(Pass):
     description = "BatchNormalization and per-channel Mul/Add constants into Conv/Gemm weights and bias"
 
     def run(self, g: Graph) -> Graph:
-        return remove_dead(fold_batchnorm(g))
+        with np.errstate(all="ignore"):  # (folded weights past float32 become inf, as the float64 -> float32 cast says)
+            return remove_dead(fold_batchnorm(g))
