@@ -98,7 +98,7 @@ def _int_feeds(g: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return _requantize_feeds(g, feeds)
 
 
-def read_dump(raw: bytes, model: GeneratedModel, g: Graph, samples: int) -> list[dict[str, np.ndarray]]:
+def read_dump(raw: bytes, g: Graph, samples: int) -> list[dict[str, np.ndarray]]:
     """dump.bin -> per sample, every dumped tensor by name."""
     if not raw:  # no layer runs code (only views and copies)
         return [{} for _ in range(samples)]
@@ -211,7 +211,7 @@ def run_debug_build(g: Graph, target: Target, build_dir: Path, samples: Sequence
     dump = build_dir / "dump.bin"
     if not dump.exists():
         raise TinycError("the debug firmware wrote no dump.bin")
-    return read_dump(dump.read_bytes(), model, g, len(samples))
+    return read_dump(dump.read_bytes(), g, len(samples))
 
 
 def compare_target(rows: list[LayerDiff], refs: list[dict], dumps: list[dict], rtol: float) -> None:

@@ -288,10 +288,9 @@ def import_model(
     for init in g_proto.initializer:
         if init.name in g.tensors:
             raise TinycError(f"initializer '{init.name}' defined twice")
-        itemsize = _onnx_itemsize(init.data_type) or 1
-        _check_size(f"initializer '{init.name}'", init.dims, itemsize)
-        _check_constants(g, f"initializer '{init.name}'", math.prod(init.dims) * itemsize)
-        g.add_const(init.name, _to_array(init))
+        arr = _to_array(init)  # (its declared size checked before reading it)
+        _check_constants(g, f"initializer '{init.name}'", arr.nbytes)
+        g.add_const(init.name, arr)
 
     # Graph inputs (those without an initializer), with symbolic dimensions fixed.
     shapes_given = dict(input_shapes or {})
