@@ -102,21 +102,29 @@ BARE_METAL = {"arm": ("startup_cortexm.c", "cortexm.ld.j2"), "riscv": ("startup_
 
 def build_firmware(model: GeneratedModel, target: Target, build_dir: Path, extra_cflags: tuple[str, ...] = (),
                    dump: bool = False) -> Path:
-    # a model compiled with a weights blob gets a firmware that loads one from input.bin
     """Write the model and a test firmware into ``build_dir`` and compile it; return the program.
-    ``dump``: the firmware of a debug build (``generate(..., dump=True)``), which writes dump.bin."""
-    build_dir.mkdir(parents=True, exist_ok=True)
-    for fname, text in model.files.items():
-        (build_dir / fname).write_text(text)
-    fw = data_dir("templates") / "firmware"
+    ``dump``: the firmware of a debug build (``generate(..., dump=True)``), which writes dump.bin.
+    A model compiled with a weights blob gets a firmware that loads one from input.bin."""
     env = template_env(target.template_variants)
     ctx = dict(name=model.name, macro=model.name.upper(), target=target,
                inputs=_io_entries(model, "inputs"), outputs=_io_entries(model, "outputs"), dump=dump,
                blob="weights_blob" in model.report)
-    (build_dir / "main.c").write_text(env.get_template("firmware/main.c.j2").render(**ctx))
+    sources = {"main.c": env.get_template("firmware/main.c.j2").render(**ctx), **model.files}
+    return build_program(sources, target, build_dir, extra_cflags)
+
+
+def build_program(files: dict[str, str], target: Target, build_dir: Path,
+                  extra_cflags: tuple[str, ...] = ()) -> Path:
+    """Compile a test program from ``files`` (name -> text; a main.c and the generated models'
+    files) with the firmware's I/O layer (input.bin in, output.bin out) and, on bare-metal targets,
+    its start-up code and linker script; return the program."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for fname, text in files.items():
+        (build_dir / fname).write_text(text)
+    fw = data_dir("templates") / "firmware"
     shutil.copy(fw / "tinyc_io.h", build_dir / "tinyc_io.h")
     cc = need_tool(target.cc, target)
-    sources = ["main.c", f"{model.name}.c"]
+    sources = [f for f in files if f.endswith(".c")]
     if target.emulator.kind == "native":
         shutil.copy(fw / "io_host.c", build_dir / "io_host.c")
         sources.append("io_host.c")
@@ -126,6 +134,7 @@ def build_firmware(model: GeneratedModel, target: Target, build_dir: Path, extra
         startup, script = BARE_METAL[target.arch]
         for f in ("io_semihost.c", startup):
             shutil.copy(fw / f, build_dir / f)
+        env = template_env(target.template_variants)
         (build_dir / "link.ld").write_text(env.get_template(f"firmware/{script}").render(target=target))
         sources += ["io_semihost.c", startup]
         out = build_dir / "firmware.elf"
@@ -181,8 +190,19 @@ def run_firmware(model: GeneratedModel, target: Target, program: Path,
                  max_instructions: int | None = None) -> FirmwareResult:
     """``blob``: for a model with a weights blob, the blob to load (default: its own).
     ``max_instructions``: the emulated run's instruction budget (default: ``instruction_budget``)."""
-    workdir = program.parent
     packed = _pack_inputs(model, samples, blob)
+    if max_instructions is None and target.emulator.kind == "qemu":
+        max_instructions = instruction_budget(model, len(samples), len(packed))
+    raw, cmd = run_program(target, program, packed, timeout, emulator_args, max_instructions)
+    return FirmwareResult(_unpack_outputs(model, raw, len(samples)), cmd)
+
+
+def run_program(target: Target, program: Path, packed: bytes, timeout: float = 300.0,
+                emulator_args: Sequence[str] = (), max_instructions: int = BUDGET_FIXED) -> tuple[bytes, list[str]]:
+    """Run a test program (natively or in QEMU, bounded by ``timeout`` and ``max_instructions``)
+    on ``packed`` as input.bin; return output.bin's bytes and the command. A fault, a hang or a
+    failure is a TinycError naming it."""
+    workdir = program.parent
     (workdir / "input.bin").write_bytes(packed)
     out_file = workdir / "output.bin"
     for stale in (out_file, workdir / "dump.bin"):
@@ -193,8 +213,6 @@ def run_firmware(model: GeneratedModel, target: Target, program: Path,
         cmd = [str(program.resolve())]
     elif emu.kind == "qemu":
         qemu = need_tool(emu.system, target)
-        if max_instructions is None:
-            max_instructions = instruction_budget(model, len(samples), len(packed))
         budget = build_plugin(workdir, "insn_budget")
         emulator_args = [*emulator_args, "-plugin", f"{budget.resolve()},limit={max_instructions}"]
         cmd = [qemu, "-M", emu.machine, *(["-cpu", emu.cpu] if emu.cpu else []), *emu.args, "-display", "none",
@@ -216,7 +234,7 @@ def run_firmware(model: GeneratedModel, target: Target, program: Path,
         raise TinycError(f"the firmware {kind} on {target.name}: {what}" + (f" ({detail[0]})" if detail else ""))
     if not out_file.exists():
         raise TinycError("the firmware wrote no output.bin")
-    return FirmwareResult(_unpack_outputs(model, out_file.read_bytes(), len(samples)), cmd)
+    return out_file.read_bytes(), cmd
 
 
 def run_on_target(model: GeneratedModel, target: Target, build_dir: Path,

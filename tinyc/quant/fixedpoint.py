@@ -182,7 +182,10 @@ def get_reciprocal(x: np.ndarray, x_integer_digits: int) -> tuple[np.ndarray, np
 def softmax_params(input_scale: float, beta: float = 1.0, integer_bits: int = 5) -> tuple[int, int, int]:
     """TFLite PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min)."""
     max_real = float((1 << 31) - 1)
-    real = min(beta * float(input_scale) * (1 << (31 - integer_bits)), max_real)
+    # TFLite clamps from above only, and its multiplier must be > 1 (an input scale below 2^-26);
+    # below that every input difference is under 2^-19 in real terms, where exp() is 1 to 1e-5:
+    # the multiplier is held at 1 (no left shift) instead of failing.
+    real = max(min(beta * float(input_scale) * (1 << (31 - integer_bits)), max_real), 1.0)
     multiplier, left_shift = quantize_multiplier(real)
     max_input_rescaled = 1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift)
     diff_min = -int(math.floor(max_input_rescaled))

@@ -1,0 +1,339 @@
+"""Differential runs of fuzzed models: every oracle on every case.
+
+A case is one random model (gen.py) by one route: ``float``, ``ptq`` (tinyc's own calibration),
+``ort``/``ort_pc`` (onnxruntime's quantize_static QDQ, per tensor / per channel) or ``qdq_extreme``.
+Oracles:
+- float graph: tinyc's reference interpreter vs onnxruntime (``FLOAT_RTOL`` of the largest value);
+- QDQ graph: tinyc's integer reference vs onnxruntime's execution of the QDQ graph, in steps of
+  the output's scale (onnxruntime requantizes in float, tinyc in integers as TFLite does; the bound
+  is ``lsb_bound``);
+- generated C vs tinyc's reference on every target the case is given: integers exactly, floats to
+  ``C_RTOL``. Many cases share one program per target (each model has its own prefix), so a batch
+  costs one compile and one emulator start; a batch that fails is split to find the case.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import traceback
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from tinyc import interpreter
+from tinyc.codegen import GeneratedModel, generate
+from tinyc.codegen.cnames import CTYPES
+from tinyc.compiler import prepare
+from tinyc.emulator.runner import BUDGET_FIXED, build_program, instruction_budget, run_program
+from tinyc.errors import TinycError
+from tinyc.ir import DTYPES
+from tinyc.targets import get_target
+
+from .gen import Recipe, build
+from .quantize import ROUTES_QDQ, extreme, ort_quantize
+
+ROUTES = ("float", "ptq", *ROUTES_QDQ)
+SAMPLES = 2        # inputs per case run on the targets
+CALIB = 8          # calibration samples (tinyc's and onnxruntime's)
+FLOAT_RTOL = 1e-4  # float reference vs onnxruntime, of the output's largest magnitude
+C_RTOL = 1e-4      # float C vs the reference (the default of tinyc verify)
+QDQ_LSB = 1        # int8 reference vs onnxruntime's QDQ execution: steps of the output's scale per layer
+
+
+@dataclasses.dataclass
+class Case:
+    recipe: Recipe
+    route: str
+    ops: list[str] = dataclasses.field(default_factory=list)
+    model: onnx.ModelProto | None = None    # what tinyc compiles (float or QDQ)
+    float_model: onnx.ModelProto | None = None
+    graph: object = None                    # tinyc's prepared graph
+    samples: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    calib: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    ref: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    status: str = "new"                     # ok | refused | invalid | fail
+    problems: list[str] = dataclasses.field(default_factory=list)  # "oracle: what" per failure
+    refusal: str = ""
+    targets_run: list[str] = dataclasses.field(default_factory=list)
+    lsb_max: int = 0                        # largest int8-vs-onnxruntime step seen
+
+    @property
+    def key(self) -> str:
+        return f"seed{self.recipe.seed}-{self.route}"
+
+    def fail(self, oracle: str, what: str) -> None:
+        self.status = "fail"
+        self.problems.append(f"{oracle}: {what}")
+
+
+def _ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _data(recipe: Recipe, model: onnx.ModelProto, count: int, salt: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng([recipe.seed, salt])
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    return [{"input": rng.standard_normal(shape).astype(np.float32)} for _ in range(count)]
+
+
+def output_scale(model: onnx.ModelProto) -> float | None:
+    """The scale of the DequantizeLinear that gives the graph output (through Identity nodes)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: t for t in model.graph.initializer}
+    name = model.graph.output[0].name
+    while name in producers and producers[name].op_type == "Identity":
+        name = producers[name].input[0]
+    n = producers.get(name)
+    if n is None or n.op_type != "DequantizeLinear" or n.input[1] not in inits:
+        return None
+    s = onnx.numpy_helper.to_array(inits[n.input[1]])
+    return float(s) if s.size == 1 else None
+
+
+def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:
+    """Build the case's model, compile it to tinyc's graph and check the reference against
+    onnxruntime. A model onnxruntime cannot run is ``invalid`` (a generator problem, counted);
+    one tinyc refuses with a clear error is ``refused``; anything else unexpected is a failure."""
+    case = Case(recipe, route)
+    case.float_model, case.ops = build(recipe)
+    case.calib = _data(recipe, case.float_model, CALIB, 1)
+    case.samples = _data(recipe, case.float_model, SAMPLES, 2)
+    try:
+        for feeds in case.samples:
+            _ort(case.float_model, feeds)
+        if route in ROUTES_QDQ:
+            case.model = ort_quantize(case.float_model, case.calib, per_channel=route != "ort")
+            if route == "qdq_extreme":
+                case.model = extreme(case.model, recipe.seed)
+        else:
+            case.model = case.float_model
+        want = [_ort(case.model, feeds)[0] for feeds in case.samples]
+    except Exception as e:  # noqa: BLE001 -- the generator or onnxruntime's quantizer gave up
+        case.status, case.refusal = "invalid", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        return case
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"{case.key}.onnx"
+    onnx.save(case.model, path)
+    calib_path = workdir / f"{case.key}_calib.npz"
+    np.savez(calib_path, input=np.stack([c["input"] for c in case.calib]))
+    try:
+        prepared = prepare(path, quantize="int8" if route == "ptq" else None,
+                           calib=calib_path if route == "ptq" else None, progress=False)
+        case.graph = prepared.graph
+        case.ref = [interpreter.run(case.graph, feeds) for feeds in case.samples]
+    except TinycError as e:
+        case.status, case.refusal = "refused", str(e).splitlines()[0]
+        return case
+    except Exception:  # noqa: BLE001 -- an internal error is a bug
+        case.fail("compile", traceback.format_exc(limit=-3).strip().splitlines()[-1])
+        return case
+    case.status = "ok"
+    if route == "ptq":
+        return case  # no outside oracle for tinyc's own quantization: C vs reference below
+    scale = output_scale(case.model) if route in ROUTES_QDQ else None
+    for k, (w, got) in enumerate(zip(want, case.ref)):
+        ref = np.asarray(got[case.graph.outputs[0]], np.float64).reshape(w.shape)
+        w = np.asarray(w, np.float64)
+        if scale is not None:
+            steps = np.abs(np.round((ref - w) / scale))
+            case.lsb_max = max(case.lsb_max, int(steps.max(initial=0)))
+            if case.lsb_max > lsb_bound(case):
+                case.fail("reference vs onnxruntime (QDQ)", f"sample {k}: {int(steps.max())} steps of the output "
+                          f"scale (bound {lsb_bound(case)}), {int((steps > 0).sum())}/{steps.size} differ")
+                break
+        else:
+            tol = FLOAT_RTOL * max(float(np.abs(w).max(initial=0)), 1e-6)
+            err = float(np.abs(ref - w).max(initial=0))
+            if not np.isfinite(ref).all() == np.isfinite(w).all() or err > tol:
+                case.fail("reference vs onnxruntime", f"sample {k}: max abs error {err:.3g} > {tol:.3g}")
+                break
+    return case
+
+
+def lsb_bound(case: Case) -> int:
+    """onnxruntime rounds each requantization in float, tinyc in integers: each quantized layer may
+    be one step off, and a step can grow through the layers after it. The bound counts the layers
+    that requantize on the way (one step each)."""
+    layers = sum(op not in ("Reshape", "Flatten", "Transpose", "Identity", "Slice", "Concat", "MaxPool",
+                            "GlobalMaxPool", "ReduceMax", "Pad", "Relu", "Max", "Min")
+                 for op in _node_ops(case.float_model))
+    return QDQ_LSB * max(1, layers)
+
+
+def _node_ops(model: onnx.ModelProto) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+# --- many models in one program per target ------------------------------------------------------
+
+MAIN = """/* Fuzz batch: every model's samples in turn, from input.bin to output.bin. */
+#include <stdint.h>
+#include "tinyc_io.h"
+{includes}
+{buffers}
+int main(void)
+{{
+    const int in = tinyc_io_open("input.bin", 0);
+    const int out = tinyc_io_open("output.bin", 1);
+    if (in < 0 || out < 0) {{
+        return 10;
+    }}
+{runs}
+    tinyc_io_close(in);
+    tinyc_io_close(out);
+    return 0;
+}}
+"""
+
+
+def _batch_main(models: list[GeneratedModel]) -> str:
+    includes, buffers, runs = [], [], []
+    for m in models:
+        includes.append(f'#include "{m.name}.h"')
+        args, reads, writes = [], [], []
+        for kind, key in (("in", "inputs"), ("out", "outputs")):
+            for i, e in enumerate(m.report[key]):
+                var = f"{m.name}_{kind}{i}"
+                size = int(np.prod(e["shape"], dtype=np.int64))
+                buffers.append(f"static {CTYPES[e['dtype']]} {var}[{size}];")
+                args.append(var)
+                (reads if kind == "in" else writes).append(var)
+        body = [f"        if (tinyc_io_read(in, {v}, sizeof {v}) != 0) {{\n            return 12;\n        }}" for v in reads]
+        body.append(f"        if ({m.name}_run({', '.join(args)}) != 0) {{\n            return 13;\n        }}")
+        body += [f"        if (tinyc_io_write(out, {v}, sizeof {v}) != 0) {{\n            return 14;\n        }}" for v in writes]
+        runs.append(f"    for (int s = 0; s < {SAMPLES}; ++s) {{\n" + "\n".join(body) + "\n    }")
+    return MAIN.format(includes="\n".join(includes), buffers="\n".join(buffers), runs="\n".join(runs))
+
+
+def _pack(case: Case, m: GeneratedModel) -> bytes:
+    parts = []
+    for feeds in case.samples:
+        for e in m.report["inputs"]:
+            a = np.asarray(_feed(case, feeds, e["name"]), dtype=DTYPES[e["dtype"]]).reshape(e["shape"])
+            parts.append(a.astype(a.dtype.newbyteorder("<")).tobytes())
+    return b"".join(parts)
+
+
+def _feed(case: Case, feeds: dict[str, np.ndarray], name: str) -> np.ndarray:
+    return feeds[name]
+
+
+def _compare(case: Case, m: GeneratedModel, raw: bytes, pos: int, target: str) -> int:
+    for k, want in enumerate(case.ref):
+        for e in m.report["outputs"]:
+            dt = DTYPES[e["dtype"]].newbyteorder("<")
+            n = int(np.prod(e["shape"], dtype=np.int64)) * dt.itemsize
+            got = np.frombuffer(raw[pos:pos + n], dt).astype(DTYPES[e["dtype"]])
+            pos += n
+            w = np.asarray(want[e["name"]]).reshape(-1)
+            if got.size != w.size:
+                case.fail(f"C on {target}", f"output '{e['name']}': {got.size} values for {w.size}")
+                continue
+            if w.dtype.kind == "f":
+                w64, g64 = w.astype(np.float64), got.astype(np.float64)
+                tol = C_RTOL * max(float(np.nanmax(np.abs(w64), initial=0.0)), 1e-30)
+                bad = ~((np.abs(g64 - w64) <= tol) | (np.isnan(g64) & np.isnan(w64)))
+            else:
+                bad = got != w
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                case.fail(f"C on {target}", f"sample {k}, output '{e['name']}': {int(bad.sum())}/{w.size} values "
+                          f"differ from the reference (first at {i}: {got[i]} vs {w[i]})")
+    return pos
+
+
+def fits(m: GeneratedModel, target) -> int:
+    """The RAM a model's test needs on the emulated machine (0: no limit)."""
+    r = m.report
+    io = sum(int(np.prod(e["shape"])) * DTYPES[e["dtype"]].itemsize for e in r["inputs"] + r["outputs"])
+    return r["arena_bytes"] + io
+
+
+def run_batch(cases: list[Case], target_name: str, build_dir: Path, extra_cflags: tuple[str, ...] = (),
+              transform=None) -> None:
+    """Run ``cases`` (prepared, status ok) on one target in as few programs as fit the emulated
+    machine; record failures on the cases. ``transform(case, model)`` may rewrite a generated model
+    before it is built (the sanitizer runs poison the arena)."""
+    target = get_target(target_name)
+    ram = target.emulator.ram_bytes if target.emulator.kind == "qemu" else 0
+    flash = target.emulator.flash_bytes if target.emulator.kind == "qemu" else 0
+    todo: list[tuple[Case, GeneratedModel]] = []
+    for i, case in enumerate(cases):
+        try:
+            m = generate(case.graph, target, name=f"m{i}")
+        except TinycError as e:  # a clear error (exit 2) for this target: a refusal, not a wrong result
+            case.status, case.refusal = "refused", f"{target_name}: {str(e).splitlines()[0]}"
+            continue
+        except Exception:  # noqa: BLE001
+            case.fail(f"codegen for {target_name}", traceback.format_exc(limit=-3).strip().splitlines()[-1])
+            continue
+        if transform is not None:
+            m = transform(case, m)
+        if ram and fits(m, target) > ram // 2:
+            continue  # too big for this emulated machine: not run here
+        todo.append((case, m))
+    groups, current, used, wbytes = [], [], 0, 0
+    for case, m in todo:
+        need, w = fits(m, target), m.report.get("weights_bytes", 0)
+        if current and (len(current) >= 40 or (ram and used + need > ram // 2) or (flash and wbytes + w > flash // 3)):
+            groups.append(current)
+            current, used, wbytes = [], 0, 0
+        current.append((case, m))
+        used, wbytes = used + need, wbytes + w
+    if current:
+        groups.append(current)
+    for gi, group in enumerate(groups):
+        _run_group(group, target, build_dir / f"{target_name}_{gi}", extra_cflags)
+
+
+def _run_group(group: list[tuple[Case, GeneratedModel]], target, build_dir: Path, extra_cflags) -> None:
+    files = {"main.c": _batch_main([m for _, m in group])}
+    for _, m in group:
+        files.update({f: t for f, t in m.files.items() if f.endswith((".c", ".h"))})
+    packed = b"".join(_pack(c, m) for c, m in group)
+    budget = BUDGET_FIXED + sum(instruction_budget(m, SAMPLES) for _, m in group)
+    try:
+        program = build_program(files, target, build_dir, extra_cflags)
+        raw, _ = run_program(target, program, packed, timeout=120, max_instructions=budget)
+    except TinycError as e:
+        if len(group) > 1:  # find the case(s) at fault
+            half = len(group) // 2
+            _run_group(group[:half], target, build_dir.with_name(build_dir.name + "a"), extra_cflags)
+            _run_group(group[half:], target, build_dir.with_name(build_dir.name + "b"), extra_cflags)
+        else:
+            group[0][0].fail(f"C on {target.name}", str(e).splitlines()[0])
+        return
+    pos = 0
+    for case, m in group:
+        case.targets_run.append(target.name)
+        pos = _compare(case, m, raw, pos, target.name)
+    shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def run_cases(recipes: list[Recipe], routes: list[str], targets_for, workdir: Path | None = None,
+              extra_cflags: tuple[str, ...] = (), transform=None) -> list[Case]:
+    """Prepare every (recipe, route) case and run it on its targets (``targets_for(index, case)``:
+    the target names of the index-th case; host is always one of them)."""
+    own = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="tinyc-modelfuzz-")) if own else workdir
+    try:
+        cases = [prepare_case(rec, route, workdir / "models") for rec, route in zip(recipes, routes)]
+        by_target: dict[str, list[Case]] = {}
+        for i, case in enumerate(cases):
+            if case.status == "ok":
+                for t in targets_for(i, case):
+                    by_target.setdefault(t, []).append(case)
+        for t, group in by_target.items():
+            run_batch(group, t, workdir / "build", extra_cflags, transform)
+        return cases
+    finally:
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
