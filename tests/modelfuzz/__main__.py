@@ -34,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         for done, part in enumerate(pool.map(run_chunk, chunks), 1):
             totals.merge(part)
             print(f"[{time.time() - start:7.0f} s] {totals.cases:6d} cases, {len(totals.failures)} failing", flush=True)
+            if args.json:  # after every chunk: a long run stopped early keeps its figures
+                Path(args.json).write_text(json.dumps(dict(totals.as_dict(), seconds=round(time.time() - start)),
+                                                      indent=1))
     print(totals.summary())
-    if args.json:
-        Path(args.json).write_text(json.dumps(totals.as_dict(), indent=1))
     if args.shrink and totals.failures:
         from .shrink import shrink_and_save
 
