@@ -6,6 +6,8 @@ flash (weights) or to the caller's buffers (graph inputs and outputs).
 """
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +26,12 @@ from . import blob
 from .cnames import CTYPES, c_array_body, c_comment, c_float, c_identifier
 
 
+@functools.lru_cache(maxsize=None)
 def template_env(variants: tuple[str, ...] = ()) -> jinja2.Environment:
     """Templates are searched in templates/<variant>/ first, then templates/reference/, so a
-    target-specific kernel overrides the reference one by having the same file name."""
+    target-specific kernel overrides the reference one by having the same file name. One
+    environment per search path, kept: it caches the compiled templates (compiling them is most of
+    the time code generation takes)."""
     root = data_dir("templates")
     paths = [str(root / v) for v in variants] + [str(root / "reference"), str(root)]
     env = jinja2.Environment(
