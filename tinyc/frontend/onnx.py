@@ -244,6 +244,21 @@ def _sanitize_name(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", s) or "model"
 
 
+def from_tflite(m: onnx.ModelProto) -> bool:
+    """Whether the model is tf2onnx's conversion of a TFLite file: producer "tf2onnx" and the names
+    its TFLite reader gives the quantization nodes it adds (DequantizeLinear "<tensor>_dequant"
+    writing "<tensor>_dequant", QuantizeLinear "<tensor>_quantize" writing "<tensor>"). Such a
+    model means TFLite's integer arithmetic where it differs from ONNX's (``Op.tflite_attrs``)."""
+    if m.producer_name != "tf2onnx":
+        return False
+    for n in m.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input and n.output and n.name == n.output[0] == n.input[0] + "_dequant":
+            return True
+        if n.op_type == "QuantizeLinear" and n.output and n.name == n.output[0] + "_quantize":
+            return True
+    return False
+
+
 def import_model(
     m: onnx.ModelProto,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
@@ -366,6 +381,7 @@ def import_model(
                 _check_size(where, a.sparse_tensor.dims, 1)
     onnx_shapes, onnx_types = _onnx_inferred(fixed)
 
+    tflite = from_tflite(m)
     used_names: set[str] = set()
     checker = onnx.checker.C.CheckerContext()
     checker.ir_version = min(max(m.ir_version, 3), onnx.IR_VERSION)
@@ -395,6 +411,8 @@ def import_model(
         if x is not None:
             problems.append(f"{n.op_type} node '{node_name}': not checked (its input '{x}' comes from a node above)")
             continue
+        if tflite and n.op_type in REGISTRY:
+            attrs.update(REGISTRY[n.op_type].tflite_attrs)
         # outputs keep their positions ("" for an unused one) until the op has been expanded
         node = Node(n.op_type, node_name, inputs, list(n.output), attrs)
         if problems is None:

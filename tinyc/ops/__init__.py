@@ -59,6 +59,12 @@ class Op:
     limits: ClassVar[str] = ""
     # tinyc's own ops (created by passes): a model file may not use them
     internal: ClassVar[bool] = False
+    # attributes the importer adds to a node of a model converted from TFLite, where the op's
+    # integer meaning in TFLite differs from ONNX's (ReduceMean: rounding="tflite_mean")
+    tflite_attrs: ClassVar[dict[str, Any]] = {}
+    # an average whose int8 form requantizes from its input's parameters to its output's itself,
+    # rounding as its "rounding" attribute says (tinyc/ops/mean_s8.py)
+    int8_mean: ClassVar[bool] = False
 
     def normalize(self, attrs: dict[str, Any], ins: list[Tensor | None], opset: int) -> dict[str, Any]:
         return attrs

@@ -8,6 +8,7 @@ from ..errors import UnsupportedError
 from ..ir import DTYPES
 from . import Kernel, Op, int8_act_range, int8_clamp, is_quantized, register, require_f32, spatial_2d
 from .layout import is_nhwc, with_nhwc
+from .mean_s8 import mean_kernel, mean_s8
 from .conv import pad_input, windows
 from .window import normalize_window, output_spatial
 
@@ -184,28 +185,23 @@ class _GlobalPool(Op):
 @with_nhwc
 class GlobalAveragePool(_GlobalPool):
     name = "GlobalAveragePool"
-    limits = "any spatial rank"
+    limits = "any spatial rank; int8: the exact ONNX meaning (or TFLite's MEAN, see ReduceMean)"
+    int8_mean = True
 
     def reference(self, node, xs):
         x = xs[0]
         return [x.astype(np.float64).mean(axis=tuple(range(2, x.ndim)), keepdims=True).astype(x.dtype)]
 
     def qreference(self, node, xs, ins, outs):
-        """As int8 AveragePool over the whole plane (same quantization in and out)."""
-        x = xs[0].astype(np.int64)
-        axes = tuple(range(2, x.ndim))
-        count = int(np.prod(x.shape[2:]))
-        return [np.clip(div_round_away(x.sum(axis=axes, keepdims=True), count), -128, 127).astype(np.int8)]
+        """The int8 mean over the plane (tinyc/ops/mean_s8.py), in NCHW (with_nhwc transposes)."""
+        return [mean_s8(node, xs[0], tuple(range(2, xs[0].ndim)), ins[0], outs[0])]
 
     def kernel(self, node, ins, outs):
-        g = self.plane(node, ins[0])
+        x = ins[0]
         if is_quantized(ins, outs):
-            # the whole plane as one window, with TFLite's int8 average rounding
-            p = dict(N=g["N"], C=g["C"], H=1, W=g["HW"], OH=1, OW=1, KH=1, KW=g["HW"], SH=1, SW=1, DH=1, DW=1,
-                     PT=0, PL=0, PB=0, PR=0, in_n=g["in_n"], in_c=g["in_c"], in_h=0, in_w=g["in_hw"],
-                     out_n=g["C"], out_c=1, out_h=0, out_w=0, act_min=-128, act_max=127,
-                     layout="NHWC" if is_nhwc(node) else "NCHW")
-            return Kernel("s8/avgpool.c.j2", p)
+            axes = (1, 2) if is_nhwc(node) else tuple(range(2, len(x.shape)))
+            return mean_kernel(node, x, outs[0], axes)
+        g = self.plane(node, x)
         require_f32(node, ins)
         return Kernel("f32/global_avgpool.c.j2", g)
 

@@ -9,7 +9,9 @@ import numpy as np
 
 from ..codegen.cnames import CTYPES
 from ..errors import UnsupportedError
-from . import Kernel, Op, register
+from ..quant.params import MEAN_TFLITE
+from . import Kernel, Op, is_quantized, register
+from .mean_s8 import mean_kernel, mean_s8, reduce_loops
 
 _F = {"f32"}
 _INT = {"s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64"}
@@ -75,22 +77,8 @@ def _make(name: str) -> type[Op]:
             x = ins[0]
             if x.dtype not in kernel_dtypes:
                 raise UnsupportedError(f"{self.name} node '{node.name}': no C kernel for {x.dtype}")
-            axes = set(node.attrs["axes"])
-            strides = [int(np.prod(x.shape[i + 1:])) for i in range(len(x.shape))]
-            loops: dict[bool, tuple[list[int], list[int]]] = {False: ([], []), True: ([], [])}
-            last = None
-            for i, (d, st) in enumerate(zip(x.shape, strides)):
-                if d == 1:
-                    continue
-                dims, ss = loops[i in axes]
-                if last == (i in axes) and ss[-1] == st * d:
-                    dims[-1] *= d  # contiguous with the previous axis of the same kind
-                    ss[-1] = st
-                else:
-                    dims.append(d)
-                    ss.append(st)
-                last = i in axes
-            (kept, kept_s), (red, red_s) = loops[False], loops[True]
+            axes = node.attrs["axes"]
+            kept, kept_s, red, red_s = reduce_loops(x.shape, axes)
             count = int(np.prod([x.shape[i] for i in axes])) if axes else 1
             lo, hi = _LIMITS[x.dtype]
             is_float = x.dtype in _F
@@ -101,7 +89,7 @@ def _make(name: str) -> type[Op]:
                 acc_type, first = ("uint64_t" if x.dtype[0] in "ub" else "int64_t"), init
             params = dict(
                 op=self.name, ctype=ctype, acc_type=acc_type,
-                kept=kept or [1], kept_strides=kept_s or [0], red=red or [1], red_strides=red_s or [0], count=count,
+                kept=kept, kept_strides=kept_s, red=red, red_strides=red_s, count=count,
                 init=first.format(lowest=lo, highest=hi), step=step,
                 final=final.format(count=f"{count}.0f" if is_float else count),
             )
@@ -112,5 +100,31 @@ def _make(name: str) -> type[Op]:
     return Reduce
 
 
+_FloatMean = _make("ReduceMean")
+
+
+@register
+class ReduceMean(_FloatMean):
+    limits = _FloatMean.limits + "; int8 (QDQ): the exact ONNX meaning, or TFLite's MEAN for a model from TFLite"
+    tflite_attrs = {"rounding": MEAN_TFLITE}
+    int8_mean = True
+
+    def normalize(self, attrs, ins, opset):
+        a = super().normalize(attrs, ins, opset)
+        if "rounding" in attrs:
+            a["rounding"] = attrs["rounding"]
+        return a
+
+    def qreference(self, node, xs, ins, outs):
+        y = mean_s8(node, xs[0], tuple(node.attrs["axes"]), ins[0], outs[0])
+        return [y.reshape(outs[0].shape)]
+
+    def kernel(self, node, ins, outs):
+        if is_quantized(ins, outs):
+            return mean_kernel(node, ins[0], outs[0], node.attrs["axes"])
+        return super().kernel(node, ins, outs)
+
+
 for _name in REDUCTIONS:
-    register(_make(_name))
+    if _name != "ReduceMean":
+        register(_make(_name))

@@ -5,7 +5,8 @@
   that does not change the shape are removed;
 - a view of a view (Reshape of a Flatten, ...) becomes one Reshape of the original tensor;
 - ReduceMean / ReduceMax over all spatial axes (2..) becomes GlobalAveragePool / GlobalMaxPool
-  (and a Reshape when keepdims=0): the pooling ops have NHWC and int8 kernels.
+  (and a Reshape when keepdims=0): the pooling ops have NHWC and int8 kernels; a ReduceMean's
+  ``rounding`` (the meaning of an int8 mean) goes with it.
 Repeats until nothing changes, so PyTorch's Shape -> Gather -> Unsqueeze -> Concat -> Reshape
 chains end as one static Reshape.
 """
@@ -74,12 +75,13 @@ def _reduce_to_global_pool(g: Graph) -> bool:
         if rank < 3 or n.attrs["axes"] != list(range(2, rank)) or x.dtype not in ("f32", "s8"):
             continue
         pooled_shape = x.shape[:2] + (1,) * (rank - 2)
+        kept = {k: v for k, v in n.attrs.items() if k == "rounding"}  # the meaning of an int8 mean
         if n.attrs["keepdims"]:
-            g.nodes[i] = Node(GLOBAL_POOL_OF[n.op], n.name, [x.name], list(n.outputs))
+            g.nodes[i] = Node(GLOBAL_POOL_OF[n.op], n.name, [x.name], list(n.outputs), kept)
         else:
             y = g.tensors[n.outputs[0]]
             mid = g.add_tensor(Tensor(g.unique_name(f"{y.name}/pooled"), pooled_shape, y.dtype, quant=y.quant))
-            g.nodes[i:i + 1] = [Node(GLOBAL_POOL_OF[n.op], n.name, [x.name], [mid.name]),
+            g.nodes[i:i + 1] = [Node(GLOBAL_POOL_OF[n.op], n.name, [x.name], [mid.name], kept),
                                 Node("Reshape", f"{n.name}/reshape", [mid.name], list(n.outputs), {"shape": list(y.shape)})]
         return True
     return False

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, QuantParams, Tensor
-from ..ops import get_op
+from ..ops import REGISTRY, get_op
+from ..quant.params import MEAN_HALF_EVEN
 from . import Pass, register
 from .dce import remove_dead
 
@@ -38,11 +39,14 @@ def _table_ops() -> set[str]:
 TABLE_OPS = _table_ops()
 # Ops whose integer values pass through unchanged (a Requantize follows when the output's
 # parameters differ); Max/Min and Concat requantize their inputs to the output's parameters first.
-PASS_THROUGH = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
+PASS_THROUGH = {"AveragePool", "MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
                 "Squeeze", "Unsqueeze", "Slice", "Gather", "Pad", "Resize", "Concat", "Max", "Min", "Identity"}
 REQUANTIZE_INPUTS = {"Concat", "Max", "Min"}
+# Averages (ReduceMean, GlobalAveragePool): requantize themselves, with the meaning their
+# "rounding" attribute gives (the exact ONNX one unless the importer set TFLite's).
+MEANS = {name for name, op in REGISTRY.items() if op.int8_mean}
 # Float ops a cluster may be built around.
-COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Softmax", "Relu", "Clip"} | PASS_THROUGH | TABLE_OPS
+COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Softmax", "Relu", "Clip"} | PASS_THROUGH | TABLE_OPS | MEANS
 # Ops that may absorb a following Relu/Clip as a clamp.
 FUSES_ACTIVATION = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul"}
 
@@ -240,6 +244,9 @@ class _Lowering:
                 raise UnsupportedError(f"Softmax node '{p.name}': an int8 softmax output must have scale 1/256 and "
                                        f"zero point -128 (TFLite), got {float(y.quant.scale):g}, {int(y.quant.zero_point)}")
             return Node("Softmax", p.name, [x.name], out, dict(p.attrs))
+        if p.op in MEANS:
+            x = self.activation(p.inputs[0], p)
+            return Node(p.op, p.name, [x.name], out, dict(p.attrs, rounding=p.attrs.get("rounding", MEAN_HALF_EVEN)))
         # Pooling and data movement: the integer values pass through; where the parameters differ
         # from the output's, a Requantize brings them over (before Concat, after the others).
         if p.op == "AveragePool" and p.attrs.get("count_include_pad") and any(p.attrs.get("pads", [])):

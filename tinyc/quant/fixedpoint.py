@@ -88,6 +88,15 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int
     return rounding_divide_by_pot(srdhm(x * (np.int64(1) << left), m), right)
 
 
+def div_round_half_even(num: np.ndarray, den: int) -> np.ndarray:
+    """num / den (den > 0) to the nearest integer, ties to the even one: how ONNX's QuantizeLinear
+    rounds, applied to an exact rational value."""
+    num = np.asarray(num, np.int64)
+    q = num // den  # floor
+    twice_rest = 2 * (num - q * den)
+    return q + ((twice_rest > den) | ((twice_rest == den) & (q % 2 != 0)))
+
+
 def requantize(acc: np.ndarray, multiplier, shift, out_zp: int, act_min: int, act_max: int) -> np.ndarray:
     """Accumulator -> int8: scale, add the output zero point, clamp to the activation range."""
     y = multiply_by_quantized_multiplier(acc, multiplier, shift) + out_zp

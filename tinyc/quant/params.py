@@ -2,8 +2,12 @@
 float/double conventions matter for bit-exactness). Used by the reference and by the kernels."""
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..ir import QuantParams
 from .fixedpoint import quantize_multiplier
 
@@ -50,3 +54,45 @@ def mul_params(a: QuantParams, b: QuantParams, y: QuantParams) -> dict[str, int]
 def rescale_params(x: QuantParams, y: QuantParams) -> tuple[int, int]:
     """Relu/Clip on int8: x_scale / y_scale."""
     return quantize_multiplier(_f(x.scale) / _f(y.scale))
+
+
+# The two meanings of an int8 mean (a node's ``rounding`` attribute; see tinyc/ops/mean_s8.py).
+MEAN_HALF_EVEN = "half_even"
+MEAN_TFLITE = "tflite_mean"
+
+
+def mean_params(x: QuantParams, y: QuantParams, count: int, rounding: str) -> dict[str, int]:
+    """Constants of an int8 mean of ``count`` values from x's parameters to y's. Both subtract
+    ``offset`` (x's zero point times count) from the integer sum first.
+
+    tflite_mean: TFLite Micro's int8 MEAN (reference_ops::QuantizedMeanOrSum): the multiplier of
+    x_scale / y_scale, in doubles, absorbs 1 / count as an integer division after a left shift by
+    floor(log2(count)) (at most 32, and at most 31 + its shift); then the usual requantization.
+
+    half_even: ONNX's dequantize -> mean -> quantize, exactly: round half to even of
+    (sum - offset) * num / den with num / den = x_scale / (y_scale * count) as an exact fraction of
+    the float32 scales. The difference is clamped to [d_lo, d_hi], outside of which the output
+    saturates anyway, so that the product fits int64."""
+    zi, zo = int(np.asarray(x.zero_point).reshape(-1)[0]), int(np.asarray(y.zero_point).reshape(-1)[0])
+    sx, sy = _f(x.scale), _f(y.scale)
+    if not (sx > 0 and sy > 0 and math.isfinite(sx) and math.isfinite(sy)):
+        raise UnsupportedError(f"int8 mean: scales must be positive and finite, got {sx:g} and {sy:g}")
+    lo, hi = (-128 - zi) * count, (127 - zi) * count  # the range of the sum minus offset
+    if rounding == MEAN_TFLITE:
+        mult, shift = quantize_multiplier(sx / sy)
+        bits = min(count.bit_length() - 1, 32, 31 + shift)
+        mult, shift = (mult << bits) // count, shift - bits
+        if max(-lo, hi) << max(shift, 0) >= 2**31:
+            raise UnsupportedError(f"int8 mean: TFLite's integer MEAN overflows int32 for input scale {sx:g}, "
+                                   f"output scale {sy:g} and {count} values")
+        return dict(offset=zi * count, mult=mult, shift=shift, zp=zo)
+    if rounding != MEAN_HALF_EVEN:
+        raise UnsupportedError(f"int8 mean: unknown rounding '{rounding}' (expected {MEAN_HALF_EVEN} or {MEAN_TFLITE})")
+    ratio = Fraction(sx) / (Fraction(sy) * count)
+    num, den = ratio.numerator, ratio.denominator
+    # below d_lo the value is under -128.5 - zo (output -128), above d_hi over 127.5 - zo (127)
+    d_lo = max(lo, math.floor(Fraction(-129 - zo) / ratio))
+    d_hi = min(hi, math.ceil(Fraction(128 - zo) / ratio))
+    if max(abs(d_lo), abs(d_hi)) * num >= 2**62 or den >= 2**61:
+        raise UnsupportedError(f"int8 mean: input scale {sx:g} and output scale {sy:g} are too far apart for an exact mean")
+    return dict(offset=zi * count, num=num, den=den, d_lo=d_lo, d_hi=d_hi, zp=zo)
