@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from .gen import Recipe, random_recipe
+from .tflite_route import random_tflite_recipe
 from .run import ROUTES, Case, run_cases
 
 EMULATED = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55", "esp32c3")
@@ -16,6 +17,8 @@ def route_of(seed: int) -> str:
 
 
 def recipe_of(seed: int) -> Recipe:
+    if route_of(seed) == "tflite":
+        return random_tflite_recipe(seed)
     return random_recipe(seed, int8=route_of(seed) != "float")
 
 
@@ -52,7 +55,7 @@ class Totals:
             self.by_route[case.route] += 1
             self.by_op.update(case.ops)
             self.by_target.update(case.targets_run)
-            if case.route not in ("float", "ptq"):
+            if case.route not in ("float", "ptq", "tflite"):
                 self.lsb[case.lsb_max] += 1
         if case.status == "fail":
             self.failures.append(dict(key=case.key, route=case.route, recipe=case.recipe.to_json(),

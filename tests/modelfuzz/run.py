@@ -34,7 +34,7 @@ from tinyc.targets import get_target
 from .gen import Recipe, build
 from .quantize import ROUTES_QDQ, extreme, ort_quantize
 
-ROUTES = ("float", "ptq", *ROUTES_QDQ)
+ROUTES = ("float", "ptq", *ROUTES_QDQ, "tflite")
 SAMPLES = 2        # inputs per case run on the targets
 CALIB = 8          # calibration samples (tinyc's and onnxruntime's)
 FLOAT_RTOL = 1e-4  # float reference vs onnxruntime, of the output's largest magnitude
@@ -98,24 +98,45 @@ def output_scale(model: onnx.ModelProto) -> float | None:
     return float(s) if s.size == 1 else None
 
 
+def _onnx_model(case: Case) -> list[np.ndarray]:
+    """The float model, quantized by the case's QDQ route; onnxruntime's outputs on the samples."""
+    case.float_model, case.ops = build(case.recipe)
+    case.calib = _data(case.recipe, case.float_model, CALIB, 1)
+    case.samples = _data(case.recipe, case.float_model, SAMPLES, 2)
+    for feeds in case.samples:
+        _ort(case.float_model, feeds)
+    if case.route in ROUTES_QDQ:
+        case.model = ort_quantize(case.float_model, case.calib, per_channel=case.route != "ort")
+        if case.route == "qdq_extreme":
+            case.model = extreme(case.model, case.recipe.seed)
+    else:
+        case.model = case.float_model
+    return [_ort(case.model, feeds)[0] for feeds in case.samples]
+
+
+def _tflite_model(case: Case) -> list[np.ndarray]:
+    """The tf2onnx-style model and its .tflite twin; TFLite Micro's outputs on int8 samples."""
+    from .tflite_route import build_pair, run_tflm
+
+    case.model, tflite = build_pair(case.recipe)
+    case.float_model = case.model
+    case.ops = sorted({n.op_type for n in case.model.graph.node} - {"QuantizeLinear", "DequantizeLinear"})
+    rng = np.random.default_rng([case.recipe.seed, 3])
+    shape = [d.dim_value for d in case.model.graph.input[0].type.tensor_type.shape.dim]
+    case.samples = [{"input": rng.integers(-128, 128, size=shape).astype(np.int8)} for _ in range(SAMPLES)]
+    return run_tflm(tflite, [f["input"] for f in case.samples])
+
+
 def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:
     """Build the case's model, compile it to tinyc's graph and check the reference against
     onnxruntime. A model onnxruntime cannot run is ``invalid`` (a generator problem, counted);
     one tinyc refuses with a clear error is ``refused``; anything else unexpected is a failure."""
     case = Case(recipe, route)
-    case.float_model, case.ops = build(recipe)
-    case.calib = _data(recipe, case.float_model, CALIB, 1)
-    case.samples = _data(recipe, case.float_model, SAMPLES, 2)
     try:
-        for feeds in case.samples:
-            _ort(case.float_model, feeds)
-        if route in ROUTES_QDQ:
-            case.model = ort_quantize(case.float_model, case.calib, per_channel=route != "ort")
-            if route == "qdq_extreme":
-                case.model = extreme(case.model, recipe.seed)
+        if route == "tflite":
+            want = _tflite_model(case)
         else:
-            case.model = case.float_model
-        want = [_ort(case.model, feeds)[0] for feeds in case.samples]
+            want = _onnx_model(case)
     except Exception as e:  # noqa: BLE001 -- the generator or onnxruntime's quantizer gave up
         case.status, case.refusal = "invalid", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         return case
@@ -123,7 +144,8 @@ def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:
     path = workdir / f"{case.key}.onnx"
     onnx.save(case.model, path)
     calib_path = workdir / f"{case.key}_calib.npz"
-    np.savez(calib_path, input=np.stack([c["input"] for c in case.calib]))
+    if route == "ptq":
+        np.savez(calib_path, input=np.stack([c["input"] for c in case.calib]))
     try:
         prepared = prepare(path, quantize="int8" if route == "ptq" else None,
                            calib=calib_path if route == "ptq" else None, progress=False)
@@ -138,6 +160,16 @@ def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:
     case.status = "ok"
     if route == "ptq":
         return case  # no outside oracle for tinyc's own quantization: C vs reference below
+    if route == "tflite":
+        for k, (w, got) in enumerate(zip(want, case.ref)):
+            ref = np.asarray(got[case.graph.outputs[0]]).reshape(w.shape)
+            if ref.dtype != w.dtype or not np.array_equal(ref, w):
+                diff = np.abs(ref.astype(np.int64) - w.astype(np.int64))
+                case.lsb_max = max(case.lsb_max, int(diff.max(initial=0)))
+                case.fail("reference vs TFLite Micro", f"sample {k}: {int((diff > 0).sum())}/{w.size} values differ, "
+                          f"by up to {int(diff.max(initial=0))} ({ref.dtype} vs {w.dtype})")
+                break
+        return case
     scale = output_scale(case.model) if route in ROUTES_QDQ else None
     for k, (w, got) in enumerate(zip(want, case.ref)):
         ref = np.asarray(got[case.graph.outputs[0]], np.float64).reshape(w.shape)

@@ -73,7 +73,13 @@ def shrink_and_save(failure: dict, name: str | None = None) -> Path:
 def save(recipe: Recipe, route: str, targets: list[str], found: list[str], name: str, why: str = "") -> Path:
     """Write a regression case: the model (to read) and its recipe, route and targets (to run)."""
     REGRESSIONS.mkdir(exist_ok=True)
-    model, _ = build(recipe)
+    if route == "tflite":
+        from .tflite_route import build_pair
+
+        model, tflite = build_pair(recipe)
+        (REGRESSIONS / f"{name}.tflite").write_bytes(tflite)
+    else:
+        model, _ = build(recipe)
     onnx.save(model, REGRESSIONS / f"{name}.onnx")
     path = REGRESSIONS / f"{name}.json"
     path.write_text(json.dumps(dict(route=route, recipe=recipe.to_json(), targets=targets, found=found, why=why,
