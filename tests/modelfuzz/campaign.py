@@ -68,8 +68,8 @@ class Totals:
         self.failures += other.failures
 
     def as_dict(self) -> dict:
-        return {k: (dict(v.most_common()) if isinstance(v, collections.Counter) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        return {f.name: (dict(v.most_common()) if isinstance(v, collections.Counter) else v)
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
 
     def summary(self) -> str:
         lines = [f"{self.cases} cases: " + ", ".join(f"{k} {v}" for k, v in self.by_status.most_common()),
