@@ -81,3 +81,30 @@ def test_sanitized():
     ran = [c for c in cases if "host" in c.targets_run]
     assert len(ran) >= SANITIZED // 4, [c.refusal for c in cases]
     assert all(c.status != "fail" for c in cases), [c.problems for c in cases if c.status == "fail"]
+
+
+def _inject(case, m, fault: str):
+    """The generated model with a fault in its run function: 'flip' changes the top bit of the
+    first output's first element (a sign for floats, 128 for integers), 'trap' stops the program."""
+    from tinyc.codegen import GeneratedModel
+
+    src = m.files[f"{m.name}.c"]
+    head, sep, tail = src.rpartition("    return 0;\n}")
+    assert sep, "no run function end found"
+    stmt = ("    ((unsigned char *)output0)[sizeof *output0 - 1] ^= 0x80u;\n" if fault == "flip"
+            else "    __builtin_trap();\n")
+    return GeneratedModel(m.name, {**m.files, f"{m.name}.c": head + stmt + sep + tail}, m.plan, m.report, m.binaries)
+
+
+@pytest.mark.parametrize("fault", ["flip", "trap"])
+def test_harness_finds_an_injected_fault(fault):
+    """The oracles can fail: one model of a batch gets a fault; exactly that case fails, named."""
+    need_tools("gcc")
+    seeds = [s for s in range(200, 260) if route_of(s) in ("float", "tflite")][:8]
+    victim = seeds[3]
+    cases = run_cases([recipe_of(s) for s in seeds], [route_of(s) for s in seeds], lambda i, c: ["host"],
+                      transform=lambda case, m: _inject(case, m, fault) if case.recipe.seed == victim else m)
+    failed = [c.recipe.seed for c in cases if c.status == "fail"]
+    assert failed == [victim], [(c.key, c.status, c.problems, c.refusal) for c in cases]
+    assert "C on host" in cases[3].problems[0]
+    assert sum(c.status == "ok" for c in cases) >= 5
