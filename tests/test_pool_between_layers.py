@@ -5,10 +5,11 @@ Regression for issue 15's "1-D MaxPool on Armv7-M": with GCC 12 at -O2, a layer 
 the arena addresses as constants saw its input and output as one object; the loop optimizer then
 wrote the strided input address relative to the output pointer with a null base, pure/const
 discovery concluded the layer wrote nothing, and the caller dropped the call, so the next layer read
-stale arena bytes. Which shapes it hit depended on -mcpu (cortex-m3/m4/m7/m33, sometimes the host or
-m55, never m0plus). Each model here is Conv1d -> pool -> 1x1 Conv1d, so the pool reads and writes
-the arena; every case below lost its pool layer on at least one of the three targets before the fix
-or covers a neighbouring variant (padding, ceil_mode, dilation, odd lengths, strides)."""
+stale arena bytes. Which shapes it hit depended on -mcpu (here cortex-m3/m4/m7/m33, on some shapes the
+host and m55, not m0plus). Each model is Conv1d -> pool -> 1x1 Conv1d, so the pool reads and writes
+the arena. Before the fix 7 cases lost their pool layer on at least one of the three targets: every
+int8 MaxPool with 2 taps and stride 2 but ceil_mode_odd_length, and the float AveragePool (on
+cortex-m3); the others are their neighbours."""
 from __future__ import annotations
 
 import numpy as np
