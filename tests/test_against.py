@@ -207,6 +207,15 @@ def test_lsb_bound_on_an_onnxruntime_quantized_model(tmp_path):
     assert (f"{np.count_nonzero(lsb)} of 400 values differ, {np.count_nonzero(lsb)} by more than 0 LSB "
             f"(in {np.count_nonzero(lsb.reshape(40, -1).any(1))} of 40 sample(s)), max 1 LSB") in r0.stdout
     assert "FAIL against onnxruntime" in r0.stdout.splitlines()[-1]
+    # diff: every layer onnxruntime computes too (names kept, NHWC ones transposed back) is within 1 LSB
+    r = run_cli("diff", str(path), "-t", "host", "--samples", "10", "--json", "--against", "onnxruntime")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    layers = {l["index"]: l for l in d["against"]["layers"]}
+    code = [l["index"] for l in d["layers"] if l["op"] in ("Conv", "MaxPool", "Gemm")]
+    assert len(code) == 5 and set(code) <= set(layers)
+    assert all(layers[i]["mode"] == "lsb" and layers[i]["max_diff"] <= 1 for i in layers)
+    assert any(layers[i]["max_diff"] == 1 for i in code)
 
 
 def test_model_quantized_by_tinyc_is_judged_by_sqnr_on_held_out_inputs(tmp_path):
@@ -234,6 +243,7 @@ def test_model_quantized_by_tinyc_is_judged_by_sqnr_on_held_out_inputs(tmp_path)
     assert sqnr > 30
     r = run_cli(*args, "-i", str(tmp_path / "x.npy"), "--min-sqnr", "60")
     assert r.returncode == 1
-    assert r.stdout.splitlines()[-1].startswith("FAIL against onnxruntime") and "(bound: SQNR at least 60 dB (--min-sqnr))" in r.stdout
+    assert r.stdout.splitlines()[-1].startswith("FAIL against onnxruntime")
+    assert "(bound: SQNR at least 60 dB (--min-sqnr))" in r.stdout
     r = run_cli(*args)  # random inputs say nothing about a calibrated model
     assert r.returncode == 2 and "give representative held-out inputs with -i" in r.stderr

@@ -352,7 +352,7 @@ def cmd_diff(args) -> int:
         samples, origin = random_samples(g, args.samples, args.seed), f"{args.samples} random sample(s), seed {args.seed}"
     from .oracle import diff_against, from_args
 
-    oracle, tol = from_args(args, g)
+    oracle, tol = from_args(args, g, layers=True)
     rows, refs, _ = layer_errors(g, samples)
     dumps = None
     if target.emulator.kind in ("qemu", "native"):
@@ -364,7 +364,7 @@ def cmd_diff(args) -> int:
     else:
         print(f"tinyc diff: {target.name} has no emulator; only float vs int8 is shown", file=sys.stderr)
     summary = summarize(rows)
-    against = diff_against(oracle, tol, g, samples, refs, dumps) if oracle else None
+    against = diff_against(oracle, tol, g, samples, rows, refs, dumps) if oracle else None
     if against:
         summary["against"] = against.json
     if args.json:
@@ -375,7 +375,7 @@ def cmd_diff(args) -> int:
         print(f"tinyc diff: {args.model} on {target.name} ({where}), {len(samples)} sample(s): {origin}")
         print("  SQNR and max err: int8 reference against the float model (the int8 graph dequantized); "
               "drop: SQNR lost in the layer")
-        print(render_table(rows, summary, target.name))
+        print(render_table(rows, summary, target.name, oracle.kind if oracle else None))
         if against:
             print(against.text)
     return EXIT_MISMATCH if summary["first_divergence"] or (against and not against.ok) else EXIT_OK

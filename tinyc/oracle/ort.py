@@ -31,9 +31,38 @@ def _feed(g: Graph, name: str, value: np.ndarray, dtype: np.dtype) -> np.ndarray
     return _requantize_feeds(g, {name: v})[name].astype(dtype)
 
 
-def ort_runner(path: Path, g: Graph, bind: dict[str, np.ndarray]) -> tuple[Callable, str, list[str]]:
-    """A function (graph, sample) -> outputs by the graph's output names, the oracle's label and
-    hints for a failure."""
+def _layer_taps(model, g: Graph) -> dict[str, tuple[str, tuple[int, ...] | None]]:
+    """The compiled graph's layer outputs that the ONNX model computes too: the same name, or the
+    name before the layout pass made it NHWC (``<name>/nhwc``: transposed from NCHW), with the
+    same element kind. compiled tensor -> (ONNX tensor, permutation or None)."""
+    import onnx
+    from onnx import helper
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is a courtesy here: without it, only the final outputs
+        return {}
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    taps = {}
+    for n in g.nodes:
+        for name in n.outputs:
+            if name in g.outputs:
+                continue
+            t = g.tensors[name]
+            base = name[:-len("/nhwc")] if name.endswith("/nhwc") else name
+            if not types.get(base):
+                continue
+            if np.dtype(helper.tensor_dtype_to_np_dtype(types[base])).kind != DTYPES[t.dtype].kind:
+                continue
+            perm = (0, *range(2, len(t.shape)), 1) if base != name else None
+            taps[name] = (base, perm)
+    return taps
+
+
+def ort_runner(path: Path, g: Graph, bind: dict[str, np.ndarray], layers: bool = False) -> tuple[Callable, str, list[str]]:
+    """A function (graph, sample) -> outputs by the graph's output names (and with ``layers``,
+    every layer output onnxruntime computes too, by the compiled graph's names), the oracle's
+    label and hints for a failure."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -44,14 +73,24 @@ def ort_runner(path: Path, g: Graph, bind: dict[str, np.ndarray]) -> tuple[Calla
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
+    model = onnx.load(str(path))
+    taps = _layer_taps(model, g) if layers else {}
+    if taps:
+        tapped = onnx.ModelProto()
+        tapped.CopyFrom(model)
+        seen = {o.name for o in tapped.graph.output}
+        for base, _ in taps.values():
+            if base not in seen:
+                seen.add(base)
+                tapped.graph.output.append(helper.ValueInfoProto(name=base))
     try:
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(tapped.SerializeToString() if taps else str(path), so,
+                                    providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
         raise TinycError(f"--against onnxruntime: onnxruntime cannot load {path.name}: {_first_line(e)}") from None
-    model = onnx.load(str(path), load_external_data=False)
     types = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
     ins = {i.name: np.dtype(helper.tensor_dtype_to_np_dtype(types[i.name])) for i in sess.get_inputs()}
-    outs = [o.name for o in sess.get_outputs()]
+    outs = [o.name for o in model.graph.output]
     missing = [n for n in ins if n not in g.inputs and n not in bind]
     if missing:
         raise TinycError(f"--against onnxruntime: the ONNX model's input(s) {', '.join(missing)} are not inputs of the "
@@ -66,11 +105,17 @@ def ort_runner(path: Path, g: Graph, bind: dict[str, np.ndarray]) -> tuple[Calla
 
     def run(graph: Graph, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {n: _feed(graph, n, sample[n], dt) if n in sample else np.asarray(bind[n], dt) for n, dt in ins.items()}
+        wanted = names + sorted({base for base, _ in taps.values()})
         try:
-            values = sess.run(names, feeds)
+            values = dict(zip(wanted, sess.run(wanted, feeds)))
         except Exception as e:
             raise TinycError(f"--against onnxruntime: running {path.name} failed: {_first_line(e)}") from None
-        return dict(zip(graph.outputs, values))
+        out = {name: values[n] for name, n in zip(graph.outputs, names)}
+        for name, (base, perm) in taps.items():
+            v = values[base] if perm is None or values[base].ndim != len(perm) else np.transpose(values[base], perm)
+            if tuple(v.shape) == tuple(graph.tensors[name].shape):
+                out[name] = v
+        return out
 
     notes = []
     if model.producer_name == "tf2onnx" and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
