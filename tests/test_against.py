@@ -163,6 +163,13 @@ def test_wrong_oracle_file_fails_verify_and_diff_counts_the_differences(tmp_path
     assert d["against"]["oracle"] == "TFLite Micro (kws_wrong.tflite, tflite-micro package)" and not d["against"]["ok"]
     assert v["beyond"] == np.count_nonzero(right != bad) > 0
     assert v["max_diff"] == np.abs(right.astype(int) - bad.astype(int)).max()
+    # per layer (the names tf2onnx kept from the .tflite): equal up to the dense layer whose bias changed
+    layers = d["against"]["layers"]
+    code = [l for l in d["layers"] if not l["view"]]
+    assert [l["index"] for l in layers] == [l["index"] for l in code] and len(code) == 12
+    assert all(l["mode"] == "exact" for l in layers)
+    differ = [l["index"] for l in layers if l["differing"]]
+    assert d["layers"][differ[0]]["op"] == "Gemm" and differ == [11, 12]
 
 
 def test_missing_file_package_or_bad_oracle_is_one_line_exit_2(tmp_path):

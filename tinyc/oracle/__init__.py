@@ -63,13 +63,13 @@ def parse_against(spec: str, model: str | Path) -> tuple[str, Path]:
 
 def make_oracle(spec: str, model: str | Path, g: Graph, bind: dict[str, np.ndarray] | None = None,
                 quantized_by_tinyc: bool = False, layers: bool = False) -> Oracle:
-    """``layers``: also the layer outputs the oracle can give (onnxruntime: those whose names the
-    compiled graph kept), for ``diff``."""
+    """``layers``: also the layer outputs the oracle can give (those whose names the compiled
+    graph kept), for ``diff``."""
     kind, path = parse_against(spec, model)
     if kind == "tflm":
         from .tflm import tflm_runner
 
-        runner, label = tflm_runner(path, g)
+        runner, label = tflm_runner(path, g, layers)
         return Oracle(kind, label, runner=runner)
     from .ort import ort_runner
 

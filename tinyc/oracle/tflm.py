@@ -59,8 +59,27 @@ def _check_io(g: Graph, names: list[str], details: list[dict], which: str, path:
                              f"'{name}' is {ours} {list(t.shape)} in the compiled model{hint}")
 
 
-def tflm_runner(path: Path, g: Graph) -> tuple[Callable, str]:
-    """A function (graph, sample) -> outputs by the graph's output names, and the oracle's label."""
+def _layer_taps(data: bytes, g: Graph) -> dict[str, int]:
+    """The compiled graph's layer outputs whose tensors the .tflite names too (a tf2onnx export
+    keeps TFLite's names): compiled tensor -> TFLite tensor index. TFLite is NHWC, so a 4-D (or
+    3-D) tensor must be one tinyc made NHWC (``<name>/nhwc``); the shapes must agree."""
+    from .tflite_names import tensor_names
+
+    index = {name: i for i, name in enumerate(tensor_names(data)) if name}
+    taps = {}
+    for n in g.nodes:
+        for name in n.outputs:
+            nhwc = name.endswith("/nhwc")
+            base = name[:-len("/nhwc")] if nhwc else name
+            if name not in g.outputs and base in index and (nhwc or len(g.tensors[name].shape) <= 2):
+                taps[name] = index[base]
+    return taps
+
+
+def tflm_runner(path: Path, g: Graph, layers: bool = False) -> tuple[Callable, str]:
+    """A function (graph, sample) -> outputs by the graph's output names (with ``layers``, also
+    the layer outputs found by name, from an interpreter that keeps every tensor), and the
+    oracle's label."""
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError:
@@ -69,17 +88,25 @@ def tflm_runner(path: Path, g: Graph) -> tuple[Callable, str]:
     if len(data) < 8 or data[4:8] != b"TFL3":  # the flatbuffer's file identifier
         raise TinycError(f"--against tflm: {path} is not a TFLite flatbuffer (.tflite)")
     try:
-        it = runtime.Interpreter.from_bytes(data)
+        config = runtime.InterpreterConfig.kPreserveAllTensors if layers else runtime.InterpreterConfig.kAllocationRecording
+        it = runtime.Interpreter.from_bytes(data, None, None, config)
     except Exception as e:  # the package raises RuntimeError, ValueError, struct.error, ...
         raise TinycError(f"--against tflm: TFLite Micro cannot load {path.name}: "
                          f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
     _check_io(g, g.inputs, _details(it, "input"), "input", path)
     _check_io(g, g.outputs, _details(it, "output"), "output", path)
+    taps = _layer_taps(data, g) if layers else {}
 
     def run(graph: Graph, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for i, name in enumerate(graph.inputs):
             it.set_input(np.asarray(sample[name], DTYPES[graph.tensors[name].dtype]).reshape(graph.tensors[name].shape), i)
         it.invoke()
-        return {name: it.get_output(i).copy() for i, name in enumerate(graph.outputs)}
+        out = {name: it.get_output(i).copy() for i, name in enumerate(graph.outputs)}
+        for name, index in taps.items():
+            t = it.GetTensor(index, 0)
+            v = np.array(t["tensor_data"])
+            if v.dtype == DTYPES[graph.tensors[name].dtype] and tuple(v.shape) == tuple(graph.tensors[name].shape):
+                out[name] = v
+        return out
 
     return run, f"TFLite Micro ({path.name}, tflite-micro package)"
