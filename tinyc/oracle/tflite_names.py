@@ -28,7 +28,10 @@ def _target(data: bytes, pos: int) -> int:
 def _vector(data: bytes, pos: int) -> list[int]:
     """The positions of a vector's offset elements."""
     v = _target(data, pos)
-    return [v + 4 + 4 * k for k in range(_u32(data, v))]
+    n = _u32(data, v)
+    if v + 4 + 4 * n > len(data):
+        raise IndexError(f"a vector of {n} elements at byte {v} runs past the end")
+    return [v + 4 + 4 * k for k in range(n)]
 
 
 def tensor_names(data: bytes) -> list[str]:
