@@ -82,7 +82,7 @@ def ort_runner(path: Path, g: Graph, bind: dict[str, np.ndarray], layers: bool =
         for base, _ in taps.values():
             if base not in seen:
                 seen.add(base)
-                tapped.graph.output.append(helper.ValueInfoProto(name=base))
+                tapped.graph.output.append(onnx.ValueInfoProto(name=base))
     try:
         sess = ort.InferenceSession(tapped.SerializeToString() if taps else str(path), so,
                                     providers=["CPUExecutionProvider"])
