@@ -21,13 +21,13 @@ def _kws_sample(tmp_path):
     return path, {"input_1": samples["kws_int8"].reshape(1, 49, 10, 1)}
 
 
-def inject_fault(code: str, layer: int) -> str:
-    """A deliberately wrong kernel: layer ``layer`` changes one of its outputs by one LSB after
-    computing them (the end of its function in the generated C)."""
+def inject_fault(code: str, layer: int, delta: int = 1) -> str:
+    """A deliberately wrong kernel: layer ``layer`` changes one of its outputs by ``delta`` LSB
+    after computing them (the end of its function in the generated C)."""
     m = re.search(r"static TINYC_LAYER void (layer%d_\w+)\([^)]*\)\n\{\n" % layer, code)
     assert m, f"layer {layer} not found in the generated C"
     end = code.index("\n}\n", m.end())
-    return code[:end] + "\n    out0[7] = (int8_t)(out0[7] + 1); /* injected fault */" + code[end:]
+    return code[:end] + f"\n    out0[7] = (int8_t)(out0[7] + {delta}); /* injected fault */" + code[end:]
 
 
 @pytest.mark.parametrize("layer", [1, 4, 11])

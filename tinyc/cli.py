@@ -208,12 +208,18 @@ def cmd_verify(args) -> int:
     else:
         samples, expected = random_samples(g, args.samples, args.seed), None
         origin = f"{args.samples} random sample(s), seed {args.seed}"
+    from .oracle import from_args
+
+    oracle, tol = from_args(args, g)
     model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name,
                      weights_blob=args.weights_blob)
     if args.emulator == "renode":
         if args.weights_blob:
             raise TinycError("--weights-blob is not supported with --emulator renode yet (the Renode firmware "
                              "has its samples built in); verify the blob build with QEMU")
+        if oracle is not None:
+            raise TinycError("--against is not supported with --emulator renode (its test checks the reference's "
+                             "outputs on the board); use QEMU")
         return _verify_renode(args, target, g, model, samples, origin)
     where = "natively" if target.emulator.kind == "native" else f"in {target.emulator.system} -M {target.emulator.machine}"
     print(f"tinyc verify: {args.model} on {target.name}, {where}; inputs: {origin}")
@@ -249,8 +255,26 @@ def cmd_verify(args) -> int:
             tag = "ok" if bad == 0 else f"MISMATCH in {bad} of {len(comps)} samples"
             print(f"  output '{name}' {list(worst.shape)} vs {label}: {worst.describe()} "
                   f"(worst of {len(comps)} sample{'s' if len(comps) > 1 else ''})  {tag}")
-    print("PASS" if ok else f"FAIL (tolerance {args.rtol:g} relative to the largest reference value; integers must match exactly)")
-    return EXIT_OK if ok else EXIT_MISMATCH
+    against = _against(oracle, tol, g, samples, result.outputs)
+    if ok and against is None:
+        print("PASS" + (f" (reference and {oracle.label})" if oracle else ""))
+        return EXIT_OK
+    if not ok:
+        print(f"FAIL (tolerance {args.rtol:g} relative to the largest reference value; integers must match exactly)")
+    if against is not None:
+        print(f"FAIL {against}")
+    return EXIT_MISMATCH
+
+
+def _against(oracle, tol, g, samples, outputs) -> str | None:
+    """--against: print each output against the oracle; the failure in one line, or None."""
+    if oracle is None:
+        return None
+    from .oracle import check, failure, report_lines
+
+    verdicts = check(oracle, g, samples, outputs, tol)
+    print("\n".join(report_lines(oracle, g, verdicts)))
+    return failure(oracle, verdicts)
 
 
 def _verify_renode(args, target, g, model, samples, origin) -> int:
@@ -326,7 +350,11 @@ def cmd_diff(args) -> int:
         samples, origin = load_samples(args.input, g)[0], args.input
     else:
         samples, origin = random_samples(g, args.samples, args.seed), f"{args.samples} random sample(s), seed {args.seed}"
+    from .oracle import diff_against, from_args
+
+    oracle, tol = from_args(args, g, layers=True)
     rows, refs, _ = layer_errors(g, samples)
+    dumps = None
     if target.emulator.kind in ("qemu", "native"):
         with tempfile.TemporaryDirectory(prefix="tinyc-diff-") as tmp:
             build = Path(args.build_dir) if args.build_dir else Path(tmp)
@@ -336,6 +364,9 @@ def cmd_diff(args) -> int:
     else:
         print(f"tinyc diff: {target.name} has no emulator; only float vs int8 is shown", file=sys.stderr)
     summary = summarize(rows)
+    against = diff_against(oracle, tol, g, samples, rows, refs, dumps) if oracle else None
+    if against:
+        summary["against"] = against.json
     if args.json:
         print(json.dumps(dict(model=args.model, target=target.name, samples=len(samples), inputs=origin,
                               layers=[r.to_json() for r in rows], **summary), indent=2))
@@ -344,8 +375,10 @@ def cmd_diff(args) -> int:
         print(f"tinyc diff: {args.model} on {target.name} ({where}), {len(samples)} sample(s): {origin}")
         print("  SQNR and max err: int8 reference against the float model (the int8 graph dequantized); "
               "drop: SQNR lost in the layer")
-        print(render_table(rows, summary, target.name))
-    return EXIT_MISMATCH if summary["first_divergence"] else EXIT_OK
+        print(render_table(rows, summary, target.name, oracle.kind if oracle else None))
+        if against:
+            print(against.text)
+    return EXIT_MISMATCH if summary["first_divergence"] or (against and not against.ok) else EXIT_OK
 
 
 def cmd_report(args) -> int:
@@ -440,6 +473,8 @@ class _ListPasses(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .oracle import add_arguments as add_oracle_arguments
+
     p = argparse.ArgumentParser(prog="tinyc", description="Compile ONNX models to self-contained C for microcontrollers.")
     p.add_argument("--version", action="version", version=f"tinyc {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -503,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: from the model's MACs and tensor sizes, generous)")
     v.add_argument("--emulator", choices=["qemu", "renode"], default="qemu",
                    help="qemu (default; natively for host) or renode (renode-test with a generated .robot test)")
+    add_oracle_arguments(v)
     v.set_defaults(fn=cmd_verify)
 
     b = sub.add_parser("bench", help="exact instructions per inference in QEMU, per layer and in total")
@@ -520,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_args(d, "cortex-m4", 1, 300.0, inputs)
     d.add_argument("--build-dir", help="keep the debug firmware build in this folder")
     d.add_argument("--json", action="store_true", help="machine-readable output")
+    add_oracle_arguments(d)
     d.set_defaults(fn=cmd_diff)
 
     h = sub.add_parser("report", help="one self-contained HTML page: memory plan picture, per-layer MACs, "

@@ -241,11 +241,12 @@ def summarize(rows: list[LayerDiff]) -> dict[str, Any]:
     )
 
 
-def render_table(rows: list[LayerDiff], summary: dict[str, Any], target: str) -> str:
+def render_table(rows: list[LayerDiff], summary: dict[str, Any], target: str, against: str | None = None) -> str:
+    """``against``: a last column for an external oracle (the rows' ``extra["against"]``)."""
     def db(v):
         return "-" if v is None else ("inf" if v == math.inf else f"{v:.1f}")
 
-    head = ("#", "op", "layer", "SQNR dB", "max err", "drop dB", f"{target} vs ref")
+    head = ("#", "op", "layer", "SQNR dB", "max err", "drop dB", f"{target} vs ref") + ((f"vs {against}",) if against else ())
     table = [head]
     for r in rows:
         if r.view:
@@ -259,7 +260,8 @@ def render_table(rows: list[LayerDiff], summary: dict[str, Any], target: str) ->
             tgt = f"DIFFERS: {r.target_mismatches} values, max {r.target_max_diff:g}{unit}"
         label = r.name if len(r.name) <= 48 else "..." + r.name[-45:]
         table.append((str(r.index), r.op, label, db(r.sqnr_db), "-" if r.max_error is None else f"{r.max_error:.3g}",
-                      db(r.sqnr_drop_db), tgt))
+                      db(r.sqnr_drop_db), tgt) + ((r.extra["against"].cell() if "against" in r.extra else "-",)
+                                                  if against else ()))
     widths = [max(len(row[k]) for row in table) for k in range(len(head))]
     lines = ["  ".join(c.rjust(w) if k in (0, 3, 4, 5) else c.ljust(w) for k, (c, w) in enumerate(zip(row, widths)))
              for row in table]
