@@ -17,8 +17,6 @@ quantized model.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import UnsupportedError
@@ -41,8 +39,16 @@ TABLE_OPS = _table_ops()
 PASS_THROUGH = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
                 "Squeeze", "Unsqueeze", "Slice", "Gather", "Pad", "Resize", "Concat", "Max", "Min", "Identity"}
 REQUANTIZE_INPUTS = {"Concat", "Max", "Min"}
+# One-input ops lowered as they are, whatever their output parameters (Softmax, LogSoftmax).
+def _qdq_unary() -> set[str]:
+    from ..ops import REGISTRY
+
+    return {name for name, op in REGISTRY.items() if op.qdq_unary}
+
+
+QDQ_UNARY = _qdq_unary()
 # Float ops a cluster may be built around.
-COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Softmax", "Relu", "Clip"} | PASS_THROUGH | TABLE_OPS
+COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Relu", "Clip"} | PASS_THROUGH | TABLE_OPS | QDQ_UNARY
 # Ops that may absorb a following Relu/Clip as a clamp.
 FUSES_ACTIVATION = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul"}
 
@@ -231,15 +237,9 @@ class _Lowering:
             lo, hi = (0.0, None) if p.op == "Relu" else (p.attrs.get("min"), p.attrs.get("max"))
             act_min, act_max = _act_range(y.quant, lo, hi)
             return Node(p.op, p.name, [x.name], out, dict(p.attrs, act_min=act_min, act_max=act_max))
-        if p.op in TABLE_OPS:
+        if p.op in TABLE_OPS | QDQ_UNARY:
             x = self.activation(p.inputs[0], p)
             return Node(p.op, p.name, [x.name], out, dict(p.attrs))
-        if p.op == "Softmax":
-            x = self.activation(p.inputs[0], p)
-            if not (math.isclose(float(y.quant.scale), 1 / 256, rel_tol=1e-6) and int(y.quant.zero_point) == -128):
-                raise UnsupportedError(f"Softmax node '{p.name}': an int8 softmax output must have scale 1/256 and "
-                                       f"zero point -128 (TFLite), got {float(y.quant.scale):g}, {int(y.quant.zero_point)}")
-            return Node("Softmax", p.name, [x.name], out, dict(p.attrs))
         # Pooling and data movement: the integer values pass through; where the parameters differ
         # from the output's, a Requantize brings them over (before Concat, after the others).
         if p.op == "AveragePool" and p.attrs.get("count_include_pad") and any(p.attrs.get("pads", [])):
