@@ -304,3 +304,17 @@ def test_c_helpers_equal_numpy(tmp_path):
     np.testing.assert_array_equal(got[:, 0], se._round_half_even_div(n, d))
     np.testing.assert_array_equal(got[:, 1], se.log2_q30(s))
     np.testing.assert_array_equal(se._round_half_even_div(np.array([5, 7, 9, 11]), np.array([2, 2, 2, 2])), [2, 4, 4, 6])
+
+
+def test_log_softmax_left_in_float_by_onnxruntime_is_a_clear_error(tmp_path):
+    """quantize_static's defaults leave LogSoftmax float after a DequantizeLinear: refused in one
+    line that says how to quantize it, not that LogSoftmax has no int8 kernel."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array((rng.standard_normal((10, 32)) / 3).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(10).astype(np.float32), "b")]
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1, name="fc"),
+             helper.make_node("LogSoftmax", ["g"], ["y"], axis=-1, name="/LogSoftmax")]
+    path = ort_quantized(nodes, inits, (1, 32), (1, 10), tmp_path / "q.onnx", rng)
+    r = run_cli("compile", str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "LogSoftmax node '/LogSoftmax'" in r.stderr and "op_types_to_quantize" in r.stderr

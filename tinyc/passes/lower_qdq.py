@@ -405,6 +405,10 @@ def _finish_boundaries(g: Graph) -> None:
             users = cons.get(n.outputs[0], [])
             if users:
                 u = users[0]
+                if u.op in COMPUTE:  # e.g. onnxruntime's quantize_static leaves LogSoftmax in float by default
+                    raise UnsupportedError(f"{u.op} node '{u.name}' reads int8 values but its output is not quantized (no "
+                                           "QuantizeLinear after it); tinyc does not run float inside an int8 model: quantize "
+                                           "it too (onnxruntime: op_types_to_quantize)")
                 raise UnsupportedError(f"{u.op} node '{u.name}' has no int8 kernel in tinyc; it cannot be lowered from the "
                                        "quantized model (no float fallback)")
             n.inputs = [n.inputs[0]]
