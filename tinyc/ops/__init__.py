@@ -55,6 +55,10 @@ class Op:
     quant_transparent: ClassVar[bool] = False
     # inputs of which only the (static) shape matters: folding does not need their values
     shape_only_inputs: ClassVar[tuple[int, ...]] = ()
+    # True for one-input ops that lower-qdq turns from DequantizeLinear -> op -> QuantizeLinear into
+    # the same op on the int8 tensors, whatever the output's parameters (qreference and the int8
+    # kernel requantize to them), e.g. Softmax.
+    qdq_unary: ClassVar[bool] = False
     # attribute limits and notes for the supported-ops table (tinyc/opstable.py)
     limits: ClassVar[str] = ""
     # tinyc's own ops (created by passes): a model file may not use them

@@ -1,10 +1,17 @@
-"""Softmax. Opset >= 13 normalises along one axis; older opsets flatten to 2-D at ``axis``
-(recorded as ``flatten=1``)."""
+"""Softmax and LogSoftmax. Opset >= 13 normalises along one axis; older opsets flatten to 2-D at
+``axis`` (recorded as ``flatten=1``).
+
+int8: an output with scale 1/256 and zero point -128 runs TFLite's integer softmax (bit-exact with
+TFLite Micro); any other output quantization, and LogSoftmax, run the exact integer recipe of
+``tinyc/quant/softmax_exact.py`` (the QDQ meaning, correctly rounded)."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..quant import softmax_exact
 from ..quant.fixedpoint import softmax_params, softmax_s8
 from . import FIXEDPOINT, Kernel, Op, is_quantized, register, require_f32
 
@@ -12,7 +19,12 @@ from . import FIXEDPOINT, Kernel, Op, is_quantized, register, require_f32
 @register
 class Softmax(Op):
     name = "Softmax"
-    limits = "any axis, opset < 13 flattening too; int8 output scale 1/256, zero point -128"
+    limits = ("any axis, opset < 13 flattening too; int8: TFLite's kernel for output scale 1/256, zero point -128, "
+              "an exact integer recipe for any other output quantization")
+    qdq_unary = True
+    exact_params = staticmethod(softmax_exact.softmax_params)
+    exact_rows = staticmethod(softmax_exact.softmax_any)
+    f32_template = "f32/softmax.c.j2"
 
     def normalize(self, attrs, ins, opset):
         rank = len(ins[0].shape)
@@ -40,26 +52,47 @@ class Softmax(Op):
         e = np.exp(v - v.max(axis=1, keepdims=True))
         return [(e / e.sum(axis=1, keepdims=True)).reshape(x.shape).astype(x.dtype)]
 
+    def _tflite(self, outs) -> bool:
+        """TFLite's int8 softmax: output scale 1/256 and zero point -128."""
+        q = outs[0].quant
+        return math.isclose(float(q.scale), 1 / 256, rel_tol=1e-6) and int(q.zero_point) == -128
+
+    def _exact(self, node, ins, outs) -> dict:
+        n = self._split(node, ins[0].shape)[1]
+        if n > 1 << 24:
+            raise UnsupportedError(f"{self.name} node '{node.name}': int8 over {n} values (at most 2^24)")
+        return self.exact_params(f"{self.name} node '{node.name}'", float(ins[0].quant.scale),
+                                 float(outs[0].quant.scale), int(outs[0].quant.zero_point))
+
+    def _rows(self, node, shape):
+        outer, n, inner = self._split(node, shape)
+        if n == 0:
+            raise UnsupportedError(f"{self.name} node '{node.name}' over an empty axis")
+        return outer, n, inner
+
     def qreference(self, node, xs, ins, outs):
-        """TFLite int8 softmax (gemmlowp fixed point), output scale 1/256 and zero point -128."""
         x = xs[0]
-        outer, n, inner = self._split(node, x.shape)
+        outer, n, inner = self._rows(node, x.shape)
         v = np.moveaxis(x.reshape(outer, n, inner), 1, 2)  # softmax axis last
-        m, shift, diff_min = softmax_params(float(ins[0].quant.scale))
-        y = softmax_s8(v, m, shift, diff_min)
+        if self._tflite(outs):
+            m, shift, diff_min = softmax_params(float(ins[0].quant.scale))
+            y = softmax_s8(v, m, shift, diff_min)
+        else:
+            y = self.exact_rows(v, self._exact(node, ins, outs))
         return [np.moveaxis(y, 2, 1).reshape(x.shape)]
 
     def kernel(self, node, ins, outs):
+        outer, n, inner = self._rows(node, ins[0].shape)
         if is_quantized(ins, outs):
-            outer, n, inner = self._split(node, ins[0].shape)
-            m, shift, diff_min = softmax_params(float(ins[0].quant.scale))
-            return Kernel("s8/softmax.c.j2", dict(outer=outer, n=n, inner=inner, mult=m, left_shift=shift, diff_min=diff_min),
-                          preamble=FIXEDPOINT + ("s8/softmax_helpers.c.j2",))
+            if self._tflite(outs):
+                m, shift, diff_min = softmax_params(float(ins[0].quant.scale))
+                return Kernel("s8/softmax.c.j2", dict(outer=outer, n=n, inner=inner, mult=m, left_shift=shift,
+                                                      diff_min=diff_min), preamble=FIXEDPOINT + ("s8/softmax_helpers.c.j2",))
+            params = dict(self._exact(node, ins, outs), op=self.name, outer=outer, n=n, inner=inner,
+                          out_frac=softmax_exact.OUT_FRAC)
+            return Kernel("s8/softmax_exact.c.j2", params, includes=("stdint.h",), preamble=("s8/softmax_exact_helpers.c.j2",))
         require_f32(node, ins)
-        outer, n, inner = self._split(node, ins[0].shape)
-        if n == 0:
-            raise UnsupportedError(f"Softmax node '{node.name}' over an empty axis")
-        return Kernel("f32/softmax.c.j2", dict(outer=outer, n=n, inner=inner), includes=("math.h",))
+        return Kernel(self.f32_template, dict(outer=outer, n=n, inner=inner), includes=("math.h",))
 
 
 @register
@@ -67,7 +100,13 @@ class LogSoftmax(Softmax):
     """log(softmax(x)) = x - max - log(sum(exp(x - max))), along the same axis rules as Softmax."""
 
     name = "LogSoftmax"
-    limits = "any axis, opset < 13 flattening too; float32"
+    limits = "any axis, opset < 13 flattening too; int8 by an exact integer recipe, any output quantization"
+    exact_params = staticmethod(softmax_exact.log_softmax_params)
+    exact_rows = staticmethod(softmax_exact.log_softmax_any)
+    f32_template = "f32/logsoftmax.c.j2"
+
+    def _tflite(self, outs) -> bool:
+        return False
 
     def reference(self, node, xs):
         x = xs[0]
@@ -76,13 +115,3 @@ class LogSoftmax(Softmax):
         shifted = v - v.max(axis=1, keepdims=True)
         out = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return [out.reshape(x.shape).astype(x.dtype)]
-
-    def qreference(self, node, xs, ins, outs):
-        raise UnsupportedError(f"LogSoftmax node '{node.name}' has no int8 version")
-
-    def kernel(self, node, ins, outs):
-        if is_quantized(ins, outs):
-            raise UnsupportedError(f"LogSoftmax node '{node.name}' has no int8 kernel")
-        require_f32(node, ins)
-        outer, n, inner = self._split(node, ins[0].shape)
-        return Kernel("f32/logsoftmax.c.j2", dict(outer=outer, n=n, inner=inner), includes=("math.h",))

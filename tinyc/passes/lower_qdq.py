@@ -17,8 +17,6 @@ quantized model.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import UnsupportedError
@@ -45,8 +43,10 @@ REQUANTIZE_INPUTS = {"Concat", "Max", "Min"}
 # Averages (ReduceMean, GlobalAveragePool): requantize themselves, with the meaning their
 # "rounding" attribute gives (the exact ONNX one unless the importer set TFLite's).
 MEANS = {name for name, op in REGISTRY.items() if op.int8_mean}
+# One-input ops lowered as they are, whatever their output parameters (Softmax, LogSoftmax).
+QDQ_UNARY = {name for name, op in REGISTRY.items() if op.qdq_unary}
 # Float ops a cluster may be built around.
-COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Softmax", "Relu", "Clip"} | PASS_THROUGH | TABLE_OPS | MEANS
+COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Relu", "Clip"} | PASS_THROUGH | TABLE_OPS | MEANS | QDQ_UNARY
 # Ops that may absorb a following Relu/Clip as a clamp.
 FUSES_ACTIVATION = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul"}
 
@@ -235,15 +235,9 @@ class _Lowering:
             lo, hi = (0.0, None) if p.op == "Relu" else (p.attrs.get("min"), p.attrs.get("max"))
             act_min, act_max = _act_range(y.quant, lo, hi)
             return Node(p.op, p.name, [x.name], out, dict(p.attrs, act_min=act_min, act_max=act_max))
-        if p.op in TABLE_OPS:
+        if p.op in TABLE_OPS | QDQ_UNARY:
             x = self.activation(p.inputs[0], p)
             return Node(p.op, p.name, [x.name], out, dict(p.attrs))
-        if p.op == "Softmax":
-            x = self.activation(p.inputs[0], p)
-            if not (math.isclose(float(y.quant.scale), 1 / 256, rel_tol=1e-6) and int(y.quant.zero_point) == -128):
-                raise UnsupportedError(f"Softmax node '{p.name}': an int8 softmax output must have scale 1/256 and "
-                                       f"zero point -128 (TFLite), got {float(y.quant.scale):g}, {int(y.quant.zero_point)}")
-            return Node("Softmax", p.name, [x.name], out, dict(p.attrs))
         if p.op in MEANS:
             x = self.activation(p.inputs[0], p)
             return Node(p.op, p.name, [x.name], out, dict(p.attrs, rounding=p.attrs.get("rounding", MEAN_HALF_EVEN)))
@@ -412,6 +406,10 @@ def _finish_boundaries(g: Graph) -> None:
             users = cons.get(n.outputs[0], [])
             if users:
                 u = users[0]
+                if u.op in COMPUTE:  # e.g. onnxruntime's quantize_static leaves LogSoftmax in float by default
+                    raise UnsupportedError(f"{u.op} node '{u.name}' reads int8 values but its output is not quantized (no "
+                                           "QuantizeLinear after it); tinyc does not run float inside an int8 model: quantize "
+                                           "it too (onnxruntime: op_types_to_quantize)")
                 raise UnsupportedError(f"{u.op} node '{u.name}' has no int8 kernel in tinyc; it cannot be lowered from the "
                                        "quantized model (no float fallback)")
             n.inputs = [n.inputs[0]]
