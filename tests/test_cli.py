@@ -123,7 +123,7 @@ def test_bad_options_are_one_line_errors(tmp_path):
 
 
 def test_unnamed_input_shape_for_one_input_models(tmp_path):
-    r = run_cli("compile", str(shared_model("mlperf-tiny/ad_float.onnx")), "--input-shape", "2,640", "-o", str(tmp_path))
+    r = run_cli("compile", str(shared_model("mlperf-tiny/ad_float.onnx")), "-t", "host", "--input-shape", "2,640", "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "report.json").read_text())["inputs"][0]["shape"] == [2, 640]
 

@@ -197,11 +197,14 @@ def mismatch(g, samples, outputs) -> str:
 
 MLPERF = {"kws": "mlperf-tiny/kws", "ic": "mlperf-tiny/ic", "ad": "mlperf-tiny/ad"}
 MODELS = [f"{k}_{kind}" for k in MLPERF for kind in ("float", "int8", "ptq")] + [
-    "hello_world_float", "hello_world_int8", "mnist", "ad_int8_single_rounding", "kws_int8_weights_blob"]
+    "hello_world_float", "hello_world_int8", "mnist", "ad_int8_single_rounding", "kws_int8_weights_blob", "kws_int8_io_float"]
 
 
 def _model_graph(key: str, tmp: Path):
     """(graph, test inputs) of a shared model."""
+    if key == "kws_int8_io_float":  # the QDQ model with float I/O: quantized on entry in the C
+        g = prepare(shared_model("mlperf-tiny/kws_int8.onnx"), io="float", progress=False).graph
+        return g, random_samples(g, 3, seed=4)
     base = key.replace("_single_rounding", "").replace("_weights_blob", "")
     if base == "mnist":
         import onnx
@@ -258,7 +261,7 @@ def test_shared_model_is_clean_under_asan_and_ubsan(key, sanitizers, tmp_path, m
             a.flat[::7] = v
             special.append({x: a})
         outputs = run_program(model, program, special)
-        if key.endswith("_ptq"):  # quantized at the input, then integer: still equal
+        if key.endswith(("_ptq", "_io_float")):  # quantized at the input, then integer: still equal
             why = mismatch(g, special, outputs)
             assert not why, why
 

@@ -13,6 +13,19 @@ from .errors import TinycError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
+# the target of every command that takes one, when --target is not given
+DEFAULT_TARGET = "cortex-m4"
+
+
+def _target(args):
+    """The command's target, said on the first line of its output (on stderr when stdout is JSON)."""
+    from .targets import get_target
+
+    target = get_target(args.target or DEFAULT_TARGET)
+    print(f"target: {target.name}" + ("" if args.target else " (default)"),
+          file=sys.stderr if getattr(args, "json", False) else sys.stdout, flush=True)
+    return target
+
 
 def _shape_arg(values: list[str] | None) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
@@ -147,9 +160,8 @@ def _html_report(args, target, prepared, model, samples, origin, emulate=False, 
 
 def cmd_compile(args) -> int:
     from .compiler import write_output
-    from .targets import get_target
 
-    target = get_target(args.target)
+    target = _target(args)
     prepared = _prepare(args)
     model = _generate_with_report(args, target, prepared)
     q = model.report.get("quantization", {}).get("outputs")
@@ -172,7 +184,13 @@ def cmd_compile(args) -> int:
                   f"max abs error {v['max_abs_error']:.3g}, top-1 agreement {v['top1_agreement']:.1%}")
     if args.report:
         html = Path(args.output) / "report.html"
-        html.write_text(_html_report(args, target, prepared, model, prepared.calib, "calibration data"))
+        if prepared.calib:
+            samples, origin = prepared.calib, "calibration data"
+        else:
+            from .data import random_samples
+
+            samples, origin = random_samples(prepared.graph, 4, 0), "4 random inputs, seed 0"
+        html.write_text(_html_report(args, target, prepared, model, samples, origin))
         files.append(html)
     print("  wrote " + ", ".join(str(f) for f in files))
     if args.verbose:
@@ -197,10 +215,9 @@ def cmd_verify(args) -> int:
     from .codegen import generate
     from .data import load_samples, random_samples
     from .emulator import run_on_target
-    from .targets import get_target
     from .verify import compare
 
-    target = get_target(args.target)
+    target = _target(args)
     g = _load(args)
     if args.input:
         samples, expected = load_samples(args.input, g)
@@ -306,9 +323,8 @@ def cmd_bench(args) -> int:
     from .bench import count
     from .codegen import generate
     from .data import load_samples, random_samples
-    from .targets import get_target
 
-    target = get_target(args.target)
+    target = _target(args)
     g = _load(args)
     sample = load_samples(args.input, g)[0][0] if args.input else random_samples(g, 1, args.seed)[0]
     model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
@@ -342,9 +358,8 @@ def cmd_diff(args) -> int:
 
     from .data import load_samples, random_samples
     from .diff import compare_target, layer_errors, render_table, run_debug_build, summarize
-    from .targets import get_target
 
-    target = get_target(args.target)
+    target = _target(args)
     g = _load(args)
     if args.input:
         samples, origin = load_samples(args.input, g)[0], args.input
@@ -383,11 +398,9 @@ def cmd_diff(args) -> int:
 
 def cmd_report(args) -> int:
     from .data import load_samples, random_samples
-    from .targets import get_target
 
-    target = get_target(args.target)
+    target = _target(args)
     prepared = _prepare(args)
-    model = _generate_with_report(args, target, prepared)
     g = prepared.graph
     if args.input:
         samples, origin = load_samples(args.input, g)[0], args.input
@@ -395,6 +408,7 @@ def cmd_report(args) -> int:
         samples, origin = prepared.calib, "calibration data"
     else:
         samples, origin = random_samples(g, args.samples, args.seed), f"random inputs, seed {args.seed}"
+    model = _generate_with_report(args, target, prepared)
     out = Path(args.output)
     if out.is_dir():
         raise TinycError(f"--output {out} is a folder; give the HTML file's path")
@@ -409,9 +423,8 @@ def cmd_report(args) -> int:
 
 def cmd_check(args) -> int:
     from .check import check
-    from .targets import get_target
 
-    target = get_target(args.target)
+    target = _target(args)
     from .data import load_bound_values
 
     shapes = _shape_arg(args.input_shape)
@@ -472,6 +485,9 @@ class _ListPasses(argparse.Action):
         parser.exit(0)
 
 
+TARGET_HELP = f"target name (see `tinyc targets`; default {DEFAULT_TARGET})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .oracle import add_arguments as add_oracle_arguments
 
@@ -491,14 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--calib", metavar="FILE", help="calibration inputs (.npz etc.; N samples stacked)")
         q.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "mse"])
         q.add_argument("--percentile", type=float, default=99.99, help="for --calib-method percentile")
-        q.add_argument("--io", default="float", choices=["float", "int8"],
-                       help="int8 models: float I/O (quantize/dequantize in the generated code) or int8 I/O")
+        q.add_argument("--io", choices=["float", "int8"],
+                       help="int8 models: float I/O (quantized/dequantized in the generated code) or int8 I/O "
+                            "(default: the model's own; float for --quantize)")
         q.add_argument("--rounding", default="double", choices=["double", "single"],
                        help="requantization rounding: double (TFLite Micro's default) or single (TFLITE_SINGLE_ROUNDING)")
 
     c = sub.add_parser("compile", help="generate C code and report.json")
     model_args(c)
-    c.add_argument("--target", "-t", default="host", help="target name (see `tinyc targets`)")
+    c.add_argument("--target", "-t", help=TARGET_HELP)
     c.add_argument("-o", "--output", required=True, help="output folder")
     c.add_argument("--name", help="C name prefix (default: the model file name)")
     c.add_argument("--verbose", "-v", action="store_true", help="print the memory plan")
@@ -517,10 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output .npz")
     r.set_defaults(fn=cmd_run)
 
-    def run_args(sp, target: str, samples: int, timeout: float, inputs_help: str):
+    def run_args(sp, samples: int, timeout: float, inputs_help: str):
         """Options of the commands that run samples on a target."""
         model_args(sp)
-        sp.add_argument("--target", "-t", default=target, help="target name (see `tinyc targets`)")
+        sp.add_argument("--target", "-t", help=TARGET_HELP)
         sp.add_argument("--input", "-i", help=inputs_help)
         sp.add_argument("--samples", type=int, default=samples, help="random samples when --input is absent")
         sp.add_argument("--seed", type=int, default=0)
@@ -530,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inputs = "inputs (.npz, .npy, .pb or ONNX test-data folder); random when absent"
     v = sub.add_parser("verify", help="build, run on the target (emulated) and compare with the reference")
-    run_args(v, "host", 3, 300.0, inputs)
+    run_args(v, 3, 300.0, inputs)
     v.add_argument("--build-dir", help="keep the firmware build in this folder")
     v.add_argument("--weights-blob", action="store_true", help="build with the weights in a blob (as compile "
                    "--weights-blob) that the firmware loads and checks before running")
@@ -543,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="exact instructions per inference in QEMU, per layer and in total")
     model_args(b)
-    b.add_argument("--target", "-t", default="cortex-m4")
+    b.add_argument("--target", "-t", help=TARGET_HELP)
     b.add_argument("--input", "-i", help="the sample to run (default: random, --seed)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", action="store_true", help="machine-readable output")
@@ -553,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(fn=cmd_bench)
 
     d = sub.add_parser("diff", help="every layer three ways: float model, int8 reference, generated C on the target")
-    run_args(d, "cortex-m4", 1, 300.0, inputs)
+    run_args(d, 1, 300.0, inputs)
     d.add_argument("--build-dir", help="keep the debug firmware build in this folder")
     d.add_argument("--json", action="store_true", help="machine-readable output")
     add_oracle_arguments(d)
@@ -561,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("report", help="one self-contained HTML page: memory plan picture, per-layer MACs, "
                        "weights, errors and instructions, RAM/flash against the board")
-    run_args(h, "cortex-m4", 4, 600.0, "samples for the per-layer quantization error (default: --calib, else random)")
+    run_args(h, 4, 600.0, "samples for the per-layer quantization error (default: --calib, else random)")
     h.add_argument("--output", "-o", required=True, help="the HTML file to write")
     h.add_argument("--emulate", action="store_true", help="also run the debug build on the target and mark layers that differ")
     h.add_argument("--bench", action="store_true", help="also count instructions per layer in QEMU (tinyc bench)")
@@ -569,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("check", help="list every problem at once and the RAM/flash needed against the target")
     k.add_argument("model", help="ONNX model file")
-    k.add_argument("--target", "-t", default="cortex-m4")
+    k.add_argument("--target", "-t", help=TARGET_HELP)
     k.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
     k.add_argument("--bind", action="append", metavar="NAME=FILE.npy", help="as for compile")
     k.set_defaults(fn=cmd_check)

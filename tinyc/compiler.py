@@ -36,18 +36,25 @@ class Prepared:
 
 def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
             quantize: str | None = None, calib: str | os.PathLike | None = None, method: str = "minmax",
-            percentile: float = 99.99, io: str = "float", progress: bool = True,
+            percentile: float = 99.99, io: str | None = None, progress: bool = True,
             after_pass=None, bind: dict[str, np.ndarray] | None = None) -> Prepared:
-    """Import, quantize if asked (``quantize="int8"`` with calibration data), and run the passes."""
+    """Import, quantize if asked (``quantize="int8"`` with calibration data), run the passes and
+    give the I/O the types ``io`` asks for: None keeps the model's (float for a model tinyc
+    quantizes), "float" makes int8 inputs/outputs float (quantized/dequantized in the model),
+    "int8" makes quantized float inputs/outputs int8."""
     from .data import load_samples
     from .passes import run_passes
     from .passes.pipeline import BEFORE_QUANTIZATION, DEFAULT
-    from .quant.ptq import quantize_graph, strip_io_quantization
+    from .quant.io import add_io_quantization, has_int8_io, strip_io_quantization
+    from .quant.ptq import quantize_graph
 
     g = load(model_path, input_shapes, bind)
     if quantize not in (None, "int8"):
         raise TinycError(f"--quantize {quantize}: only int8 is supported")
-    samples = load_samples(calib, g)[0] if calib else []
+    if calib and not quantize:
+        raise TinycError("--calib is only used with --quantize int8 (calibration data quantizes a float model); "
+                         "give samples to run with -i")
+    samples = load_samples(calib, g, "--calib")[0] if calib else []
     if quantize and not samples:
         raise TinycError("--quantize int8 needs calibration data: --calib FILE.npz")
     float_graph = copy.deepcopy(g) if samples else None
@@ -60,6 +67,11 @@ def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ..
     g = run_passes(g, DEFAULT, after_pass)
     if io == "int8" and not quantize:
         g = strip_io_quantization(g)
+        if not has_int8_io(g):
+            raise TinycError("--io int8: the model has no int8 inputs or outputs (a float model needs "
+                             "--quantize int8 --calib FILE first)")
+    elif io == "float" and not quantize:
+        g = add_io_quantization(g)
     return Prepared(g, float_graph, samples)
 
 

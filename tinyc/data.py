@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .contract import conform, entry_quant
 from .errors import TinycError
 from .ir import Graph
 
@@ -41,23 +42,12 @@ def load_bound_values(specs: list[str] | None) -> dict[str, np.ndarray]:
     return out
 
 
-def _split_samples(g: Graph, name: str, a: np.ndarray) -> list[np.ndarray]:
-    """One array may hold one sample (the input's shape, or its shape without the unit batch
-    dimension) or a stack of N samples along a new leading axis."""
-    shape = g.tensors[name].shape
-    size = int(np.prod(shape))
-    if a.size == size and (a.shape == shape or a.squeeze().shape == tuple(d for d in shape if d != 1)):
-        return [a.reshape(shape)]
-    if a.ndim >= 1 and a.shape[0] > 0 and a[0].size == size:
-        return [s.reshape(shape) for s in a]
-    raise TinycError(f"input '{name}': array of shape {list(a.shape)} does not fit the model's {list(shape)} (or N of them)")
-
-
-def load_samples(path: str | Path, g: Graph) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]] | None]:
-    """Samples (one feed dict each) and, for ONNX test-data folders, the expected outputs."""
+def load_samples(path: str | Path, g: Graph, flag: str = "--input") -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]] | None]:
+    """Samples (one feed dict each), checked against the input contract (tinyc/contract.py), and,
+    for ONNX test-data folders, the expected outputs."""
     p = Path(path)
     if not p.exists():
-        raise TinycError(f"input file not found: {p}")
+        raise TinycError(f"{flag}: input file not found: {p}")
     arrays: dict[str, np.ndarray] = {}
     expected = None
     if p.is_dir():
@@ -94,24 +84,23 @@ def load_samples(path: str | Path, g: Graph) -> tuple[list[dict[str, np.ndarray]
         else:
             missing = sorted(set(g.inputs) - set(data))
             raise TinycError(f"{p}: no array for input(s) {', '.join(missing)} (arrays: {', '.join(sorted(data)) or 'none'})")
-    per_input = {name: _split_samples(g, name, np.asarray(a)) for name, a in arrays.items()}
-    counts = {len(v) for v in per_input.values()}
-    if len(counts) != 1:
-        raise TinycError(f"{p}: inputs hold different numbers of samples")
-    n = counts.pop()
-    samples = [{name: per_input[name][i] for name in g.inputs} for i in range(n)]
-    return samples, expected
+    return conform(g, arrays, f"{flag} {p.name}"), expected
 
 
 def random_samples(g: Graph, count: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """Deterministic random inputs: standard normal for floats, the full range for integers."""
+    """Deterministic random inputs: standard normal for floats (uniform over the int8 range for
+    the float inputs of an int8 model), the full range for integers."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
         feeds = {}
         for name in g.inputs:
             t = g.tensors[name]
-            if t.dtype.startswith("f"):
+            q = entry_quant(g, name) if t.dtype.startswith("f") else None
+            if q is not None and q.axis is None:  # float I/O of an int8 model: its int8 range
+                lo, hi = (float(q.scale) * (b - int(q.zero_point)) for b in (-128, 127))
+                feeds[name] = rng.uniform(lo, hi, t.shape).astype(np.float32)
+            elif t.dtype.startswith("f"):
                 feeds[name] = rng.standard_normal(t.shape).astype(np.float32)
             else:
                 info = np.iinfo({"s8": np.int8, "u8": np.uint8, "s16": np.int16, "s32": np.int32}.get(t.dtype, np.int32))

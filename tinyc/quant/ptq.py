@@ -15,6 +15,7 @@ from ..ir import Graph, Node, QuantParams, Tensor
 from ..passes.dce import remove_dead
 from ..passes.lower_qdq import COMPUTE, FUSES_ACTIVATION, lower_qdq
 from . import calibrate
+from .io import strip_io_quantization
 
 QUANTIZABLE = set(COMPUTE)
 KEEP_INPUT_PARAMS = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
@@ -173,19 +174,6 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
     if io == "int8":
         g = strip_io_quantization(g)
     return g
-
-
-def strip_io_quantization(g: Graph) -> Graph:
-    """int8 I/O: drop QuantizeLinear on graph inputs and DequantizeLinear on graph outputs, so the
-    caller passes and receives int8 (the header documents their scale and zero point)."""
-    boundary = [(n, n.inputs[0], n.outputs[0]) for n in g.nodes if n.op == "QuantizeLinear" and n.inputs[0] in g.inputs]
-    boundary += [(n, n.outputs[0], n.inputs[0]) for n in g.nodes if n.op == "DequantizeLinear" and n.outputs[0] in g.outputs]
-    for node, io_name, int8_name in boundary:
-        # the int8 tensor takes over the float I/O tensor's name and place
-        g.nodes.remove(node)
-        del g.tensors[io_name]
-        g.rename(int8_name, io_name)
-    return remove_dead(g)
 
 
 def quality(float_outputs: list[dict[str, np.ndarray]], int8_outputs: list[dict[str, np.ndarray]],
