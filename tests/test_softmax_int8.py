@@ -294,7 +294,9 @@ def test_c_helpers_equal_numpy(tmp_path):
     n[8:40] = d[8:40] // 2 * (2 * rng.integers(0, 300, 32) + 1)  # exact ties when d is even
     s = np.concatenate([[1 << 30, (1 << 30) + 1, (1 << 31) - 1, 1 << 31, 3 << 30, (1 << 54) - 1, 1 << 54, 1000 << 30],
                         rng.integers(1 << 30, 1 << 54, 200)])
-    helpers = template_env().get_template("s8/softmax_exact_helpers.c.j2").render()
+    env = template_env()  # the kernel's preamble: the fixed-point helpers, then its own
+    helpers = (env.get_template("s8/fixedpoint.c.j2").render(single_rounding=False)
+               + env.get_template("s8/softmax_exact_helpers.c.j2").render())
     fmt = lambda v: ", ".join(f"INT64_C({int(x)})" for x in v)
     (tmp_path / "h.c").write_text(HARNESS.format(helpers=helpers, n=fmt(n), d=fmt(d), s=fmt(s), count=len(n)))
     subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Wconversion", "-Werror", "h.c", "-o", "h"],

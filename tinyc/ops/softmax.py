@@ -90,7 +90,7 @@ class Softmax(Op):
                                                       diff_min=diff_min), preamble=FIXEDPOINT + ("s8/softmax_helpers.c.j2",))
             params = dict(self._exact(node, ins, outs), op=self.name, outer=outer, n=n, inner=inner,
                           out_frac=softmax_exact.OUT_FRAC)
-            return Kernel("s8/softmax_exact.c.j2", params, includes=("stdint.h",), preamble=("s8/softmax_exact_helpers.c.j2",))
+            return Kernel("s8/softmax_exact.c.j2", params, includes=("stdint.h",), preamble=(*FIXEDPOINT, "s8/softmax_exact_helpers.c.j2"))
         require_f32(node, ins)
         return Kernel(self.f32_template, dict(outer=outer, n=n, inner=inner), includes=("math.h",))
 
