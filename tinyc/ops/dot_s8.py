@@ -81,18 +81,20 @@ def live_bias(w2d: np.ndarray, bias: np.ndarray | None) -> np.ndarray | None:
     return b
 
 
-def fast_requant(mult, shift, zp: int, bound: int, constants: dict[int, int] | None = None) -> dict | None:
+def fast_requant(mult, shift, zp: int, bound: int, constants: dict[int, int] | None = None,
+                 channels: int = 1) -> dict | None:
     """Parameters of ``tinyc_rq_fast`` (templates/*/s8/requant_fast.c.j2), or None when its
     preconditions fail: double rounding, every multiplier shifting right by 1..31, |acc| < 2^30.
     Then srdhm(acc, m) == round-to-nearest-up of 2 * acc * m / 2^32 (one SMMULR; kernels whose
     weights are int16 keep the accumulator doubled by doubling them, ``doubled``), and
     rdbpot(y, r) + zp == (y + 2^(r-1) + (y < 0 ? -1 : 0) + zp * 2^r) >> r, exactly: the constant
     2^(r-1) + zp * 2^r is stored per channel. ``constants``: channels whose output is a known
-    constant c (all-zero weights), given as multiplier 0, shift 1, rounding 2c + 1."""
+    constant c (all-zero weights), given as multiplier 0, shift 1, rounding 2c + 1. ``channels``:
+    the output channels (a per-tensor multiplier with constants becomes a table of that many)."""
     if fixedpoint.ROUNDING != "double" or bound >= 2**30:
         return None
     constants = constants or {}
-    n = max([len(mult)] + [c + 1 for c in constants])
+    n = max([len(mult), channels] if constants else [len(mult)])
     mult = [int(v) for v in np.broadcast_to(np.asarray(mult, np.int64), (n,))]
     shift = [int(v) for v in np.broadcast_to(np.asarray(shift, np.int64), (n,))]
     for c in constants:
@@ -187,7 +189,7 @@ def dsp_stream(p: dict, w2d: np.ndarray, bias: np.ndarray | None, block: int, la
     the requantization's preconditions fail."""
     consts = dead_outputs(p, w2d, bias)
     live = live_bias(w2d, bias)
-    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, live), consts)
+    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, live), consts, channels=w2d.shape[0])
     if rq is None:
         return None
     n = w2d.shape[0]
