@@ -77,6 +77,11 @@ def collect(g: Graph, samples: list[dict[str, np.ndarray]], names: Iterable[str]
             env = interpreter.run(g, feeds, keep_all=True)
             for n in names:
                 v = np.asarray(env[n], np.float64).reshape(-1)
+                # infinities (a max pool window entirely in the padding) and NaN saturate or map to
+                # the zero point in int8: the range is that of the finite values
+                v = v[np.isfinite(v)]
+                if v.size == 0:
+                    continue
                 if what == "range":
                     stats[n].update_range(v)
                 else:
@@ -85,7 +90,9 @@ def collect(g: Graph, samples: list[dict[str, np.ndarray]], names: Iterable[str]
                 p.step(i + 1)
     out = {}
     for n, s in stats.items():
-        if method == "minmax":
+        if s.lo > s.hi:  # no finite value at all
+            out[n] = (0.0, 0.0)
+        elif method == "minmax":
             out[n] = (s.lo, s.hi)
         elif method == "percentile":
             out[n] = _percentile_range(s, percentile)
