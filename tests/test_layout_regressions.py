@@ -1,9 +1,9 @@
 """Regressions of issue 15 (int8 Transpose between NHWC layers computing wrong values in C), on
 minimal NCHW models as PyTorch exports them:
 
-- a Transpose left between layers was dropped by GCC 12 at -O2 (the layer function was cloned for
-  its constant arena pointers and the call removed as if its stores were dead), float and int8:
-  every layer is now a call GCC may not optimize across (``noipa``);
+- GCC 12 at -O2 dropped the calls of layers (Transposes) whose outputs later layers read, float
+  and int8 (its interprocedural summaries of the layer functions were wrong): every layer is now a
+  call GCC may not optimize across (``noipa``);
 - a squeeze-excite block (GlobalAveragePool -> Conv -> Relu -> Conv -> HardSigmoid -> Mul with the
   block input) and a U-Net skip (MaxPool, Resize nearest x2, Concat with the skip) kept such
   Transposes: they now sink through the Mul (its [1, C, 1, 1] scale follows as a view) and the
