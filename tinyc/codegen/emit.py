@@ -53,14 +53,15 @@ class Layer:
     name: str
     op: str
     fn: str
-    params: list[str]  # C parameter declarations
-    unused: list[str]  # parameters the kernel body does not read (silenced with a void cast)
+    params: list[str]  # C parameter declarations (the caller's buffers)
+    unused: list[str]  # parameters and bound pointers the kernel body does not read (void casts)
     args: list[str]  # C argument expressions
     body: str
     output_shape: tuple[int, ...]
     macs: int
     weights_bytes: int = 0  # bytes of the constant arrays this layer reads
     dumps: list[tuple[int, str, int]] = field(default_factory=list)  # debug build: (output, pointer, bytes)
+    bound: list[str] = field(default_factory=list)  # pointers fixed at compile time, declared inside
 
 
 @dataclass
@@ -222,8 +223,14 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         fn = f"layer{i}_{c_identifier(node.op)}"
         unused = [p.split("*")[-1].split()[-1] for p in params
                   if not re.search(r"\b%s\b" % p.split("*")[-1].split()[-1], body)]
-        layer = Layer(i, node.name, node.op, fn, params, unused, args, body, outs[0].shape, op.macs(node, ins, outs),
-                      weights_bytes=sum(array_bytes.get(a, 0) for a in dict.fromkeys(args)))
+        # Addresses fixed at compile time (arena offsets, weight arrays) are bound inside the
+        # layer, so the compiler sees them without optimizing across calls (TINYC_LAYER); only
+        # the caller's buffers are passed.
+        passed = [re.search(r"\b(input|output)\d+\b", a) is not None for a in args]
+        bound = [f"{p} = {a};" for p, a, keep in zip(params, args, passed) if not keep]
+        layer = Layer(i, node.name, node.op, fn, [p for p, keep in zip(params, passed) if keep], unused,
+                      [a for a, keep in zip(args, passed) if keep], body, outs[0].shape, op.macs(node, ins, outs),
+                      weights_bytes=sum(array_bytes.get(a, 0) for a in dict.fromkeys(args)), bound=bound)
         if dump:
             layer.dumps = [(j, ref[o], g.tensors[o].nbytes) for j, o in enumerate(node.outputs)]
         layers.append(layer)

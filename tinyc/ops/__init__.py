@@ -53,6 +53,9 @@ class Op:
     # True for ops that only move or select values: on quantized tensors they run unchanged
     # (input and output share their quantization parameters).
     quant_transparent: ClassVar[bool] = False
+    # True for ops that compute every output element from the same element of each (broadcast)
+    # input: they run in any layout, so a Transpose before them can move after them
+    pointwise: ClassVar[bool] = False
     # inputs of which only the (static) shape matters: folding does not need their values
     shape_only_inputs: ClassVar[tuple[int, ...]] = ()
     # True for one-input ops that lower-qdq turns from DequantizeLinear -> op -> QuantizeLinear into
@@ -90,6 +93,12 @@ class Op:
         """Rewrite into other ops at import (e.g. QLinearConv into DequantizeLinear/Conv/
         QuantizeLinear); None keeps the node."""
         return None
+
+    def permuted_attrs(self, node: Node, perm: list[int]) -> dict[str, Any] | None:
+        """For the cancel-transposes pass: when every data input of the node is
+        ``Transpose(a, perm)``, the node equals ``Transpose(node on the a's, perm)`` with these
+        attributes (per-axis ones permuted); None when the op is tied to its layout."""
+        return dict(node.attrs) if self.pointwise else None
 
     def inplace_scratch(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
                         variants: tuple[str, ...] = ()) -> int | None:

@@ -71,6 +71,8 @@ def _make(name: str, limits: str) -> type[Op]:
     defaults = _ALL[name][0]
 
     class Activation(Op):
+        pointwise = True
+
         def normalize(self, attrs, ins, opset):
             return {k: float(attrs.get(k, v)) for k, v in defaults.items()}
 

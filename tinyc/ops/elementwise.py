@@ -19,6 +19,7 @@ INTEGER_CTYPES = {"s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64"}
 
 
 class _Binary(Op):
+    pointwise = True
     fn: ClassVar[Callable[[np.ndarray, np.ndarray], np.ndarray]]
     c_expr: ClassVar[str]  # C expression of a and b
     float_only: ClassVar[bool] = False  # C kernel for float32 only (e.g. Pow: powf)
@@ -195,6 +196,8 @@ class PRelu(_Binary):
 
 
 class _Unary(Op):
+    pointwise = True
+
     def infer(self, node, ins):
         return [(ins[0].shape, ins[0].dtype)]
 

@@ -183,6 +183,7 @@ class Requantize(Op):
 
     name = "Requantize"
     internal = True
+    pointwise = True
 
     def infer(self, node, ins):
         return [(ins[0].shape, ins[0].dtype)]

@@ -91,6 +91,13 @@ class Resize(Op):
               "A fractional scale x length follows the ONNX reference")
     attr_inputs = {1: "roi", 2: "scales", 3: "sizes"}
 
+    def permuted_attrs(self, node, perm):
+        """Tap tables are per axis: a Resize runs in any layout with its per-axis lists permuted."""
+        a = dict(node.attrs)
+        for key in ("scales", "sizes", "roi"):
+            a[key] = [a[key][p] for p in np.argsort(perm)]
+        return a
+
     def normalize(self, attrs, ins, opset):
         x = ins[0]
         r = len(x.shape)

@@ -136,6 +136,9 @@ class Concat(Op):
     def reference(self, node, xs):
         return [np.concatenate(xs, axis=node.attrs["axis"])]
 
+    def permuted_attrs(self, node, perm):
+        return dict(node.attrs, axis=int(perm[node.attrs["axis"]]))
+
     def kernel(self, node, ins, outs):
         axis = node.attrs["axis"]
         shape = outs[0].shape

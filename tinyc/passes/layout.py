@@ -5,10 +5,11 @@
   to NCHW after it; a Conv's constant weights are stored OHWI.
 - cancel-transposes: then removes those Transposes wherever the graph allows:
   * two Transposes in a row compose (and vanish when they undo each other);
-  * a Transpose sinks below elementwise ops (Relu, Clip, Add, Sub, Mul, Div, Max, Min, Pow, PRelu,
-    Requantize, Sigmoid, Tanh, ... every pointwise op) whose
-    non-constant inputs all come through the same permutation (constants are permuted instead);
-  * a Transpose sinks below Resize, whose per-axis attributes are permuted instead;
+  * a Transpose sinks below every op that runs in any layout (``Op.permuted_attrs``: the pointwise
+    ops, Relu, Add, Mul, Sigmoid, Requantize, ...; Resize and Concat with their per-axis
+    attributes permuted) when its other data inputs can follow: through the same permutation,
+    constants (permuted), or tensors whose permutation only moves size-1 axes (a view: the
+    squeeze-excite scale [1, C, 1, 1] of a Mul);
   * a Transpose that only moves size-1 axes is a Reshape (a view: no code, no bytes);
   * Transpose -> flattening Reshape -> fully connected with constant weights: the permutation
     goes into the order of the weight rows.
@@ -20,19 +21,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node, Tensor
+from ..ops import get_op
 from ..ops.layout import TO_NCHW, TO_NHWC, is_nhwc
 from . import Pass, register
 from .dce import remove_dead
 from .rewrite import bypass, consumers, only_use, producer, rounds
 
 LAYOUT_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
-def _pointwise() -> set[str]:
-    from ..ops.activations import ACTIVATIONS, MATH
-
-    return set(ACTIVATIONS) | set(MATH)
-
-
-ELEMENTWISE = {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu", "Requantize"} | _pointwise()
 
 
 def _permuted(shape, perm) -> tuple[int, ...]:
@@ -98,69 +93,63 @@ def _unit_moves_to_reshape(g: Graph) -> bool:
     return False
 
 
-# Ops with one data input and per-axis attributes: a Transpose sinks below them with the
-# attributes permuted (Resize's tap tables are per axis, so NHWC costs nothing).
-PER_AXIS_ATTRS = {"Resize": ("scales", "sizes", "roi")}
+def _padded(t: Tensor, rank: int) -> tuple[int, ...]:
+    return (1,) * (rank - len(t.shape)) + tuple(t.shape)
 
 
-def _sink_per_axis(g: Graph) -> bool:
-    for e in g.nodes:
-        if e.op not in PER_AXIS_ATTRS:
-            continue
-        s = producer(g, e.inputs[0])
-        if s is None or s.op != "Transpose" or len(e.inputs) != 1:
-            continue
-        perm = list(s.attrs["perm"])
-        inv = [int(i) for i in np.argsort(perm)]
-        out = g.tensors[e.outputs[0]]
-        mid = _new_tensor(g, f"{out.name}/unpermuted", out, _permuted(out.shape, inv))
-        for key in PER_AXIS_ATTRS[e.op]:
-            e.attrs[key] = [e.attrs[key][i] for i in inv]
-        e.inputs = [s.inputs[0]]
-        y = e.outputs[0]
-        e.outputs = [mid.name]
-        g.nodes.insert(g.nodes.index(e) + 1, Node("Transpose", g.unique_name(f"{e.name}/transpose"), [mid.name], [y], {"perm": perm}))
-        return True
-    return False
+def _follows(g: Graph, x: str, src: Node | None, perm: list[int]) -> str | None:
+    """How input ``x`` can be had in the layout before ``perm``: "transpose" (it comes through
+    the same Transpose), "const" (a constant, permuted), "view" (its permutation only moves size-1
+    axes, e.g. a squeeze-excite scale [1, C, 1, 1]: a Reshape); None if none of these applies."""
+    t = g.tensors[x]
+    if src is not None and src.op == "Transpose" and list(src.attrs["perm"]) == perm:
+        return "transpose"
+    if len(t.shape) > len(perm) or (t.quant is not None and t.quant.axis is not None):
+        return None
+    if t.is_const:
+        return "const"
+    full = _padded(t, len(perm))
+    moved = [i for i in np.argsort(perm) if full[i] != 1]
+    return "view" if moved == sorted(moved) else None
+
+
+def _unpermuted(g: Graph, x: str, how: str, src: Node | None, perm: list[int], e: Node) -> str:
+    """Input ``x`` of ``e`` in the layout before ``perm`` (see _follows)."""
+    if how == "transpose":
+        return src.inputs[0]
+    t = g.tensors[x]
+    inv = [int(i) for i in np.argsort(perm)]
+    full = _padded(t, len(perm))
+    if how == "const":
+        c = g.add_const(g.unique_name(f"{x}/permuted"), np.transpose(t.data.reshape(full), inv))
+        c.quant = t.quant
+        return c.name
+    v = _new_tensor(g, f"{x}/unpermuted", t, _permuted(full, inv))
+    g.nodes.insert(g.nodes.index(e), Node("Reshape", g.unique_name(f"{e.name}/{x}/unpermuted"), [x], [v.name],
+                                          {"shape": list(v.shape)}))
+    return v.name
 
 
 def _sink(g: Graph) -> bool:
-    if _sink_per_axis(g):
-        return True
+    """A Transpose moves below an op that runs in any layout (``Op.permuted_attrs``) when the
+    op's other data inputs can follow it (see _follows)."""
     for e in g.nodes:
-        if e.op not in ELEMENTWISE:
-            continue
         srcs = [producer(g, x) for x in e.inputs]
-        perms = {tuple(s.attrs["perm"]) for s, x in zip(srcs, e.inputs) if s is not None and s.op == "Transpose"}
-        if len(perms) != 1:
+        perms = {tuple(s.attrs["perm"]) for s in srcs if s is not None and s.op == "Transpose"}
+        if len(perms) != 1 or len(e.outputs) != 1 or None in e.inputs:
             continue
         perm = list(perms.pop())
-        inv = list(np.argsort(perm))
         out = g.tensors[e.outputs[0]]
-        if len(out.shape) != len(perm):
+        attrs = get_op(e.op).permuted_attrs(e, perm)
+        hows = [_follows(g, x, s, perm) for s, x in zip(srcs, e.inputs)]
+        if attrs is None or len(out.shape) != len(perm) or None in hows:
             continue
-        new_inputs = []
-        ok = True
-        for s, x in zip(srcs, e.inputs):
-            t = g.tensors[x]
-            if s is not None and s.op == "Transpose" and t.shape == out.shape:
-                new_inputs.append(s.inputs[0])
-            elif t.is_const:
-                data = t.data.reshape((1,) * (len(perm) - t.data.ndim) + t.data.shape) if t.data.ndim < len(perm) else t.data
-                c = g.add_const(g.unique_name(f"{x}/permuted"), np.transpose(data, inv))
-                c.quant = t.quant
-                new_inputs.append(c.name)
-            else:
-                ok = False
-                break
-        if not ok:
-            continue
-        mid = _new_tensor(g, f"{out.name}/unpermuted", out, _permuted(out.shape, inv))
-        e.inputs = new_inputs
+        e.inputs = [_unpermuted(g, x, how, s, perm, e) for s, x, how in zip(srcs, e.inputs, hows)]
+        e.attrs = attrs
+        mid = _new_tensor(g, f"{out.name}/unpermuted", out, _permuted(out.shape, np.argsort(perm)))
         y = e.outputs[0]
         e.outputs = [mid.name]
-        i = g.nodes.index(e)
-        g.nodes.insert(i + 1, Node("Transpose", g.unique_name(f"{e.name}/transpose"), [mid.name], [y], {"perm": perm}))
+        g.nodes.insert(g.nodes.index(e) + 1, Node("Transpose", g.unique_name(f"{e.name}/transpose"), [mid.name], [y], {"perm": perm}))
         return True
     return False
 
