@@ -23,12 +23,12 @@ def recipe_of(seed: int) -> Recipe:
 
 
 def targets_of(seed: int, allowed: str = "all") -> list[str]:
-    """host, and one emulated target (round robin over the seeds, skipping the routes' period so
-    that every route meets every target)."""
+    """host, and one emulated target: the seeds of one route (every len(ROUTES)-th) take the
+    targets in turn, so every route meets every target equally often."""
     names = EMULATED if allowed == "all" else tuple(t for t in allowed.split(",") if t != "host")
     out = ["host"]
     if names:
-        out.append(names[(seed // len(ROUTES) + seed) % len(names)])
+        out.append(names[(seed // len(ROUTES)) % len(names)])
     return out
 
 

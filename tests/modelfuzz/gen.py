@@ -79,7 +79,7 @@ class Skip(Exception):
 
 # What tinyc refuses to lower to int8 today (each a clear error naming the node, counted as a
 # refusal): int8 recipes leave these out so that their cases reach the kernels.
-INT8_MISSING = {"BatchNormalization", "Div"}
+INT8_MISSING = {"BatchNormalization", "Div", "PRelu"}
 
 
 def _w(r: random.Random, *shape: int, scale: float = 1.0) -> np.ndarray:

@@ -76,6 +76,12 @@ class Op:
     def normalize(self, attrs: dict[str, Any], ins: list[Tensor | None], opset: int) -> dict[str, Any]:
         return attrs
 
+    def commutes_with_quantize(self, node: Node) -> bool:
+        """Whether QuantizeLinear(node(x)) == node(QuantizeLinear(x)) exactly for per-tensor
+        parameters (its output values are some of its input's, or maxima of them): the
+        hoist-quantize pass may then quantize before the node."""
+        return self.quant_transparent
+
     def infer(self, node: Node, ins: list[Tensor | None]) -> list[tuple[Shape, str]]:
         raise NotImplementedError(f"{self.name}.infer")
 

@@ -99,6 +99,9 @@ class MaxPool(_Pool):
             raise UnsupportedError(f"MaxPool node '{node.name}': the Indices output is not supported")
         return super().infer(node, ins)
 
+    def commutes_with_quantize(self, node):
+        return True  # quantization is monotone: the max of quantized values is the quantized max
+
     def reference(self, node, xs):
         x = xs[0]
         low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min

@@ -91,6 +91,9 @@ class Resize(Op):
               "A fractional scale x length follows the ONNX reference")
     attr_inputs = {1: "roi", 2: "scales", 3: "sizes"}
 
+
+    def commutes_with_quantize(self, node):
+        return node.attrs.get("mode", "nearest") == "nearest"  # copies input values
     def permuted_attrs(self, node, perm):
         """Tap tables are per axis: a Resize runs in any layout with its per-axis lists permuted."""
         a = dict(node.attrs)

@@ -159,6 +159,9 @@ class Pad(Op):
     limits = "constant, reflect, edge, wrap; no negative pads; zero padding fused into Conv/pooling; int8 pads with the quantized value"
     attr_inputs = {1: "pads", 2: "value", 3: "axes"}
 
+
+    def commutes_with_quantize(self, node):
+        return True  # copies input values; a constant pad value quantizes like any other
     def normalize(self, attrs, ins, opset):
         rank = len(ins[0].shape)
         mode = attrs.get("mode", "constant")

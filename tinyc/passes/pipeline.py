@@ -3,6 +3,7 @@ from __future__ import annotations
 
 DEFAULT = [
     "canonicalize",  # fold constant subgraphs, drop no-op nodes
+    "hoist-quantize",  # QuantizeLinear before data movement/max pooling of float inputs (exact)
     "lower-qdq",  # quantized clusters -> integer ops
     "fuse-pad",  # zero padding -> Conv/pool pads
     "fold-batchnorm",  # BatchNormalization and per-channel Mul/Add into Conv/Gemm
