@@ -29,6 +29,11 @@ UNIT = {"Reshape", "Flatten", "Transpose", "Identity", "Slice", "Concat", "MaxPo
 GAIN = {"Sigmoid": 0.25, "HardSwish": 1.5, "LogSoftmax": 2.0, "PRelu": 1.0}
 
 
+# ops that onnxruntime's quantizer may leave float after the last DequantizeLinear, which keep its
+# values (and so its scale) as they are
+VALUE_PRESERVING = {"Identity", "Cast", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"}
+
+
 def _attr(n: onnx.NodeProto, name: str, default):
     for a in n.attribute:
         if a.name == name:
@@ -97,7 +102,7 @@ def steps_bound(model: onnx.ModelProto) -> int | None:
     # the output: through Identity to the last DequantizeLinear, in steps of its scale
     producers = {o: n for n in g.node for o in n.output}
     name = g.output[0].name
-    while name in producers and producers[name].op_type == "Identity":
+    while name in producers and producers[name].op_type in VALUE_PRESERVING:
         name = producers[name].input[0]
     p = producers.get(name)
     if p is None or p.op_type != "DequantizeLinear" or dev.get(name, math.inf) == math.inf:

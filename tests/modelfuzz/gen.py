@@ -329,15 +329,108 @@ def matmul(b: Builder, x: str, r: random.Random) -> str:
     return y
 
 
+def unary_math(b: Builder, x: str, r: random.Random) -> str:
+    """Elu, Exp, Sqrt, Log, Pow: on values made safe for them first (bounded, or positive)."""
+    shape = b.shapes[x]
+    op = r.choice(["Elu", "Exp", "Sqrt", "Log", "Pow"])
+    if op == "Elu":
+        return b.node(op, [x], shape, alpha=r.choice([0.5, 1.0]))
+    if op == "Exp":
+        return b.node(op, [b.node("Tanh", [x], shape)], shape)
+    if op == "Pow":
+        return b.node(op, [b.node("Tanh", [x], shape), b.const(np.float32(r.choice([2.0, 3.0])), "exponent")], shape)
+    pos = b.node("Add", [b.node("Abs", [x], shape), b.const(np.float32(0.5), "eps")], shape)
+    return b.node(op, [pos], shape)
+
+
+def reduce(b: Builder, x: str, r: random.Random) -> str:
+    """A reduction over the spatial axes (or the channels), keeping the dimensions."""
+    n, c, *sp = b.shapes[x]
+    op = r.choice(["ReduceSum", "ReduceL1", "ReduceL2", "ReduceMin", "ReduceSumSquare", "ReduceLogSumExp",
+                   "ReduceMean", "ReduceMax", "ReduceProd", "ReduceLogSum"])
+    axes = list(range(2, 2 + len(sp))) if r.random() < 0.7 else [1]
+    out = tuple(1 if i in axes else d for i, d in enumerate(b.shapes[x]))
+    src = b.node("Tanh", [x], b.shapes[x]) if op in ("ReduceProd", "ReduceSumSquare", "ReduceLogSumExp") else x
+    if op == "ReduceLogSum":  # the log of a sum of positive values
+        src = b.node("Add", [b.node("Abs", [x], b.shapes[x]), b.const(np.float32(0.5), "eps")], b.shapes[x])
+    if op == "ReduceSum":  # opset 13+: axes as an input
+        return b.node(op, [src, b.const(np.array(axes, np.int64), "axes")], out, keepdims=1)
+    return b.node(op, [src], out, keepdims=1, axes=axes)
+
+
+def gather(b: Builder, x: str, r: random.Random) -> str:
+    """Gather channels by constant indices (a channel shuffle, repeats allowed)."""
+    shape = b.shapes[x]
+    idx = np.array([r.randrange(shape[1]) for _ in range(r.randint(1, shape[1] + 2))], np.int64)
+    return b.node("Gather", [x, b.const(idx, "indices")], (shape[0], len(idx), *shape[2:]), axis=1)
+
+
+def split(b: Builder, x: str, r: random.Random) -> str:
+    """Split the channels in two; one part goes on, the other joins later or is dropped."""
+    shape = b.shapes[x]
+    if shape[1] < 2:
+        return x
+    k = r.randint(1, shape[1] - 1)
+    first = b.node("Split", [x, b.const(np.array([k, shape[1] - k], np.int64), "split")],
+                   (shape[0], k, *shape[2:]), n_out=2, axis=1)
+    second = b.nodes[-1].output[1]
+    b.shapes[second] = (shape[0], shape[1] - k, *shape[2:])
+    b.history.append(second)
+    return first if r.random() < 0.5 else second
+
+
+def conv_transpose(b: Builder, x: str, r: random.Random) -> str:
+    n, c, *sp = b.shapes[x]
+    if len(sp) > 2 or max(sp) > 32:
+        return x
+    k, s = r.choice([1, 2, 3]), r.choice([1, 2])
+    pad = r.randint(0, k - 1)
+    oc = r.choice([1, 2, 4, 8])
+    out = [(d - 1) * s + k - 2 * pad for d in sp]
+    ins = [x, b.const(_w(r, c, oc, *[k] * len(sp)), "deconv_w")] + ([b.const(_w(r, oc), "deconv_b")] if r.random() < 0.7 else [])
+    return b.node("ConvTranspose", ins, (n, oc, *out), kernel_shape=[k] * len(sp), strides=[s] * len(sp),
+                  pads=[pad] * (2 * len(sp)))
+
+
+def shape_ops(b: Builder, x: str, r: random.Random) -> str:
+    """Squeeze/Unsqueeze pairs, Expand of a per-channel value, Identity, Dropout, Cast to float."""
+    shape = b.shapes[x]
+    kind = r.choice(["unsqueeze", "expand", "identity", "dropout", "cast"])
+    if kind == "unsqueeze":
+        u = b.node("Unsqueeze", [x, b.const(np.array([0], np.int64), "axes")], (1, *shape))
+        return b.node("Squeeze", [u, b.const(np.array([0], np.int64), "axes")], shape)
+    if kind == "expand":
+        k = b.const(_w(r, 1, shape[1], *[1] * (len(shape) - 2)), "k")
+        e = b.node("Expand", [k, b.const(np.array(shape, np.int64), "shape")], shape)
+        return b.node("Add", [x, e], shape)
+    if kind == "cast":
+        return b.node("Cast", [x], shape, to=TensorProto.FLOAT)
+    return b.node("Identity" if kind == "identity" else "Dropout", [x], shape)
+
+
 LAYERS: dict[str, Callable[[Builder, str, random.Random], str]] = {
     "conv": conv, "pool": pool, "global_pool": global_pool, "activation": activation, "batchnorm": batchnorm,
     "se": se_block, "residual": residual, "concat": concat, "upsample": upsample, "transpose": transpose_sandwich,
     "reshape": reshape_layout, "slice": slice_, "pad": pad, "const_binary": const_binary, "matmul": matmul,
+    "unary_math": unary_math, "reduce": reduce, "gather": gather, "split": split, "conv_transpose": conv_transpose,
+    "shape_ops": shape_ops,
 }
 # How often each kind is drawn (convolutions most: they carry the kernels and the layouts).
 WEIGHTS = {"conv": 6, "pool": 3, "global_pool": 1, "activation": 3, "batchnorm": 1, "se": 2, "residual": 2,
            "concat": 2, "upsample": 1, "transpose": 2, "reshape": 1, "slice": 1, "pad": 1, "const_binary": 2,
-           "matmul": 1}
+           "matmul": 1, "unary_math": 1, "reduce": 1, "gather": 1, "split": 1, "conv_transpose": 1, "shape_ops": 1}
+# Registered ops no layer generates, and why (tests/modelfuzz/test_modelfuzz.py keeps this honest:
+# an op added to tinyc must be generated or listed here).
+NOT_GENERATED = {
+    "LSTM": "sequence models: unrolled at import into ops generated here",
+    "GRU": "sequence models: unrolled at import into ops generated here",
+    "Shape": "folded at import (PyTorch's shape chains), never at run time",
+    "CastLike": "folded at import",
+    "QuantizeLinear": "written by the int8 routes, not by the layers",
+    "DequantizeLinear": "written by the int8 routes, not by the layers",
+    "QLinearConv": "the ort_qop route (onnxruntime's QOperator format) writes it",
+    "QLinearMatMul": "the ort_qop route (onnxruntime's QOperator format) writes it",
+}
 HEADS = ["none", "gemm", "gemm_softmax", "gemm_logsoftmax", "softmax"]
 MAX_ELEMENTS = 40_000  # per value: keeps emulated runs short
 

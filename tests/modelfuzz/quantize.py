@@ -2,6 +2,8 @@
 
 - ``ort``, ``ort_pc``: onnxruntime's ``quantize_static`` (QDQ, int8 activations and weights,
   per tensor / per channel), as a user who quantizes with onnxruntime gets them;
+- ``ort_qop``: the same in onnxruntime's QOperator format (QLinearConv, QLinearMatMul, ...; the
+  ops tinyc has no QLinear form for stay float between Quantize/DequantizeLinear);
 - ``qdq_extreme``: onnxruntime's per-channel QDQ graph with every activation's scale multiplied by
   a random power of two (2^-4 .. 2^4) and its zero point drawn anywhere in [-128, 127] (often at an
   end); biases are requantized to the new input scales, as a converter would write them. Values
@@ -18,10 +20,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-ROUTES_QDQ = ("ort", "ort_pc", "qdq_extreme")
+ROUTES_QDQ = ("ort", "ort_pc", "qdq_extreme", "ort_qop")
 
 
-def ort_quantize(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool) -> onnx.ModelProto:
+def ort_quantize(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool,
+                 qoperator: bool = False) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -35,9 +38,12 @@ def ort_quantize(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "float.onnx", Path(d) / "qdq.onnx"
         onnx.save(model, src)
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
+                        per_channel=per_channel,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        extra_options={"WeightSymmetric": True})
+                        extra_options={"WeightSymmetric": True},
+                        # QOperator: the ONNX-standard QLinear ops only (onnxruntime's others are its own domain's)
+                        **({"op_types_to_quantize": ["Conv", "MatMul"]} if qoperator else {}))
         return onnx.load(dst)
 
 

@@ -33,7 +33,7 @@ from tinyc.ir import DTYPES
 from tinyc.targets import get_target
 
 from .gen import Recipe, build
-from .bound import steps_bound
+from .bound import VALUE_PRESERVING, steps_bound
 from .quantize import ROUTES_QDQ, extreme, ort_quantize
 
 ROUTES = ("float", "ptq", *ROUTES_QDQ, "tflite")
@@ -86,11 +86,11 @@ def _data(recipe: Recipe, model: onnx.ModelProto, count: int, salt: int) -> list
 
 
 def output_scale(model: onnx.ModelProto) -> float | None:
-    """The scale of the DequantizeLinear that gives the graph output (through Identity nodes)."""
+    """The scale of the DequantizeLinear that gives the graph output (through ops that keep values)."""
     producers = {o: n for n in model.graph.node for o in n.output}
     inits = {t.name: t for t in model.graph.initializer}
     name = model.graph.output[0].name
-    while name in producers and producers[name].op_type == "Identity":
+    while name in producers and producers[name].op_type in VALUE_PRESERVING:
         name = producers[name].input[0]
     n = producers.get(name)
     if n is None or n.op_type != "DequantizeLinear" or n.input[1] not in inits:
@@ -107,7 +107,8 @@ def _onnx_model(case: Case) -> list[np.ndarray]:
     for feeds in case.samples:
         _ort(case.float_model, feeds)
     if case.route in ROUTES_QDQ:
-        case.model = ort_quantize(case.float_model, case.calib, per_channel=case.route != "ort")
+        case.model = ort_quantize(case.float_model, case.calib, per_channel=case.route != "ort",
+                                  qoperator=case.route == "ort_qop")
         if case.route == "qdq_extreme":
             case.model = extreme(case.model, case.recipe.seed)
     else:
@@ -173,8 +174,8 @@ def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:
         return case
     scale = output_scale(case.model) if route in ROUTES_QDQ else None
     bound = steps_bound(case.model) if scale is not None else None
-    if scale is not None and bound is None:
-        return case  # an op the bound does not know: C vs reference only
+    if route in ROUTES_QDQ and bound is None:
+        return case  # no int8 output, or an op the bound does not know: C vs reference only
     for k, (w, got) in enumerate(zip(want, case.ref)):
         ref = np.asarray(got[case.graph.outputs[0]], np.float64).reshape(w.shape)
         w = np.asarray(w, np.float64)
