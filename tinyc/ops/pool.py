@@ -104,7 +104,9 @@ class MaxPool(_Pool):
 
     def reference(self, node, xs):
         x = xs[0]
-        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        # a window entirely in the padding gives the lowest finite value, as onnxruntime does (the
+        # spec leaves it open: onnx.reference gives NaN, an -inf would turn into NaN downstream)
+        low = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         w = pool_windows(x, node.attrs, low, low)
         n = len(node.attrs["kernel_shape"])
         return [w.max(axis=tuple(range(-n, 0))).astype(x.dtype)]
@@ -117,7 +119,7 @@ class MaxPool(_Pool):
         p = self._params(node, ins, outs, any_type=True)
         dt = ins[0].dtype
         if dt == "f32":
-            return Kernel("maxpool.c.j2", dict(p, ctype="float", lowest="-HUGE_VALF"), includes=("math.h",))
+            return Kernel("maxpool.c.j2", dict(p, ctype="float", lowest="-FLT_MAX"), includes=("float.h",))
         if dt not in ("s8", "u8", "s16", "u16", "s32"):
             raise UnsupportedError(f"MaxPool node '{node.name}': {dt} is not supported")
         return Kernel("maxpool.c.j2", dict(p, ctype=CTYPES[dt], lowest=str(int(np.iinfo(DTYPES[dt]).min))),
