@@ -244,13 +244,9 @@ def _pack(case: Case, m: GeneratedModel) -> bytes:
     parts = []
     for feeds in case.samples:
         for e in m.report["inputs"]:
-            a = np.asarray(_feed(case, feeds, e["name"]), dtype=DTYPES[e["dtype"]]).reshape(e["shape"])
+            a = np.asarray(feeds[e["name"]], dtype=DTYPES[e["dtype"]]).reshape(e["shape"])
             parts.append(a.astype(a.dtype.newbyteorder("<")).tobytes())
     return b"".join(parts)
-
-
-def _feed(case: Case, feeds: dict[str, np.ndarray], name: str) -> np.ndarray:
-    return feeds[name]
 
 
 def _compare(case: Case, m: GeneratedModel, raw: bytes, pos: int, target: str) -> int:
@@ -277,8 +273,8 @@ def _compare(case: Case, m: GeneratedModel, raw: bytes, pos: int, target: str) -
     return pos
 
 
-def fits(m: GeneratedModel, target) -> int:
-    """The RAM a model's test needs on the emulated machine (0: no limit)."""
+def ram_needed(m: GeneratedModel) -> int:
+    """The RAM a model's test needs on the emulated machine: its arena and I/O buffers."""
     r = m.report
     io = sum(int(np.prod(e["shape"])) * DTYPES[e["dtype"]].itemsize for e in r["inputs"] + r["outputs"])
     return r["arena_bytes"] + io
@@ -304,12 +300,12 @@ def run_batch(cases: list[Case], target_name: str, build_dir: Path, extra_cflags
             continue
         if transform is not None:
             m = transform(case, m)
-        if ram and fits(m, target) > ram // 2:
+        if ram and ram_needed(m) > ram // 2:
             continue  # too big for this emulated machine: not run here
         todo.append((case, m))
     groups, current, used, wbytes = [], [], 0, 0
     for case, m in todo:
-        need, w = fits(m, target), m.report.get("weights_bytes", 0)
+        need, w = ram_needed(m), m.report.get("weights_bytes", 0)
         if current and (len(current) >= 40 or (ram and used + need > ram // 2) or (flash and wbytes + w > flash // 3)):
             groups.append(current)
             current, used, wbytes = [], 0, 0
