@@ -56,14 +56,14 @@ def mean_model(shape: tuple[int, ...], axes: list[int], keep_dims: bool, x_q: tu
     return bytes(b.Output())
 
 
-def run_tflm(model: bytes, samples: list[np.ndarray]) -> list[np.ndarray]:
-    """Output 0 of TFLite Micro's reference kernels for each input sample."""
+def run_tflm(model: bytes, samples: list[np.ndarray], arena: int = 64 * 1024) -> list[np.ndarray]:
+    """Output 0 of TFLite Micro's reference kernels for each input sample (``arena``: bytes beside
+    8 per input element)."""
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError as e:
         unavailable(f"tflite-micro is not installed: {e}")
-    arena = 64 * 1024 + 8 * max(s.size for s in samples)
-    it = runtime.Interpreter.from_bytes(model, arena_size=arena)
+    it = runtime.Interpreter.from_bytes(model, arena_size=arena + 8 * max(s.size for s in samples))
     outs = []
     for s in samples:
         it.set_input(s, 0)

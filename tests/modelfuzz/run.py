@@ -126,7 +126,7 @@ def _tflite_model(case: Case) -> list[np.ndarray]:
     rng = np.random.default_rng([case.recipe.seed, 3])
     shape = [d.dim_value for d in case.model.graph.input[0].type.tensor_type.shape.dim]
     case.samples = [{"input": rng.integers(-128, 128, size=shape).astype(np.int8)} for _ in range(SAMPLES)]
-    return run_tflm(tflite, [f["input"] for f in case.samples])
+    return run_tflm(tflite, [f["input"] for f in case.samples], arena=256 * 1024)
 
 
 def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:

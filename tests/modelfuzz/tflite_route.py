@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..tflite_builders import run_tflm  # noqa: F401 -- the oracle, re-exported for run.py
 from .gen import Recipe
 
 KINDS = ("conv", "conv", "dwconv", "pool", "add")
@@ -107,6 +108,15 @@ class _Pair:
                                                                self.const(f"{name}_zp", np.int8(z))], [name],
                                            name=f"{name}_quantize"))
 
+    def dq_const(self, name: str, data: np.ndarray, scale, per_channel: bool) -> str:
+        """A constant (weights int8, bias int32) behind its DequantizeLinear, zero points 0."""
+        zp = np.zeros(np.shape(scale), data.dtype)
+        self.nodes.append(helper.make_node("DequantizeLinear", [self.const(name, data), self.const(f"{name}_scale", scale),
+                                                                 self.const(f"{name}_zp", zp)],
+                                           [f"{name}_dequant"], name=f"{name}_dequant",
+                                           **({"axis": 0} if per_channel else {})))
+        return f"{name}_dequant"
+
     def node(self, op: str, ins: list[str], out: str, **attrs) -> str:
         self.nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
         return out
@@ -115,6 +125,17 @@ class _Pair:
 def _act(fb, r: random.Random) -> tuple[int, str]:
     return r.choice([(fb.ActivationFunctionType.NONE, ""), (fb.ActivationFunctionType.RELU, "Relu"),
                      (fb.ActivationFunctionType.RELU6, "Relu6")])
+
+
+def _activate_and_quantize(p: _Pair, v: str, y: str, act: str) -> str:
+    """The fused activation as ONNX writes it (Relu, Clip 0..6), then y's QuantizeLinear."""
+    if act == "Relu":
+        v = p.node("Relu", [v], f"{y}_relu")
+    elif act == "Relu6":
+        v = p.node("Clip", [v, p.const(f"{y}_lo", np.float32(0)), p.const(f"{y}_hi", np.float32(6))], f"{y}_relu6")
+    p.quant(v, y)
+    p.onnx_of[y] = p.dq(y)
+    return y
 
 
 def _out_q(r: random.Random, spread: float) -> tuple[float, int]:
@@ -169,25 +190,12 @@ def _conv(p: _Pair, x: str, r: random.Random, n: int, depthwise: bool) -> str:
     opt.dilationHFactor, opt.dilationWFactor, opt.fusedActivationFunction = d[0], d[1], code
     p.tfl_op(op_code, [xi, wi, bi], [yi], opt_type, opt)
     # ONNX (NCHW): weights [oc, cin/group, kh, kw], per-channel along axis 0
-    w_onnx = w_int.transpose(0, 3, 1, 2)
-    wq = p.const(f"{y}_w", w_onnx)
-    p.nodes.append(helper.make_node("DequantizeLinear", [wq, p.const(f"{y}_w_scale", w_scale),
-                                                          p.const(f"{y}_w_zp", np.zeros(oc, np.int8))],
-                                    [f"{y}_w_dequant"], name=f"{y}_w_dequant", axis=0))
-    bq = p.const(f"{y}_b", b_int)
-    p.nodes.append(helper.make_node("DequantizeLinear", [bq, p.const(f"{y}_b_scale", b_scale),
-                                                          p.const(f"{y}_b_zp", np.zeros(oc, np.int32))],
-                                    [f"{y}_b_dequant"], name=f"{y}_b_dequant", axis=0))
+    w_dq = p.dq_const(f"{y}_w", w_int.transpose(0, 3, 1, 2), w_scale, per_channel=True)
+    b_dq = p.dq_const(f"{y}_b", b_int, b_scale, per_channel=True)
     pads = [dims[0][1], dims[1][1], dims[0][2], dims[1][2]]
-    v = p.node("Conv", [p.onnx_of[x], f"{y}_w_dequant", f"{y}_b_dequant"], f"{y}_conv", kernel_shape=k, strides=s,
+    v = p.node("Conv", [p.onnx_of[x], w_dq, b_dq], f"{y}_conv", kernel_shape=k, strides=s,
                dilations=d, pads=pads, group=c if depthwise else 1)
-    if act_onnx == "Relu":
-        v = p.node("Relu", [v], f"{y}_relu")
-    elif act_onnx == "Relu6":
-        v = p.node("Clip", [v, p.const(f"{y}_lo", np.float32(0)), p.const(f"{y}_hi", np.float32(6))], f"{y}_relu6")
-    p.quant(v, y)
-    p.onnx_of[y] = p.dq(y)
-    return y
+    return _activate_and_quantize(p, v, y, act_onnx)
 
 
 def _pool(p: _Pair, x: str, r: random.Random, n: int) -> str:
@@ -231,13 +239,7 @@ def _add(p: _Pair, x: str, r: random.Random, n: int) -> str:
     opt.fusedActivationFunction = code
     p.tfl_op(fb.BuiltinOperator.ADD, [p.index[x], p.index[other]], [yi], fb.BuiltinOptions.AddOptions, opt)
     v = p.node("Add", [p.onnx_of[x], p.onnx_of[other]], f"{y}_sum")
-    if act_onnx == "Relu":
-        v = p.node("Relu", [v], f"{y}_relu")
-    elif act_onnx == "Relu6":
-        v = p.node("Clip", [v, p.const(f"{y}_lo", np.float32(0)), p.const(f"{y}_hi", np.float32(6))], f"{y}_relu6")
-    p.quant(v, y)
-    p.onnx_of[y] = p.dq(y)
-    return y
+    return _activate_and_quantize(p, v, y, act_onnx)
 
 
 def _head(p: _Pair, x: str, r: random.Random, n: int) -> str:
@@ -282,15 +284,9 @@ def _head(p: _Pair, x: str, r: random.Random, n: int) -> str:
         opt = fb.FullyConnectedOptionsT()
         p.tfl_op(fb.BuiltinOperator.FULLY_CONNECTED, [p.index[cur], wi, bi], [yi],
                  fb.BuiltinOptions.FullyConnectedOptions, opt)
-        wq = p.const(f"{y}_w", w_int)
-        p.nodes.append(helper.make_node("DequantizeLinear", [wq, p.const(f"{y}_w_scale", w_scale),
-                                                              p.const(f"{y}_w_zp", np.int8(0))],
-                                        [f"{y}_w_dequant"], name=f"{y}_w_dequant"))
-        bq = p.const(f"{y}_b", b_int)
-        p.nodes.append(helper.make_node("DequantizeLinear", [bq, p.const(f"{y}_b_scale", b_scale),
-                                                              p.const(f"{y}_b_zp", np.int32(0))],
-                                        [f"{y}_b_dequant"], name=f"{y}_b_dequant"))
-        v = p.node("Gemm", [onnx_cur, f"{y}_w_dequant", f"{y}_b_dequant"], f"{y}_gemm", transB=1)
+        w_dq = p.dq_const(f"{y}_w", w_int, w_scale, per_channel=False)
+        b_dq = p.dq_const(f"{y}_b", b_int, b_scale, per_channel=False)
+        v = p.node("Gemm", [onnx_cur, w_dq, b_dq], f"{y}_gemm", transB=1)
         p.quant(v, y)
         cur, onnx_cur = y, p.dq(y)
     if kind.endswith("softmax"):
@@ -357,15 +353,3 @@ def build_pair(recipe: Recipe) -> tuple[onnx.ModelProto, bytes]:
     b = flatbuffers.Builder(4096)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return model, bytes(b.Output())
-
-
-def run_tflm(tflite: bytes, samples: list[np.ndarray]) -> list[np.ndarray]:
-    from tflite_micro.python.tflite_micro import runtime
-
-    it = runtime.Interpreter.from_bytes(tflite, arena_size=256 * 1024 + 8 * max(s.size for s in samples))
-    outs = []
-    for s in samples:
-        it.set_input(s, 0)
-        it.invoke()
-        outs.append(it.get_output(0).copy())
-    return outs
