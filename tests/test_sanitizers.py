@@ -21,7 +21,7 @@ arrays with redzones of their own. The layer's outputs and scratch (where they o
 are also filled with 0xff bytes first, so a kernel that reads them before writing them gives a
 wrong result instead of stale values that happen to be right.
 
-The last test lists the host's kernel templates (templates/reference) that none of these runs
+The last test lists the host's kernel templates (templates/portable) that none of these runs
 rendered. The DSP (ACLE) and Helium (MVE) kernels cannot run on the host: they run bit-exact in
 QEMU in test_kernel_variants, and test_warnings compiles every one of them with -Wconversion.
 """
@@ -384,7 +384,7 @@ def test_onnx_node_cases_are_clean_under_asan_and_ubsan(sanitizers, tmp_path):
 # --- coverage of the host's kernel templates ------------------------------------------------
 
 def test_every_host_kernel_template_is_exercised(tmp_path):
-    """Every kernel template the host can use (templates/reference) was rendered by one of the runs
+    """Every kernel template the host can use (templates/portable) was rendered by one of the runs
     above. Sources not generated yet in this session (e.g. with -k) are generated here, not run."""
     for key in MODELS:
         if key not in GENERATED:
@@ -398,7 +398,7 @@ def test_every_host_kernel_template_is_exercised(tmp_path):
                 generate_c(f"node:{case.name}", _node_case_graph(case)[0])
             except TinycError:
                 pass
-    ref = ROOT / "templates" / "reference"
+    ref = ROOT / "templates" / "portable"
     kernels = {str(p.resolve()) for p in ref.rglob("*.j2")} - {str((ref / f).resolve()) for f in (
         "model.c.j2", "model.h.j2", "model_blob.c.j2")}
     never = sorted(Path(p).relative_to(ref.resolve()).as_posix() for p in kernels - RENDERED)

@@ -28,12 +28,12 @@ from .cnames import CTYPES, c_array_body, c_comment, c_float, c_identifier
 
 @functools.lru_cache(maxsize=None)
 def template_env(variants: tuple[str, ...] = ()) -> jinja2.Environment:
-    """Templates are searched in templates/<variant>/ first, then templates/reference/, so a
+    """Templates are searched in templates/<variant>/ first, then templates/portable/, so a
     target-specific kernel overrides the reference one by having the same file name. One
     environment per search path, kept: it caches the compiled templates (compiling them is most of
     the time code generation takes)."""
     root = data_dir("templates")
-    paths = [str(root / v) for v in variants] + [str(root / "reference"), str(root)]
+    paths = [str(root / v) for v in variants] + [str(root / "portable"), str(root)]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(paths),
         undefined=jinja2.StrictUndefined,

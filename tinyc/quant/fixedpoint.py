@@ -1,7 +1,7 @@
 """TFLite / gemmlowp integer arithmetic, in numpy, for the int8 reference.
 
 This module is the one place that defines how tinyc rounds. The generated C mirrors every function
-here in ``templates/reference/s8/fixedpoint.c.j2`` and ``s8/softmax_helpers.c.j2``.
+here in ``templates/portable/s8/fixedpoint.c.j2`` and ``s8/softmax_helpers.c.j2``.
 
 Rounding mode: TFLite Micro builds by default with *double rounding*: a requantization first
 rounds in ``SaturatingRoundingDoublingHighMul`` (to the nearest, ties away from zero) and then

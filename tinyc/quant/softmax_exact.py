@@ -15,7 +15,7 @@ Along a row with maximum ``mx``, each input is ``t = mx - x`` steps (0..255) bel
   ``C = ln 2 / s_out`` as fixed-point constants, ``w = A * t + C * log2(S / 2^30)`` (output LSBs in
   Q24) and ``q = zp - round_half_even(w / 2^24)``.
 
-The generated C (``templates/reference/s8/softmax_exact.c.j2``) does the same operations on the
+The generated C (``templates/portable/s8/softmax_exact.c.j2``) does the same operations on the
 same tables; numpy works in int64 as the C does.
 """
 from __future__ import annotations
