@@ -37,6 +37,23 @@ def test_every_target_is_described_and_listed():
     assert set(QEMU_TARGETS) == {"cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55", "esp32c3"}
 
 
+def test_features_choose_the_kernel_templates_and_must_agree_with_the_float_abi():
+    want = {"cortex-m4": ("dsp",), "cortex-m7": ("dsp",), "cortex-m33": ("dsp",), "cortex-m55": ("mve", "dsp")}
+    for name, t in all_targets().items():
+        assert t.template_variants == want.get(name, ()), name
+    from tinyc.errors import TinycError
+    from tinyc.targets import _target
+
+    base = dict(name="x", arch="arm", cc="arm-none-eabi-gcc")
+    with pytest.raises(TinycError, match="declares the feature fpu-sp but its cflags lack -mfloat-abi=hard"):
+        _target(dict(base, features=["fpu-sp"], cflags=["-mfloat-abi=soft"]))
+    with pytest.raises(TinycError, match="does not declare the feature fpu-sp but its cflags have"):
+        _target(dict(base, features=["dsp"], cflags=["-mfloat-abi=hard"]))
+    with pytest.raises(TinycError, match="unknown feature neon"):
+        _target(dict(base, features=["neon"], cflags=[]))
+    assert _target(dict(base, features=["dsp", "fpu-sp"], cflags=["-mfloat-abi=hard"])).template_variants == ("dsp",)
+
+
 @pytest.fixture(scope="module")
 def kws():
     g = load_graph(shared_model("mlperf-tiny/kws_int8.onnx"))

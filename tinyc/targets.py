@@ -41,6 +41,11 @@ class Renode:
     qemu_machine: str = ""  # a QEMU machine with the same memory map, to run that firmware in CI
 
 
+# features with kernel templates of their own (templates/<feature>/), most preferred first
+KERNEL_FEATURES = ("mve", "dsp")
+FEATURES = ("dsp", "mve", "mve-fp", "fpu-sp", "fpu-dp")
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -50,19 +55,38 @@ class Target:
     cflags: tuple[str, ...]
     ldflags: tuple[str, ...]
     alignment: int
-    features: tuple[str, ...]
+    features: tuple[str, ...]  # what the core has; "mve" and "dsp" choose the kernel templates
     board: str
     ram_bytes: int
     flash_bytes: int
     emulator: Emulator
-    template_variants: tuple[str, ...] = field(default=())
     apt: tuple[str, ...] = ()
     llc: tuple[str, ...] = ()  # a second stage (LLVM IR -> object) when cc emits LLVM IR (Xtensa)
     renode: Renode | None = None
 
+    @property
+    def template_variants(self) -> tuple[str, ...]:
+        """The template folders searched before templates/portable/, in order of preference: one
+        per feature that has kernels of its own (Helium first, then the DSP extension)."""
+        return tuple(f for f in KERNEL_FEATURES if f in self.features)
+
     def install_hint(self) -> str:
         pkgs = " ".join(dict.fromkeys(self.apt + self.emulator.apt))
         return f"apt-get install -y --no-install-recommends {pkgs}" if pkgs else ""
+
+
+def _features(d: dict[str, Any]) -> tuple[str, ...]:
+    features = tuple(d.get("features", ()))
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown:
+        raise TinycError(f"target '{d.get('name')}': unknown feature {', '.join(unknown)} (known: {', '.join(FEATURES)})")
+    cflags = d.get("cflags", ())
+    if d.get("arch") == "arm" and ("fpu-sp" in features) != ("-mfloat-abi=hard" in cflags):
+        have = "declares" if "fpu-sp" in features else "does not declare"
+        raise TinycError(f"target '{d.get('name')}' {have} the feature fpu-sp but its cflags "
+                         f"{'lack' if 'fpu-sp' in features else 'have'} -mfloat-abi=hard: float kernels would "
+                         f"{'run in software' if 'fpu-sp' in features else 'need an FPU the core lacks'}")
+    return features
 
 
 def _target(d: dict[str, Any]) -> Target:
@@ -78,12 +102,11 @@ def _target(d: dict[str, Any]) -> Target:
         cflags=tuple(d.get("cflags", ())),
         ldflags=tuple(d.get("ldflags", ())),
         alignment=int(d.get("alignment", 16)),
-        features=tuple(d.get("features", ())),
+        features=_features(d),
         board=board.get("name", ""),
         ram_bytes=int(board.get("ram_bytes", 0)),
         flash_bytes=int(board.get("flash_bytes", 0)),
         emulator=Emulator(**emu),
-        template_variants=tuple(d.get("template_variants", ())),
         apt=tuple(d.get("apt", ())),
         llc=tuple(d.get("llc", ())),
         renode=Renode(**d["renode"]) if "renode" in d else None,
