@@ -14,18 +14,15 @@ from tinyc import interpreter
 from tinyc.codegen import generate
 from tinyc.compiler import prepare
 from tinyc.emulator import run_on_target
-from tinyc.ops import get_op
 from tinyc.targets import get_target
 
 from .conftest import need_tools
 
-# kernels by the phrase their header comment starts with
-PW, CONV, DW, FC = "1x1 convolution", "Convolution, NHWC, int8 (", "Depthwise convolution, NHWC, int8 (", "Fully connected, int8"
-DSP_GEMM, DSP_RING, DSP_DW = ("int8 matrix product for cores with the DSP extension",
-                              "Convolution, NHWC, int8, for cores with the DSP extension",
-                              "Depthwise convolution, NHWC, int8, for cores with the DSP extension")
-MVE_GEMM = "int8 matrix product for Helium"
-DSP_FC = "Fully connected, int8, for cores with the DSP extension"
+# kernels as select-kernels records them on the node: (kernel, variant folder; None: portable)
+PW, DW, FC = ("s8.pwconv_nhwc", None), ("s8.dwconv_nhwc", None), ("s8.fully_connected", None)
+CONV, CONV_ODD_M = ("s8.conv_nhwc_pair", None), ("s8.conv_nhwc", None)
+DSP_GEMM, DSP_RING, DSP_DW, DSP_FC = ("s8.gemm", "dsp"), ("s8.conv_ring", "dsp"), ("s8.dwconv_wide", "dsp"), ("s8.fc_wide", "dsp")
+MVE_GEMM = ("s8.gemm", "mve")
 
 CASES = {
     # name: (input shape NCHW, op, weight shape, attrs, kernel: portable, DSP (cortex-m4), Helium (cortex-m55))
@@ -37,7 +34,7 @@ CASES = {
     "conv3x3_pairs_with_borders": ((1, 8, 6, 7), "Conv", (6, 8, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_RING, MVE_GEMM)),
     "conv3x3_same_shape_in_place": ((1, 8, 5, 5), "Conv", (8, 8, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_RING, MVE_GEMM)),
     "conv3x3_stride2_odd_m": ((1, 8, 7, 7), "Conv", (5, 8, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2]),
-                              (CONV, DSP_RING, MVE_GEMM)),
+                              (CONV_ODD_M, DSP_RING, MVE_GEMM)),
     "conv_asymmetric_dilated": ((1, 4, 9, 8), "Conv", (6, 4, 3, 2), dict(pads=[2, 0, 1, 1], dilations=[2, 1]),
                                 (CONV, DSP_RING, MVE_GEMM)),
     "conv_horizontal_dilation": ((1, 4, 6, 9), "Conv", (4, 4, 2, 3), dict(pads=[1, 2, 0, 2], dilations=[1, 2]),
@@ -57,6 +54,11 @@ CASES = {
     "fc_three_rows": ((3, 40), "Gemm", (6, 40), dict(transB=1), (FC, DSP_GEMM, MVE_GEMM)),
 }
 KIND = {"cortex-m4": 1, "cortex-m55": 2, "cortex-m3": 0, "host": 0}
+
+
+def _kernel_node(model):
+    """The convolution or fully connected node of the kernel-level graph the C was printed from."""
+    return next(n for n in model.graph.nodes if n.op in ("Conv", "Gemm"))
 
 
 def _model(path, shape, op, wshape, attrs, dead=()):
@@ -94,10 +96,12 @@ def test_int8_kernel_variants_are_bit_exact_on_every_target_kind(case, tmp_path)
         t = get_target(target)
         model = generate(g, t)
         code = model.files[f"{model.name}.c"]
-        assert kernels[KIND[target]] in code, f"{target}: the case no longer reaches the kernel it is meant for"
+        node = _kernel_node(model)
+        assert (node.attrs["kernel"], node.attrs.get("variant")) == kernels[KIND[target]], \
+            f"{target}: the case no longer reaches the kernel it is meant for"
         # (Helium's convolution gathers windows into scratch: not in place)
         if case.endswith("in_place") and (case.startswith("pw") or kernels[KIND[target]] != MVE_GEMM):
-            assert any(get_op(n.op).name == op for n in g.nodes if n.name in model.plan.inplace), target
+            assert node.attrs.get("placement") == "in_place", target
         assert ("__smla" in code) == (kernels[KIND[target]] in (DSP_GEMM, DSP_RING, DSP_DW, DSP_FC))
         assert ("vmladavaq_s8" in code) == (kernels[KIND[target]] == MVE_GEMM)
         got = run_on_target(model, t, tmp_path / target, samples).outputs
@@ -134,7 +138,7 @@ def test_dsp_kernels_skip_all_zero_weight_blocks_bit_exact(case, tmp_path):
         x = g.tensors[g.inputs[0]]
         sample = {g.inputs[0]: rng.integers(-128, 128, x.shape).astype(np.int8)}
         model = generate(g, t)
-        assert ("with nonzero weights" in model.files[f"{model.name}.c"]) == bool(d)
+        assert (_kernel_node(model).attrs["params"]["live"] is not None) == bool(d)  # blocks skipped
         r = count(model, t, tmp_path / name, sample)
         np.testing.assert_array_equal(r["outputs"][g.outputs[0]], interpreter.run(g, sample)[g.outputs[0]])
         res[name] = r

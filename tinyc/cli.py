@@ -116,7 +116,7 @@ def _generate_with_report(args, target, prepared):
     from .compiler import quantization_quality
 
     model = generate(prepared.graph, target, name=args.name or Path(args.model).stem, source=Path(args.model).name,
-                     weights_blob=getattr(args, "weights_blob", False))
+                     weights_blob=getattr(args, "weights_blob", False), after_pass=_dumper(getattr(args, "dump_ir", None)))
     q = quantization_quality(prepared)
     if q is not None:
         model.report["quantization"] = dict(method=args.calib_method if args.quantize else "from the model (QDQ)",

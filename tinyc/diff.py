@@ -28,11 +28,10 @@ from . import interpreter
 from .codegen import GeneratedModel, generate
 from .errors import TinycError
 from .ir import DTYPES, Graph, QuantParams, Tensor
+from .ops import get_op
 from .targets import Target
 from .verify import compare
 
-# ops that only move a value between the integer and the real domain: identities in float
-_QUANT_ONLY = {"QuantizeLinear", "DequantizeLinear", "Requantize"}
 # the SQNR (dB) an exactly known input counts as when judging how much a layer adds: the ideal
 # SQNR of 8-bit quantization of a full-scale uniform signal (6.02 * 8 + 1.76)
 IDEAL_INT8_SQNR_DB = 49.9
@@ -67,7 +66,7 @@ def float_twin(g: Graph) -> Graph:
             t.data = dequantize(t.data, t.quant)
         t.dtype, t.quant = "f32", None
     for n, orig in zip(t2.nodes, g.nodes):
-        if n.op in _QUANT_ONLY:
+        if get_op(n.op).quant_only:
             n.op, n.attrs = "Identity", {}
             continue
         if "act_min" not in n.attrs and "act_max" not in n.attrs:

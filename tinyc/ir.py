@@ -96,6 +96,8 @@ class Graph:
     nodes: list[Node] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    # set by the plan-memory pass: the arena plan (buffers, lower bounds) behind the nodes' offsets
+    memory_plan: Any = field(default=None, repr=False, compare=False)
 
     # -- construction helpers -------------------------------------------------------------
     def add_tensor(self, t: Tensor) -> Tensor:

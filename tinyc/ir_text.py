@@ -29,7 +29,12 @@ def _ref(name: str) -> str:
     return "%" + (name if _PLAIN.match(name) else json.dumps(name))
 
 
-def _scalar(v: Any) -> str:
+_NULL = object()  # a parsed "none" value (list placeholders are Python None)
+
+
+def _scalar(v: Any, elide: bool = False) -> str:
+    if v is None:
+        return "none"
     if isinstance(v, (bool, np.bool_)):
         return str(int(v))
     if isinstance(v, (int, np.integer)):
@@ -44,9 +49,16 @@ def _scalar(v: Any) -> str:
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_scalar(x) for x in v) + "]"
+        if elide and len(v) > LITERAL_MAX_ELEMS:
+            return "[" + ", ".join(_scalar(x, elide) for x in v[:8]) + f", ... {len(v)} values]"
+        return "[" + ", ".join(_scalar(x, elide) for x in v) + "]"
     if isinstance(v, np.ndarray):
-        return _scalar(v.tolist())
+        return _scalar(v.tolist(), elide)
+    if isinstance(v, dict):
+        bad = [k for k in v if not isinstance(k, str) or not _IDENT.match(k)]
+        if bad:
+            raise TinycError(f"cannot print record keys {bad}")
+        return "{" + ", ".join(f"{k}={_scalar(x, elide)}" for k, x in sorted(v.items())) + "}"
     raise TinycError(f"cannot print attribute value of type {type(v).__name__}")
 
 
@@ -85,7 +97,7 @@ def print_graph(g: Graph, elide: bool = False) -> str:
         args = ", ".join("none" if x is None else _ref(x) for x in n.inputs)
         s = f"  {res} = {n.op}({args})"
         if n.attrs:
-            s += " {" + ", ".join(f"{k}={_scalar(v)}" for k, v in sorted(n.attrs.items())) + "}"
+            s += " {" + ", ".join(f"{k}={_scalar(v, elide)}" for k, v in sorted(n.attrs.items())) + "}"
         s += f" @{json.dumps(n.name)}"
         lines.append(s)
     if g.outputs:
@@ -120,7 +132,13 @@ class _Build(Transformer):
         return bytes.fromhex(tok[4:-1])
 
     def list(self, *items):
-        return [x for x in items if x is not None]
+        return [None if x is _NULL else x for x in items if x is not None]
+
+    def null(self, _tok):
+        return _NULL
+
+    def record(self, *kvs):
+        return {k: None if v is _NULL else v for k, v in (kv for kv in kvs if kv is not None)}
 
     def none(self, _tok):
         return None
@@ -137,7 +155,7 @@ class _Build(Transformer):
         )
 
     def attrs(self, *kvs):
-        return dict(kvs)
+        return {k: None if v is _NULL else v for k, v in kvs}
 
     def type(self, dtype, *rest):
         quant = rest[-1] if rest and isinstance(rest[-1], QuantParams) else None

@@ -5,12 +5,13 @@ buffers may share bytes only if their live ranges do not overlap. Graph inputs a
 caller's buffers and constants live in flash, so neither is planned here.
 
 Aliasing (planner v1):
-- views: Reshape, Flatten, Squeeze and Unsqueeze only rename bytes; their output *is* their
-  input's buffer, and no code runs for them;
-- in place: an elementwise op (Relu, Clip, Add, Sub, Mul, Div, Requantize) may write its output
-  over an input of the same size and type that nothing reads afterwards; so may an op whose
-  definition says how (``Op.inplace_scratch``: a stride-1 NHWC Conv keeps a few input rows in a
-  scratch buffer, which is planned in the arena for that one step).
+- views (``Op.view``: Reshape, Flatten, Squeeze, Unsqueeze) only rename bytes; their output *is*
+  their input's buffer, and no code runs for them;
+- in place: an elementwise op (``Op.inplace``: Relu, Clip, Add, Sub, Mul, Div, Requantize) may
+  write its output over an input of the same size and type that nothing reads afterwards; so may a
+  node whose kernel says how (attribute ``inplace_scratch``, set by select-kernels: a stride-1 NHWC
+  Conv keeps a few input rows in a scratch buffer, which is planned in the arena for that one step).
+A kernel's own working memory (attribute ``scratch``, e.g. im2col rows) is planned the same way.
 Tensors that alias form one buffer whose live range covers all of them.
 
 Placement: greedy by size (largest first, each at the lowest aligned offset that fits among the
@@ -26,8 +27,6 @@ from dataclasses import dataclass, field
 
 from .ir import Graph, Node
 
-VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
-INPLACE_OPS = {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "Requantize"}
 REFINE_TRIES = 200
 
 
@@ -105,10 +104,11 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
-def lifetimes(g: Graph, alias: bool = True, variants: tuple[str, ...] = ()
-              ) -> tuple[list[Buffer], set[str], set[str], dict[str, str]]:
+def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set[str], dict[str, str]]:
     """Buffers (with their tensors), the view nodes, the in-place nodes and every node's scratch
-    (in-place rows, or a kernel's own working rows such as im2col)."""
+    (in-place rows, or a kernel's own working rows such as im2col), from the graph and the kernel
+    attributes select-kernels put on its nodes (none on a graph before it: no scratch, in place
+    only by the ``inplace`` trait)."""
     from .ops import get_op
 
     io = set(g.inputs) | set(g.outputs)
@@ -130,10 +130,9 @@ def lifetimes(g: Graph, alias: bool = True, variants: tuple[str, ...] = ()
         if out in io:  # writes the caller's buffer: never in place
             target, scratch_bytes = None, 0
         else:
-            target, scratch_bytes = _alias_target(g, n, i, group, last_read, io, variants) if alias else (None, 0)
-        if target is None and n.op not in VIEW_OPS:
-            ins = [None if v is None else g.tensors[v] for v in n.inputs]
-            scratch_bytes = get_op(n.op).scratch_bytes(n, ins, [g.tensors[o] for o in n.outputs], variants)
+            target, scratch_bytes = _alias_target(g, n, i, group, last_read, io) if alias else (None, 0)
+        if target is None and not get_op(n.op).view:
+            scratch_bytes = n.attrs.get("scratch", 0)
         if scratch_bytes:
             sb = Buffer(f"{n.name}/scratch", scratch_bytes, i, i, tensors=[f"{n.name}/scratch"])
             bufs.append(sb)
@@ -144,7 +143,7 @@ def lifetimes(g: Graph, alias: bool = True, variants: tuple[str, ...] = ()
             b.size = max(b.size, g.tensors[out].nbytes)
             b.last = max(b.last, i)
             group[out] = b
-            (views if n.op in VIEW_OPS else inplace).add(n.name)
+            (views if get_op(n.op).view else inplace).add(n.name)
         for o in n.outputs:
             if o not in io and o not in group:
                 b = Buffer(o, g.tensors[o].nbytes, i, i, tensors=[o])
@@ -155,21 +154,21 @@ def lifetimes(g: Graph, alias: bool = True, variants: tuple[str, ...] = ()
     return bufs, views, inplace, scratch
 
 
-def _alias_target(g: Graph, n: Node, i: int, group, last_read, io, variants=()) -> tuple[str | None, int]:
+def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> tuple[str | None, int]:
     """(the input the output may share bytes with, scratch bytes needed for it)."""
+    from .ops import get_op
+
     out = g.tensors[n.outputs[0]]
-    if n.op in VIEW_OPS and n.inputs[0] in group:
+    op = get_op(n.op)
+    if op.view and n.inputs[0] in group:
         return n.inputs[0], 0
     if len(n.outputs) != 1:
         return None, 0
-    if n.op not in INPLACE_OPS:
-        from .ops import get_op
-
+    if not op.inplace:
         x = n.inputs[0]
         if x not in group:
             return None, 0
-        ins = [None if v is None else g.tensors[v] for v in n.inputs]
-        need = get_op(n.op).inplace_scratch(n, ins, [out], variants)
+        need = n.attrs.get("inplace_scratch")
         later = max(last_read.get(m, -1) for m in group[x].tensors)
         if need is None or later != i or n.inputs.count(x) != 1 or group[x].size != out.nbytes:
             return None, 0
@@ -240,11 +239,10 @@ def refine(bufs: list[Buffer], alignment: int, bound: int, tries: int = REFINE_T
     return arena_of(best_order)
 
 
-def plan(g: Graph, alignment: int = 16, alias: bool = True, variants: tuple[str, ...] = ()) -> MemoryPlan:
-    """``variants``: the target's template variants (kernels that need scratch differ by target)."""
-    bufs, views, inplace, scratch = lifetimes(g, alias, variants)
+def plan(g: Graph, alignment: int = 16, alias: bool = True) -> MemoryPlan:
+    bufs, views, inplace, scratch = lifetimes(g, alias)
     steps = len(g.nodes)
     bound = lower_bound(bufs, steps)
     arena = refine(bufs, alignment, bound) if len(bufs) > 1 else greedy_by_size(bufs, alignment)
-    plain = lifetimes(g, alias=False, variants=variants)[0]
+    plain = lifetimes(g, alias=False)[0]
     return MemoryPlan(bufs, arena, bound, alignment, lower_bound(plain, steps), views, inplace, scratch)

@@ -1,4 +1,4 @@
-"""Lowering IR to C: kernel choice per node, the memory plan, and rendering the templates."""
+"""Printing the kernel-level IR as C (the back-end passes choose kernels and plan memory first)."""
 from .emit import GeneratedModel, generate
 
 __all__ = ["GeneratedModel", "generate"]

@@ -1,8 +1,10 @@
 """Generate ``<name>.h`` and ``<name>.c`` for a graph and a target.
 
-Every layer becomes one static function rendered from its kernel template with all constants
-inlined; the run function calls them in order with pointers into the arena (activations), into
-flash (weights) or to the caller's buffers (graph inputs and outputs).
+:func:`generate` runs the back-end passes (select-kernels: each node's kernel; plan-memory: arena
+offsets) and :func:`print_model` prints the resulting graph: every layer becomes one static
+function rendered from its kernel template with the constants the node records; the run function
+calls them in order with pointers into the arena (activations), into flash (weights) or to the
+caller's buffers (graph inputs and outputs). Printing decides nothing.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import TinycError, UnsupportedError
-from ..ir import Graph, dtype_of
+from ..ir import Graph
 from ..memory import MemoryPlan, plan as plan_memory
 from ..ops import get_op
 from ..resources import data_dir
@@ -71,6 +73,7 @@ class GeneratedModel:
     plan: MemoryPlan
     report: dict[str, Any] = field(default_factory=dict)
     binaries: dict[str, bytes] = field(default_factory=dict)  # the weights blob, when asked for
+    graph: Graph | None = None  # the kernel-level graph the files print (after select-kernels, plan-memory)
 
 
 def _ctype(g: Graph, name: str) -> str:
@@ -110,100 +113,111 @@ def _report_layers(g: Graph, layers: list[Layer], mplan: MemoryPlan) -> list[dic
 
 
 def generate(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
-             weights_blob: bool = False) -> GeneratedModel:
-    """``dump``: a debug build whose run function hands every layer's outputs, right after the
+             weights_blob: bool = False, after_pass=None) -> GeneratedModel:
+    """The C files and report of ``g`` for ``target``: the back-end passes (select-kernels,
+    plan-memory; ``after_pass(name, graph)`` sees each result) and then :func:`print_model`.
+    ``dump``: a debug build whose run function hands every layer's outputs, right after the
     layer, to ``<name>_debug_dump(node, output, data, bytes)`` (defined by the debug firmware).
     ``weights_blob``: the weights go to ``<name>_weights.bin`` (see codegen/blob.py) instead of
-    const arrays, and the code gets ``<name>_load_weights`` to point at a checked blob."""
+    const arrays, and the code gets ``<name>_load_weights`` to point at a checked blob. The
+    caller's graph is not changed."""
+    from ..passes import run_passes
+    from ..passes.pipeline import KERNELS
+
     g.verify()
+    kg = run_passes(g, KERNELS, after_pass, target)
+    return print_model(kg, target, name=name, source=source, dump=dump, weights_blob=weights_blob)
+
+
+def _refs(g: Graph, inputs, outputs) -> dict[str, str]:
+    """C expressions of the caller's buffers and of every planned tensor (from ``offsets``)."""
+    ref: dict[str, str] = {}
+    for io in inputs:
+        ref[io["name"]] = io["var"]
+    for io in outputs:
+        ref.setdefault(io["name"], io["var"])
+    for n in g.nodes:
+        for o, off in zip(n.outputs, n.attrs["offsets"]):
+            if off >= 0:
+                ref[o] = f"({_ctype(g, o)} *)(void *)(arena + {off})"
+    for n in g.nodes:  # a view of a graph input reads the caller's buffer
+        if n.attrs.get("placement") == "view" and n.outputs[0] not in ref:
+            ref[n.outputs[0]] = ref[n.inputs[0]]
+    return ref
+
+
+def arena_bytes(g: Graph, alignment: int) -> int:
+    """The arena the offsets need: the end of the last planned tensor or scratch, aligned."""
+    def align(n: int) -> int:
+        return (n + alignment - 1) // alignment * alignment
+
+    ends = [align(off + g.tensors[o].nbytes) for n in g.nodes for o, off in zip(n.outputs, n.attrs["offsets"]) if off >= 0]
+    ends += [align(n.attrs["scratch_offset"] + n.attrs.get("inplace_scratch" if n.attrs.get("placement") == "in_place"
+                                                             else "scratch", 0))
+             for n in g.nodes if "scratch_offset" in n.attrs]
+    return max(ends, default=0)
+
+
+def print_model(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
+                weights_blob: bool = False) -> GeneratedModel:
+    """Print a graph that has been through select-kernels and plan-memory as C: every decision
+    is read from the nodes' attributes; this only renders templates and constants."""
+    from ..passes.select_kernels import template_of
+
     name = c_identifier(name or g.name)
     macro = name.upper()
-    variants = target.template_variants
-    mplan = plan_memory(g, target.alignment, variants=variants)
-    env = template_env(variants)
+    env = template_env(target.template_variants)
+    # the planner's figures for the report (a graph read back from text has only the offsets)
+    mplan = g.memory_plan if g.memory_plan is not None else plan_memory(g, target.alignment)
+    runs = [n for n in g.nodes if n.attrs.get("placement") != "view"]  # views: same bytes, no code
 
-    # The kernel of every node that runs code (some read their weights in a layout of their own).
-    kernels = {}
-    for node in g.nodes:
-        if node.name in mplan.views:
-            continue  # same bytes, new shape: no code
-        op = get_op(node.op)
-        ins = [None if x is None else g.tensors[x] for x in node.inputs]
-        outs = [g.tensors[o] for o in node.outputs]
-        kernels[node.name] = (op.kernel_inplace(node, ins, outs, variants) if node.name in mplan.inplace
-                              else op.kernel_for(node, ins, outs, variants))
-
-    # C expressions for every tensor a kernel touches.
-    ref: dict[str, str] = {}
     inputs = [_io(g, n, f"input{i}") for i, n in enumerate(g.inputs)]
     outputs = [_io(g, n, f"output{i}") for i, n in enumerate(g.outputs)]
     for io in inputs:
-        ref[io["name"]] = io["var"]
         io["unused"] = not any(io["name"] in n.inputs for n in g.nodes) and io["name"] not in g.outputs
-    for io in outputs:
-        ref.setdefault(io["name"], io["var"])
+    ref = _refs(g, inputs, outputs)
     weights: list[dict[str, Any]] = []
 
     def weight_var() -> str:  # blob arrays are macros: upper case, clear of kernels' local names
         return f"TINYC_W{len(weights)}" if weights_blob else f"w{len(weights)}"
 
-    def array_body(data: np.ndarray) -> str | None:
-        return None if weights_blob else c_array_body(data)
-
+    # Constants as the kernels read them: an input a kernel lays out its own way is replaced by
+    # that constant, or by NULL when the kernel does not read it at all.
+    reads = {n.name: {j: c for j, c in n.attrs.get("laid_out", [])} for n in runs}
+    used = {x for n in runs for j, x in enumerate(n.inputs) if x is not None and j not in reads[n.name]}
+    used |= {c for r in reads.values() for c in r.values() if c is not None}
     array_bytes: dict[str, int] = {}  # C array -> bytes
-    # constants read as they are (a kernel with its own layout gets its own array below)
-    used = {x for n in g.nodes for j, x in enumerate(n.inputs)
-            if x is not None and (n.name not in kernels or j not in kernels[n.name].weights)}
     for t in g.constants():
         if t.name in used or t.name in g.outputs:
             var = weight_var()
+            data = t.data if t.size else np.zeros(1, t.data.dtype)
             weights.append(dict(var=var, name=t.name, ctype=_ctype(g, t.name), size=max(t.size, 1),
-                                nbytes=t.nbytes, data=t.data,
-                                body=array_body(t.data if t.size else np.zeros(1, t.data.dtype))))
+                                nbytes=t.nbytes, data=t.data, body=None if weights_blob else c_array_body(data)))
             ref[t.name] = var
             array_bytes[var] = t.nbytes
-    relaid: dict[tuple[str, int], tuple[str, str]] = {}  # (node, input) -> (array, C type)
-    for node in g.nodes:
-        for j, data in sorted(kernels[node.name].weights.items()) if node.name in kernels else ():
-            if data is None:  # not read at all
-                relaid[(node.name, j)] = ("NULL", "void")
-                continue
-            var, ctype = weight_var(), CTYPES[dtype_of(data)]
-            weights.append(dict(var=var, name=f"{node.inputs[j]} (laid out for {node.name})", ctype=ctype,
-                                size=data.size, nbytes=data.nbytes, data=data, body=array_body(data)))
-            relaid[(node.name, j)] = (var, ctype)
-            array_bytes[var] = data.nbytes
-    for b in mplan.buffers:
-        for t in b.tensors:
-            if t in g.tensors:
-                ref[t] = f"({_ctype(g, t)} *)(void *)(arena + {b.offset})"
-            else:  # a scratch buffer
-                ref[t] = f"(void *)(arena + {b.offset})"
-    for n in g.nodes:  # a view of a graph input reads the caller's buffer
-        if n.name in mplan.views and n.outputs[0] not in ref:
-            ref[n.outputs[0]] = ref[n.inputs[0]]
 
     layers: list[Layer] = []
     includes: set[str] = set()
     preambles: list[str] = []
     for i, node in enumerate(g.nodes):
-        if node.name in mplan.views:
+        if node.attrs.get("placement") == "view":
             continue
         op = get_op(node.op)
+        a = node.attrs
         ins = [None if x is None else g.tensors[x] for x in node.inputs]
         outs = [g.tensors[o] for o in node.outputs]
-        k = kernels[node.name]
-        includes.update(k.includes)
-        preambles.extend(p for p in k.preamble if p not in preambles)
+        includes.update(a.get("includes", ()))
+        preambles.extend(p for p in a.get("preamble", ()) if p not in preambles)
         in_names = [f"in{j}" for j in range(len(node.inputs))]
         # in place: an input and the output share bytes, so no restrict on this node's pointers
-        restrict = "" if node.name in mplan.inplace else "restrict "
+        restrict = "" if a.get("placement") == "in_place" else "restrict "
         params, args = [], []
         for j, x in enumerate(node.inputs):
-            if (node.name, j) in relaid:
-                var, ctype = relaid[(node.name, j)]
+            if j in reads[node.name]:
+                c = reads[node.name][j]
+                ctype = "void" if c is None else _ctype(g, c)
                 params.append(f"const {ctype} *{restrict}in{j}")
-                args.append(var)
+                args.append("NULL" if c is None else ref[c])
             elif x is None:
                 params.append(f"const void *in{j}")
                 args.append("NULL")
@@ -212,25 +226,26 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
                 args.append(ref[x])
         params += [f"{_ctype(g, o)} *{restrict}out{j}" for j, o in enumerate(node.outputs)]
         args += [ref[o] for o in node.outputs]
-        if node.name in mplan.scratch:
+        if "scratch_offset" in a:
             params.append("void *scratch")
-            args.append(ref[mplan.scratch[node.name]])
+            args.append(f"(void *)(arena + {a['scratch_offset']})")
             includes.add("string.h")
+        template = template_of(node)
         try:
-            body = env.get_template(k.template).render(p=k.params, ins=in_names, node=node)
+            body = env.get_template(template).render(p=a["params"], ins=in_names, node=node)
         except jinja2.TemplateError as e:
-            raise TinycError(f"template {k.template} failed for node '{node.name}': {e}") from None
+            raise TinycError(f"template {template} failed for node '{node.name}': {e}") from None
         fn = f"layer{i}_{c_identifier(node.op)}"
         unused = [p.split("*")[-1].split()[-1] for p in params
                   if not re.search(r"\b%s\b" % p.split("*")[-1].split()[-1], body)]
         # Addresses fixed at compile time (arena offsets, weight arrays) are bound inside the
         # layer, so the compiler sees them without optimizing across calls (TINYC_LAYER); only
         # the caller's buffers are passed.
-        passed = [re.search(r"\b(input|output)\d+\b", a) is not None for a in args]
-        bound = [f"{p} = {a};" for p, a, keep in zip(params, args, passed) if not keep]
+        passed = [re.search(r"\b(input|output)\d+\b", arg) is not None for arg in args]
+        bound = [f"{p} = {arg};" for p, arg, keep in zip(params, args, passed) if not keep]
         layer = Layer(i, node.name, node.op, fn, [p for p, keep in zip(params, passed) if keep], unused,
-                      [a for a, keep in zip(args, passed) if keep], body, outs[0].shape, op.macs(node, ins, outs),
-                      weights_bytes=sum(array_bytes.get(a, 0) for a in dict.fromkeys(args)), bound=bound)
+                      [arg for arg, keep in zip(args, passed) if keep], body, outs[0].shape, op.macs(node, ins, outs),
+                      weights_bytes=sum(array_bytes.get(arg, 0) for arg in dict.fromkeys(args)), bound=bound)
         if dump:
             layer.dumps = [(j, ref[o], g.tensors[o].nbytes) for j, o in enumerate(node.outputs)]
         layers.append(layer)
@@ -253,7 +268,7 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
     ctx = dict(
         name=name, macro=macro, version=__version__, source=source, target=target, helpers=helpers, dump=dump,
         inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
-        arena_bytes=mplan.arena_bytes, alignment=target.alignment, includes=sorted(includes),
+        arena_bytes=arena_bytes(g, target.alignment), alignment=target.alignment, includes=sorted(includes),
         weights_bytes=sum(w["nbytes"] for w in weights), blob=None,
     )
     binaries: dict[str, bytes] = {}
@@ -305,4 +320,4 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         report["weights_blob"] = dict(file=b["file"], bytes=len(binaries[b["file"]]), payload_bytes=b["payload_bytes"],
                                       format_version=b["version"], fingerprint_sha256=b["fingerprint_hex"],
                                       crc32=binaries[b["file"]][12:16][::-1].hex())
-    return GeneratedModel(name, files, mplan, report, binaries)
+    return GeneratedModel(name, files, mplan, report, binaries, g)

@@ -36,6 +36,9 @@ class Kernel:
     weights: dict[int, Any] = field(default_factory=dict)
     # bytes of arena scratch the kernel needs for its step (e.g. im2col rows)
     scratch: int = 0
+    # bytes of scratch with which it can write its output over input 0 (e.g. a ring of input
+    # rows), None when it cannot; the op decides whether the node's geometry allows it at all
+    inplace_scratch: int | None = None
 
 
 class Op:
@@ -58,10 +61,6 @@ class Op:
     pointwise: ClassVar[bool] = False
     # inputs of which only the (static) shape matters: folding does not need their values
     shape_only_inputs: ClassVar[tuple[int, ...]] = ()
-    # True for one-input ops that lower-qdq turns from DequantizeLinear -> op -> QuantizeLinear into
-    # the same op on the int8 tensors, whatever the output's parameters (qreference and the int8
-    # kernel requantize to them), e.g. Softmax.
-    qdq_unary: ClassVar[bool] = False
     # attribute limits and notes for the supported-ops table (tinyc/opstable.py)
     limits: ClassVar[str] = ""
     # tinyc's own ops (created by passes): a model file may not use them
@@ -69,9 +68,77 @@ class Op:
     # attributes the importer adds to a node of a model converted from TFLite, where the op's
     # integer meaning in TFLite differs from ONNX's (ReduceMean: rounding="tflite_mean")
     tflite_attrs: ClassVar[dict[str, Any]] = {}
-    # an average whose int8 form requantizes from its input's parameters to its output's itself,
-    # rounding as its "rounding" attribute says (tinyc/ops/mean_s8.py)
-    int8_mean: ClassVar[bool] = False
+
+    # -- traits: what the passes, the memory planner and the quantizer need to know about an op.
+    # They query these (never lists of op names); a new op says here what it is.
+    # A view: the output is the input's bytes under another shape. No code runs for it (the
+    # planner gives both one buffer), a view of a view is one Reshape, and one that keeps the
+    # shape is removed.
+    view: ClassVar[bool] = False
+    # The kernel may write its output over an input of the same shape and type that nothing reads
+    # afterwards (elementwise: element i is read before it is written).
+    inplace: ClassVar[bool] = False
+    # Has an NHWC form (the with_nhwc decorator sets it): layout-nhwc switches 4-D nodes to it.
+    nhwc_form: ClassVar[bool] = False
+    # May absorb the activation after it (``act_min``/``act_max`` clamp, or ``act`` for a float
+    # function), in float by fuse-activation and, for a clamp, in int8 by lower-qdq.
+    hosts_activation: ClassVar[bool] = False
+    # An activation another op may absorb: "clamp" (Relu, Clip: fused as a clamp, in int8 too;
+    # see clamp_range) or "function" (Sigmoid, ...: fused as ``act`` in float only).
+    activation: ClassVar[str | None] = None
+    # int8 by passing integer values through: lower-qdq makes it the same op on the int8 tensors,
+    # followed by a Requantize where the output's parameters differ from the input's (pooling,
+    # data movement). With ``requantizes_inputs`` the inputs are brought to the output's parameters
+    # first instead (Concat, Max, Min).
+    int8_pass_through: ClassVar[bool] = False
+    requantizes_inputs: ClassVar[bool] = False
+    # Calibration gives all inputs and the output one shared range (Concat).
+    int8_shared_range: ClassVar[bool] = False
+    # An int8 elementwise op whose constant float operands tinyc's quantizer makes int8 per tensor.
+    quantizes_const_operands: ClassVar[bool] = False
+    # Only changes how values are represented (quantize, dequantize, requantize): the float
+    # meaning is the identity (tinyc diff compares across it).
+    quant_only: ClassVar[bool] = False
+    # ReduceMean/ReduceMax over all spatial axes is this global pooling op (canonicalize).
+    global_pool: ClassVar[str | None] = None
+
+    def is_no_op(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> bool:
+        """Whether the node returns its input unchanged (canonicalize removes it): a view that
+        keeps the shape, unless the op says more."""
+        return self.view and ins[0].shape == outs[0].shape
+
+    def clamp_range(self, attrs: dict[str, Any]) -> tuple[float | None, float | None]:
+        """For a "clamp" activation: (low, high), None where unbounded."""
+        raise NotImplementedError(f"{self.name} is not a clamp")
+
+    @property
+    def lowers_to_int8(self) -> bool:
+        """Whether lower-qdq (and so tinyc's quantizer) has an int8 form of this op."""
+        return self.int8_pass_through or type(self).lower_int8 is not Op.lower_int8
+
+    def lower_int8(self, cx: Any, node: Node, out: list[str], act: tuple[int, int]) -> Node | None:
+        """The int8 node that replaces ``DequantizeLinear -> node [-> clamp] -> QuantizeLinear``
+        writing ``out``; ``act``: the fused clamp in output units. ``cx`` (passes/lower_qdq.py)
+        finds the integer tensors behind the node's float inputs. The default passes values
+        through (``int8_pass_through``); ops with arithmetic of their own override it."""
+        return cx.pass_through(node, out, self.requantizes_inputs)
+
+    def calibrated_output(self, node: Node, input_params: tuple[float, int] | None) -> tuple[float, int] | None:
+        """int8 (scale, zero point) the output must have, given input 0's, when the int8 kernel
+        fixes them; None: from the output's own calibrated range. Pass-through ops keep their
+        input's (TFLite's converter does the same)."""
+        return input_params if self.int8_pass_through and not self.requantizes_inputs else None
+
+    def channel_axes(self, node: Node) -> tuple[int, int] | None:
+        """(output-channel axis, input-channel axis) of input 1, for a node that computes each
+        output channel as a weighted sum of input channels plus bias input 2 (fold-dead-channels
+        rewrites its weights); None when the node is not of that form."""
+        return None
+
+    def int8_weight(self, node: Node, ins: list[Tensor | None]) -> tuple[int, int] | None:
+        """(input index, output-channel axis) of the weight tinyc's quantizer makes int8
+        (symmetric, per channel), or None."""
+        return None
 
     def normalize(self, attrs: dict[str, Any], ins: list[Tensor | None], opset: int) -> dict[str, Any]:
         return attrs
@@ -106,28 +173,21 @@ class Op:
         attributes (per-axis ones permuted); None when the op is tied to its layout."""
         return dict(node.attrs) if self.pointwise else None
 
-    def inplace_scratch(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
-                        variants: tuple[str, ...] = ()) -> int | None:
-        """Bytes of scratch this node needs to write its output over input 0, or None if it cannot
-        (elementwise ops need no scratch; see memory.INPLACE_OPS). ``variants``: the target's
-        template variants (e.g. ("dsp",)), whose kernels may differ."""
+    def inplace_scratch(self, node: Node, ins: list[Tensor | None], outs: list[Tensor], kernel: Kernel) -> int | None:
+        """Bytes of scratch with which ``kernel`` (this node's) writes the output over input 0, or
+        None if it cannot (ops with the ``inplace`` trait need no scratch and are not asked)."""
         return None
 
-    def scratch_bytes(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
-                      variants: tuple[str, ...] = ()) -> int:
-        """Bytes of arena scratch the kernel needs for its step when it does not run in place
-        (e.g. im2col rows)."""
-        return 0
-
-    def kernel_inplace(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
-                       variants: tuple[str, ...] = ()) -> Kernel:
-        """The kernel when the output overwrites input 0 (with scratch from the arena)."""
-        return self.kernel_for(node, ins, outs, variants)
+    def inplace_params(self, node: Node, params: dict[str, Any]) -> dict[str, Any]:
+        """The kernel's template parameters when the memory planner has put the output over
+        input 0 (e.g. how many input rows its ring keeps)."""
+        return params
 
     def kernel_for(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
                    variants: tuple[str, ...] = ()) -> Kernel:
-        """The kernel on a target with these template variants; the same everywhere unless the op
-        has target-specific kernels (whose weight layout or scratch differ)."""
+        """The kernel on a target with these template variants (e.g. ("dsp",)); the same everywhere
+        unless the op has target-specific kernels (whose weight layout or scratch differ). The
+        select-kernels pass calls it once per node."""
         return self.kernel(node, ins, outs)
 
     def macs(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> int:

@@ -72,6 +72,10 @@ def _make(name: str, limits: str) -> type[Op]:
 
     class Activation(Op):
         pointwise = True
+        activation = "function" if name in ACTIVATIONS else None
+
+        def lower_int8(self, cx, node, out, act):
+            return cx.same_op(node, out)  # a table from the input's and output's parameters
 
         def normalize(self, attrs, ins, opset):
             return {k: float(attrs.get(k, v)) for k, v in defaults.items()}

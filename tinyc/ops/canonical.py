@@ -7,7 +7,6 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import DTYPES
-from ..codegen.cnames import CTYPES
 from . import Kernel, Op, axes_in_range, c_type, copy_kernel, register, require_f32
 
 # ONNX TensorProto element types -> IR dtypes (the ones Cast may target)
@@ -18,6 +17,7 @@ _ONNX_TYPES = {1: "f32", 2: "u8", 3: "s8", 4: "u16", 5: "s16", 6: "s32", 7: "s64
 @register
 class Identity(Op):
     name = "Identity"
+    int8_pass_through = True
     limits = "removed by canonicalize"
     quant_transparent = True
 
@@ -26,6 +26,9 @@ class Identity(Op):
 
     def reference(self, node, xs):
         return [xs[0]]
+
+    def is_no_op(self, node, ins, outs):
+        return True
 
     def kernel(self, node, ins, outs):
         return copy_kernel(outs)
@@ -51,6 +54,9 @@ class Dropout(Op):
     def reference(self, node, xs):
         return [xs[0]] + [np.ones(xs[0].shape, bool)] * (len(node.outputs) - 1)
 
+    def is_no_op(self, node, ins, outs):
+        return True
+
     def kernel(self, node, ins, outs):
         if len(outs) > 1:
             raise UnsupportedError(f"Dropout node '{node.name}': the mask output is not supported")
@@ -73,6 +79,9 @@ class Cast(Op):
 
     def reference(self, node, xs):
         return [np.asarray(xs[0]).astype(DTYPES[node.attrs["to"]])]
+
+    def is_no_op(self, node, ins, outs):
+        return ins[0].dtype == outs[0].dtype
 
     def kernel(self, node, ins, outs):
         if ins[0].dtype == outs[0].dtype:
@@ -108,6 +117,7 @@ class Shape(Op):
 @register
 class Gather(Op):
     name = "Gather"
+    int8_pass_through = True
     limits = "constant indices (checked at compile time), or run-time indices clamped to the axis"
     quant_transparent = True
 
@@ -139,6 +149,8 @@ class Gather(Op):
 
 
 class _AxesOp(Op):
+    view = True
+    int8_pass_through = True
     limits = "constant axes; a view: no code"
     attr_inputs = {1: "axes"}
     quant_transparent = True

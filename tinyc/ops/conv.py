@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..ir import Node
 from ..quant.fixedpoint import requantize
 from ..quant.params import per_channel_multipliers
 from .layout import is_nhwc, with_nhwc
@@ -52,6 +53,20 @@ def accumulate(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
 class Conv(Op):
     name = "Conv"
     limits = "1-D and 2-D; groups, depthwise, strides, pads, auto_pad, dilations; int8 weights symmetric per channel"
+    hosts_activation = True
+
+    def lower_int8(self, cx, node, out, act):
+        x = cx.activation(node.inputs[0], node)
+        w = cx.weight(node.inputs[1], node, 0)
+        b = cx.bias(node.inputs[2] if len(node.inputs) > 2 else None, node, x, w, w.shape[0])
+        return Node("Conv", node.name, [x.name, w.name] + ([b] if b else []), out,
+                    dict(node.attrs, act_min=act[0], act_max=act[1]))
+
+    def int8_weight(self, node, ins):
+        return 1, 0
+
+    def channel_axes(self, node):
+        return (0, 1) if node.attrs.get("group", 1) == 1 and not node.attrs.get("layout") else None
 
     def normalize(self, attrs, ins, opset):
         x, w = ins[0], ins[1]
@@ -102,31 +117,25 @@ class Conv(Op):
         return [requantize(acc, mult.reshape(shape), shift.reshape(shape), int(yq.zero_point),
                            *int8_act_range(node))]
 
-    def inplace_scratch(self, node, ins, outs, variants=()):
+    def inplace_scratch(self, node, ins, outs, kernel):
         """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
-        so input rows r - pad_top .. r are kept in a ring of pad_top + 1 rows. A matrix-product
-        kernel (tinyc/ops/dot_s8.py) runs in place only for 1x1 (it gathers each row first)."""
+        so input rows r - pad_top .. r are kept in a ring of pad_top + 1 rows (the portable
+        kernels), or the kernel's own scratch serves (tinyc/ops/dot_s8.py: a matrix product runs
+        in place only for 1x1, as it gathers each row first)."""
         x, y = ins[0], outs[0]
-        a = node.attrs
-        if not is_nhwc(node) or x.shape != y.shape or x.dtype != y.dtype or a["strides"] != [1, 1]:
+        if not is_nhwc(node) or x.shape != y.shape or x.dtype != y.dtype or node.attrs["strides"] != [1, 1]:
             return None
-        k = self.kernel_for(node, ins, outs, variants)
-        if k.template == "s8/gemm.c.j2":
-            return k.scratch if k.params["gather"] == "row" else None
-        if k.template in ("s8/dwconv_wide.c.j2", "s8/conv_ring.c.j2"):
-            return k.scratch
-        rows = a["pads"][0] + 1
-        # (a 1x1 kernel may save two pixels at a time: at least 2 x C)
-        return max(rows * x.shape[2], 2) * x.shape[3] * (4 if x.dtype == "f32" else 1)
+        return kernel.inplace_scratch
 
-    def scratch_bytes(self, node, ins, outs, variants=()):
-        return self.kernel_for(node, ins, outs, variants).scratch if dot_variant(variants) else 0
+    def inplace_params(self, node, params):
+        return dict(params, inplace=True, ring_rows=node.attrs["pads"][0] + 1)
 
-    def kernel_inplace(self, node, ins, outs, variants=()):
-        k = self.kernel_for(node, ins, outs, variants)
+    @staticmethod
+    def _ring_rows_scratch(node, x) -> int:
+        """The portable kernels' scratch in place: pad_top + 1 input rows (a 1x1 kernel may save
+        two pixels at a time: at least 2 x C)."""
         rows = node.attrs["pads"][0] + 1
-        k.params.update(inplace=True, ring_rows=rows)
-        return k
+        return max(rows * x.shape[2], 2) * x.shape[3] * (4 if x.dtype == "f32" else 1)
 
     def kernel_for(self, node, ins, outs, variants=()):
         kind = dot_variant(variants)
@@ -197,6 +206,12 @@ class Conv(Op):
         return p
 
     def kernel(self, node, ins, outs):
+        k = self._portable_kernel(node, ins, outs)
+        if is_nhwc(node) and len(ins[0].shape) == 4:
+            k.inplace_scratch = self._ring_rows_scratch(node, ins[0])
+        return k
+
+    def _portable_kernel(self, node, ins, outs):
         if not is_quantized(ins, outs):
             require_f32(node, ins)
         p = self._params(node, ins, outs)

@@ -204,10 +204,11 @@ def dsp_stream(p: dict, w2d: np.ndarray, bias: np.ndarray | None, block: int, la
     return dict(rq, doubled=True, off2=int(pack16(p["in_offset"], p["in_offset"])), live=blocks), weights
 
 
-def dsp_kernel(template: str, q: dict, weights: dict, scratch: int = 0) -> Kernel:
-    k = Kernel(template, q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",), weights=weights)
-    k.scratch = scratch
-    return k
+def dsp_kernel(template: str, q: dict, weights: dict, scratch: int = 0, inplace: bool = False) -> Kernel:
+    """``inplace``: the kernel's scratch (its ring or gathered rows) also lets it write the output
+    over its input."""
+    return Kernel(template, q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",), weights=weights,
+                  scratch=scratch, inplace_scratch=scratch if inplace else None)
 
 
 def ring_geometry(p: dict) -> tuple[int, int]:
@@ -220,14 +221,16 @@ def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, ge
     """The int8 matrix-product kernel (``kind`` "dsp" or "mve") for out[q, m] = requant(bias[m] +
     sum_k (a[q, k] - zp) * w[m, k]) where ``rows`` describes how row q is gathered (template
     parameters of the gather); ``p`` holds the requantization and clamp parameters. None when a
-    precondition fails (the caller then uses its portable kernel)."""
+    precondition fails (the caller then uses its portable kernel). It may run in place when each
+    row is gathered whole before its outputs are written (``gather`` "row")."""
     m = w2d.shape[0]
     scratch = gemm_scratch(kind, geo["K"], rows["P"])
+    inplace = rows["gather"] == "row"
     if kind == "dsp":
         shared = dsp_stream(p, w2d, bias, 2, lambda w: dsp_gemm_weights(w, geo))
         if shared is None:
             return None
-        return dsp_kernel("s8/gemm.c.j2", dict(p, **geo, **rows, M=m, **shared[0]), shared[1], scratch)
+        return dsp_kernel("s8/gemm.c.j2", dict(p, **geo, **rows, M=m, **shared[0]), shared[1], scratch, inplace)
     q = dict(p, **geo, **rows, M=m)
     term = offset_term(p["in_offset"], w2d)
     if term is None:
@@ -248,10 +251,8 @@ def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, ge
     rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias))
     if rq:
         q.update(rq)
-    k = Kernel("s8/gemm.c.j2", q, preamble=FIXEDPOINT + (REQUANT_FAST if rq else ()), includes=("string.h",),
-               weights=weights)
-    k.scratch = scratch
-    return k
+    return Kernel("s8/gemm.c.j2", q, preamble=FIXEDPOINT + (REQUANT_FAST if rq else ()), includes=("string.h",),
+                  weights=weights, scratch=scratch, inplace_scratch=scratch if inplace else None)
 
 
 def gemm_scratch(kind: str, K: int, P: int) -> int:
@@ -289,7 +290,7 @@ def dwconv_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel |
     if shared is None:
         return None
     return dsp_kernel("s8/dwconv_wide.c.j2", dict(p, **shared[0], WP=wp, RING=ring, CB=cb), shared[1],
-                      (ring + 1) * wp * cb * 2)  # and a row of zeros
+                      (ring + 1) * wp * cb * 2, inplace=True)  # and a row of zeros
 
 
 def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel | None:
@@ -303,7 +304,8 @@ def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kerne
     if shared is None:
         return None
     wp, ring = ring_geometry(p)
-    return dsp_kernel("s8/conv_ring.c.j2", dict(p, **shared[0], WP=wp, RING=ring), shared[1], ring * wp * p["C"] * 2)
+    return dsp_kernel("s8/conv_ring.c.j2", dict(p, **shared[0], WP=wp, RING=ring), shared[1], ring * wp * p["C"] * 2,
+                      inplace=True)
 
 
 def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int) -> Kernel | None:

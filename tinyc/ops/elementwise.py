@@ -62,12 +62,25 @@ class _Binary(Op):
     def kernel_s8(self, node, ins, outs, loops) -> Kernel:
         raise UnsupportedError(f"{self.name} node '{node.name}' has no int8 kernel")
 
+    def lower_arithmetic_int8(self, cx, node, out, act) -> Node:
+        """The int8 op on both operands (int8 activations or per-tensor int8 constants), with the
+        fused clamp."""
+        a, b = (cx.operand(x, node) for x in node.inputs)
+        return Node(node.op, node.name, [a.name, b.name], out, dict(node.attrs, act_min=act[0], act_max=act[1]))
+
 
 @register
 class Add(_Binary):
     name, fn, c_expr = "Add", np.add, "a + b"
     limits = "numpy broadcasting; C for float32 and int8"
     sign = 1
+    inplace = True
+    hosts_activation = True
+    quantizes_const_operands = True
+
+    def lower_int8(self, cx, node, out, act):
+        """MatMul + constant bias is a fully connected layer; otherwise the int8 Add/Sub."""
+        return cx.fully_connected_with_bias(node, out, act) or self.lower_arithmetic_int8(cx, node, out, act)
 
     def qreference(self, node, xs, ins, outs):
         """TFLite int8 Add/Sub (see quant.params.add_params): both operands rescaled to a common
@@ -108,6 +121,12 @@ class Sub(Add):
 class Mul(_Binary):
     name, fn, c_expr = "Mul", np.multiply, "a * b"
     limits = "numpy broadcasting; C for float32 and int8"
+    inplace = True
+    hosts_activation = True
+    quantizes_const_operands = True
+
+    def lower_int8(self, cx, node, out, act):
+        return self.lower_arithmetic_int8(cx, node, out, act)
 
     def qreference(self, node, xs, ins, outs):
         """TFLite int8 Mul: (a - a_zp) * (b - b_zp) scaled by a_scale * b_scale / y_scale."""
@@ -124,6 +143,8 @@ class Mul(_Binary):
 class Div(_Binary):
     name, fn, c_expr = "Div", np.divide, "a / b"
     limits = "numpy broadcasting; C for float32"
+    inplace = True
+    hosts_activation = True
 
 
 class _Extremum(_Binary):
@@ -131,6 +152,9 @@ class _Extremum(_Binary):
     output's parameters, so the integer max/min is the answer."""
 
     limits = "any number of inputs (a chain of two-input ops), numpy broadcasting; C for float32, integers and int8"
+    int8_pass_through = True
+    requantizes_inputs = True
+    quantizes_const_operands = True
 
     def expand(self, node, ins, g):
         return variadic_chain(node, g)
@@ -197,6 +221,14 @@ class PRelu(_Binary):
 
 class _Unary(Op):
     pointwise = True
+    inplace = True
+    activation = "clamp"
+
+    def lower_int8(self, cx, node, out, act):
+        """A clamp on its own: rescales to the output's parameters within the clamp."""
+        x = cx.activation(node.inputs[0], node)
+        act_min, act_max = cx.act_range(*self.clamp_range(node.attrs))
+        return Node(node.op, node.name, [x.name], out, dict(node.attrs, act_min=act_min, act_max=act_max))
 
     def infer(self, node, ins):
         return [(ins[0].shape, ins[0].dtype)]
@@ -221,6 +253,9 @@ class Relu(_Unary):
 
     def reference(self, node, xs):
         return [np.maximum(xs[0], 0).astype(xs[0].dtype)]
+
+    def clamp_range(self, attrs):
+        return 0.0, None
 
     def kernel(self, node, ins, outs):
         if is_quantized(ins, outs):
@@ -258,6 +293,9 @@ class Clip(_Unary):
                 v = v.reshape(())
                 a[k] = int(v) if v.dtype.kind in "iub" else float(v)
         return a
+
+    def clamp_range(self, attrs):
+        return attrs.get("min"), attrs.get("max")
 
     def reference(self, node, xs):
         lo = node.attrs.get("min", -np.inf)

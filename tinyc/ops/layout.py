@@ -68,4 +68,5 @@ def with_nhwc(cls):
                                                  [nchw_view(t) for t in outs])]
 
     cls.infer, cls.reference, cls.qreference = infer_any, reference_any, qreference_any
+    cls.nhwc_form = True
     return cls

@@ -14,6 +14,13 @@ from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, int8_clamp, a
 class MatMul(Op):
     name = "MatMul"
     limits = "numpy rules, second operand 2-D or same batch; int8 as fully connected (2-D)"
+    hosts_activation = True
+
+    def lower_int8(self, cx, node, out, act):
+        return cx.fully_connected(node, node.inputs[0], node.inputs[1], None, out, act, trans_b=0)
+
+    def int8_weight(self, node, ins):
+        return (1, 1) if ins[1].is_const else None
 
     def infer(self, node, ins):
         a, b = ins[0], ins[1]
@@ -72,6 +79,24 @@ def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
 class Gemm(Op):
     name = "Gemm"
     limits = "transA/transB/alpha/beta, C broadcast; int8: alpha = beta = 1, transA = 0"
+    hosts_activation = True
+
+    def lower_int8(self, cx, node, out, act):
+        a = node.attrs
+        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or (len(node.inputs) > 2 and a.get("beta", 1.0) != 1.0):
+            raise UnsupportedError(f"Gemm node '{node.name}': int8 needs alpha=1, beta=1, transA=0")
+        return cx.fully_connected(node, node.inputs[0], node.inputs[1], node.inputs[2] if len(node.inputs) > 2 else None,
+                                  out, act, trans_b=int(a.get("transB", 0)))
+
+    def int8_weight(self, node, ins):
+        return 1, 0 if node.attrs.get("transB", 0) else 1
+
+    def channel_axes(self, node):
+        a = node.attrs
+        if a.get("transA") or a.get("alpha", 1.0) != 1.0 or \
+                (len(node.inputs) > 2 and node.inputs[2] is not None and a.get("beta", 1.0) != 1.0):
+            return None
+        return (0, 1) if a.get("transB") else (1, 0)
 
     def normalize(self, attrs, ins, opset):
         a = {k: v for k, v in attrs.items() if k != "broadcast"}
@@ -129,9 +154,6 @@ class Gemm(Op):
     def macs(self, node, ins, outs):
         m, k, n = self._mkn(node, ins)
         return m * k * n
-
-    def scratch_bytes(self, node, ins, outs, variants=()):
-        return self.kernel_for(node, ins, outs, variants).scratch if dot_variant(variants) else 0
 
     def kernel_for(self, node, ins, outs, variants=()):
         """int8 with constant weights on a core with dot-product instructions: the matrix-product

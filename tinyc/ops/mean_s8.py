@@ -22,6 +22,12 @@ from . import FIXEDPOINT, Kernel
 ROUNDINGS = (MEAN_HALF_EVEN, MEAN_TFLITE)
 
 
+def lower_mean_int8(op, cx, node: Node, out: list[str], act) -> Node:
+    """Op.lower_int8 of an average: it requantizes to the output's parameters itself, rounding as
+    its ``rounding`` attribute says (the exact ONNX meaning unless the importer set TFLite's)."""
+    return cx.same_op(node, out, rounding=node.attrs.get("rounding", MEAN_HALF_EVEN))
+
+
 def rounding(node: Node) -> str:
     r = node.attrs.get("rounding", MEAN_HALF_EVEN)
     if r not in ROUNDINGS:

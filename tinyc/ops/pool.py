@@ -8,7 +8,7 @@ from ..errors import UnsupportedError
 from ..ir import DTYPES
 from . import Kernel, Op, int8_act_range, int8_clamp, is_quantized, register, require_f32, spatial_2d
 from .layout import is_nhwc, with_nhwc
-from .mean_s8 import mean_kernel, mean_s8
+from .mean_s8 import lower_mean_int8, mean_kernel, mean_s8
 from .conv import pad_input, windows
 from .window import normalize_window, output_spatial
 
@@ -85,6 +85,7 @@ def pool_windows(x: np.ndarray, a: dict, fill: float, fill_beyond: float) -> np.
 @with_nhwc
 class MaxPool(_Pool):
     name = "MaxPool"
+    int8_pass_through = True
     limits = "1-D to 3-D; ceil_mode, dilations; no Indices output, storage_order 0"
 
     def normalize(self, attrs, ins, opset):
@@ -130,6 +131,7 @@ class MaxPool(_Pool):
 @with_nhwc
 class AveragePool(_Pool):
     name = "AveragePool"
+    int8_pass_through = True
     limits = "1-D to 3-D (int8: 1-D and 2-D); ceil_mode, count_include_pad (int8: padding never counted)"
 
     def normalize(self, attrs, ins, opset):
@@ -191,7 +193,10 @@ class _GlobalPool(Op):
 class GlobalAveragePool(_GlobalPool):
     name = "GlobalAveragePool"
     limits = "any spatial rank; int8: the exact ONNX meaning (or TFLite's MEAN, see ReduceMean)"
-    int8_mean = True
+    lower_int8 = lower_mean_int8
+
+    def calibrated_output(self, node, input_params):
+        return input_params  # an average stays in its input's range
 
     def reference(self, node, xs):
         x = xs[0]
@@ -215,6 +220,7 @@ class GlobalAveragePool(_GlobalPool):
 @with_nhwc
 class GlobalMaxPool(_GlobalPool):
     name = "GlobalMaxPool"
+    int8_pass_through = True
     limits = "any spatial rank; int8 passes through (max keeps the quantization)"
     quant_transparent = True
 

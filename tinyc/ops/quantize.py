@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..ir import DTYPES, Node, QuantParams, Tensor
+from ..ir import DTYPES, Node, Tensor
 from ..quant.fixedpoint import requantize
 from ..quant.params import rescale_params
 from . import FIXEDPOINT, Kernel, Op, register
@@ -57,6 +57,7 @@ def _check_params(node: Node, ins: list[Tensor | None]) -> None:
 @register
 class QuantizeLinear(Op):
     name = "QuantizeLinear"
+    quant_only = True
     limits = "int8 per tensor at float inputs; inside models, part of the QDQ lowering"
     foldable = False
 
@@ -99,6 +100,7 @@ class QuantizeLinear(Op):
 @register
 class DequantizeLinear(Op):
     name = "DequantizeLinear"
+    quant_only = True
     limits = "int8 per tensor at float outputs; inside models, part of the QDQ lowering"
     foldable = False
 
@@ -182,6 +184,8 @@ class Requantize(Op):
     output. Internal: not an ONNX op."""
 
     name = "Requantize"
+    quant_only = True
+    inplace = True
     internal = True
     pointwise = True
 

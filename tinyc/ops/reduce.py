@@ -11,7 +11,7 @@ from ..codegen.cnames import CTYPES
 from ..errors import UnsupportedError
 from ..quant.params import MEAN_TFLITE
 from . import Kernel, Op, is_quantized, register
-from .mean_s8 import mean_kernel, mean_s8, reduce_loops
+from .mean_s8 import lower_mean_int8, mean_kernel, mean_s8, reduce_loops
 
 _F = {"f32"}
 _INT = {"s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64"}
@@ -107,7 +107,8 @@ _FloatMean = _make("ReduceMean")
 class ReduceMean(_FloatMean):
     limits = _FloatMean.limits + "; int8 (QDQ): the exact ONNX meaning, or TFLite's MEAN for a model from TFLite"
     tflite_attrs = {"rounding": MEAN_TFLITE}
-    int8_mean = True
+    global_pool = "GlobalAveragePool"
+    lower_int8 = lower_mean_int8
 
     def normalize(self, attrs, ins, opset):
         a = super().normalize(attrs, ins, opset)
@@ -125,6 +126,8 @@ class ReduceMean(_FloatMean):
         return super().kernel(node, ins, outs)
 
 
+_ReduceMax = _make("ReduceMax")
+_ReduceMax.global_pool = "GlobalMaxPool"
 for _name in REDUCTIONS:
     if _name != "ReduceMean":
-        register(_make(_name))
+        register(_ReduceMax if _name == "ReduceMax" else _make(_name))

@@ -86,6 +86,7 @@ def axis_taps(a: dict, scale: float, n_in: int, n_out: int, roi: tuple[float, fl
 @register
 class Resize(Op):
     name = "Resize"
+    int8_pass_through = True
     limits = ("nearest, linear, cubic; every coordinate_transformation_mode and nearest_mode; antialias, axes, "
               "keep_aspect_ratio_policy; constant scales/sizes/roi; C for float32 (nearest: any type, int8 too). "
               "A fractional scale x length follows the ONNX reference")

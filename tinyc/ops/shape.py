@@ -12,6 +12,8 @@ from . import Kernel, Op, axes_in_range, c_type, collapse_loops, copy_kernel, re
 @register
 class Reshape(Op):
     name = "Reshape"
+    view = True
+    int8_pass_through = True
     limits = "constant shape (0 and -1 resolved); a view: no code"
     quant_transparent = True
     attr_inputs = {1: "shape"}
@@ -49,6 +51,8 @@ class Reshape(Op):
 @register
 class Flatten(Op):
     name = "Flatten"
+    view = True
+    int8_pass_through = True
     limits = "any axis; a view: no code"
     quant_transparent = True
 
@@ -74,6 +78,7 @@ class Flatten(Op):
 @register
 class Transpose(Op):
     name = "Transpose"
+    int8_pass_through = True
     limits = "any permutation; removed by the layout passes where possible"
     quant_transparent = True
 
@@ -109,6 +114,9 @@ def strided_copy(what: str, dims: list[int], src: list[int], dst: list[int], off
 @register
 class Concat(Op):
     name = "Concat"
+    int8_pass_through = True
+    requantizes_inputs = True
+    int8_shared_range = True
     limits = "any axis; int8 inputs requantized to the output"
     quant_transparent = True
 
@@ -156,6 +164,7 @@ class Pad(Op):
     fuse-pad pass folds zero padding into the Conv or pooling that follows."""
 
     name = "Pad"
+    int8_pass_through = True
     limits = "constant, reflect, edge, wrap; no negative pads; zero padding fused into Conv/pooling; int8 pads with the quantized value"
     attr_inputs = {1: "pads", 2: "value", 3: "axes"}
 

@@ -42,6 +42,7 @@ def resolve_slice(shape, starts, ends, axes, steps) -> tuple[list[int], list[int
 @register
 class Slice(Op):
     name = "Slice"
+    int8_pass_through = True
     limits = "constant starts/ends/axes/steps (any sign); not to an empty tensor"
     quant_transparent = True
     attr_inputs = {1: "starts", 2: "ends", 3: "axes", 4: "steps"}

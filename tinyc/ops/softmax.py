@@ -21,7 +21,12 @@ class Softmax(Op):
     name = "Softmax"
     limits = ("any axis, opset < 13 flattening too; int8: TFLite's kernel for output scale 1/256, zero point -128, "
               "an exact integer recipe for any other output quantization")
-    qdq_unary = True
+
+    def lower_int8(self, cx, node, out, act):
+        return cx.same_op(node, out)  # requantizes to whatever output parameters the model gives
+
+    def calibrated_output(self, node, input_params):
+        return 1.0 / 256.0, -128  # TFLite's int8 Softmax output
     exact_params = staticmethod(softmax_exact.softmax_params)
     exact_rows = staticmethod(softmax_exact.softmax_any)
     f32_template = "f32/softmax.c.j2"
@@ -107,6 +112,9 @@ class LogSoftmax(Softmax):
 
     def _tflite(self, outs) -> bool:
         return False
+
+    def calibrated_output(self, node, input_params):
+        return None  # from its calibrated range (the exact recipe takes any output parameters)
 
     def reference(self, node, xs):
         x = xs[0]

@@ -11,6 +11,8 @@ from ..ops import check_types
 class Pass:
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    # back-end passes (select-kernels, plan-memory) decide for a target: run(g, target)
+    needs_target: ClassVar[bool] = False
 
     def run(self, g: Graph) -> Graph:
         raise NotImplementedError(self.name)
@@ -24,11 +26,13 @@ def register(cls: type[Pass]) -> type[Pass]:
     return cls
 
 
-def run_passes(g: Graph, names: list[str], after: Callable[[str, Graph], None] | None = None) -> Graph:
+def run_passes(g: Graph, names: list[str], after: Callable[[str, Graph], None] | None = None,
+               target=None) -> Graph:
     """Run passes in order, verifying the graph after each; ``after(name, graph)`` sees every
-    intermediate result (for --dump-ir)."""
+    intermediate result (for --dump-ir). ``target``: for the back-end passes."""
     for name in names:
-        g = PASSES[name]().run(g)
+        p = PASSES[name]()
+        g = p.run(g, target) if p.needs_target else p.run(g)
         g.verify()
         check_types(g)
         if after is not None:
@@ -37,7 +41,7 @@ def run_passes(g: Graph, names: list[str], after: Callable[[str, Graph], None] |
 
 
 def _load_all() -> None:
-    from . import canonicalize, dce, dead_channels, fold_batchnorm, fuse, hoist_quantize, layout, lower_qdq  # noqa: F401
+    from . import canonicalize, dce, dead_channels, fold_batchnorm, fuse, hoist_quantize, layout, lower_qdq, plan_memory, select_kernels  # noqa: F401
 
 
 _load_all()

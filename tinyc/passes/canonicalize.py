@@ -20,9 +20,6 @@ from . import Pass, register
 from .dce import remove_dead
 from .rewrite import bypass, rounds
 
-NO_OP_WHEN_SAME_SHAPE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
-
-
 def _fold_once(g: Graph) -> bool:
     for n in g.nodes:
         op = get_op(n.op)
@@ -42,12 +39,8 @@ def _fold_once(g: Graph) -> bool:
 
 
 def _is_no_op(g: Graph, n) -> bool:
-    if n.op in ("Identity", "Dropout"):
-        return True
-    x, y = g.tensors[n.inputs[0]], g.tensors[n.outputs[0]]
-    if n.op == "Cast":
-        return x.dtype == y.dtype
-    return n.op in NO_OP_WHEN_SAME_SHAPE and x.shape == y.shape
+    return get_op(n.op).is_no_op(n, [None if x is None else g.tensors[x] for x in n.inputs],
+                                 [g.tensors[o] for o in n.outputs])
 
 
 def _collapse_views(g: Graph) -> bool:
@@ -55,7 +48,7 @@ def _collapse_views(g: Graph) -> bool:
     prod = {o: n for n in g.nodes for o in n.outputs}
     for n in g.nodes:
         inner = prod.get(n.inputs[0]) if n.inputs else None
-        if n.op in NO_OP_WHEN_SAME_SHAPE and inner is not None and inner.op in NO_OP_WHEN_SAME_SHAPE:
+        if get_op(n.op).view and inner is not None and get_op(inner.op).view:
             n.op = "Reshape"
             n.inputs = [inner.inputs[0]]
             n.attrs = {"shape": list(g.tensors[n.outputs[0]].shape)}
@@ -63,12 +56,10 @@ def _collapse_views(g: Graph) -> bool:
     return False
 
 
-GLOBAL_POOL_OF = {"ReduceMean": "GlobalAveragePool", "ReduceMax": "GlobalMaxPool"}
-
-
 def _reduce_to_global_pool(g: Graph) -> bool:
     for i, n in enumerate(g.nodes):
-        if n.op not in GLOBAL_POOL_OF:
+        pool = get_op(n.op).global_pool
+        if pool is None:
             continue
         x = g.tensors[n.inputs[0]]
         rank = len(x.shape)
@@ -77,11 +68,11 @@ def _reduce_to_global_pool(g: Graph) -> bool:
         pooled_shape = x.shape[:2] + (1,) * (rank - 2)
         kept = {k: v for k, v in n.attrs.items() if k == "rounding"}  # the meaning of an int8 mean
         if n.attrs["keepdims"]:
-            g.nodes[i] = Node(GLOBAL_POOL_OF[n.op], n.name, [x.name], list(n.outputs), kept)
+            g.nodes[i] = Node(pool, n.name, [x.name], list(n.outputs), kept)
         else:
             y = g.tensors[n.outputs[0]]
             mid = g.add_tensor(Tensor(g.unique_name(f"{y.name}/pooled"), pooled_shape, y.dtype, quant=y.quant))
-            g.nodes[i:i + 1] = [Node(GLOBAL_POOL_OF[n.op], n.name, [x.name], [mid.name], kept),
+            g.nodes[i:i + 1] = [Node(pool, n.name, [x.name], [mid.name], kept),
                                 Node("Reshape", f"{n.name}/reshape", [mid.name], list(n.outputs), {"shape": list(y.shape)})]
         return True
     return False

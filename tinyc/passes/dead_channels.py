@@ -11,24 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
-from ..ops import float_activation
+from ..ops import float_activation, get_op
 from . import Pass, register
 from .rewrite import consumers
 
 
 def _weights_by_channel(g: Graph, n: Node) -> np.ndarray | None:
     """The producer's weights as (output channel, ...), when it can lose channels."""
-    if n.op not in ("Conv", "Gemm") or len(n.inputs) < 2:
+    axes = get_op(n.op).channel_axes(n) if len(n.inputs) >= 2 else None
+    if axes is None:
         return None
     w = g.tensors[n.inputs[1]]
     if not w.is_const or w.dtype != "f32" or g.tensors[n.inputs[0]].dtype != "f32":
         return None
-    if n.op == "Conv" and n.attrs.get("group", 1) == 1 and not n.attrs.get("layout"):
-        return w.data
-    if n.op == "Gemm" and not n.attrs.get("transA") and n.attrs.get("alpha", 1.0) == 1.0 and \
-            (len(n.inputs) < 3 or n.inputs[2] is None or n.attrs.get("beta", 1.0) == 1.0):
-        return w.data if n.attrs.get("transB") else w.data.T
-    return None
+    return np.moveaxis(w.data, axes[0], 0)
 
 
 def _reader_weights(g: Graph, r: Node, name: str) -> np.ndarray | None:
@@ -36,12 +32,11 @@ def _reader_weights(g: Graph, r: Node, name: str) -> np.ndarray | None:
     input channel exactly."""
     if not r.inputs or r.inputs[0] != name or name in r.inputs[1:] or _weights_by_channel(g, r) is None:
         return None
+    if any(r.attrs.get("pads", [0])):
+        return None  # at a border some taps read padding, not the constant
     w = g.tensors[r.inputs[1]].data
-    if r.op == "Conv":
-        if any(r.attrs.get("pads", [0])):
-            return None  # at a border some taps read padding, not the constant
-        return np.moveaxis(w.reshape(w.shape[0], w.shape[1], -1), 1, 0)
-    return (w.T if r.attrs.get("transB") else w)[:, :, None]
+    out_axis, in_axis = get_op(r.op).channel_axes(r)
+    return np.moveaxis(w, [in_axis, out_axis], [0, 1]).reshape(w.shape[in_axis], w.shape[out_axis], -1)
 
 
 def fold_dead_channels(g: Graph) -> Graph:
@@ -50,8 +45,6 @@ def fold_dead_channels(g: Graph) -> Graph:
         changed = False
         cons = consumers(g)
         for p in g.nodes:
-            if p.op not in ("Conv", "Gemm"):
-                continue
             w = _weights_by_channel(g, p)
             if w is None or p.outputs[0] in g.outputs:
                 continue
@@ -73,18 +66,10 @@ def fold_dead_channels(g: Graph) -> Graph:
                 extra = (rw[dead].astype(np.float64).sum(axis=2) * const[:, None]).sum(axis=0)
                 rb = g.tensors[r.inputs[2]].data.astype(np.float64) if len(r.inputs) > 2 and r.inputs[2] is not None else np.zeros(rw.shape[1])
                 new_b = g.add_const(g.unique_name(f"{r.name}/bias_folded"), (rb + extra).astype(np.float32))
-                old_w = g.tensors[r.inputs[1]].data
-                if r.op == "Conv":
-                    new_w = old_w[:, keep]
-                else:
-                    new_w = old_w[:, keep] if r.attrs.get("transB") else old_w[keep, :]
+                new_w = np.take(g.tensors[r.inputs[1]].data, keep, axis=get_op(r.op).channel_axes(r)[1])
                 nw = g.add_const(g.unique_name(f"{r.name}/weights_pruned"), np.ascontiguousarray(new_w))
                 r.inputs = [r.inputs[0], nw.name, new_b.name]
-            old_w = g.tensors[p.inputs[1]].data
-            if p.op == "Conv":
-                pw = old_w[keep]
-            else:
-                pw = old_w[keep, :] if p.attrs.get("transB") else old_w[:, keep]
+            pw = np.take(g.tensors[p.inputs[1]].data, keep, axis=get_op(p.op).channel_axes(p)[0])
             nw = g.add_const(g.unique_name(f"{p.name}/weights_pruned"), np.ascontiguousarray(pw))
             nb = g.add_const(g.unique_name(f"{p.name}/bias_pruned"), np.asarray(bias, np.float32)[keep])
             p.inputs = [p.inputs[0], nw.name, nb.name]

@@ -13,13 +13,10 @@ import math
 import numpy as np
 
 from ..ir import Graph, Node
-from ..ops import is_quantized
+from ..ops import get_op, is_quantized
 from . import Pass, register
 from .dce import remove_dead
 from .rewrite import consumers, only_use, producer, replace_output
-
-ACTIVATION_HOSTS = {"Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div"}
-
 
 def _float_node(g: Graph, n: Node) -> bool:
     return not is_quantized([g.tensors[x] if x else None for x in n.inputs], [g.tensors[o] for o in n.outputs])
@@ -52,21 +49,21 @@ def fuse_matmul_add(g: Graph) -> Graph:
 
 
 def fuse_activation(g: Graph) -> Graph:
-    from ..ops.activations import ACTIVATIONS, fused_attrs
+    from ..ops.activations import fused_attrs
 
     cons = consumers(g)
-    for act in [n for n in g.nodes if n.op in ("Relu", "Clip") or n.op in ACTIVATIONS]:
+    for act in [n for n in g.nodes if get_op(n.op).activation is not None]:
         p = producer(g, act.inputs[0])
-        if p is None or p.op not in ACTIVATION_HOSTS or only_use(g, act.inputs[0], cons) is not act:
+        if p is None or not get_op(p.op).hosts_activation or only_use(g, act.inputs[0], cons) is not act:
             continue
         if not _float_node(g, p) or not _float_node(g, act) or any(k in p.attrs for k in ("act_min", "act_max", "act")):
             continue
         if p.op == "MatMul":
             continue  # no fused clamp in the batched matmul kernel; fuse-matmul-add makes most of them Gemm
-        if act.op in ACTIVATIONS:
+        if get_op(act.op).activation == "function":
             p.attrs.update(fused_attrs(act.op, act.attrs))
         else:
-            lo, hi = (0.0, None) if act.op == "Relu" else (act.attrs.get("min"), act.attrs.get("max"))
+            lo, hi = get_op(act.op).clamp_range(act.attrs)
             if lo is not None and not math.isinf(lo):
                 p.attrs["act_min"] = float(lo)
             if hi is not None and not math.isinf(hi):

@@ -27,9 +27,6 @@ from . import Pass, register
 from .dce import remove_dead
 from .rewrite import bypass, consumers, only_use, producer, rounds
 
-LAYOUT_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
-
-
 def _permuted(shape, perm) -> tuple[int, ...]:
     return tuple(shape[p] for p in perm)
 
@@ -40,7 +37,7 @@ def _new_tensor(g: Graph, base: str, like: Tensor, shape) -> Tensor:
 
 def to_nhwc(g: Graph) -> Graph:
     for n in list(g.nodes):
-        if n.op not in LAYOUT_OPS or is_nhwc(n):
+        if not get_op(n.op).nhwc_form or is_nhwc(n):
             continue
         x, y = g.tensors[n.inputs[0]], g.tensors[n.outputs[0]]
         if len(x.shape) != 4 or (x.quant is not None and x.quant.axis is not None):
@@ -161,7 +158,7 @@ def _into_weights(g: Graph) -> bool:
         if t.op != "Transpose" or t.attrs["perm"][0] != 0:
             continue
         r = only_use(g, t.outputs[0], cons)
-        if r is None or r.op not in ("Reshape", "Flatten"):
+        if r is None or not get_op(r.op).view:
             continue
         tin, tout, rout = g.tensors[t.inputs[0]], g.tensors[t.outputs[0]], g.tensors[r.outputs[0]]
         if len(rout.shape) != 2 or rout.shape[0] != tout.shape[0]:

@@ -21,35 +21,9 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, QuantParams, Tensor
-from ..ops import REGISTRY, get_op
-from ..quant.params import MEAN_HALF_EVEN
+from ..ops import get_op
 from . import Pass, register
 from .dce import remove_dead
-
-# Float ops a cluster may be built around.
-def _table_ops() -> set[str]:
-    from ..ops.activations import ACTIVATIONS, MATH
-
-    return set(ACTIVATIONS) | set(MATH)
-
-
-# Pointwise ops that run on int8 as a 256-entry table (Sigmoid, Tanh, HardSwish, ...).
-TABLE_OPS = _table_ops()
-# Ops whose integer values pass through unchanged (a Requantize follows when the output's
-# parameters differ); Max/Min and Concat requantize their inputs to the output's parameters first.
-PASS_THROUGH = {"AveragePool", "MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
-                "Squeeze", "Unsqueeze", "Slice", "Gather", "Pad", "Resize", "Concat", "Max", "Min", "Identity"}
-REQUANTIZE_INPUTS = {"Concat", "Max", "Min"}
-# Averages (ReduceMean, GlobalAveragePool): requantize themselves, with the meaning their
-# "rounding" attribute gives (the exact ONNX one unless the importer set TFLite's).
-MEANS = {name for name, op in REGISTRY.items() if op.int8_mean}
-# One-input ops lowered as they are, whatever their output parameters (Softmax, LogSoftmax).
-QDQ_UNARY = {name for name, op in REGISTRY.items() if op.qdq_unary}
-# Float ops a cluster may be built around.
-COMPUTE = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Relu", "Clip"} | PASS_THROUGH | TABLE_OPS | MEANS | QDQ_UNARY
-# Ops that may absorb a following Relu/Clip as a clamp.
-FUSES_ACTIVATION = {"Conv", "MatMul", "Gemm", "Add", "Sub", "Mul"}
-
 
 def _qp_from_node(g: Graph, n: Node) -> QuantParams:
     """Quantization parameters of a QuantizeLinear/DequantizeLinear in ONNX form."""
@@ -197,52 +171,38 @@ class _Lowering:
         if p.op == "DequantizeLinear":
             return self._requantize(q, p, y)
         lo = hi = None
-        if p.op in ("Relu", "Clip") and self.single_use(f):
+        op = get_op(p.op)
+        if op.activation == "clamp" and self.single_use(f):
             inner = self.prod.get(p.inputs[0])
-            if inner is not None and inner.op in FUSES_ACTIVATION | {"Add"} and self.single_use(p.inputs[0]):
-                lo, hi = (0.0, None) if p.op == "Relu" else (p.attrs.get("min"), p.attrs.get("max"))
-                p = inner
-        if p.op not in COMPUTE:
+            if inner is not None and get_op(inner.op).hosts_activation and self.single_use(p.inputs[0]):
+                lo, hi = op.clamp_range(p.attrs)
+                p, op = inner, get_op(inner.op)
+        if not op.lowers_to_int8:
             raise UnsupportedError(f"{p.op} node '{p.name}' has no int8 kernel in tinyc; it cannot be lowered "
                                    "from the quantized model (no float fallback)")
         if y.dtype != "s8" or y.quant.axis is not None:
             hint = "; quantize activations as int8 (e.g. activation_type=QInt8)" if y.dtype == "u8" else ""
             raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor, got {y.dtype}{hint}")
-        act_min, act_max = _act_range(y.quant, lo, hi)
-        out = [q.outputs[0]]
-        if p.op == "Add" and self._is_fc_with_bias(p):
-            return self._fully_connected(p, out, act_min, act_max)
-        if p.op == "MatMul":
-            return self._fc(p, p.inputs[0], p.inputs[1], None, out, act_min, act_max, trans_b=0)
-        if p.op == "Gemm":
-            a = p.attrs
-            if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or (len(p.inputs) > 2 and a.get("beta", 1.0) != 1.0):
-                raise UnsupportedError(f"Gemm node '{p.name}': int8 needs alpha=1, beta=1, transA=0")
-            return self._fc(p, p.inputs[0], p.inputs[1], p.inputs[2] if len(p.inputs) > 2 else None, out,
-                            act_min, act_max, trans_b=int(a.get("transB", 0)))
-        if p.op == "Conv":
-            x = self.activation(p.inputs[0], p)
-            w = self.weight(p.inputs[1], p, 0)
-            b = self.bias(p.inputs[2] if len(p.inputs) > 2 else None, p, x, w, w.shape[0])
-            inputs = [x.name, w.name] + ([b] if b else [])
-            return Node("Conv", p.name, inputs, out, dict(p.attrs, act_min=act_min, act_max=act_max))
-        if p.op in ("Add", "Sub", "Mul"):
-            a = self._operand(p.inputs[0], p)
-            b = self._operand(p.inputs[1], p)
-            return Node(p.op, p.name, [a.name, b.name], out, dict(p.attrs, act_min=act_min, act_max=act_max))
-        if p.op in ("Relu", "Clip"):
-            x = self.activation(p.inputs[0], p)
-            lo, hi = (0.0, None) if p.op == "Relu" else (p.attrs.get("min"), p.attrs.get("max"))
-            act_min, act_max = _act_range(y.quant, lo, hi)
-            return Node(p.op, p.name, [x.name], out, dict(p.attrs, act_min=act_min, act_max=act_max))
-        if p.op in TABLE_OPS | QDQ_UNARY:
-            x = self.activation(p.inputs[0], p)
-            return Node(p.op, p.name, [x.name], out, dict(p.attrs))
-        if p.op in MEANS:
-            x = self.activation(p.inputs[0], p)
-            return Node(p.op, p.name, [x.name], out, dict(p.attrs, rounding=p.attrs.get("rounding", MEAN_HALF_EVEN)))
-        # Pooling and data movement: the integer values pass through; where the parameters differ
-        # from the output's, a Requantize brings them over (before Concat, after the others).
+        self.y = y
+        return op.lower_int8(self, p, [q.outputs[0]], self.act_range(lo, hi))
+
+    # -- what the ops' lower_int8 hooks use ---------------------------------------------------
+    def act_range(self, lo, hi) -> tuple[int, int]:
+        """A clamp to [lo, hi] (None: unbounded) in the output's int8 units."""
+        from ..quant.fixedpoint import activation_range
+
+        return activation_range(float(self.y.quant.scale), int(self.y.quant.zero_point), lo, hi)
+
+    def same_op(self, p: Node, out: list[str], **attrs) -> Node:
+        """The op as it is on its int8 input (it requantizes to the output's parameters itself)."""
+        x = self.activation(p.inputs[0], p)
+        return Node(p.op, p.name, [x.name], out, dict(p.attrs, **attrs))
+
+    def pass_through(self, p: Node, out: list[str], requantize_inputs: bool) -> Node:
+        """Pooling and data movement: the integer values pass through; where the parameters
+        differ from the output's, a Requantize brings them over (before the op for
+        ``requantize_inputs``, after it otherwise)."""
+        g, y = self.g, self.y
         if p.op == "AveragePool" and p.attrs.get("count_include_pad") and any(p.attrs.get("pads", [])):
             raise UnsupportedError(f"AveragePool node '{p.name}': int8 averages exclude padding (count_include_pad=0)")
         inputs = []
@@ -251,11 +211,11 @@ class _Lowering:
                 inputs.append(i)
                 continue
             x = self.activation(i, p)
-            if p.op in REQUANTIZE_INPUTS and not _same(x.quant, y.quant):
+            if requantize_inputs and not _same(x.quant, y.quant):
                 x = self._requantized(x, y.quant, p)
             inputs.append(x.name)
         first = g.tensors[inputs[0]]
-        if p.op not in REQUANTIZE_INPUTS and not _same(first.quant, y.quant):
+        if not requantize_inputs and not _same(first.quant, y.quant):
             mid = g.add_tensor(Tensor(g.unique_name(f"{y.name}/before_requantize"), y.shape, "s8", quant=first.quant))
             self.extra.append(Node(p.op, p.name, inputs, [mid.name], dict(p.attrs)))
             return Node("Requantize", f"{p.name}/requantize", [mid.name], out)
@@ -266,13 +226,15 @@ class _Lowering:
         self.extra.append(Node("Requantize", self.g.unique_name(f"{where.name}/requantize_{x.name}"), [x.name], [t.name]))
         return t
 
-    def _operand(self, name: str, where: Node) -> Tensor:
+    def operand(self, name: str, where: Node) -> Tensor:
+        """An int8 activation, or a per-tensor int8 constant (an elementwise op's operand)."""
         t = self.dq_source(name)
         if t is not None and t.is_const and t.dtype == "s8" and t.quant.axis is None:
             return t
         return self.activation(name, where)
 
-    def _is_fc_with_bias(self, add: Node) -> bool:
+    def fully_connected_with_bias(self, add: Node, out: list[str], act: tuple[int, int]) -> Node | None:
+        """MatMul (used only here) + a constant bias: one fully connected layer; None otherwise."""
         for i in (0, 1):
             mm = self.prod.get(add.inputs[i])
             other = add.inputs[1 - i]
@@ -280,15 +242,13 @@ class _Lowering:
                 src = self.dq_source(other)
                 t = self.g.tensors[other]
                 if (src is not None and src.is_const and src.dtype == "s32") or (t.is_const and t.dtype == "f32"):
-                    self._fc_parts = (mm, other)
-                    return True
-        return False
+                    return self.fully_connected(mm, mm.inputs[0], mm.inputs[1], other, out, act, trans_b=0,
+                                                name=add.name)
+        return None
 
-    def _fully_connected(self, add: Node, out, act_min, act_max) -> Node:
-        mm, bias = self._fc_parts
-        return self._fc(mm, mm.inputs[0], mm.inputs[1], bias, out, act_min, act_max, trans_b=0, name=add.name)
-
-    def _fc(self, p: Node, a_name, w_name, bias_name, out, act_min, act_max, trans_b: int, name: str | None = None) -> Node:
+    def fully_connected(self, p: Node, a_name, w_name, bias_name, out, act: tuple[int, int], trans_b: int,
+                        name: str | None = None) -> Node:
+        """An int8 Gemm (one output per weight row, int32 bias) from a MatMul or Gemm."""
         x = self.activation(a_name, p)
         if len(x.shape) != 2:
             raise UnsupportedError(f"{p.op} node '{p.name}': int8 fully connected needs a 2-D input, got {list(x.shape)}")
@@ -303,7 +263,7 @@ class _Lowering:
             trans_b = 1
         n_out = w.shape[0] if trans_b else w.shape[1]
         b = self.bias(bias_name, p, x, w, n_out)
-        attrs = dict(alpha=1.0, beta=1.0, transA=0, transB=trans_b, act_min=act_min, act_max=act_max)
+        attrs = dict(alpha=1.0, beta=1.0, transA=0, transB=trans_b, act_min=act[0], act_max=act[1])
         return Node("Gemm", name or p.name, [x.name, w.name] + ([b] if b else []), out, attrs)
 
     def _requantize(self, q: Node, dq: Node, y: Tensor) -> Node:
@@ -314,19 +274,6 @@ class _Lowering:
         if y.dtype != "s8" or y.quant.axis is not None:
             raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor, got {y.dtype}")
         return Node("Requantize", q.name, [x.name], [q.outputs[0]])
-
-
-def _fmt(q: QuantParams | None) -> str:
-    return "none" if q is None else f"scale {float(np.asarray(q.scale).reshape(-1)[0]):g} zp {int(np.asarray(q.zero_point).reshape(-1)[0])}"
-
-
-def _act_range(q: QuantParams, lo, hi) -> tuple[int, int]:
-    from ..quant.fixedpoint import activation_range
-
-    return activation_range(float(q.scale), int(q.zero_point), lo, hi)
-
-
-VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 
 
 def _quantize_before_views(g: Graph) -> None:
@@ -344,11 +291,11 @@ def _quantize_before_views(g: Graph) -> None:
                     uses[x] = uses.get(x, 0) + 1
         for q in g.nodes:
             v = prod.get(q.inputs[0]) if q.op == "QuantizeLinear" and len(q.inputs) > 1 else None
-            if v is None or v.op not in VIEWS or uses.get(v.outputs[0]) != 1 or v.outputs[0] in g.outputs:
+            if v is None or not get_op(v.op).view or uses.get(v.outputs[0]) != 1 or v.outputs[0] in g.outputs:
                 continue
             inner = prod.get(v.inputs[0])
             src = g.tensors[v.inputs[0]]
-            if inner is None or inner.op in ("DequantizeLinear", "QuantizeLinear") or uses.get(src.name) != 1 \
+            if inner is None or get_op(inner.op).quant_only or uses.get(src.name) != 1 \
                     or src.name in g.outputs:
                 continue
             y = g.tensors[q.outputs[0]]
@@ -406,7 +353,7 @@ def _finish_boundaries(g: Graph) -> None:
             users = cons.get(n.outputs[0], [])
             if users:
                 u = users[0]
-                if u.op in COMPUTE:  # e.g. onnxruntime's quantize_static leaves LogSoftmax in float by default
+                if get_op(u.op).lowers_to_int8:  # e.g. onnxruntime's quantize_static leaves LogSoftmax in float by default
                     raise UnsupportedError(f"{u.op} node '{u.name}' reads int8 values but its output is not quantized (no "
                                            "QuantizeLinear after it); tinyc does not run float inside an int8 model: quantize "
                                            "it too (onnxruntime: op_types_to_quantize)")

@@ -20,3 +20,9 @@ DEFAULT = [
 # the graph the one the int8 kernels will see (activations are fused by lower-qdq afterwards).
 BEFORE_QUANTIZATION = ["canonicalize", "fuse-pad", "fold-batchnorm", "fuse-matmul-add", "dead-code"]
 # (fold-dead-channels needs the activations fused, so it runs in DEFAULT on the float graph only)
+
+# The back end, for one target (codegen runs them; --dump-ir after=select-kernels shows the result).
+KERNELS = [
+    "select-kernels",  # every node -> its C kernel for the target, weights in the kernel's layout
+    "plan-memory",  # activations and scratch -> arena offsets; views and in-place execution
+]

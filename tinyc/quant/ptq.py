@@ -12,15 +12,10 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, QuantParams, Tensor
-from ..passes.dce import remove_dead
-from ..passes.lower_qdq import COMPUTE, FUSES_ACTIVATION, lower_qdq
+from ..ops import get_op
+from ..passes.lower_qdq import lower_qdq
 from . import calibrate
 from .io import strip_io_quantization
-
-QUANTIZABLE = set(COMPUTE)
-KEEP_INPUT_PARAMS = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
-                     "Squeeze", "Unsqueeze", "Slice", "Gather", "Pad", "Resize", "Identity"}
-FUSING = set(FUSES_ACTIVATION)
 
 
 def _consumers(g: Graph) -> dict[str, list[Node]]:
@@ -36,15 +31,15 @@ def activations_to_quantize(g: Graph) -> list[str]:
     """Float activations that get their own int8 parameters: graph inputs and node outputs,
     except an output that only feeds a fused Relu/Clip or a bias Add (it never exists in int8)."""
     cons = _consumers(g)
-    bad = sorted({f"{n.op} ('{n.name}')" for n in g.nodes if n.op not in QUANTIZABLE})
+    bad = sorted({f"{n.op} ('{n.name}')" for n in g.nodes if not get_op(n.op).lowers_to_int8})
     if bad:
         raise UnsupportedError("int8 quantization: no int8 kernel for " + ", ".join(bad))
     names = [i for i in g.inputs if g.tensors[i].dtype == "f32"]
     for n in g.nodes:
         for o in n.outputs:
             users = cons.get(o, [])
-            fused = (n.op in FUSING and len(users) == 1 and o not in g.outputs and
-                     (users[0].op in ("Relu", "Clip") or
+            fused = (get_op(n.op).hosts_activation and len(users) == 1 and o not in g.outputs and
+                     (get_op(users[0].op).activation == "clamp" or
                       (n.op == "MatMul" and users[0].op == "Add" and
                        any(x != o and g.tensors[x].is_const for x in users[0].inputs))))
             if not fused:
@@ -55,8 +50,8 @@ def activations_to_quantize(g: Graph) -> list[str]:
 def choose_params(g: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, int]]:
     """int8 (scale, zero point) per activation, respecting the int8 kernels' constraints."""
     ranges = dict(ranges)
-    for n in g.nodes:  # Concat inputs and output share the union of their ranges
-        if n.op == "Concat":
+    for n in g.nodes:  # e.g. Concat: inputs and output share the union of their ranges
+        if get_op(n.op).int8_shared_range:
             members = [x for x in n.inputs + n.outputs if x in ranges]
             lo = min(ranges[x][0] for x in members)
             hi = max(ranges[x][1] for x in members)
@@ -64,10 +59,10 @@ def choose_params(g: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str,
                 ranges[x] = (lo, hi)
     params = {name: calibrate.asymmetric_params(*r) for name, r in ranges.items()}
     for n in g.nodes:  # in order, so chains of pass-through ops inherit from the first input
-        if n.op in KEEP_INPUT_PARAMS and n.inputs[0] in params and n.outputs[0] in params:
-            params[n.outputs[0]] = params[n.inputs[0]]
-        elif n.op == "Softmax" and n.outputs[0] in params:
-            params[n.outputs[0]] = (1.0 / 256.0, -128)
+        if n.outputs[0] in params:
+            fixed = get_op(n.op).calibrated_output(n, params.get(n.inputs[0]) if n.inputs else None)
+            if fixed is not None:
+                params[n.outputs[0]] = fixed
     return params
 
 
@@ -147,8 +142,10 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
     params = choose_params(g, ranges)
     cons = _consumers(g)
     for n in list(g.nodes):
+        op = get_op(n.op)
+        weight = op.int8_weight(n, [None if x is None else g.tensors[x] for x in n.inputs])
         bias = None
-        if n.op in ("Conv", "Gemm") and len(n.inputs) > 2 and n.inputs[2] is not None:
+        if weight is not None and len(n.inputs) > 2 and n.inputs[2] is not None:
             bias = g.tensors[n.inputs[2]]
         elif n.op == "MatMul" and len(cons.get(n.outputs[0], [])) == 1 and cons[n.outputs[0]][0].op == "Add":
             bias = next((g.tensors[x] for x in cons[n.outputs[0]][0].inputs if g.tensors[x].is_const), None)
@@ -156,13 +153,9 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
         if bias is not None and bias.is_const and n.inputs[0] in params:
             # |bias / (x_scale * w_scale)| must stay well inside int32
             floor = np.abs(bias.data.astype(np.float64)).reshape(-1) / (params[n.inputs[0]][0] * 2.0**30)
-        if n.op == "Conv":
-            _quantize_weight(g, n, 1, 0, floor)
-        elif n.op == "Gemm":
-            _quantize_weight(g, n, 1, 0 if n.attrs.get("transB", 0) else 1, floor)
-        elif n.op == "MatMul" and g.tensors[n.inputs[1]].is_const:
-            _quantize_weight(g, n, 1, 1, floor)
-        elif n.op in ("Add", "Sub", "Mul", "Max", "Min"):
+        if weight is not None:
+            _quantize_weight(g, n, *weight, floor)
+        elif op.quantizes_const_operands:
             fc_bias = n.op == "Add" and any(p.op == "MatMul" and len(cons.get(p.outputs[0], [])) == 1
                                             for p in g.nodes if p.outputs[0] in n.inputs)
             for idx, x in enumerate(n.inputs):
