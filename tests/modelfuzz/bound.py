@@ -25,7 +25,7 @@ from onnx import numpy_helper
 
 UNIT = {"Reshape", "Flatten", "Transpose", "Identity", "Slice", "Concat", "MaxPool", "GlobalMaxPool", "ReduceMax",
         "Pad", "Relu", "Max", "Min", "Clip", "AveragePool", "GlobalAveragePool", "ReduceMean", "Resize", "Squeeze",
-        "Unsqueeze", "Tanh", "Softmax", "Split", "Abs", "Neg"}
+        "Unsqueeze", "Tanh", "Softmax", "Split", "Abs", "Neg", "DepthToSpace"}
 GAIN = {"Sigmoid": 0.25, "HardSwish": 1.5, "LogSoftmax": 2.0, "PRelu": 1.0}
 
 

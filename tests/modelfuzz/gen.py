@@ -408,17 +408,31 @@ def shape_ops(b: Builder, x: str, r: random.Random) -> str:
     return b.node("Identity" if kind == "identity" else "Dropout", [x], shape)
 
 
+def depth_to_space(b: Builder, x: str, r: random.Random) -> str:
+    """Channels into 2x2 (or 3x3) blocks of pixels, either channel order."""
+    n, c, *sp = b.shapes[x]
+    k = r.choice([2, 2, 3])
+    if len(sp) != 2 or max(sp) * k > 64:
+        return x
+    if c % (k * k):  # a 1x1 convolution to a multiple of k * k channels first
+        m = k * k * r.choice([1, 2])
+        x = b.node("Conv", [x, b.const(_w(r, m, c, 1, 1), "w")], (n, m, *sp), kernel_shape=[1, 1])
+        c = m
+    return b.node("DepthToSpace", [x], (n, c // (k * k), sp[0] * k, sp[1] * k), blocksize=k, mode=r.choice(["DCR", "CRD"]))
+
+
 LAYERS: dict[str, Callable[[Builder, str, random.Random], str]] = {
     "conv": conv, "pool": pool, "global_pool": global_pool, "activation": activation, "batchnorm": batchnorm,
     "se": se_block, "residual": residual, "concat": concat, "upsample": upsample, "transpose": transpose_sandwich,
     "reshape": reshape_layout, "slice": slice_, "pad": pad, "const_binary": const_binary, "matmul": matmul,
     "unary_math": unary_math, "reduce": reduce, "gather": gather, "split": split, "conv_transpose": conv_transpose,
-    "shape_ops": shape_ops,
+    "shape_ops": shape_ops, "depth_to_space": depth_to_space,
 }
 # How often each kind is drawn (convolutions most: they carry the kernels and the layouts).
 WEIGHTS = {"conv": 6, "pool": 3, "global_pool": 1, "activation": 3, "batchnorm": 1, "se": 2, "residual": 2,
            "concat": 2, "upsample": 1, "transpose": 2, "reshape": 1, "slice": 1, "pad": 1, "const_binary": 2,
-           "matmul": 1, "unary_math": 1, "reduce": 1, "gather": 1, "split": 1, "conv_transpose": 1, "shape_ops": 1}
+           "matmul": 1, "unary_math": 1, "reduce": 1, "gather": 1, "split": 1, "conv_transpose": 1, "shape_ops": 1,
+           "depth_to_space": 1}
 # Registered ops no layer generates, and why (tests/modelfuzz/test_modelfuzz.py keeps this honest:
 # an op added to tinyc must be generated or listed here).
 NOT_GENERATED = {

@@ -372,7 +372,13 @@ def check_types(g: Graph) -> None:
 
 
 def _load_all() -> None:
-    from . import activations, canonical, conv, conv_transpose, elementwise, matmul, pool, quantize, reduce, resize, rnn, shape, slice, softmax  # noqa: F401
+    """Import every module of this package: each registers the ops it defines (a new op is one new
+    file here)."""
+    import importlib
+    import pkgutil
+
+    for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        importlib.import_module(f"{__name__}.{m.name}")
 
 
 _load_all()
