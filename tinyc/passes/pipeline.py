@@ -1,4 +1,5 @@
-"""The default pass order of `tinyc compile` (`tinyc compile --passes` prints it)."""
+"""The order of the build (`tinyc compile --passes` prints it): the front-end steps, the default
+graph passes, and the back-end stages after them."""
 from __future__ import annotations
 
 DEFAULT = [
@@ -20,3 +21,17 @@ DEFAULT = [
 # the graph the one the int8 kernels will see (activations are fused by lower-qdq afterwards).
 BEFORE_QUANTIZATION = ["canonicalize", "fuse-pad", "fold-batchnorm", "fuse-matmul-add", "dead-code"]
 # (fold-dead-channels needs the activations fused, so it runs in DEFAULT on the float graph only)
+
+# Before the graph passes (tinyc/pipeline.py): reading the model, and quantize with --quantize int8.
+FRONTEND = {
+    "import": "read the model into tinyc IR (--input-shape, --bind)",
+    "quantize": f"float -> int8, calibrated on the --calib samples (after {', '.join(BEFORE_QUANTIZATION)})",
+}
+
+# After the graph passes: code generation (tinyc/codegen) and the sizes of the compiled code.
+BACKEND = {
+    "select-kernels": "a C kernel for every node, by op, types and the target's features",
+    "plan-memory": "arena offsets for every tensor from its lifetime (views and in-place outputs share)",
+    "emit": "the C source and header, build files, weights and report.json",
+    "measure": "code, data and stack bytes of the compiled object; RAM and flash against the board",
+}
