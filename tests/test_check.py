@@ -9,6 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from tinyc.check import check
+from tinyc.pipeline import Build
 from tinyc.targets import get_target
 
 from .conftest import need_tools, run_cli, shared_model
@@ -41,7 +42,7 @@ def test_check_names_every_problem_in_one_run(tmp_path):
 def test_check_measures_ram_and_flash_from_the_object(tmp_path):
     need_tools("arm-none-eabi-gcc", "arm-none-eabi-size")
     path = shared_model("mlperf-tiny/kws_int8.onnx")
-    res = check(path, get_target("cortex-m4"))
+    res = check(Build(path, get_target("cortex-m4"), problems=[]))
     assert not res.problems and res.flash_measured
     r = run_cli("compile", str(path), "-t", "cortex-m4", "-o", str(tmp_path))
     rep = json.loads((tmp_path / "report.json").read_text())
@@ -60,3 +61,21 @@ def test_check_refuses_a_model_too_big_for_the_board():
 def test_check_without_a_cross_compiler_counts_weights_and_says_so(tmp_path):
     r = run_cli("check", str(shared_model("mlperf-tiny/kws_int8.onnx")), "-t", "cortex-m4", env={"PATH": str(tmp_path)})
     assert r.returncode == 0 and "weights only" in r.stdout
+
+
+def _flash(stdout: str) -> int:
+    return int(stdout.split("flash ")[1].split(" B")[0].replace(",", ""))
+
+
+def test_check_takes_the_model_options_of_compile(tmp_path):
+    """AD float needs more flash than the board has; quantized to int8 by tinyc (--quantize int8
+    --calib, as compile takes them) it fits, and check says so with the int8 sizes."""
+    model = shared_model("mlperf-tiny/ad_float.onnx")
+    np.savez(tmp_path / "calib.npz", input_1=np.load(shared_model("mlperf-tiny/samples.npz"))["ad_float"][:8])
+    float_check = run_cli("check", str(model), "-t", "cortex-m4")
+    r = run_cli("check", str(model), "-t", "cortex-m4", "--quantize", "int8", "--calib", str(tmp_path / "calib.npz"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "fits" in r.stdout
+    assert _flash(r.stdout) < _flash(float_check.stdout) * 0.6
+    r = run_cli("check", str(model), "-t", "cortex-m4", "--calib", str(tmp_path / "calib.npz"))
+    assert r.returncode == 2 and "--calib is only used with --quantize int8" in r.stderr

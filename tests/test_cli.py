@@ -178,3 +178,28 @@ def test_bind_errors_are_one_line(tmp_path):
                          ("shape", "use NAME=FILE.npy")):
         r = run_cli("compile", str(tmp_path / "m.onnx"), "--target", "host", "-o", str(tmp_path / "o"), "--bind", bind)
         assert r.returncode == 2 and expect in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_passes_lists_the_whole_build_in_order(tmp_path):
+    from tinyc.passes.pipeline import BACKEND, DEFAULT
+
+    r = run_cli("compile", "--passes")
+    assert r.returncode == 0, r.stderr
+    names = [line.split()[1] for line in r.stdout.splitlines()]
+    assert names == ["import", *DEFAULT, *BACKEND]
+    assert list(BACKEND) == ["select-kernels", "plan-memory", "emit", "measure"]
+    r = run_cli("compile", "--passes", "--quantize", "int8")  # the options after --passes count too
+    assert [line.split()[1] for line in r.stdout.splitlines()][:3] == ["import", "quantize", DEFAULT[0]]
+
+
+def test_dump_ir_labels_import_before_quantize(tmp_path):
+    """--dump-ir: "import" is the model as read (float), "quantize" the int8 graph after calibration."""
+    np.savez(tmp_path / "calib.npz", input_1=np.load(shared_model("mlperf-tiny/samples.npz"))["ad_float"][:4])
+    r = run_cli("compile", str(shared_model("mlperf-tiny/ad_float.onnx")), "-t", "host", "-o", str(tmp_path / "o"),
+                "--quantize", "int8", "--calib", str(tmp_path / "calib.npz"), "--dump-ir", "after=import,quantize,dead-code")
+    assert r.returncode == 0, r.stderr
+    heads = [line for line in r.stdout.splitlines() if line.startswith("# --- IR after")]
+    assert heads == ["# --- IR after import ---", "# --- IR after quantize ---", "# --- IR after dead-code ---"]
+    imported = r.stdout.split(heads[1])[0]
+    quantized = r.stdout.split(heads[1])[1].split(heads[2])[0]
+    assert "s8" not in imported and "s8" in quantized

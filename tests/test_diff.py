@@ -90,7 +90,7 @@ def test_float_twin_of_a_tinyc_quantized_model_tracks_onnxruntime(tmp_path):
     pixels = np.load(ROOT / "examples" / "digits" / "digits_calib.npz")["pixels"]
     np.savez(tmp_path / "calib.npz", image=pixels.reshape(-1, 1, 1, 8, 8))  # the CNN takes 8x8 images
     p = prepare(model, quantize="int8", calib=tmp_path / "calib.npz", progress=False)
-    samples = p.calib[:40]
+    samples = p.calibration[:40]
     ort = np.stack([ort_run(model, s)[0] for s in samples])
     out = p.graph.outputs[0]
     twin = np.stack([interpreter.run(float_twin(p.graph), s)[out] for s in samples])

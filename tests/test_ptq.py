@@ -180,9 +180,7 @@ def test_ptq_of_pointwise_resize_and_mean_ops_is_close_and_c_exact(tmp_path):
     assert {"Sigmoid", "Sub", "Resize", "Tanh", "GlobalAveragePool"} <= set(ops)
     assert all(p.graph.tensors[n.outputs[0]].dtype == "s8" for n in p.graph.nodes if n.op in ("Sigmoid", "Tanh", "Resize", "Sub"))
     samples = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
-    from tinyc.compiler import quantization_quality
-
-    q = quantization_quality(p)["y"]
+    q = p.quality["y"]
     assert q["sqnr_db"] > 25, q  # 46.1 dB when written
     host = get_target("host")
     res = run_on_target(generate(p.graph, host), host, tmp_path / "fw", samples)

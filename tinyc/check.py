@@ -2,7 +2,7 @@
 
 1. every unsupported op, attribute variant or missing kernel, with node names (and a hint where a
    rewrite exists);
-2. when the model compiles: RAM (arena + I/O buffers) and flash (code + weights) against the
+2. when the model compiles (quantized first with --quantize int8): RAM (arena + I/O buffers) and flash (code + weights) against the
    target's board budget. With the target's cross compiler on the machine, code and data bytes
    are measured from the compiled object's ELF sections; otherwise flash counts the weights
    only, and says so.
@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .errors import UnsupportedError
-from .frontend.onnx import import_model, load_model_proto
+from .ir import Graph
+from .pipeline import Build
 from .targets import Target
 
 HINTS = {
@@ -45,47 +45,45 @@ def _hint(problem: str) -> str:
     return ""
 
 
-def check(model_path: str | Path, target: Target, input_shapes=None, bind=None) -> CheckResult:
-    from .codegen import generate
+def _kernel_problems(g: Graph, lowered: bool) -> list[str]:
+    """Every node without a kernel (not only the first). Before the passes (not ``lowered``),
+    QuantizeLinear and DequantizeLinear are left out: the passes lower them with the whole graph
+    in view."""
     from .ops import get_op
-    from .passes import run_passes
-    from .passes.pipeline import DEFAULT
 
-    res = CheckResult()
-    m = load_model_proto(model_path)
-    g = import_model(m, input_shapes, name=Path(model_path).stem, problems=res.problems, bind=bind)
-    if res.problems:  # still look for missing kernels among the nodes that did import
-        for n in g.nodes:
-            if n.op in ("QuantizeLinear", "DequantizeLinear"):
-                continue  # lowered by the passes, which need the whole graph
-            try:
-                get_op(n.op).kernel(n, [g.tensors[x] if x else None for x in n.inputs], [g.tensors[o] for o in n.outputs])
-            except UnsupportedError as e:
-                res.problems.append(str(e))
-        res.problems = [p + _hint(p) for p in res.problems]
-        return res
-    try:
-        g = run_passes(g, DEFAULT)
-    except UnsupportedError as e:
-        res.problems.append(str(e) + _hint(str(e)))
-        return res
-    for n in g.nodes:  # every kernel, not only the first that fails
+    problems = []
+    for n in g.nodes:
+        if not lowered and n.op in ("QuantizeLinear", "DequantizeLinear"):
+            continue
         try:
             get_op(n.op).kernel(n, [g.tensors[x] if x else None for x in n.inputs], [g.tensors[o] for o in n.outputs])
         except UnsupportedError as e:
-            res.problems.append(str(e) + _hint(str(e)))
+            problems.append(str(e))
+    return problems
+
+
+def check(build: Build) -> CheckResult:
+    """The problems of a build made with ``problems=[]`` (every one its import meets), or its
+    RAM and flash when it compiles."""
+    res = CheckResult()
+    g = build.imported
+    if build.problems:  # still look for missing kernels among the nodes that did import
+        res.problems = [p + _hint(p) for p in build.problems + _kernel_problems(g, lowered=False)]
+        return res
+    try:
+        g = build.graph
+    except UnsupportedError as e:
+        res.problems.append(str(e) + _hint(str(e)))
+        return res
+    res.problems = [p + _hint(p) for p in _kernel_problems(g, lowered=True)]
     if res.problems:
         return res
-    model = generate(g, target, name="model")
-    r = model.report
+    r = build.report
     res.details = dict(arena_bytes=r["arena_bytes"], io_bytes=r["io_bytes"], weights_bytes=r["weights_bytes"])
-    from .budget import measure, totals
-
-    m = measure(model, target) if target.emulator.kind != "native" else None
+    m = build.sizes
     if m is not None:
-        r["measured"] = m
         res.details.update(code_and_rodata_bytes=m["code_bytes"] + m["rodata_bytes"], data_bytes=m["data_bytes"],
                            bss_bytes=m["bss_bytes"], stack_bytes_estimate=m.get("stack_bytes_estimate"))
         res.flash_measured = True
-    res.ram_bytes, res.flash_bytes = totals(r)
+    res.ram_bytes, res.flash_bytes = r["ram_bytes"], r["flash_bytes"]
     return res

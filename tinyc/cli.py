@@ -39,30 +39,19 @@ def _shape_arg(values: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _load(args):
-    return _prepare(args).graph
-
-
-def _prepare(args):
-    from .compiler import prepare
-
-    shapes = _shape_arg(args.input_shape)
-    if "" in shapes:  # an unnamed shape is for the only input
-        import onnx  # noqa: F401
-
-        from .frontend.onnx import load_model_proto
-
-        m = load_model_proto(args.model)
-        inits = {i.name for i in m.graph.initializer}
-        names = [i.name for i in m.graph.input if i.name not in inits]
-        if len(names) != 1:
-            raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
-        shapes[names[0]] = shapes.pop("")
+def _build(args, target=None, **options):
+    """The command's build (tinyc/pipeline.py) from the model options every command shares and
+    its samples options (-i, --samples, --seed) where it has them; ``options``: Build options the
+    command sets itself."""
     from .data import load_bound_values
+    from .pipeline import Build
 
-    return prepare(args.model, shapes, quantize=args.quantize, calib=args.calib, method=args.calib_method,
-                   percentile=args.percentile, io=args.io, after_pass=_dumper(getattr(args, "dump_ir", None)),
-                   bind=load_bound_values(args.bind))
+    shared = dict(input_shapes=_shape_arg(args.input_shape), bind=load_bound_values(args.bind), quantize=args.quantize,
+                  calib=args.calib, method=args.calib_method, percentile=args.percentile, io=args.io,
+                  name=getattr(args, "name", None), weights_blob=getattr(args, "weights_blob", False),
+                  after_step=_dumper(getattr(args, "dump_ir", None)), inputs=getattr(args, "input", None),
+                  count=getattr(args, "samples", 1), seed=getattr(args, "seed", 0))
+    return Build(args.model, target, **{**shared, **options})
 
 
 def _bytes_arg(v: str | None, flag: str) -> int | None:
@@ -76,17 +65,19 @@ def _bytes_arg(v: str | None, flag: str) -> int | None:
 
 
 def _dumper(spec: str | None):
-    """--dump-ir all | after=NAME[,NAME]: print the text IR after those passes (and after import)."""
+    """--dump-ir all | after=NAME[,NAME]: print the text IR after those passes (and after import
+    and quantize)."""
     if not spec:
         return None
     from .ir_text import print_graph
     from .passes import PASSES
+    from .passes.pipeline import FRONTEND
 
     if spec == "all":
         wanted = None
     elif spec.startswith("after="):
         wanted = set(spec[len("after="):].split(","))
-        unknown = wanted - set(PASSES) - {"import"}
+        unknown = wanted - set(PASSES) - set(FRONTEND)
         if unknown:
             raise TinycError(f"--dump-ir: unknown pass {', '.join(sorted(unknown))} (see tinyc compile --passes)")
     else:
@@ -108,65 +99,47 @@ def _human(n: float) -> str:
     return str(n)
 
 
-def _generate_with_report(args, target, prepared):
-    """Generate code and complete report.json: quantization quality, sizes measured from the
-    object file, RAM/flash totals; a model over budget is an error."""
-    from .budget import enforce, measure, totals
-    from .codegen import generate
-    from .compiler import quantization_quality
-
-    model = generate(prepared.graph, target, name=args.name or Path(args.model).stem, source=Path(args.model).name,
-                     weights_blob=getattr(args, "weights_blob", False), after_pass=_dumper(getattr(args, "dump_ir", None)))
-    q = quantization_quality(prepared)
-    if q is not None:
-        model.report["quantization"] = dict(method=args.calib_method if args.quantize else "from the model (QDQ)",
-                                            rounding=_rounding(), outputs=q)
-    measured = measure(model, target) if target.emulator.kind != "native" else None
-    if measured is not None:
-        model.report["measured"] = measured
-    ram, flash = totals(model.report)
-    model.report.update(ram_bytes=ram, flash_bytes=flash)
-    enforce(model.report, target, _bytes_arg(getattr(args, "ram_budget", None), "--ram-budget"),
-            _bytes_arg(getattr(args, "flash_budget", None), "--flash-budget"))
-    return model
-
-
 # at most this many samples go through the interpreter for the per-layer error of a report
 REPORT_SAMPLES = 32
 
 
-def _html_report(args, target, prepared, model, samples, origin, emulate=False, bench=False) -> str:
+def _html_report(args, build, emulate=False, bench=False) -> str:
+    """The HTML page of a build whose report is complete, on its samples."""
     from .diff import compare_target, layer_errors, run_debug_build, summarize
     from .htmlreport import render
 
-    g = prepared.graph
-    samples = samples[:REPORT_SAMPLES]
+    g, target, model = build.graph, build.target, build.model
+    samples = build.samples.feeds[:REPORT_SAMPLES]
     rows, refs, _ = layer_errors(g, samples) if samples else ([], [], [])
     bench_data = None
     if emulate or bench:
         with tempfile.TemporaryDirectory(prefix="tinyc-report-") as tmp:
             if emulate:
                 dumps = run_debug_build(g, target, Path(tmp) / "debug", samples, name=model.name,
-                                        source=Path(args.model).name, timeout=args.timeout)
+                                        source=build.path.name, timeout=args.timeout)
                 compare_target(rows, refs, dumps, args.rtol)
             if bench:
                 from .bench import count
 
                 bench_data = count(model, target, Path(tmp) / "bench", samples[0], timeout=args.timeout)
                 bench_data.pop("outputs")
-    note = f"on {len(samples)} sample(s) ({origin})" if samples else ""
+    note = f"on {len(samples)} sample(s) ({build.samples.origin})" if samples else ""
     return render(model.report, target, [r.to_json() for r in rows], bench_data, summarize(rows) if rows else None, note)
 
 
 def cmd_compile(args) -> int:
     from .compiler import write_output
 
+    if args.passes:
+        return _list_stages(args)
+
     target = _target(args)
-    prepared = _prepare(args)
-    model = _generate_with_report(args, target, prepared)
-    q = model.report.get("quantization", {}).get("outputs")
+    build = _build(args, target, count=4, seed=0, calib_inputs=True)  # --report's samples
+    r = build.report
+    build.enforce(_bytes_arg(args.ram_budget, "--ram-budget"), _bytes_arg(args.flash_budget, "--flash-budget"))
+    model = build.model
+    q = r.get("quantization", {}).get("outputs")
     files = write_output(model, Path(args.output))
-    r = model.report
     print(f"tinyc: {args.model} -> {args.output} (target {target.name})")
     print(f"  {len(r['layers'])} layers, {r['macs_total']:,} MACs")
     print(f"  arena {_human(r['arena_bytes'])} ({r['arena_bytes']:,} B; lower bound {r['arena_lower_bound_bytes']:,} B, "
@@ -184,13 +157,7 @@ def cmd_compile(args) -> int:
                   f"max abs error {v['max_abs_error']:.3g}, top-1 agreement {v['top1_agreement']:.1%}")
     if args.report:
         html = Path(args.output) / "report.html"
-        if prepared.calib:
-            samples, origin = prepared.calib, "calibration data"
-        else:
-            from .data import random_samples
-
-            samples, origin = random_samples(prepared.graph, 4, 0), "4 random inputs, seed 0"
-        html.write_text(_html_report(args, target, prepared, model, samples, origin))
+        html.write_text(_html_report(args, build))
         files.append(html)
     print("  wrote " + ", ".join(str(f) for f in files))
     if args.verbose:
@@ -199,37 +166,25 @@ def cmd_compile(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from . import interpreter
-    from .data import load_samples, save_outputs
+    from .data import save_outputs
 
-    g = _load(args)
-    samples, _ = load_samples(args.input, g)
-    results = [interpreter.run(g, s) for s in samples]
-    save_outputs(args.output, results)
-    print(f"tinyc: ran {len(samples)} sample(s) through the reference interpreter -> {args.output}")
+    build = _build(args)
+    save_outputs(args.output, build.reference)
+    print(f"tinyc: ran {len(build.samples.feeds)} sample(s) through the reference interpreter -> {args.output}")
     return EXIT_OK
 
 
 def cmd_verify(args) -> int:
-    from . import interpreter
-    from .codegen import generate
-    from .data import load_samples, random_samples
     from .emulator import run_on_target
+    from .oracle import from_args
     from .verify import compare
 
     target = _target(args)
-    g = _load(args)
-    if args.input:
-        samples, expected = load_samples(args.input, g)
-        origin = args.input
-    else:
-        samples, expected = random_samples(g, args.samples, args.seed), None
-        origin = f"{args.samples} random sample(s), seed {args.seed}"
-    from .oracle import from_args
-
-    oracle, tol = from_args(args, g)
-    model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name,
-                     weights_blob=args.weights_blob)
+    build = _build(args, target)
+    g = build.graph
+    samples, expected, origin = build.samples.feeds, build.samples.expected, build.samples.origin
+    oracle, tol = from_args(args, build)
+    model = build.model
     if args.emulator == "renode":
         if args.weights_blob:
             raise TinycError("--weights-blob is not supported with --emulator renode yet (the Renode firmware "
@@ -237,28 +192,25 @@ def cmd_verify(args) -> int:
         if oracle is not None:
             raise TinycError("--against is not supported with --emulator renode (its test checks the reference's "
                              "outputs on the board); use QEMU")
-        return _verify_renode(args, target, g, model, samples, origin)
+        return _verify_renode(args, build)
     where = "natively" if target.emulator.kind == "native" else f"in {target.emulator.system} -M {target.emulator.machine}"
     print(f"tinyc verify: {args.model} on {target.name}, {where}; inputs: {origin}")
     elf_rows = []
     with tempfile.TemporaryDirectory(prefix="tinyc-verify-") as tmp:
-        build = Path(args.build_dir) if args.build_dir else Path(tmp)
-        result = run_on_target(model, target, build, samples, timeout=args.timeout, max_instructions=args.max_instructions)
+        build_dir = Path(args.build_dir) if args.build_dir else Path(tmp)
+        result = run_on_target(model, target, build_dir, samples, timeout=args.timeout,
+                               max_instructions=args.max_instructions)
         if target.emulator.kind == "qemu":
-            from .budget import cross_check, measure
+            from .budget import cross_check
 
-            measured = measure(model, target)
-            if measured is not None:
-                model.report["measured"] = measured
-            elf_rows = cross_check(model.report, build / "firmware.elf")
+            elf_rows = cross_check({**model.report, "measured": build.sizes}, build_dir / "firmware.elf")
     if elf_rows:
         # report.json's figures against what the linked firmware holds (symbol sizes, no padding)
         print("  firmware ELF vs report: " + ", ".join(
             f"{what} {want:,} B " + ("= ELF" if want == got else f"!= ELF {got:,} B (differs by {got - want:+,} B)")
             for what, want, got in elf_rows))
-    refs = [interpreter.run(g, feeds) for feeds in samples]
     ok = True
-    checks = [("reference", refs)]
+    checks = [("reference", build.reference)]
     if expected is not None:
         checks.append(("expected data", expected))
     for label, truth in checks:
@@ -294,19 +246,18 @@ def _against(oracle, tol, g, samples, outputs) -> str | None:
     return failure(oracle, verdicts)
 
 
-def _verify_renode(args, target, g, model, samples, origin) -> int:
+def _verify_renode(args, build) -> int:
     """Firmware with the samples built in, a .resc and a .robot expecting the reference outputs;
     renode-test runs them (exit 2 when Renode is not installed)."""
-    from . import interpreter
     from .emulator import renode
 
+    target = build.target
     print(f"tinyc verify: {args.model} on {target.name} in Renode ({target.renode.board if target.renode else '-'}); "
-          f"inputs: {origin}")
-    refs = [interpreter.run(g, feeds) for feeds in samples]
+          f"inputs: {build.samples.origin}")
     with tempfile.TemporaryDirectory(prefix="tinyc-renode-") as tmp:
-        build = Path(args.build_dir) if args.build_dir else Path(tmp)
-        robot = renode.build(model, target, build, samples, refs)
-        print(f"  wrote {robot.name}, {robot.stem}.resc and firmware.elf" + (f" in {build}" if args.build_dir else ""))
+        build_dir = Path(args.build_dir) if args.build_dir else Path(tmp)
+        robot = renode.build(build.model, target, build_dir, build.samples.feeds, build.reference)
+        print(f"  wrote {robot.name}, {robot.stem}.resc and firmware.elf" + (f" in {build_dir}" if args.build_dir else ""))
         try:
             ok, tail = renode.run_robot(robot, args.timeout)
         except TinycError as e:
@@ -321,16 +272,13 @@ def cmd_bench(args) -> int:
     import json
 
     from .bench import count
-    from .codegen import generate
-    from .data import load_samples, random_samples
 
     target = _target(args)
-    g = _load(args)
-    sample = load_samples(args.input, g)[0][0] if args.input else random_samples(g, 1, args.seed)[0]
-    model = generate(g, target, name=args.name or Path(args.model).stem, source=Path(args.model).name)
+    build = _build(args, target)
+    sample = build.samples.feeds[0]
     with tempfile.TemporaryDirectory(prefix="tinyc-bench-") as tmp:
-        build = Path(args.build_dir) if args.build_dir else Path(tmp)
-        r = count(model, target, build, sample, timeout=args.timeout)
+        build_dir = Path(args.build_dir) if args.build_dir else Path(tmp)
+        r = count(build.model, target, build_dir, sample, timeout=args.timeout)
     r.pop("outputs")
     if args.json:
         print(json.dumps(r, indent=2))
@@ -356,25 +304,21 @@ def cmd_bench(args) -> int:
 def cmd_diff(args) -> int:
     import json
 
-    from .data import load_samples, random_samples
     from .diff import compare_target, layer_errors, render_table, run_debug_build, summarize
-
-    target = _target(args)
-    g = _load(args)
-    if args.input:
-        samples, origin = load_samples(args.input, g)[0], args.input
-    else:
-        samples, origin = random_samples(g, args.samples, args.seed), f"{args.samples} random sample(s), seed {args.seed}"
     from .oracle import diff_against, from_args
 
-    oracle, tol = from_args(args, g, layers=True)
+    target = _target(args)
+    build = _build(args, target)
+    g = build.graph
+    samples, origin = build.samples.feeds, build.samples.origin
+    oracle, tol = from_args(args, build, layers=True)
     rows, refs, _ = layer_errors(g, samples)
     dumps = None
     if target.emulator.kind in ("qemu", "native"):
         with tempfile.TemporaryDirectory(prefix="tinyc-diff-") as tmp:
-            build = Path(args.build_dir) if args.build_dir else Path(tmp)
-            dumps = run_debug_build(g, target, build, samples, name=args.name or Path(args.model).stem,
-                                    source=Path(args.model).name, timeout=args.timeout)
+            build_dir = Path(args.build_dir) if args.build_dir else Path(tmp)
+            dumps = run_debug_build(g, target, build_dir, samples, name=build.name, source=build.path.name,
+                                    timeout=args.timeout)
         compare_target(rows, refs, dumps, args.rtol)
     else:
         print(f"tinyc diff: {target.name} has no emulator; only float vs int8 is shown", file=sys.stderr)
@@ -397,25 +341,17 @@ def cmd_diff(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .data import load_samples, random_samples
-
     target = _target(args)
-    prepared = _prepare(args)
-    g = prepared.graph
-    if args.input:
-        samples, origin = load_samples(args.input, g)[0], args.input
-    elif prepared.calib:
-        samples, origin = prepared.calib, "calibration data"
-    else:
-        samples, origin = random_samples(g, args.samples, args.seed), f"random inputs, seed {args.seed}"
-    model = _generate_with_report(args, target, prepared)
+    build = _build(args, target, calib_inputs=True)
+    build.samples  # noqa: B018 (a bad -i is an error before anything is generated)
+    r = build.report
+    build.enforce()
     out = Path(args.output)
     if out.is_dir():
         raise TinycError(f"--output {out} is a folder; give the HTML file's path")
-    html = _html_report(args, target, prepared, model, samples, origin, emulate=args.emulate, bench=args.bench)
+    html = _html_report(args, build, emulate=args.emulate, bench=args.bench)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html)
-    r = model.report
     print(f"tinyc report: {args.model} on {target.name} -> {out} (arena {r['arena_bytes']:,} B, "
           f"weights {r['weights_bytes']:,} B, {r['macs_total']:,} MACs)")
     return EXIT_OK
@@ -425,10 +361,7 @@ def cmd_check(args) -> int:
     from .check import check
 
     target = _target(args)
-    from .data import load_bound_values
-
-    shapes = _shape_arg(args.input_shape)
-    res = check(args.model, target, shapes, load_bound_values(args.bind))
+    res = check(_build(args, target, problems=[]))
     print(f"tinyc check: {args.model} for {target.name} ({target.board or 'no board'})")
     if res.problems:
         for p in res.problems:
@@ -447,12 +380,6 @@ def cmd_check(args) -> int:
         return EXIT_USAGE
     print("  fits")
     return EXIT_OK
-
-
-def _rounding() -> str:
-    from .quant import fixedpoint
-
-    return fixedpoint.ROUNDING
 
 
 def cmd_targets(args) -> int:
@@ -475,14 +402,26 @@ def cmd_targets(args) -> int:
     return EXIT_OK
 
 
-class _ListPasses(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None):
-        from .passes import PASSES
-        from .passes.pipeline import DEFAULT
+class _ListStages(argparse.Action):
+    """--passes: the command lists the build's steps instead of building, so neither the model
+    nor -o is required any more (the other options, such as --quantize, still count)."""
 
-        for i, name in enumerate(DEFAULT, 1):
-            print(f"{i:2d}. {name:18s} {PASSES[name].description}")
-        parser.exit(0)
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True)
+        for action in parser._actions:
+            action.required = False
+
+
+def _list_stages(args) -> int:
+    """The whole build in order: import, quantize (with --quantize), the graph passes, the back end."""
+    from .pipeline import stages
+
+    for i, (name, description) in enumerate(stages(bool(args.quantize)), 1):
+        print(f"{i:2d}. {name:18s} {description}")
+    return EXIT_OK
 
 
 TARGET_HELP = f"target name (see `tinyc targets`; default {DEFAULT_TARGET})"
@@ -495,7 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tinyc {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def model_args(sp):
+    def model_args(sp, code: bool = True):
+        """The model options of every command that takes a model; ``code``: it generates code
+        (for a target, with a C name)."""
         sp.add_argument("model", help="ONNX model file")
         sp.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                         help="fix an input's shape (symbolic dimensions default to 1); repeatable")
@@ -512,24 +453,25 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the model's own; float for --quantize)")
         q.add_argument("--rounding", default="double", choices=["double", "single"],
                        help="requantization rounding: double (TFLite Micro's default) or single (TFLITE_SINGLE_ROUNDING)")
+        if code:
+            sp.add_argument("--target", "-t", help=TARGET_HELP)
+            sp.add_argument("--name", help="C name prefix (default: the model file name)")
 
     c = sub.add_parser("compile", help="generate C code and report.json")
     model_args(c)
-    c.add_argument("--target", "-t", help=TARGET_HELP)
     c.add_argument("-o", "--output", required=True, help="output folder")
-    c.add_argument("--name", help="C name prefix (default: the model file name)")
     c.add_argument("--verbose", "-v", action="store_true", help="print the memory plan")
     c.add_argument("--report", action="store_true", help="also write report.html (see `tinyc report`)")
     c.add_argument("--weights-blob", action="store_true",
                    help="weights in a separate checked file <name>_weights.bin, loaded at run time with <name>_load_weights")
-    c.add_argument("--passes", nargs=0, action=_ListPasses, help="list the pass pipeline and exit")
+    c.add_argument("--passes", action=_ListStages, help="list the build's steps (with --quantize: quantize too) and exit")
     c.add_argument("--dump-ir", metavar="all|after=PASS", help="print the text IR after every pass, or after PASS")
     c.add_argument("--ram-budget", metavar="BYTES", help="fail when the model needs more RAM (default: the target board's; 0: none)")
     c.add_argument("--flash-budget", metavar="BYTES", help="fail when the model needs more flash (default: the board's; 0: none)")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run the reference interpreter")
-    model_args(r)
+    model_args(r, code=False)
     r.add_argument("--input", "-i", required=True, help=".npz (keyed by input name), .npy, .pb or ONNX test-data folder")
     r.add_argument("-o", "--output", required=True, help="output .npz")
     r.set_defaults(fn=cmd_run)
@@ -537,13 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     def run_args(sp, samples: int, timeout: float, inputs_help: str):
         """Options of the commands that run samples on a target."""
         model_args(sp)
-        sp.add_argument("--target", "-t", help=TARGET_HELP)
         sp.add_argument("--input", "-i", help=inputs_help)
         sp.add_argument("--samples", type=int, default=samples, help="random samples when --input is absent")
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--rtol", type=float, default=1e-4, help="float tolerance relative to the largest reference value")
         sp.add_argument("--timeout", type=float, default=timeout, help="seconds before an emulator run is stopped")
-        sp.add_argument("--name", help="C name prefix")
 
     inputs = "inputs (.npz, .npy, .pb or ONNX test-data folder); random when absent"
     v = sub.add_parser("verify", help="build, run on the target (emulated) and compare with the reference")
@@ -560,13 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="exact instructions per inference in QEMU, per layer and in total")
     model_args(b)
-    b.add_argument("--target", "-t", help=TARGET_HELP)
     b.add_argument("--input", "-i", help="the sample to run (default: random, --seed)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", action="store_true", help="machine-readable output")
     b.add_argument("--build-dir", help="keep the firmware, plugin and counts here")
     b.add_argument("--timeout", type=float, default=600.0)
-    b.add_argument("--name", help="C name prefix")
     b.set_defaults(fn=cmd_bench)
 
     d = sub.add_parser("diff", help="every layer three ways: float model, int8 reference, generated C on the target")
@@ -585,10 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.set_defaults(fn=cmd_report)
 
     k = sub.add_parser("check", help="list every problem at once and the RAM/flash needed against the target")
-    k.add_argument("model", help="ONNX model file")
-    k.add_argument("--target", "-t", help=TARGET_HELP)
-    k.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
-    k.add_argument("--bind", action="append", metavar="NAME=FILE.npy", help="as for compile")
+    model_args(k)
     k.set_defaults(fn=cmd_check)
 
     t = sub.add_parser("targets", help="list targets")

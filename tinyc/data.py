@@ -3,6 +3,7 @@ test-data folders (input_*.pb with optional output_*.pb)."""
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,13 +70,13 @@ def load_samples(path: str | Path, g: Graph, flag: str = "--input") -> tuple[lis
             raise TinycError(f"{p}: a .npy file fits only one-input models; use a .npz")
         try:
             arrays = {g.inputs[0]: np.load(p, allow_pickle=False)}
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, EOFError) as e:
             raise TinycError(f"{p}: not a .npy file ({e})") from None
     else:
         try:
             with np.load(p, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise TinycError(f"{p}: not a .npz file ({str(e).splitlines()[0]})") from None
         if set(g.inputs) <= set(data):
             arrays = {k: data[k] for k in g.inputs}
@@ -107,6 +108,41 @@ def random_samples(g: Graph, count: int, seed: int) -> list[dict[str, np.ndarray
                 feeds[name] = rng.integers(info.min, info.max, size=t.shape, endpoint=True).astype(info.dtype)
         out.append(feeds)
     return out
+
+
+def quantize_feeds(g: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feeds of an int8-input graph: float samples quantized with the input's parameters (a
+    float model's calibration data or random floats fed to its quantized form); others unchanged."""
+    out = {}
+    for name, v in feeds.items():
+        t = g.tensors[name]
+        if t.quant is not None and t.dtype == "s8" and np.asarray(v).dtype.kind == "f":
+            q = np.round(np.asarray(v, np.float32) / float(t.quant.scale)) + int(t.quant.zero_point)
+            v = np.clip(q, -128, 127).astype(np.int8)
+        out[name] = v
+    return out
+
+
+@dataclass
+class Samples:
+    """The inputs a command runs, the expected outputs when the data came with them, and where
+    they come from (printed)."""
+
+    feeds: list[dict[str, np.ndarray]]
+    expected: list[dict[str, np.ndarray]] | None
+    origin: str
+
+
+def choose_samples(g: Graph, path: str | Path | None = None, count: int = 1, seed: int = 0,
+                   calib: list[dict[str, np.ndarray]] | None = None) -> Samples:
+    """Every command's inputs: the file or folder given with -i, else the calibration samples when
+    given (``calib``), else ``count`` random ones from ``seed``."""
+    if path:
+        feeds, expected = load_samples(path, g)
+        return Samples(feeds, expected, str(path))
+    if calib:
+        return Samples(calib, None, "calibration data")
+    return Samples(random_samples(g, count, seed), None, f"{count} random sample(s), seed {seed}")
 
 
 def save_outputs(path: str | Path, results: list[dict[str, np.ndarray]]) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import interpreter
 from .codegen import GeneratedModel, generate
+from .data import quantize_feeds
 from .errors import TinycError
 from .ir import DTYPES, Graph, QuantParams, Tensor
 from .ops import get_op
@@ -89,12 +90,6 @@ def _float_feeds(g: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray
     """The float twin's inputs: float samples as they are, integer ones dequantized."""
     return {k: (np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f" else dequantize(v, g.tensors[k].quant))
             for k, v in feeds.items()}
-
-
-def _int_feeds(g: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from .compiler import _requantize_feeds
-
-    return _requantize_feeds(g, feeds)
 
 
 def read_dump(raw: bytes, g: Graph, samples: int) -> list[dict[str, np.ndarray]]:
@@ -166,7 +161,7 @@ def layer_errors(g: Graph, samples: Sequence[dict[str, np.ndarray]]) -> tuple[li
     """Per node output: int8 reference vs float twin over all samples (SQNR pooled). Returns the
     rows and the int8 and float values of every tensor per sample."""
     quantized = any(_is_quantized(t) for t in g.tensors.values() if t.data is None)
-    refs = [interpreter.run(g, _int_feeds(g, s), keep_all=True) for s in samples]
+    refs = [interpreter.run(g, quantize_feeds(g, s), keep_all=True) for s in samples]
     twin = float_twin(g) if quantized else None
     floats = [interpreter.run(twin, _float_feeds(g, s), keep_all=True) for s in samples] if twin else []
     rows: list[LayerDiff] = []
@@ -205,7 +200,7 @@ def run_debug_build(g: Graph, target: Target, build_dir: Path, samples: Sequence
     if edit is not None:
         edit(model)
     program = build_firmware(model, target, build_dir, dump=True)
-    int_samples = [_int_feeds(g, s) for s in samples]
+    int_samples = [quantize_feeds(g, s) for s in samples]
     run_firmware(model, target, program, int_samples, timeout)
     dump = build_dir / "dump.bin"
     if not dump.exists():

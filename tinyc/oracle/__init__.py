@@ -103,12 +103,12 @@ def diff_against(oracle: Oracle, tol: Tolerance, g: Graph, samples: Sequence[dic
     did not run, or where an output is a view, which the dumps do not hold), which decide; and,
     for information, every layer the oracle gives too (onnxruntime: where the names match), in
     each row's ``extra["against"]``."""
-    from ..diff import _int_feeds
+    from ..data import quantize_feeds
 
     names = [r.tensor for r in rows if r.tensor in g.outputs or not r.view]
     got = [{name: (d if d is not None and name in d else r)[name] for name in names}
            for r, d in zip(refs, dumps if dumps is not None else [None] * len(refs))]
-    judged = {v.output: v for v in check(oracle, g, [_int_feeds(g, s) for s in samples], got, tol, names)}
+    judged = {v.output: v for v in check(oracle, g, [quantize_feeds(g, s) for s in samples], got, tol, names)}
     verdicts = [judged[name] for name in g.outputs]
     for row in rows:
         if row.tensor in judged:
@@ -142,22 +142,20 @@ def failure(oracle: Oracle, verdicts: Sequence[Verdict]) -> str | None:
     return " ".join([f"against {oracle.label}: {what}", *oracle.notes])
 
 
-def from_args(args, g: Graph, layers: bool = False) -> tuple[Oracle | None, Tolerance]:
-    """The oracle of ``--against`` (None without it) and the tolerances of ``--rtol``, ``--lsb``
-    and ``--min-sqnr``. Made before anything is built, so that a missing file or package is an
-    error at once."""
+def from_args(args, build, layers: bool = False) -> tuple[Oracle | None, Tolerance]:
+    """The oracle of ``--against`` for a build (tinyc/pipeline.py; None without --against) and
+    the tolerances of ``--rtol``, ``--lsb`` and ``--min-sqnr``. Made before anything is built
+    for the target, so that a missing file or package is an error at once."""
     tol = Tolerance(args.rtol, args.lsb, args.min_sqnr)
     if tol.lsb < 0:
         raise TinycError(f"--lsb {tol.lsb}: give a number of LSB, 0 or more")
     if not args.against:
         return None, tol
-    if args.quantize and args.against == "onnxruntime" and not args.input:
+    if build.quantize and args.against == "onnxruntime" and not build.inputs:
         raise TinycError("--against onnxruntime on a model quantized with --quantize compares it with the float "
                          "model: give representative held-out inputs with -i (random inputs fall outside the "
                          "calibrated ranges)")
-    from ..data import load_bound_values
-
-    return make_oracle(args.against, args.model, g, load_bound_values(args.bind), bool(args.quantize), layers), tol
+    return make_oracle(args.against, build.path, build.graph, build.bind, bool(build.quantize), layers), tol
 
 
 def add_arguments(sp) -> None:

@@ -17,7 +17,7 @@ def _first_line(e: Exception) -> str:
 def _feed(g: Graph, name: str, value: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A compiled model's input as the ONNX model takes it: the same values, or (an int8 input of
     a graph whose ONNX input is float, --io int8) dequantized, or quantized the other way round."""
-    from ..compiler import _requantize_feeds
+    from ..data import quantize_feeds
     from ..diff import dequantize
 
     t = g.tensors[name]
@@ -28,7 +28,7 @@ def _feed(g: Graph, name: str, value: np.ndarray, dtype: np.dtype) -> np.ndarray
         raise TinycError(f"--against onnxruntime: input '{name}' is {v.dtype} here and {dtype} in the ONNX model")
     if dtype.kind == "f":
         return dequantize(v, t.quant).astype(dtype)
-    return _requantize_feeds(g, {name: v})[name].astype(dtype)
+    return quantize_feeds(g, {name: v})[name].astype(dtype)
 
 
 def _layer_taps(model, g: Graph) -> dict[str, tuple[str, tuple[int, ...] | None]]:

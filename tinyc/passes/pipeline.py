@@ -1,4 +1,5 @@
-"""The default pass order of `tinyc compile` (`tinyc compile --passes` prints it)."""
+"""The order of the build (`tinyc compile --passes` prints it): the front-end steps, the default
+graph passes, and the back-end stages after them."""
 from __future__ import annotations
 
 DEFAULT = [
@@ -26,3 +27,17 @@ KERNELS = [
     "select-kernels",  # every node -> its C kernel for the target, weights in the kernel's layout
     "plan-memory",  # activations and scratch -> arena offsets; views and in-place execution
 ]
+
+# Before the graph passes (tinyc/pipeline.py): reading the model, and quantize with --quantize int8.
+FRONTEND = {
+    "import": "read the model into tinyc IR (--input-shape, --bind)",
+    "quantize": f"float -> int8, calibrated on the --calib samples (after {', '.join(BEFORE_QUANTIZATION)})",
+}
+
+# After the graph passes: code generation (tinyc/codegen) and the sizes of the compiled code.
+BACKEND = {
+    "select-kernels": "a C kernel for every node, by op, types and the target's features (weights in its layout)",
+    "plan-memory": "arena offsets for every tensor from its lifetime (views and in-place outputs share)",
+    "emit": "the C source and header, build files, weights and report.json",
+    "measure": "code, data and stack bytes of the compiled object; RAM and flash against the board",
+}

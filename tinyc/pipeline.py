@@ -1,0 +1,213 @@
+"""One build of one model, shared by every command: the steps from the model file to measured C
+code, each computed when first asked for and then kept.
+
+    import -> quantize (--quantize int8) -> graph passes -> emit -> measure
+                                                    `-> run (the reference interpreter on samples)
+
+A command asks for what it needs: `tinyc run` stops at the graph, `tinyc compile` goes on to the
+measured report; `tinyc check` builds with ``problems`` to hear of every unsupported op at once.
+``stages`` is the order `tinyc compile --passes` prints.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .codegen import GeneratedModel
+from .data import Samples
+from .errors import TinycError
+from .ir import Graph
+from .targets import Target
+
+
+def stages(quantize: bool) -> list[tuple[str, str]]:
+    """(name, description) of every step of a build in order: the front end, the graph passes,
+    the back end."""
+    from .passes import PASSES
+    from .passes.pipeline import BACKEND, DEFAULT, FRONTEND
+
+    front = [(k, v) for k, v in FRONTEND.items() if quantize or k != "quantize"]
+    return front + [(name, PASSES[name].description) for name in DEFAULT] + list(BACKEND.items())
+
+
+class Build:
+    """A model, the options every command shares (shapes, bound inputs, quantization, I/O types,
+    target, C name) and the steps' results as properties.
+
+    ``after_step(name, graph)`` sees the graph after import, after quantization, after every
+    graph pass and after the back-end passes select-kernels and plan-memory (--dump-ir). ``problems``: a list makes the import record every unsupported op
+    or attribute in it and go on (tinyc check) instead of stopping at the first. Samples (the
+    run step's inputs): the file ``inputs``, else the calibration samples when
+    ``calib_inputs``, else ``count`` random ones from ``seed``."""
+
+    def __init__(self, model_path: str | os.PathLike, target: Target | None = None, *,
+                 input_shapes: dict[str, tuple[int, ...]] | None = None, bind: dict[str, np.ndarray] | None = None,
+                 quantize: str | None = None, calib: str | os.PathLike | None = None, method: str = "minmax",
+                 percentile: float = 99.99, io: str | None = None, name: str | None = None,
+                 weights_blob: bool = False, passes: list[str] | None = None, inputs: str | os.PathLike | None = None,
+                 count: int = 1, seed: int = 0, calib_inputs: bool = False, progress: bool = True,
+                 after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None):
+        from .passes.pipeline import DEFAULT
+
+        self.path = Path(model_path)
+        self.target = target  # needed from emit on
+        self.input_shapes = dict(input_shapes or {})  # "" names the only input
+        self.bind = bind or {}
+        self.quantize, self.calib, self.method, self.percentile, self.io = quantize, calib, method, percentile, io
+        self.name = name or self.path.stem
+        self.weights_blob = weights_blob
+        self.passes = DEFAULT if passes is None else passes
+        self.inputs, self.count, self.seed, self.calib_inputs = inputs, count, seed, calib_inputs
+        self.progress = progress
+        self.after_step = after_step
+        self.problems = problems
+
+    def _after(self, name: str, g: Graph) -> None:
+        if self.after_step is not None:
+            self.after_step(name, g)
+
+    @cached_property
+    def imported(self) -> Graph:
+        """import: the model as tinyc IR, as written (for a model tinyc quantizes, the float model)."""
+        from .frontend.onnx import import_model, load_model_proto
+
+        proto = load_model_proto(self.path)
+        shapes = dict(self.input_shapes)
+        if "" in shapes:
+            inits = {i.name for i in proto.graph.initializer}
+            names = [i.name for i in proto.graph.input if i.name not in inits]
+            if len(names) != 1:
+                raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
+            shapes[names[0]] = shapes.pop("")
+        g = import_model(proto, shapes, name=self.path.stem, problems=self.problems, bind=self.bind)
+        self._after("import", g)
+        return g
+
+    @cached_property
+    def calibration(self) -> list[dict[str, np.ndarray]]:
+        """The --calib samples (none without --calib)."""
+        from .data import load_samples
+
+        return load_samples(self.calib, self.imported, "--calib")[0] if self.calib else []
+
+    def _quantized(self) -> Graph:
+        """quantize: a copy of the imported graph (which stays the float model), with --quantize
+        int8 calibrated on the --calib samples after the passes that keep float semantics."""
+        from .passes import run_passes
+        from .passes.pipeline import BEFORE_QUANTIZATION
+        from .quant.ptq import quantize_graph
+
+        g = copy.deepcopy(self.imported)
+        if self.quantize not in (None, "int8"):
+            raise TinycError(f"--quantize {self.quantize}: only int8 is supported")
+        if self.calib and not self.quantize:
+            raise TinycError("--calib is only used with --quantize int8 (calibration data quantizes a float model); "
+                             "give samples to run with -i")
+        if not self.quantize:
+            return g
+        if not self.calibration:
+            raise TinycError("--quantize int8 needs calibration data: --calib FILE.npz")
+        if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
+            raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
+        g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), self.calibration, self.method, self.percentile, self.io,
+                           self.progress)
+        self._after("quantize", g)
+        return g
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The graph passes on the quantized graph, then the I/O types --io asks for: None keeps
+        the model's (float for a model tinyc quantizes), "float" makes int8 inputs/outputs float
+        (quantized/dequantized in the model), "int8" makes quantized float inputs/outputs int8."""
+        from .passes import run_passes
+        from .quant.io import add_io_quantization, has_int8_io, strip_io_quantization
+
+        g = run_passes(self._quantized(), self.passes, self.after_step)
+        if self.io == "int8" and not self.quantize:
+            g = strip_io_quantization(g)
+            if not has_int8_io(g):
+                raise TinycError("--io int8: the model has no int8 inputs or outputs (a float model needs "
+                                 "--quantize int8 --calib FILE first)")
+        elif self.io == "float" and not self.quantize:
+            g = add_io_quantization(g)
+        return g
+
+    @cached_property
+    def float_graph(self) -> Graph | None:
+        """The float model the quantization is judged against: the imported graph, when calibration
+        data came along."""
+        return self.imported if self.calibration else None
+
+    @cached_property
+    def model(self) -> GeneratedModel:
+        """emit: the C files and report.json for the target (kernel selection, memory plan and
+        printing, all in tinyc.codegen.generate)."""
+        from .codegen import generate
+
+        return generate(self.graph, self.target, name=self.name, source=self.path.name, weights_blob=self.weights_blob,
+                        after_pass=self.after_step)
+
+    @cached_property
+    def quality(self) -> dict | None:
+        """int8 vs float on the calibration samples (SQNR, max error, top-1 agreement per output);
+        None without calibration data or an int8 graph."""
+        from . import interpreter
+        from .data import quantize_feeds
+        from .quant.ptq import quality
+
+        g, fg = self.graph, self.float_graph
+        if fg is None or g.outputs != fg.outputs or not any(t.quant is not None for t in g.tensors.values()):
+            return None
+        f_out = [interpreter.run(fg, s) for s in self.calibration]
+        q_out = [interpreter.run(g, quantize_feeds(g, s)) for s in self.calibration]
+        return quality(f_out, q_out, g)
+
+    @cached_property
+    def sizes(self) -> dict[str, Any] | None:
+        """measure: code, data, bss and stack bytes of the compiled object (None on a native target
+        or without the target's compiler)."""
+        from .budget import measure
+
+        return measure(self.model, self.target) if self.target.emulator.kind != "native" else None
+
+    @cached_property
+    def report(self) -> dict[str, Any]:
+        """The emitted model's report.json completed: quantization quality, measured sizes and the
+        RAM and flash totals."""
+        from .budget import totals
+        from .quant import fixedpoint
+
+        r = self.model.report
+        if self.quality is not None:
+            r["quantization"] = dict(method=self.method if self.quantize else "from the model (QDQ)",
+                                     rounding=fixedpoint.ROUNDING, outputs=self.quality)
+        if self.sizes is not None:
+            r["measured"] = self.sizes
+        r["ram_bytes"], r["flash_bytes"] = totals(r)
+        return r
+
+    def enforce(self, ram_budget: int | None = None, flash_budget: int | None = None) -> None:
+        """A model over budget (the board's, when not given; 0: none) is an error."""
+        from .budget import enforce
+
+        enforce(self.report, self.target, ram_budget, flash_budget)
+
+    @cached_property
+    def samples(self) -> Samples:
+        """The inputs the run step and the commands that run the model use."""
+        from .data import choose_samples
+
+        return choose_samples(self.graph, self.inputs, self.count, self.seed,
+                              self.calibration if self.calib_inputs else None)
+
+    @cached_property
+    def reference(self) -> list[dict[str, np.ndarray]]:
+        """run: the reference interpreter's outputs on the samples."""
+        from . import interpreter
+
+        return [interpreter.run(self.graph, s) for s in self.samples.feeds]
