@@ -62,7 +62,7 @@ def _prepare(args):
 
     return prepare(args.model, shapes, quantize=args.quantize, calib=args.calib, method=args.calib_method,
                    percentile=args.percentile, io=args.io, after_pass=_dumper(getattr(args, "dump_ir", None)),
-                   bind=load_bound_values(args.bind))
+                   bind=load_bound_values(args.bind), rounding=args.rounding)
 
 
 def _bytes_arg(v: str | None, flag: str) -> int | None:
@@ -120,7 +120,7 @@ def _generate_with_report(args, target, prepared):
     q = quantization_quality(prepared)
     if q is not None:
         model.report["quantization"] = dict(method=args.calib_method if args.quantize else "from the model (QDQ)",
-                                            rounding=_rounding(), outputs=q)
+                                            rounding=model.report["rounding"], outputs=q)
     measured = measure(model, target) if target.emulator.kind != "native" else None
     if measured is not None:
         model.report["measured"] = measured
@@ -449,12 +449,6 @@ def cmd_check(args) -> int:
     return EXIT_OK
 
 
-def _rounding() -> str:
-    from .quant import fixedpoint
-
-    return fixedpoint.ROUNDING
-
-
 def cmd_targets(args) -> int:
     from .targets import all_targets
 
@@ -490,6 +484,7 @@ TARGET_HELP = f"target name (see `tinyc targets`; default {DEFAULT_TARGET})"
 
 def build_parser() -> argparse.ArgumentParser:
     from .oracle import add_arguments as add_oracle_arguments
+    from .quant import rounding
 
     p = argparse.ArgumentParser(prog="tinyc", description="Compile ONNX models to self-contained C for microcontrollers.")
     p.add_argument("--version", action="version", version=f"tinyc {__version__}")
@@ -510,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--io", choices=["float", "int8"],
                        help="int8 models: float I/O (quantized/dequantized in the generated code) or int8 I/O "
                             "(default: the model's own; float for --quantize)")
-        q.add_argument("--rounding", default="double", choices=["double", "single"],
+        q.add_argument("--rounding", default=rounding.DEFAULT, choices=rounding.MODES,
                        help="requantization rounding: double (TFLite Micro's default) or single (TFLITE_SINGLE_ROUNDING)")
 
     c = sub.add_parser("compile", help="generate C code and report.json")
@@ -599,10 +594,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "rounding", None):
-        from .quant import fixedpoint
-
-        fixedpoint.ROUNDING = args.rounding
     try:
         return args.fn(args)
     except TinycError as e:

@@ -13,6 +13,7 @@ from .codegen import GeneratedModel, generate
 from .errors import TinycError
 from .frontend.onnx import load
 from .ir import Graph
+from .quant.rounding import DEFAULT as DEFAULT_ROUNDING
 from .targets import Target
 
 
@@ -37,18 +38,21 @@ class Prepared:
 def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
             quantize: str | None = None, calib: str | os.PathLike | None = None, method: str = "minmax",
             percentile: float = 99.99, io: str | None = None, progress: bool = True,
-            after_pass=None, bind: dict[str, np.ndarray] | None = None) -> Prepared:
+            after_pass=None, bind: dict[str, np.ndarray] | None = None, rounding: str = DEFAULT_ROUNDING) -> Prepared:
     """Import, quantize if asked (``quantize="int8"`` with calibration data), run the passes and
     give the I/O the types ``io`` asks for: None keeps the model's (float for a model tinyc
     quantizes), "float" makes int8 inputs/outputs float (quantized/dequantized in the model),
-    "int8" makes quantized float inputs/outputs int8."""
+    "int8" makes quantized float inputs/outputs int8. ``rounding``: the requantization rounding the
+    graph is compiled with (tinyc/quant/rounding.py), recorded in it."""
     from .data import load_samples
     from .passes import run_passes
     from .passes.pipeline import BEFORE_QUANTIZATION, DEFAULT
     from .quant.io import add_io_quantization, has_int8_io, strip_io_quantization
     from .quant.ptq import quantize_graph
+    from .quant.rounding import set_graph
 
     g = load(model_path, input_shapes, bind)
+    set_graph(g, rounding)
     if quantize not in (None, "int8"):
         raise TinycError(f"--quantize {quantize}: only int8 is supported")
     if calib and not quantize:
@@ -92,12 +96,13 @@ def quantization_quality(p: Prepared) -> dict | None:
 
 def _requantize_feeds(g: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Float samples for an int8-input graph are quantized with the input's parameters."""
+    from .quant.affine import quantize
+
     out = {}
     for name, v in feeds.items():
         t = g.tensors[name]
         if t.quant is not None and t.dtype == "s8" and np.asarray(v).dtype.kind == "f":
-            q = np.round(np.asarray(v, np.float32) / float(t.quant.scale)) + int(t.quant.zero_point)
-            v = np.clip(q, -128, 127).astype(np.int8)
+            v = quantize(np.asarray(v, np.float32), np.float32(t.quant.scale), int(t.quant.zero_point))
         out[name] = v
     return out
 

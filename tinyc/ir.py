@@ -96,6 +96,9 @@ class Graph:
     nodes: list[Node] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    # compile options the graph's meaning depends on (printed in the text IR's header), e.g.
+    # "rounding" (tinyc/quant/rounding.py); absent keys take their defaults
+    options: dict[str, Any] = field(default_factory=dict)
 
     # -- construction helpers -------------------------------------------------------------
     def add_tensor(self, t: Tensor) -> Tensor:

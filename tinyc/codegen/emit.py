@@ -20,6 +20,7 @@ from ..errors import TinycError, UnsupportedError
 from ..ir import Graph, dtype_of
 from ..memory import MemoryPlan, plan as plan_memory
 from ..ops import get_op
+from ..quant import rounding
 from ..resources import data_dir
 from ..targets import Target
 from . import blob
@@ -109,6 +110,7 @@ def _report_layers(g: Graph, layers: list[Layer], mplan: MemoryPlan) -> list[dic
     return out
 
 
+@rounding.graph_scoped
 def generate(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
              weights_blob: bool = False) -> GeneratedModel:
     """``dump``: a debug build whose run function hands every layer's outputs, right after the
@@ -247,9 +249,7 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         if c["src"] is None:
             raise TinycError("a graph output is also a graph input of the same name")
 
-    from ..quant import fixedpoint
-
-    helpers = [env.get_template(p).render(single_rounding=fixedpoint.ROUNDING == "single") for p in preambles]
+    helpers = [env.get_template(p).render(single_rounding=rounding.active() == rounding.SINGLE) for p in preambles]
     ctx = dict(
         name=name, macro=macro, version=__version__, source=source, target=target, helpers=helpers, dump=dump,
         inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
@@ -287,6 +287,7 @@ def generate(g: Graph, target: Target, name: str | None = None, source: str = ""
         model=name,
         source=source,
         target=target.name,
+        rounding=rounding.active(),
         arena_bytes=mplan.arena_bytes,
         arena_lower_bound_bytes=mplan.lower_bound_bytes,
         arena_lower_bound_no_aliasing_bytes=mplan.no_alias_lower_bound_bytes,
