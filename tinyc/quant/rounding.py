@@ -1,8 +1,8 @@
 """The requantization rounding mode: a compile option recorded in the graph.
 
-TFLite Micro builds by default with *double rounding* (``SaturatingRoundingDoublingHighMul`` rounds,
-then ``RoundingDivideByPOT`` rounds again, both ties away from zero); ``TFLITE_SINGLE_ROUNDING``
-builds (LiteRT's reference kernels) round once, ties upward. Which one a model follows is chosen
+TFLite Micro builds by default with *double rounding* (``SaturatingRoundingDoublingHighMul`` rounds
+to the nearest, then ``RoundingDivideByPOT`` rounds again; tinyc/quant/fixedpoint.py spells out
+both); ``TFLITE_SINGLE_ROUNDING`` builds (LiteRT's reference kernels) round once, ties upward. Which one a model follows is chosen
 when it is compiled (``--rounding``) and kept in ``Graph.options["rounding"]`` (absent: the
 default), so that the text IR, the interpreter, the kernels and report.json all see the same mode.
 
