@@ -27,6 +27,18 @@ def test_compile_writes_only_into_the_output_folder(tmp_path):
     assert "arena" in r.stdout and "MACs" in r.stdout
 
 
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_rounding_is_a_compile_option_recorded_in_the_report(rounding, tmp_path):
+    model = shared_model("hello-world/hello_world_int8.onnx")
+    r = run_cli("compile", str(model), "-t", "host", "--rounding", rounding, "--dump-ir", "after=dead-code",
+                "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "report.json").read_text())["rounding"] == rounding
+    assert f"({rounding} rounding" in (tmp_path / "hello_world_int8.c").read_text()
+    header = next(line for line in r.stdout.splitlines() if line.startswith("graph "))
+    assert ('{rounding="single"}' in header) == (rounding == "single")
+
+
 def test_report_json_describes_every_layer(tmp_path):
     r = run_cli("compile", str(shared_model("mlperf-tiny/kws_float.onnx")), "-t", "cortex-m4", "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr

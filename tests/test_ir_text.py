@@ -64,7 +64,30 @@ def test_real_models_round_trip_exactly(rel):
         np.testing.assert_array_equal(a[k], b[k])
 
 
+REQUANTIZE = """\
+graph "rq"{options} {{
+  input %x : s8[2]{{scale=1.0, zp=0}}
+  %y : s8[2]{{scale=4.0, zp=0}} = Requantize(%x) @"rq"
+  output %y
+}}
+"""
+
+
+def test_rounding_option_is_in_the_header_and_decides_the_integers():
+    """5 / 4 = 1.25: double rounding gives 2 (2.5 rounds to 3 first, then 1.5 to 2), single
+    rounding 1; the header records the mode only when it is not the default."""
+    single = REQUANTIZE.format(options=' {rounding="single"}')
+    g = parse_graph(single)
+    assert g.options == {"rounding": "single"} and print_graph(g) == single
+    assert print_graph(parse_graph(REQUANTIZE.format(options=""))) == REQUANTIZE.format(options="")
+    x = {"x": np.array([5, -5], np.int8)}
+    assert interpreter.run(g, x)["y"].tolist() == [1, -1]
+    assert interpreter.run(parse_graph(REQUANTIZE.format(options="")), x)["y"].tolist() == [2, -1]
+
+
 @pytest.mark.parametrize("text,fragment", [
+    (REQUANTIZE.format(options=' {rounding="triple"}'), "unknown rounding 'triple'"),
+    (REQUANTIZE.format(options=' {speed="high"}'), "unknown graph option"),
     ('graph "g" { input %x : f32[1 }', "line 1"),
     ('graph "g" { %y : f32[1] = Relu(%x) @"r"\n output %y }', "before it is defined"),
     ('graph "g" { const %c : f32[3] = [1.0, 2.0] }', "needs 3"),

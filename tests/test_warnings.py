@@ -27,6 +27,7 @@ import pytest
 from tinyc.codegen import generate
 from tinyc.compiler import prepare
 from tinyc.errors import TinycError
+from tinyc.quant.rounding import set_graph
 from tinyc.targets import get_target
 from tinyc.toolchain import STRICT_CFLAGS, compile_object, have_tools
 
@@ -49,7 +50,7 @@ def test_strict_flags_include_conversion_warnings():
 
 
 def _compile_all(jobs: list[tuple[str, str, object]], tmp: Path) -> list[str]:
-    """jobs: (label, target, graph). Generate each (rounding already set), compile in parallel;
+    """jobs: (label, target, graph). Generate each (in the graph's rounding), compile in parallel;
     returns the failures with the compiler's warnings."""
     work = []
     for i, (label, target, g) in enumerate(jobs):
@@ -165,31 +166,27 @@ def _int8_jobs(rounding: str, tmp: Path) -> list[tuple[str, str, object]]:
     graphs = _int8_cases(tmp) + _fallback_cases(tmp)
     if rounding == "single":
         graphs += [(key, _shared(key, tmp)) for key in ("kws_int8", "ic_int8", "ad_int8", "hello_world_int8")]
+    for _, g in graphs:
+        set_graph(g, rounding)
     return [(label, target, g) for label, g in graphs for target in ("cortex-m4", "cortex-m55", "cortex-m0plus")]
 
 
 @pytest.mark.parametrize("rounding", ["double", "single"])
-def test_int8_kernels_of_every_variant_compile_without_warnings(rounding, tmp_path, monkeypatch):
+def test_int8_kernels_of_every_variant_compile_without_warnings(rounding, tmp_path):
     """Each int8 case for the portable, DSP and Helium kernels, with the requantization rounding
     TFLite Micro uses (double) and the one of LiteRT's reference build (single: the DSP and Helium
     targets then use their kernels without the fast requantization; the int8 shared models too)."""
-    from tinyc.quant import fixedpoint
-
-    monkeypatch.setattr(fixedpoint, "ROUNDING", rounding)
     failures = _compile_all(_int8_jobs(rounding, tmp_path), tmp_path)
     assert not failures, "\n\n".join(failures)
 
 
-def test_every_dsp_and_helium_kernel_template_is_compiled(tmp_path, monkeypatch):
+def test_every_dsp_and_helium_kernel_template_is_compiled(tmp_path):
     """The compiles above render every template of templates/dsp and templates/mve (a kernel no
     test renders is never checked for warnings). Templates they have not rendered in this session
     (e.g. when run alone) are looked for by generating their sources here."""
-    from tinyc.quant import fixedpoint
-
     arm = {str(p.resolve()) for v in ("dsp", "mve") for p in (ROOT / "templates" / v).rglob("*.j2")}
     if arm - RENDERED:
         for rounding in ("double", "single"):
-            monkeypatch.setattr(fixedpoint, "ROUNDING", rounding)
             (tmp_path / rounding).mkdir()
             for _, target, g in _int8_jobs(rounding, tmp_path / rounding):
                 generate(g, get_target(target), name="net")

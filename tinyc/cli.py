@@ -50,7 +50,7 @@ def _build(args, target=None, **options):
                   calib=args.calib, method=args.calib_method, percentile=args.percentile, io=args.io,
                   name=getattr(args, "name", None), weights_blob=getattr(args, "weights_blob", False),
                   after_step=_dumper(getattr(args, "dump_ir", None)), inputs=getattr(args, "input", None),
-                  count=getattr(args, "samples", 1), seed=getattr(args, "seed", 0))
+                  count=getattr(args, "samples", 1), seed=getattr(args, "seed", 0), rounding=getattr(args, "rounding", None))
     return Build(args.model, target, **{**shared, **options})
 
 
@@ -429,6 +429,7 @@ TARGET_HELP = f"target name (see `tinyc targets`; default {DEFAULT_TARGET})"
 
 def build_parser() -> argparse.ArgumentParser:
     from .oracle import add_arguments as add_oracle_arguments
+    from .quant import rounding
 
     p = argparse.ArgumentParser(prog="tinyc", description="Compile ONNX models to self-contained C for microcontrollers.")
     p.add_argument("--version", action="version", version=f"tinyc {__version__}")
@@ -451,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--io", choices=["float", "int8"],
                        help="int8 models: float I/O (quantized/dequantized in the generated code) or int8 I/O "
                             "(default: the model's own; float for --quantize)")
-        q.add_argument("--rounding", default="double", choices=["double", "single"],
+        q.add_argument("--rounding", default=rounding.DEFAULT, choices=rounding.MODES,
                        help="requantization rounding: double (TFLite Micro's default) or single (TFLITE_SINGLE_ROUNDING)")
         if code:
             sp.add_argument("--target", "-t", help=TARGET_HELP)
@@ -534,10 +535,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "rounding", None):
-        from .quant import fixedpoint
-
-        fixedpoint.ROUNDING = args.rounding
     try:
         return args.fn(args)
     except TinycError as e:

@@ -12,6 +12,7 @@ from .codegen import GeneratedModel
 from .errors import TinycError
 from .ir import Graph
 from .pipeline import Build
+from .quant.rounding import DEFAULT as DEFAULT_ROUNDING
 
 
 def load_graph(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
@@ -23,11 +24,12 @@ def load_graph(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int,
 def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
             quantize: str | None = None, calib: str | os.PathLike | None = None, method: str = "minmax",
             percentile: float = 99.99, io: str | None = None, progress: bool = True,
-            after_pass=None, bind: dict[str, np.ndarray] | None = None) -> Build:
+            after_pass=None, bind: dict[str, np.ndarray] | None = None, rounding: str = DEFAULT_ROUNDING) -> Build:
     """A build with its graph made: import, quantize if asked (``quantize="int8"`` with
-    calibration data), the passes and the I/O types ``io`` asks for (see ``Build.graph``)."""
+    calibration data), the passes and the I/O types ``io`` asks for (see ``Build.graph``);
+    ``rounding``: the requantization rounding recorded in the graph (tinyc/quant/rounding.py)."""
     build = Build(model_path, input_shapes=input_shapes, bind=bind, quantize=quantize, calib=calib, method=method,
-                  percentile=percentile, io=io, progress=progress, after_step=after_pass)
+                  percentile=percentile, io=io, progress=progress, after_step=after_pass, rounding=rounding)
     build.graph  # noqa: B018 (errors are raised here, not at first use)
     return build
 

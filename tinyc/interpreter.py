@@ -12,6 +12,7 @@ import numpy as np
 from .errors import TinycError
 from .ir import DTYPES, Graph
 from .ops import get_op, is_quantized
+from .quant.rounding import graph_scoped
 
 
 def check_inputs(g: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -34,6 +35,7 @@ def check_inputs(g: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndar
     return out
 
 
+@graph_scoped
 def run(g: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
     """Outputs by name (every tensor's value with ``keep_all``)."""
     env: dict[str, np.ndarray] = {t.name: t.data for t in g.constants()}

@@ -6,6 +6,7 @@ the same float32.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -54,6 +55,8 @@ def _scalar(v: Any, elide: bool = False) -> str:
         return "[" + ", ".join(_scalar(x, elide) for x in v) + "]"
     if isinstance(v, np.ndarray):
         return _scalar(v.tolist(), elide)
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):  # a value object, e.g. a Requant
+        v = {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
     if isinstance(v, dict):
         bad = [k for k in v if not isinstance(k, str) or not _IDENT.match(k)]
         if bad:
@@ -85,9 +88,14 @@ def _const_value(t: Tensor, elide: bool = False) -> str:
     return 'hex"' + t.data.astype(t.data.dtype.newbyteorder("<")).tobytes().hex() + '"'
 
 
+def _attrs(d: dict[str, Any], elide: bool = False) -> str:
+    """`` {key=value, ...}`` (keys sorted), or nothing for no keys."""
+    return " {" + ", ".join(f"{k}={_scalar(v, elide)}" for k, v in sorted(d.items())) + "}" if d else ""
+
+
 def print_graph(g: Graph, elide: bool = False) -> str:
     """The text form; ``elide`` replaces large constants by '...' (readable, not parseable)."""
-    lines = [f"graph {json.dumps(g.name)} {{"]
+    lines = [f"graph {json.dumps(g.name)}{_attrs(g.options)} {{"]
     for name in g.inputs:
         lines.append(f"  input {_ref(name)} : {_type(g.tensors[name])}")
     for t in g.constants():
@@ -95,10 +103,7 @@ def print_graph(g: Graph, elide: bool = False) -> str:
     for n in g.nodes:
         res = ", ".join(f"{_ref(o)} : {_type(g.tensors[o])}" for o in n.outputs)
         args = ", ".join("none" if x is None else _ref(x) for x in n.inputs)
-        s = f"  {res} = {n.op}({args})"
-        if n.attrs:
-            s += " {" + ", ".join(f"{k}={_scalar(v, elide)}" for k, v in sorted(n.attrs.items())) + "}"
-        s += f" @{json.dumps(n.name)}"
+        s = f"  {res} = {n.op}({args}){_attrs(n.attrs, elide)} @{json.dumps(n.name)}"
         lines.append(s)
     if g.outputs:
         lines.append("  output " + ", ".join(_ref(o) for o in g.outputs))
@@ -188,6 +193,8 @@ class _Build(Transformer):
 
     def start(self, name, *items):
         g = Graph(json.loads(name))
+        if items and isinstance(items[0], dict):
+            g.options, items = _options(items[0]), items[1:]
         for it in items:
             kind = it[0]
             if kind == "input":
@@ -214,6 +221,17 @@ class _Build(Transformer):
             else:
                 g.outputs.extend(it[1])
         return g
+
+
+def _options(d: dict[str, Any]) -> dict[str, Any]:
+    """The graph options of the IR header, checked."""
+    from .quant import rounding
+
+    if set(d) - {"rounding"}:
+        raise TinycError(f"unknown graph option(s) {sorted(set(d) - {'rounding'})}")
+    if "rounding" in d:
+        rounding.check(d["rounding"])
+    return d
 
 
 def parse_graph(text: str, check_types: bool = True) -> Graph:

@@ -51,8 +51,10 @@ class Build:
                  percentile: float = 99.99, io: str | None = None, name: str | None = None,
                  weights_blob: bool = False, passes: list[str] | None = None, inputs: str | os.PathLike | None = None,
                  count: int = 1, seed: int = 0, calib_inputs: bool = False, progress: bool = True,
-                 after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None):
+                 after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None,
+                 rounding: str | None = None):
         from .passes.pipeline import DEFAULT
+        from .quant import rounding as rounding_modes
 
         self.path = Path(model_path)
         self.target = target  # needed from emit on
@@ -66,6 +68,7 @@ class Build:
         self.progress = progress
         self.after_step = after_step
         self.problems = problems
+        self.rounding = rounding_modes.DEFAULT if rounding is None else rounding_modes.check(rounding)
 
     def _after(self, name: str, g: Graph) -> None:
         if self.after_step is not None:
@@ -75,6 +78,7 @@ class Build:
     def imported(self) -> Graph:
         """import: the model as tinyc IR, as written (for a model tinyc quantizes, the float model)."""
         from .frontend.onnx import import_model, load_model_proto
+        from .quant.rounding import set_graph
 
         proto = load_model_proto(self.path)
         shapes = dict(self.input_shapes)
@@ -85,6 +89,7 @@ class Build:
                 raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
             shapes[names[0]] = shapes.pop("")
         g = import_model(proto, shapes, name=self.path.stem, problems=self.problems, bind=self.bind)
+        set_graph(g, self.rounding)  # the requantization rounding the graph is compiled with
         self._after("import", g)
         return g
 
@@ -180,12 +185,11 @@ class Build:
         """The emitted model's report.json completed: quantization quality, measured sizes and the
         RAM and flash totals."""
         from .budget import totals
-        from .quant import fixedpoint
 
         r = self.model.report
         if self.quality is not None:
             r["quantization"] = dict(method=self.method if self.quantize else "from the model (QDQ)",
-                                     rounding=fixedpoint.ROUNDING, outputs=self.quality)
+                                     rounding=r["rounding"], outputs=self.quality)
         if self.sizes is not None:
             r["measured"] = self.sizes
         r["ram_bytes"], r["flash_bytes"] = totals(r)

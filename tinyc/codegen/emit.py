@@ -22,6 +22,7 @@ from ..errors import TinycError, UnsupportedError
 from ..ir import Graph
 from ..memory import MemoryPlan, plan as plan_memory
 from ..ops import get_op
+from ..quant import rounding
 from ..resources import data_dir
 from ..targets import Target
 from . import blob
@@ -112,6 +113,7 @@ def _report_layers(g: Graph, layers: list[Layer], mplan: MemoryPlan) -> list[dic
     return out
 
 
+@rounding.graph_scoped
 def generate(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
              weights_blob: bool = False, after_pass=None) -> GeneratedModel:
     """The C files and report of ``g`` for ``target``: the back-end passes (select-kernels,
@@ -158,6 +160,7 @@ def arena_bytes(g: Graph, alignment: int) -> int:
     return max(ends, default=0)
 
 
+@rounding.graph_scoped
 def print_model(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
                 weights_blob: bool = False) -> GeneratedModel:
     """Print a graph that has been through select-kernels and plan-memory as C: every decision
@@ -262,9 +265,7 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         if c["src"] is None:
             raise TinycError("a graph output is also a graph input of the same name")
 
-    from ..quant import fixedpoint
-
-    helpers = [env.get_template(p).render(single_rounding=fixedpoint.ROUNDING == "single") for p in preambles]
+    helpers = [env.get_template(p).render(single_rounding=rounding.active() == rounding.SINGLE) for p in preambles]
     ctx = dict(
         name=name, macro=macro, version=__version__, source=source, target=target, helpers=helpers, dump=dump,
         inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
@@ -302,6 +303,7 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         model=name,
         source=source,
         target=target.name,
+        rounding=rounding.active(),
         arena_bytes=mplan.arena_bytes,
         arena_lower_bound_bytes=mplan.lower_bound_bytes,
         arena_lower_bound_no_aliasing_bytes=mplan.no_alias_lower_bound_bytes,

@@ -338,14 +338,6 @@ def copy_kernel(outs: list[Tensor]) -> Kernel:
     return Kernel("copy.c.j2", dict(nbytes=outs[0].nbytes), includes=("string.h",))
 
 
-def requant_params(mult, shift) -> dict:
-    """Per-channel multipliers for a template; a single pair when all channels agree."""
-    mult = [int(m) for m in mult]
-    shift = [int(s) for s in shift]
-    per_channel = len(set(zip(mult, shift))) > 1
-    return dict(per_channel=per_channel, mult=mult if per_channel else mult[:1], shift=shift if per_channel else shift[:1])
-
-
 def spatial_2d(node: Node, rank: int) -> None:
     if rank not in (3, 4):
         raise UnsupportedError(

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codegen.cnames import c_float
+from ..quant.affine import quantize
 from . import Kernel, Op, is_quantized, register, require_f32
 
 # name -> (defaults, numpy function of (x, alpha, beta), C expression builder of (var, alpha, beta))
@@ -61,10 +62,7 @@ def int8_table(name: str, attrs: dict[str, Any], qx, qy) -> np.ndarray:
     q = np.arange(-128, 128, dtype=np.int32)
     x = (q - np.int32(qx.zero_point)).astype(np.float32) * np.float32(qx.scale)
     y = apply(name, x, attrs.get("alpha", 0.0), attrs.get("beta", 0.0))
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        v = np.rint(y / np.float32(qy.scale)).astype(np.float64) + int(qy.zero_point)
-    v = np.where(np.isnan(v), int(qy.zero_point), v)
-    return np.clip(v, -128, 127).astype(np.int8)
+    return quantize(y, np.float32(qy.scale), int(qy.zero_point))
 
 
 def _make(name: str, limits: str) -> type[Op]:

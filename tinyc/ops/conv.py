@@ -5,10 +5,10 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import Node
-from ..quant.fixedpoint import requantize
-from ..quant.params import per_channel_multipliers
+from ..quant.requant import Requant
+from ..quant.rounding import active as active_rounding
 from .layout import is_nhwc, with_nhwc
-from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, int8_clamp, act_params, float_activation, is_quantized, register, requant_params, require_f32, spatial_2d
+from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, act_params, float_activation, is_quantized, register, require_f32, spatial_2d
 from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel
 from .window import as_2d, normalize_window, output_spatial
 
@@ -112,10 +112,8 @@ class Conv(Op):
         shape = (1, -1) + (1,) * (acc.ndim - 2)
         if len(xs) > 2 and xs[2] is not None:
             acc = acc + xs[2].astype(np.int64).reshape(shape)
-        mult, shift = per_channel_multipliers(xq, ins[1].quant, yq, w.shape[0])
-        a = node.attrs
-        return [requantize(acc, mult.reshape(shape), shift.reshape(shape), int(yq.zero_point),
-                           *int8_act_range(node))]
+        rq = Requant.of_product(xq, ins[1].quant, yq, w.shape[0], int8_act_range(node), active_rounding())
+        return [rq.apply(acc, 1)]
 
     def inplace_scratch(self, node, ins, outs, kernel):
         """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
@@ -200,9 +198,8 @@ class Conv(Op):
             return p
         if x.dtype != "s8" or w.dtype != "s8" or y.dtype != "s8":
             raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output")
-        mult, shift = per_channel_multipliers(x.quant, w.quant, y.quant, w.shape[0])
-        p.update(requant_params(mult, shift), in_offset=-int(x.quant.zero_point), zp=int(y.quant.zero_point),
-                 **int8_clamp(node))
+        rq = Requant.of_product(x.quant, w.quant, y.quant, w.shape[0], int8_act_range(node), active_rounding())
+        p.update(rq.params(), requant=rq, in_offset=-int(x.quant.zero_point))
         return p
 
     def kernel(self, node, ins, outs):

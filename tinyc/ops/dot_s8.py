@@ -28,15 +28,14 @@ bias, the weights and the requantization constants, see :func:`stream`):
 Blocks of output channels whose weights are all zero (pruned) run no multiply-accumulates and keep
 no weights: their output is the requantized bias, a constant of the requantization table.
 
-Requantization uses :func:`fast_requant` where its preconditions hold (checked here, at compile
-time) and the reference helper otherwise; both give the integers of tinyc.quant.fixedpoint.
+Requantization uses the fast form (tinyc.quant.requant.Requant.fast_form) where its preconditions
+hold (checked at compile time) and the reference helper otherwise; both give the integers of
+tinyc.quant.fixedpoint. The builders read the node's requantization as ``p["requant"]``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..quant import fixedpoint
-from ..quant.fixedpoint import requantize
 from . import FIXEDPOINT, Kernel, offset_term
 
 REQUANT_FAST = ("s8/requant_fast.c.j2",)
@@ -65,10 +64,8 @@ def dead_outputs(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> dict[int,
     if not dead:
         return {}
     b = np.zeros(w2d.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
-    mult = np.broadcast_to(np.asarray(p["mult"], np.int64), (w2d.shape[0],))
-    shift = np.broadcast_to(np.asarray(p["shift"], np.int64), (w2d.shape[0],))
-    out = requantize(b[dead], mult[dead], shift[dead], p["zp"], p["act_min"], p["act_max"])
-    return {c: int(v) for c, v in zip(dead, out)}
+    out = p["requant"].apply(b, 0)
+    return {c: int(out[c]) for c in dead}
 
 
 def live_bias(w2d: np.ndarray, bias: np.ndarray | None) -> np.ndarray | None:
@@ -79,40 +76,6 @@ def live_bias(w2d: np.ndarray, bias: np.ndarray | None) -> np.ndarray | None:
     b = np.array(bias, np.int64).reshape(-1)
     b[[c for c in range(w2d.shape[0]) if not np.any(w2d[c])]] = 0
     return b
-
-
-def fast_requant(mult, shift, zp: int, bound: int, constants: dict[int, int] | None = None,
-                 channels: int = 1) -> dict | None:
-    """Parameters of ``tinyc_rq_fast`` (templates/*/s8/requant_fast.c.j2), or None when its
-    preconditions fail: double rounding, every multiplier shifting right by 1..31, |acc| < 2^30.
-    Then srdhm(acc, m) == round-to-nearest-up of 2 * acc * m / 2^32 (one SMMULR; kernels whose
-    weights are int16 keep the accumulator doubled by doubling them, ``doubled``), and
-    rdbpot(y, r) + zp == (y + 2^(r-1) + (y < 0 ? -1 : 0) + zp * 2^r) >> r, exactly: the constant
-    2^(r-1) + zp * 2^r is stored per channel. ``constants``: channels whose output is a known
-    constant c (all-zero weights), given as multiplier 0, shift 1, rounding 2c + 1. ``channels``:
-    the output channels (a per-tensor multiplier with constants becomes a table of that many)."""
-    if fixedpoint.ROUNDING != "double" or bound >= 2**30:
-        return None
-    constants = constants or {}
-    n = max([len(mult), channels] if constants else [len(mult)])
-    mult = [int(v) for v in np.broadcast_to(np.asarray(mult, np.int64), (n,))]
-    shift = [int(v) for v in np.broadcast_to(np.asarray(shift, np.int64), (n,))]
-    for c in constants:
-        mult[c], shift[c] = 0, -1
-    # a zero multiplier maps everything to the zero point, which the formula gives with shift 1
-    right = [-s if m else 1 for m, s in zip(mult, shift)]
-    if any(not 1 <= r <= 31 for r in right) or any(m < 0 for m in mult):
-        return None
-    rnd = [(1 << (r - 1)) + (zp << r) for r in right]
-    for c, v in constants.items():
-        rnd[c] = 2 * v + 1
-    if any(abs(c) >= 2**30 for c in rnd):
-        return None
-    per_channel = len(set(zip(mult, right, rnd))) > 1
-    if not per_channel:
-        mult, right, rnd = mult[:1], right[:1], rnd[:1]
-    table = [v for trio in zip(mult, rnd, right) for v in trio]
-    return dict(fast_rq=True, per_channel=per_channel, mult=mult, rshift=right, rnd=rnd, rq_table=table)
 
 
 def pack16(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -189,7 +152,7 @@ def dsp_stream(p: dict, w2d: np.ndarray, bias: np.ndarray | None, block: int, la
     the requantization's preconditions fail."""
     consts = dead_outputs(p, w2d, bias)
     live = live_bias(w2d, bias)
-    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, live), consts, channels=w2d.shape[0])
+    rq = p["requant"].fast_form(acc_bound(w2d, live), consts, channels=w2d.shape[0])
     if rq is None:
         return None
     n = w2d.shape[0]
@@ -248,7 +211,7 @@ def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, ge
     if bias is not None:
         weights[2] = None  # in the kernel's table of initial values
     q.update(KP=kp, start=start.tolist())
-    rq = fast_requant(p["mult"], p["shift"], p["zp"], acc_bound(w2d, bias))
+    rq = p["requant"].fast_form(acc_bound(w2d, bias))
     if rq:
         q.update(rq)
     return Kernel("s8/gemm.c.j2", q, preamble=FIXEDPOINT + (REQUANT_FAST if rq else ()), includes=("string.h",),

@@ -10,8 +10,10 @@ from ..codegen.cnames import CTYPES, c_float
 from ..errors import UnsupportedError
 from ..ir import DTYPES, Node
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
+from ..quant.requant import Requant
+from ..quant.rounding import active as active_rounding
 from ..quant.params import add_params, mul_params, rescale_params
-from .dot_s8 import REQUANT_FAST, fast_requant
+from .dot_s8 import REQUANT_FAST
 from . import FIXEDPOINT, Kernel, Op, int8_act_range, int8_clamp, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
 
 
@@ -85,24 +87,30 @@ class Add(_Binary):
     def qreference(self, node, xs, ins, outs):
         """TFLite int8 Add/Sub (see quant.params.add_params): both operands rescaled to a common
         scale, added (or subtracted), rescaled to the output."""
-        p = add_params(ins[0].quant, ins[1].quant, outs[0].quant)
+        r = active_rounding()
+        p = add_params(ins[0].quant, ins[1].quant, outs[0].quant, r)
         a = (xs[0].astype(np.int64) - p["zp1"]) << p["left_shift"]
         b = (xs[1].astype(np.int64) - p["zp2"]) << p["left_shift"]
-        raw = multiply_by_quantized_multiplier(a, p["m1"], p["s1"]) + self.sign * multiply_by_quantized_multiplier(b, p["m2"], p["s2"])
-        return [requantize(raw, p["mo"], p["so"], p["zpo"], *int8_act_range(node))]
+        raw = multiply_by_quantized_multiplier(a, p["m1"], p["s1"], r) + self.sign * multiply_by_quantized_multiplier(b, p["m2"], p["s2"], r)
+        return [self._output(node, p, r).apply(raw)]
+
+    @staticmethod
+    def _output(node, p: dict, rounding: str) -> Requant:
+        """The requantization of the sum to the output (add_params' mo, so, zpo)."""
+        return Requant((p["mo"],), (p["so"],), p["zpo"], *int8_act_range(node), rounding)
 
     def kernel_s8(self, node, ins, outs, loops):
         """Each operand's rescaled value depends on its int8 value only: two 256-entry tables
         (computed here with the reference arithmetic, indexed by the byte), one add, one
         requantization per element."""
-        p = add_params(ins[0].quant, ins[1].quant, outs[0].quant)
+        r = active_rounding()
+        p = add_params(ins[0].quant, ins[1].quant, outs[0].quant, r)
         x = np.arange(256).astype(np.uint8).view(np.int8).astype(np.int64)  # by byte value
-        ta = multiply_by_quantized_multiplier((x - p["zp1"]) << p["left_shift"], p["m1"], p["s1"])
-        tb = self.sign * multiply_by_quantized_multiplier((x - p["zp2"]) << p["left_shift"], p["m2"], p["s2"])
-        clamp = int8_clamp(node)
-        rq = fast_requant([p["mo"]], [p["so"]], p["zpo"], int(np.abs(ta).max() + np.abs(tb).max()))
-        q = dict(loops, **clamp, op=self.name, sign="+" if self.sign > 0 else "-", per_channel=False,
-                 mult=[p["mo"]], shift=[p["so"]], zp=p["zpo"])
+        ta = multiply_by_quantized_multiplier((x - p["zp1"]) << p["left_shift"], p["m1"], p["s1"], r)
+        tb = self.sign * multiply_by_quantized_multiplier((x - p["zp2"]) << p["left_shift"], p["m2"], p["s2"], r)
+        out = self._output(node, p, r)
+        rq = out.fast_form(int(np.abs(ta).max() + np.abs(tb).max()))
+        q = dict(loops, **out.params(), op=self.name, sign="+" if self.sign > 0 else "-")
         if rq is not None:
             q.update(rq, doubled=True)
             ta, tb = 2 * ta, 2 * tb
@@ -130,12 +138,13 @@ class Mul(_Binary):
 
     def qreference(self, node, xs, ins, outs):
         """TFLite int8 Mul: (a - a_zp) * (b - b_zp) scaled by a_scale * b_scale / y_scale."""
-        p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant)
+        r = active_rounding()
+        p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant, r)
         prod = (xs[0].astype(np.int64) - p["zp1"]) * (xs[1].astype(np.int64) - p["zp2"])
-        return [requantize(prod, p["m"], p["s"], p["zpo"], *int8_act_range(node))]
+        return [requantize(prod, p["m"], p["s"], p["zpo"], *int8_act_range(node), r)]
 
     def kernel_s8(self, node, ins, outs, loops):
-        p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant)
+        p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant, active_rounding())
         return Kernel("s8/mul.c.j2", dict(loops, **p, **int8_clamp(node)), preamble=FIXEDPOINT)
 
 
@@ -235,12 +244,13 @@ class _Unary(Op):
 
     def qreference(self, node, xs, ins, outs):
         """TFLite int8 Relu/Relu6/Clip: rescale x_scale / y_scale, + y_zp, clamp."""
-        m, s = rescale_params(ins[0].quant, outs[0].quant)
+        r = active_rounding()
+        m, s = rescale_params(ins[0].quant, outs[0].quant, r)
         x = xs[0].astype(np.int64) - int(ins[0].quant.zero_point)
-        return [requantize(x, m, s, int(outs[0].quant.zero_point), node.attrs["act_min"], node.attrs["act_max"])]
+        return [requantize(x, m, s, int(outs[0].quant.zero_point), node.attrs["act_min"], node.attrs["act_max"], r)]
 
     def kernel_s8(self, node, ins, outs) -> Kernel:
-        m, s = rescale_params(ins[0].quant, outs[0].quant)
+        m, s = rescale_params(ins[0].quant, outs[0].quant, active_rounding())
         return Kernel("s8/rescale.c.j2", dict(n=outs[0].size, m=m, s=s, zp_in=int(ins[0].quant.zero_point),
                                               zp=int(outs[0].quant.zero_point), act_min=node.attrs["act_min"],
                                               act_max=node.attrs["act_max"]), preamble=FIXEDPOINT)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..quant.fixedpoint import requantize
-from ..quant.params import fc_multipliers
+from ..quant.requant import Requant
+from ..quant.rounding import active as active_rounding
 from .dot_s8 import dot_variant, fc_wide_kernel, gemm_geometry, gemm_kernel
-from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, int8_clamp, act_params, broadcast_strides, float_activation, is_quantized, register, requant_params, require_f32
+from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, act_params, broadcast_strides, float_activation, is_quantized, register, require_f32
 
 
 @register
@@ -146,10 +146,9 @@ class Gemm(Op):
         acc = a @ w
         if len(xs) > 2 and xs[2] is not None:
             acc = acc + xs[2].astype(np.int64).reshape(1, -1)
-        yq = outs[0].quant
-        mult, shift = fc_multipliers(ins[0].quant, ins[1].quant, yq, w.shape[1])
-        return [requantize(acc, mult.reshape(1, -1), shift.reshape(1, -1), int(yq.zero_point),
-                           *int8_act_range(node))]
+        rq = Requant.of_product(ins[0].quant, ins[1].quant, outs[0].quant, w.shape[1], int8_act_range(node),
+                                active_rounding())
+        return [rq.apply(acc, 1)]
 
     def macs(self, node, ins, outs):
         m, k, n = self._mkn(node, ins)
@@ -179,11 +178,10 @@ class Gemm(Op):
         m, k, n = self._mkn(node, ins)
         if is_quantized(ins, outs):
             x, w, y = ins[0], ins[1], outs[0]
-            mult, shift = fc_multipliers(x.quant, w.quant, y.quant, n)
+            rq = Requant.of_product(x.quant, w.quant, y.quant, n, int8_act_range(node), active_rounding())
             p = dict(M=m, K=k, N=n, W_SK=1 if at["transB"] else n, W_SN=k if at["transB"] else 1,
                      has_bias=len(ins) > 2 and ins[2] is not None, in_offset=-int(x.quant.zero_point),
-                     zp=int(y.quant.zero_point), **int8_clamp(node))
-            p.update(requant_params(mult, shift))
+                     **rq.params(), requant=rq)
             p["offset_term"] = offset_term(p["in_offset"], w.data) if at["transB"] and w.is_const else None
             return Kernel("s8/fully_connected.c.j2", p, preamble=FIXEDPOINT)
         require_f32(node, ins)

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import Node, Tensor
 from ..quant.fixedpoint import div_round_half_even, requantize
+from ..quant.rounding import active as active_rounding
 from ..quant.params import MEAN_HALF_EVEN, MEAN_TFLITE, mean_params
 from . import FIXEDPOINT, Kernel
 
@@ -40,7 +41,7 @@ def _params(node: Node, x: Tensor, y: Tensor, count: int) -> dict[str, int]:
             or x.quant.axis is not None or y.quant.axis is not None:
         raise UnsupportedError(f"{node.op} node '{node.name}': an int8 mean needs int8 tensors quantized per tensor")
     try:
-        return mean_params(x.quant, y.quant, count, rounding(node))
+        return mean_params(x.quant, y.quant, count, rounding(node), active_rounding())
     except UnsupportedError as e:
         raise UnsupportedError(f"{node.op} node '{node.name}': {e}") from None
 
@@ -73,7 +74,7 @@ def mean_s8(node: Node, x: np.ndarray, axes: tuple[int, ...], x_t: Tensor, y_t: 
     p = _params(node, x_t, y_t, count)
     d = x.astype(np.int64).sum(axis=axes, keepdims=True) - p["offset"]
     if rounding(node) == MEAN_TFLITE:
-        return requantize(d, p["mult"], p["shift"], p["zp"], -128, 127)
+        return requantize(d, p["mult"], p["shift"], p["zp"], -128, 127, active_rounding())
     q = div_round_half_even(np.clip(d, p["d_lo"], p["d_hi"]) * p["num"], p["den"])
     return np.clip(q + p["zp"], -128, 127).astype(np.int8)
 

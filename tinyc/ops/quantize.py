@@ -10,8 +10,10 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import DTYPES, Node, Tensor
+from ..quant.affine import quantize
 from ..quant.fixedpoint import requantize
 from ..quant.params import rescale_params
+from ..quant.rounding import active as active_rounding
 from . import FIXEDPOINT, Kernel, Op, register
 
 
@@ -80,14 +82,8 @@ class QuantizeLinear(Op):
         x = np.asarray(xs[0], np.float32)
         scale, zp, axis = _params(node, xs, outs[0] if outs else None)
         out_dtype = zp.dtype if outs is None else DTYPES[outs[0].dtype]
-        info = np.iinfo(out_dtype)
-        # ONNX: saturate(round_half_to_even(x / scale) + zero_point), x / scale in float32; NaN
-        # (which ONNX leaves open) to the zero point, as the generated C does
-        with np.errstate(over="ignore", invalid="ignore"):
-            q = np.rint(x / _broadcast(scale.astype(np.float32), axis, x.ndim))
-        zp = np.broadcast_to(_broadcast(zp.astype(np.float64), axis, x.ndim), q.shape)
-        q = np.where(np.isnan(q), zp, q + zp)
-        return [np.clip(q, info.min, info.max).astype(out_dtype)]
+        # x / scale in float32, as ONNX says
+        return [quantize(x, _broadcast(scale.astype(np.float32), axis, x.ndim), _broadcast(zp, axis, x.ndim), out_dtype)]
 
     def kernel(self, node, ins, outs):
         q = outs[0].quant
@@ -196,12 +192,13 @@ class Requantize(Op):
         raise UnsupportedError(f"Requantize node '{node.name}' needs quantized tensors")
 
     def qreference(self, node, xs, ins, outs):
-        m, s = rescale_params(ins[0].quant, outs[0].quant)
+        r = active_rounding()
+        m, s = rescale_params(ins[0].quant, outs[0].quant, r)
         x = xs[0].astype(np.int64) - int(ins[0].quant.zero_point)
-        return [requantize(x, m, s, int(outs[0].quant.zero_point), -128, 127)]
+        return [requantize(x, m, s, int(outs[0].quant.zero_point), -128, 127, r)]
 
     def kernel(self, node, ins, outs):
-        m, s = rescale_params(ins[0].quant, outs[0].quant)
+        m, s = rescale_params(ins[0].quant, outs[0].quant, active_rounding())
         return Kernel("s8/rescale.c.j2", dict(n=outs[0].size, m=m, s=s, zp_in=int(ins[0].quant.zero_point),
                                               zp=int(outs[0].quant.zero_point), act_min=-128, act_max=127),
                       preamble=FIXEDPOINT)

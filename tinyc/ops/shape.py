@@ -6,6 +6,7 @@ import numpy as np
 from ..codegen.cnames import CTYPES, c_float
 from ..errors import UnsupportedError
 from ..ir import DTYPES
+from ..quant.affine import quantize
 from . import Kernel, Op, axes_in_range, c_type, collapse_loops, copy_kernel, register
 
 
@@ -252,7 +253,7 @@ class Pad(Op):
     def quantized_value(node, x) -> int:
         """The constant on int8 tensors: the pad value quantized with the input's parameters."""
         q = x.quant
-        return int(np.clip(np.rint(np.float32(node.attrs["value"]) / np.float32(q.scale)) + int(q.zero_point), -128, 127))
+        return int(quantize(np.float32(node.attrs["value"]), np.float32(q.scale), int(q.zero_point)))
 
     def qreference(self, node, xs, ins, outs):
         if node.attrs["mode"] != "constant":

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant import softmax_exact
 from ..quant.fixedpoint import softmax_params, softmax_s8
+from ..quant.rounding import active as active_rounding
 from . import FIXEDPOINT, Kernel, Op, is_quantized, register, require_f32
 
 
@@ -80,7 +81,7 @@ class Softmax(Op):
         outer, n, inner = self._rows(node, x.shape)
         v = np.moveaxis(x.reshape(outer, n, inner), 1, 2)  # softmax axis last
         if self._tflite(outs):
-            m, shift, diff_min = softmax_params(float(ins[0].quant.scale))
+            m, shift, diff_min = softmax_params(float(ins[0].quant.scale), rounding=active_rounding())
             y = softmax_s8(v, m, shift, diff_min)
         else:
             y = self.exact_rows(v, self._exact(node, ins, outs))
@@ -90,7 +91,7 @@ class Softmax(Op):
         outer, n, inner = self._rows(node, ins[0].shape)
         if is_quantized(ins, outs):
             if self._tflite(outs):
-                m, shift, diff_min = softmax_params(float(ins[0].quant.scale))
+                m, shift, diff_min = softmax_params(float(ins[0].quant.scale), rounding=active_rounding())
                 return Kernel("s8/softmax.c.j2", dict(outer=outer, n=n, inner=inner, mult=m, left_shift=shift,
                                                       diff_min=diff_min), preamble=FIXEDPOINT + ("s8/softmax_helpers.c.j2",))
             params = dict(self._exact(node, ins, outs), op=self.name, outer=outer, n=n, inner=inner,

@@ -24,6 +24,7 @@ import dataclasses
 
 from ..ir import Graph, Node
 from ..ops import get_op
+from ..quant import rounding
 from ..resources import data_dir
 from . import Pass, register
 
@@ -51,6 +52,7 @@ def copy_graph(g: Graph) -> Graph:
                                nodes=[Node(n.op, n.name, list(n.inputs), list(n.outputs), dict(n.attrs)) for n in g.nodes])
 
 
+@rounding.graph_scoped  # the kernels' requantization follows the graph's rounding mode
 def select_kernels(g: Graph, variants: tuple[str, ...]) -> Graph:
     g = copy_graph(g)
     for node in g.nodes:

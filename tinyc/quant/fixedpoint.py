@@ -3,11 +3,12 @@
 This module is the one place that defines how tinyc rounds. The generated C mirrors every function
 here in ``templates/portable/s8/fixedpoint.c.j2`` and ``s8/softmax_helpers.c.j2``.
 
-Rounding mode: TFLite Micro builds by default with *double rounding*: a requantization first
-rounds in ``SaturatingRoundingDoublingHighMul`` (to the nearest, ties away from zero) and then
-again in ``RoundingDivideByPOT`` (ties away from zero). ``TFLITE_SINGLE_ROUNDING`` builds (LiteRT's
-reference kernels) round once, ties upward. ``ROUNDING`` selects the mode; tinyc defaults to
-TFLite Micro's so a model gives on the device exactly what it gives under TFLite Micro.
+Rounding mode (tinyc/quant/rounding.py): TFLite Micro builds by default with *double rounding*: a
+requantization first rounds in ``SaturatingRoundingDoublingHighMul`` (to the nearest, ties away
+from zero) and then again in ``RoundingDivideByPOT`` (ties away from zero).
+``TFLITE_SINGLE_ROUNDING`` builds (LiteRT's reference kernels) round once, ties upward. The
+functions that depend on it take the mode as an argument; tinyc defaults to TFLite Micro's so a
+model gives on the device exactly what it gives under TFLite Micro.
 
 All array functions take and return int64 arrays holding int32 values (numpy's int32 products
 would overflow); results that C computes in int32 stay in int32 range.
@@ -18,14 +19,15 @@ import math
 
 import numpy as np
 
-ROUNDING = "double"  # "double" (TFLite Micro default) or "single" (TFLITE_SINGLE_ROUNDING)
+from .rounding import DOUBLE, SINGLE
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
 
-def quantize_multiplier(m: float) -> tuple[int, int]:
-    """Real multiplier -> (Q31 multiplier, shift), TFLite's QuantizeMultiplier: m = q * 2^(shift-31)."""
+def quantize_multiplier(m: float, rounding: str = DOUBLE) -> tuple[int, int]:
+    """Real multiplier -> (Q31 multiplier, shift), TFLite's QuantizeMultiplier: m = q * 2^(shift-31).
+    Single rounding caps the shift at 30 (its one 64-bit shift must stay a right shift)."""
     if m == 0.0:
         return 0, 0
     q, shift = math.frexp(m)
@@ -35,7 +37,7 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
         shift += 1
     if shift < -31:
         shift, q_fixed = 0, 0
-    if ROUNDING == "single" and shift > 30:
+    if rounding == SINGLE and shift > 30:
         shift, q_fixed = 30, (1 << 31) - 1
     return int(q_fixed), int(shift)
 
@@ -75,12 +77,14 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndar
     return (x >> e) + (remainder > threshold)
 
 
-def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
-    """TFLite MultiplyByQuantizedMultiplier: round(x * multiplier * 2^(shift - 31))."""
+def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int,
+                                     rounding: str = DOUBLE) -> np.ndarray:
+    """TFLite MultiplyByQuantizedMultiplier: round(x * multiplier * 2^(shift - 31)), rounding once
+    (ties upward) or twice (ties away from zero each time)."""
     x = np.asarray(x, np.int64)
     m = np.asarray(multiplier, np.int64)
     s = np.asarray(shift, np.int64)
-    if ROUNDING == "single":
+    if rounding == SINGLE:
         total = 31 - s
         return (x * m + (np.int64(1) << (total - 1))) >> total
     left = np.maximum(s, 0)
@@ -97,9 +101,10 @@ def div_round_half_even(num: np.ndarray, den: int) -> np.ndarray:
     return q + ((twice_rest > den) | ((twice_rest == den) & (q % 2 != 0)))
 
 
-def requantize(acc: np.ndarray, multiplier, shift, out_zp: int, act_min: int, act_max: int) -> np.ndarray:
+def requantize(acc: np.ndarray, multiplier, shift, out_zp: int, act_min: int, act_max: int,
+               rounding: str = DOUBLE) -> np.ndarray:
     """Accumulator -> int8: scale, add the output zero point, clamp to the activation range."""
-    y = multiply_by_quantized_multiplier(acc, multiplier, shift) + out_zp
+    y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding) + out_zp
     return np.clip(y, act_min, act_max).astype(np.int8)
 
 
@@ -188,14 +193,15 @@ def get_reciprocal(x: np.ndarray, x_integer_digits: int) -> tuple[np.ndarray, np
     return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
 
 
-def softmax_params(input_scale: float, beta: float = 1.0, integer_bits: int = 5) -> tuple[int, int, int]:
+def softmax_params(input_scale: float, beta: float = 1.0, integer_bits: int = 5,
+                   rounding: str = DOUBLE) -> tuple[int, int, int]:
     """TFLite PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min)."""
     max_real = float((1 << 31) - 1)
     # TFLite clamps from above only, and its multiplier must be > 1 (an input scale below 2^-26);
     # below that every input difference is under 2^-19 in real terms, where exp() is 1 to 1e-5:
     # the multiplier is held at 1 (no left shift) instead of failing.
     real = max(min(beta * float(input_scale) * (1 << (31 - integer_bits)), max_real), 1.0)
-    multiplier, left_shift = quantize_multiplier(real)
+    multiplier, left_shift = quantize_multiplier(real, rounding)
     max_input_rescaled = 1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift)
     diff_min = -int(math.floor(max_input_rescaled))
     return multiplier, left_shift, diff_min

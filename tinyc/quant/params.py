@@ -10,50 +10,48 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import QuantParams
 from .fixedpoint import quantize_multiplier
+from .rounding import DOUBLE
 
 
 def _f(x) -> float:
     return float(np.float32(np.asarray(x).reshape(-1)[0]))
 
 
-def per_channel_multipliers(x: QuantParams, w: QuantParams, y: QuantParams, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Conv (and per-channel FC): double(x_scale) * double(w_scale[c]) / double(y_scale)."""
+def per_channel_multipliers(x: QuantParams, w: QuantParams, y: QuantParams, channels: int,
+                            rounding: str = DOUBLE) -> tuple[np.ndarray, np.ndarray]:
+    """Conv and fully connected: double(x_scale) * double(w_scale[c]) / double(y_scale), per tensor
+    or per output channel. Measured against the tflite-micro package for fully connected: this
+    double product reproduces TFLite Micro on every input tried, where the float32 product that
+    some TFLite versions use in GetQuantizedConvolutionMultipler differs by 1 LSB on 7 of 1,000
+    random AD inputs."""
     ws = np.broadcast_to(np.asarray(w.scale, np.float32).reshape(-1), (channels,))
-    pairs = [quantize_multiplier(_f(x.scale) * float(s) / _f(y.scale)) for s in ws]
+    pairs = [quantize_multiplier(_f(x.scale) * float(s) / _f(y.scale), rounding) for s in ws]
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
-
-
-def fc_multipliers(x: QuantParams, w: QuantParams, y: QuantParams, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fully connected: double(x_scale) * double(w_scale) / double(y_scale), per tensor or per
-    output channel. Measured against the tflite-micro package: this double product reproduces
-    TFLite Micro on every input tried, where the float32 product that some TFLite versions use in
-    GetQuantizedConvolutionMultipler differs by 1 LSB on 7 of 1,000 random AD inputs."""
-    return per_channel_multipliers(x, w, y, channels)
 
 
 ADD_LEFT_SHIFT = 20
 
 
-def add_params(a: QuantParams, b: QuantParams, y: QuantParams) -> dict[str, int]:
+def add_params(a: QuantParams, b: QuantParams, y: QuantParams, rounding: str = DOUBLE) -> dict[str, int]:
     """TFLite int8 Add: both inputs rescaled to twice the larger input scale, with 20 bits of
     headroom, summed, then scaled to the output."""
     sa, sb, sy = _f(a.scale), _f(b.scale), _f(y.scale)
     twice_max = 2.0 * max(sa, sb)
-    m1, s1 = quantize_multiplier(sa / twice_max)
-    m2, s2 = quantize_multiplier(sb / twice_max)
-    mo, so = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * sy))
+    m1, s1 = quantize_multiplier(sa / twice_max, rounding)
+    m2, s2 = quantize_multiplier(sb / twice_max, rounding)
+    mo, so = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * sy), rounding)
     return dict(left_shift=ADD_LEFT_SHIFT, m1=m1, s1=s1, m2=m2, s2=s2, mo=mo, so=so,
                 zp1=int(a.zero_point), zp2=int(b.zero_point), zpo=int(y.zero_point))
 
 
-def mul_params(a: QuantParams, b: QuantParams, y: QuantParams) -> dict[str, int]:
-    m, s = quantize_multiplier(_f(a.scale) * _f(b.scale) / _f(y.scale))
+def mul_params(a: QuantParams, b: QuantParams, y: QuantParams, rounding: str = DOUBLE) -> dict[str, int]:
+    m, s = quantize_multiplier(_f(a.scale) * _f(b.scale) / _f(y.scale), rounding)
     return dict(m=m, s=s, zp1=int(a.zero_point), zp2=int(b.zero_point), zpo=int(y.zero_point))
 
 
-def rescale_params(x: QuantParams, y: QuantParams) -> tuple[int, int]:
+def rescale_params(x: QuantParams, y: QuantParams, rounding: str = DOUBLE) -> tuple[int, int]:
     """Relu/Clip on int8: x_scale / y_scale."""
-    return quantize_multiplier(_f(x.scale) / _f(y.scale))
+    return quantize_multiplier(_f(x.scale) / _f(y.scale), rounding)
 
 
 # The two meanings of an int8 mean (a node's ``rounding`` attribute; see tinyc/ops/mean_s8.py).
@@ -61,13 +59,15 @@ MEAN_HALF_EVEN = "half_even"
 MEAN_TFLITE = "tflite_mean"
 
 
-def mean_params(x: QuantParams, y: QuantParams, count: int, rounding: str) -> dict[str, int]:
+def mean_params(x: QuantParams, y: QuantParams, count: int, rounding: str,
+                requant_rounding: str = DOUBLE) -> dict[str, int]:
     """Constants of an int8 mean of ``count`` values from x's parameters to y's. Both subtract
     ``offset`` (x's zero point times count) from the integer sum first.
 
     tflite_mean: TFLite Micro's int8 MEAN (reference_ops::QuantizedMeanOrSum): the multiplier of
     x_scale / y_scale, in doubles, absorbs 1 / count as an integer division after a left shift by
-    floor(log2(count)) (at most 32, and at most 31 + its shift); then the usual requantization.
+    floor(log2(count)) (at most 32, and at most 31 + its shift); then the usual requantization
+    (``requant_rounding``, tinyc/quant/rounding.py).
 
     half_even: ONNX's dequantize -> mean -> quantize, exactly: round half to even of
     (sum - offset) * num / den with num / den = x_scale / (y_scale * count) as an exact fraction of
@@ -79,7 +79,7 @@ def mean_params(x: QuantParams, y: QuantParams, count: int, rounding: str) -> di
         raise UnsupportedError(f"int8 mean: scales must be positive and finite, got {sx:g} and {sy:g}")
     lo, hi = (-128 - zi) * count, (127 - zi) * count  # the range of the sum minus offset
     if rounding == MEAN_TFLITE:
-        mult, shift = quantize_multiplier(sx / sy)
+        mult, shift = quantize_multiplier(sx / sy, requant_rounding)
         bits = min(count.bit_length() - 1, 32, 31 + shift)
         mult, shift = (mult << bits) // count, shift - bits
         if max(-lo, hi) << max(shift, 0) >= 2**31:

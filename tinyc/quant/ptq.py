@@ -15,6 +15,7 @@ from ..ir import Graph, Node, QuantParams, Tensor
 from ..ops import get_op
 from ..passes.lower_qdq import lower_qdq
 from . import calibrate
+from .affine import quantize
 from .io import strip_io_quantization
 
 
@@ -98,7 +99,7 @@ def _quantize_operand(g: Graph, n: Node, idx: int) -> None:
     """A constant operand of an elementwise op as DequantizeLinear(int8 constant), per tensor over its range."""
     t = g.tensors[n.inputs[idx]]
     scale, zp = calibrate.asymmetric_params(float(t.data.min()), float(t.data.max()))
-    q = np.clip(np.rint(t.data.astype(np.float64) / scale) + zp, -128, 127).astype(np.int8)
+    q = quantize(t.data.astype(np.float64), scale, zp)
     tq = g.add_const(g.unique_name(f"{t.name}/int8"), q)
     s = g.add_const(g.unique_name(f"{t.name}/scale"), np.array(scale, np.float32))
     z = g.add_const(g.unique_name(f"{t.name}/zero_point"), np.array(zp, np.int8))
@@ -123,7 +124,7 @@ def _quantize_weight(g: Graph, n: Node, idx: int, axis: int, min_scale: np.ndarr
     scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
-    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    q = quantize(w, scale.reshape(shape).astype(np.float64), 0, lo=-127)
     wq = g.add_const(g.unique_name(f"{t.name}/int8"), q)
     s = g.add_const(g.unique_name(f"{t.name}/scale"), scale)
     z = g.add_const(g.unique_name(f"{t.name}/zero_point"), np.zeros(scale.shape, np.int8))
