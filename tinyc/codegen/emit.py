@@ -160,114 +160,121 @@ def arena_bytes(g: Graph, alignment: int) -> int:
     return max(ends, default=0)
 
 
-@rounding.graph_scoped
-def print_model(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
-                weights_blob: bool = False) -> GeneratedModel:
-    """Print a graph that has been through select-kernels and plan-memory as C: every decision
-    is read from the nodes' attributes; this only renders templates and constants."""
-    from ..passes.select_kernels import template_of
-
-    name = c_identifier(name or g.name)
-    macro = name.upper()
-    env = template_env(target.template_variants)
-    # the planner's figures for the report (a graph read back from text has only the offsets)
-    mplan = g.memory_plan if g.memory_plan is not None else plan_memory(g, target.alignment)
-    runs = [n for n in g.nodes if n.attrs.get("placement") != "view"]  # views: same bytes, no code
-
-    inputs = [_io(g, n, f"input{i}") for i, n in enumerate(g.inputs)]
-    outputs = [_io(g, n, f"output{i}") for i, n in enumerate(g.outputs)]
-    for io in inputs:
-        io["unused"] = not any(io["name"] in n.inputs for n in g.nodes) and io["name"] not in g.outputs
-    ref = _refs(g, inputs, outputs)
-    weights: list[dict[str, Any]] = []
-
-    def weight_var() -> str:  # blob arrays are macros: upper case, clear of kernels' local names
-        return f"TINYC_W{len(weights)}" if weights_blob else f"w{len(weights)}"
-
-    # Constants as the kernels read them: an input a kernel lays out its own way is replaced by
-    # that constant, or by NULL when the kernel does not read it at all.
+def _weight_arrays(g: Graph, runs: list, ref: dict[str, str], weights_blob: bool):
+    """The constant arrays the kernels read, in graph order: an input a kernel lays out its own
+    way (``laid_out``) is replaced by that constant, or by NULL when the kernel does not read it.
+    Returns (arrays, bytes per array, each node's replaced inputs); adds the arrays to ``ref``."""
     reads = {n.name: {j: c for j, c in n.attrs.get("laid_out", [])} for n in runs}
     used = {x for n in runs for j, x in enumerate(n.inputs) if x is not None and j not in reads[n.name]}
     used |= {c for r in reads.values() for c in r.values() if c is not None}
-    array_bytes: dict[str, int] = {}  # C array -> bytes
+    weights: list[dict[str, Any]] = []
+    array_bytes: dict[str, int] = {}
     for t in g.constants():
         if t.name in used or t.name in g.outputs:
-            var = weight_var()
+            # blob arrays are macros: upper case, clear of kernels' local names
+            var = f"TINYC_W{len(weights)}" if weights_blob else f"w{len(weights)}"
             data = t.data if t.size else np.zeros(1, t.data.dtype)
             weights.append(dict(var=var, name=t.name, ctype=_ctype(g, t.name), size=max(t.size, 1),
                                 nbytes=t.nbytes, data=t.data, body=None if weights_blob else c_array_body(data)))
             ref[t.name] = var
             array_bytes[var] = t.nbytes
+    return weights, array_bytes, reads
 
-    layers: list[Layer] = []
-    includes: set[str] = set()
-    preambles: list[str] = []
-    for i, node in enumerate(g.nodes):
-        if node.attrs.get("placement") == "view":
-            continue
-        op = get_op(node.op)
-        a = node.attrs
-        ins = [None if x is None else g.tensors[x] for x in node.inputs]
-        outs = [g.tensors[o] for o in node.outputs]
-        includes.update(a.get("includes", ()))
-        preambles.extend(p for p in a.get("preamble", ()) if p not in preambles)
-        in_names = [f"in{j}" for j in range(len(node.inputs))]
-        # in place: an input and the output share bytes, so no restrict on this node's pointers
-        restrict = "" if a.get("placement") == "in_place" else "restrict "
-        params, args = [], []
-        for j, x in enumerate(node.inputs):
-            if j in reads[node.name]:
-                c = reads[node.name][j]
-                ctype = "void" if c is None else _ctype(g, c)
-                params.append(f"const {ctype} *{restrict}in{j}")
-                args.append("NULL" if c is None else ref[c])
-            elif x is None:
-                params.append(f"const void *in{j}")
-                args.append("NULL")
-            else:
-                params.append(f"const {_ctype(g, x)} *{restrict}in{j}")
-                args.append(ref[x])
-        params += [f"{_ctype(g, o)} *{restrict}out{j}" for j, o in enumerate(node.outputs)]
-        args += [ref[o] for o in node.outputs]
-        if "scratch_offset" in a:
-            params.append("void *scratch")
-            args.append(f"(void *)(arena + {a['scratch_offset']})")
-            includes.add("string.h")
-        template = template_of(node)
-        try:
-            body = env.get_template(template).render(p=a["params"], ins=in_names, node=node)
-        except jinja2.TemplateError as e:
-            raise TinycError(f"template {template} failed for node '{node.name}': {e}") from None
-        fn = f"layer{i}_{c_identifier(node.op)}"
-        unused = [p.split("*")[-1].split()[-1] for p in params
-                  if not re.search(r"\b%s\b" % p.split("*")[-1].split()[-1], body)]
-        # Addresses fixed at compile time (arena offsets, weight arrays) are bound inside the
-        # layer, so the compiler sees them without optimizing across calls (TINYC_LAYER); only
-        # the caller's buffers are passed.
-        passed = [re.search(r"\b(input|output)\d+\b", arg) is not None for arg in args]
-        bound = [f"{p} = {arg};" for p, arg, keep in zip(params, args, passed) if not keep]
-        layer = Layer(i, node.name, node.op, fn, [p for p, keep in zip(params, passed) if keep], unused,
-                      [arg for arg, keep in zip(args, passed) if keep], body, outs[0].shape, op.macs(node, ins, outs),
-                      weights_bytes=sum(array_bytes.get(arg, 0) for arg in dict.fromkeys(args)), bound=bound)
-        if dump:
-            layer.dumps = [(j, ref[o], g.tensors[o].nbytes) for j, o in enumerate(node.outputs)]
-        layers.append(layer)
 
-    # Outputs that no node writes (a graph input or a constant passed through) are copied.
-    copies = []
+def _layer(env, g: Graph, i: int, node, ref: dict[str, str], reads: dict[int, str | None],
+           array_bytes: dict[str, int], dump: bool) -> Layer:
+    """One layer function: its kernel template rendered with the node's parameters, and the
+    pointers it reads and writes."""
+    from ..passes.select_kernels import template_of
+
+    a = node.attrs
+    ins = [None if x is None else g.tensors[x] for x in node.inputs]
+    outs = [g.tensors[o] for o in node.outputs]
+    # in place: an input and the output share bytes, so no restrict on this node's pointers
+    restrict = "" if a.get("placement") == "in_place" else "restrict "
+    params, args = [], []
+    for j, x in enumerate(node.inputs):
+        if j in reads:
+            c = reads[j]
+            params.append(f"const {'void' if c is None else _ctype(g, c)} *{restrict}in{j}")
+            args.append("NULL" if c is None else ref[c])
+        elif x is None:
+            params.append(f"const void *in{j}")
+            args.append("NULL")
+        else:
+            params.append(f"const {_ctype(g, x)} *{restrict}in{j}")
+            args.append(ref[x])
+    params += [f"{_ctype(g, o)} *{restrict}out{j}" for j, o in enumerate(node.outputs)]
+    args += [ref[o] for o in node.outputs]
+    if "scratch_offset" in a:
+        params.append("void *scratch")
+        args.append(f"(void *)(arena + {a['scratch_offset']})")
+    template = template_of(node)
+    try:
+        body = env.get_template(template).render(p=a["params"], ins=[f"in{j}" for j in range(len(node.inputs))],
+                                                 node=node)
+    except jinja2.TemplateError as e:
+        raise TinycError(f"template {template} failed for node '{node.name}': {e}") from None
+    unused = [p.split("*")[-1].split()[-1] for p in params
+              if not re.search(r"\b%s\b" % p.split("*")[-1].split()[-1], body)]
+    # Addresses fixed at compile time (arena offsets, weight arrays) are bound inside the
+    # layer, so the compiler sees them without optimizing across calls (TINYC_LAYER); only
+    # the caller's buffers are passed.
+    passed = [re.search(r"\b(input|output)\d+\b", arg) is not None for arg in args]
+    bound = [f"{p} = {arg};" for p, arg, keep in zip(params, args, passed) if not keep]
+    layer = Layer(i, node.name, node.op, f"layer{i}_{c_identifier(node.op)}", [p for p, keep in zip(params, passed) if keep],
+                  unused, [arg for arg, keep in zip(args, passed) if keep], body, outs[0].shape,
+                  get_op(node.op).macs(node, ins, outs),
+                  weights_bytes=sum(array_bytes.get(arg, 0) for arg in dict.fromkeys(args)), bound=bound)
+    if dump:
+        layer.dumps = [(j, ref[o], g.tensors[o].nbytes) for j, o in enumerate(node.outputs)]
+    return layer
+
+
+def _copies(g: Graph, outputs, ref: dict[str, str]) -> list[dict[str, Any]]:
+    """Outputs that no node writes (a graph input or a constant passed through) are copied."""
     produced = {o for n in g.nodes for o in n.outputs}
-    for io in outputs:
-        if io["name"] not in produced:
-            copies.append(dict(dst=io["var"], src=ref[io["name"]] if ref[io["name"]] != io["var"] else None,
-                               nbytes=g.tensors[io["name"]].nbytes))
-            includes.add("string.h")
-    for c in copies:
-        if c["src"] is None:
-            raise TinycError("a graph output is also a graph input of the same name")
+    copies = [dict(dst=io["var"], src=ref[io["name"]] if ref[io["name"]] != io["var"] else None,
+                   nbytes=g.tensors[io["name"]].nbytes) for io in outputs if io["name"] not in produced]
+    if any(c["src"] is None for c in copies):
+        raise TinycError("a graph output is also a graph input of the same name")
+    return copies
 
+
+def _glue(env, name: str, source: str, target: Target, uses_math: bool) -> dict[str, str]:
+    """Build-system glue so that the folder drops into a firmware: CMake library / ESP-IDF
+    component, Makefile fragment, ESP-IDF manifest."""
+    esp = [target.name] if target.name.startswith("esp32") else ["esp32", "esp32s3", "esp32c3"]
+    glue = dict(name=name, macro=name.upper(), version=__version__, source=c_comment(source or name), target=target,
+                uses_math=uses_math, esp_targets=esp)
+    return {"CMakeLists.txt": env.get_template("integration/CMakeLists.txt.j2").render(**glue),
+            f"{name}.mk": env.get_template("integration/model.mk.j2").render(**glue),
+            "idf_component.yml": env.get_template("integration/idf_component.yml.j2").render(**glue)}
+
+
+@rounding.graph_scoped
+def print_model(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
+                weights_blob: bool = False) -> GeneratedModel:
+    """Print a graph that has been through select-kernels and plan-memory as C: every decision
+    is read from the nodes' attributes; this only renders templates and constants."""
+    name = c_identifier(name or g.name)
+    env = template_env(target.template_variants)
+    runs = [n for n in g.nodes if n.attrs.get("placement") != "view"]  # views: same bytes, no code
+    inputs = [_io(g, n, f"input{i}") for i, n in enumerate(g.inputs)]
+    outputs = [_io(g, n, f"output{i}") for i, n in enumerate(g.outputs)]
+    for io in inputs:
+        io["unused"] = not any(io["name"] in n.inputs for n in g.nodes) and io["name"] not in g.outputs
+    ref = _refs(g, inputs, outputs)
+    weights, array_bytes, reads = _weight_arrays(g, runs, ref, weights_blob)
+    layers = [_layer(env, g, g.nodes.index(n), n, ref, reads[n.name], array_bytes, dump) for n in runs]
+    copies = _copies(g, outputs, ref)
+    includes = {h for n in runs for h in n.attrs.get("includes", ())}
+    if copies or any("scratch_offset" in n.attrs for n in runs):
+        includes.add("string.h")
+    preambles = list(dict.fromkeys(p for n in runs for p in n.attrs.get("preamble", ())))
     helpers = [env.get_template(p).render(single_rounding=rounding.active() == rounding.SINGLE) for p in preambles]
     ctx = dict(
-        name=name, macro=macro, version=__version__, source=source, target=target, helpers=helpers, dump=dump,
+        name=name, macro=name.upper(), version=__version__, source=source, target=target, helpers=helpers, dump=dump,
         inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
         arena_bytes=arena_bytes(g, target.alignment), alignment=target.alignment, includes=sorted(includes),
         weights_bytes=sum(w["nbytes"] for w in weights), blob=None,
@@ -287,19 +294,22 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         code = code.replace(blob.PLACEHOLDER, ", ".join(f"0x{b:02x}" for b in fp))
         ctx["blob"]["fingerprint_hex"] = fp.hex()
         binaries[ctx["blob"]["file"]] = blob.pack([w["data"] for w in weights], offsets, payload, target.alignment, fp)
-    files = {
-        f"{name}.h": env.get_template("model.h.j2").render(**ctx),
-        f"{name}.c": code,
-    }
-    # Build-system glue so that the folder drops into a firmware: CMake library / ESP-IDF
-    # component, Makefile fragment, ESP-IDF manifest.
-    esp = [target.name] if target.name.startswith("esp32") else ["esp32", "esp32s3", "esp32c3"]
-    glue = dict(name=name, macro=macro, version=__version__, source=c_comment(source or name), target=target,
-                uses_math="math.h" in includes, esp_targets=esp)
-    files["CMakeLists.txt"] = env.get_template("integration/CMakeLists.txt.j2").render(**glue)
-    files[f"{name}.mk"] = env.get_template("integration/model.mk.j2").render(**glue)
-    files["idf_component.yml"] = env.get_template("integration/idf_component.yml.j2").render(**glue)
-    report = dict(
+    files = {f"{name}.h": env.get_template("model.h.j2").render(**ctx), f"{name}.c": code,
+             **_glue(env, name, source, target, "math.h" in includes)}
+    # the planner's figures for the report (a graph read back from text has only the offsets)
+    mplan = g.memory_plan if g.memory_plan is not None else plan_memory(g, target.alignment)
+    report = _report(g, name, source, target, mplan, ctx, layers)
+    if weights_blob:
+        b = ctx["blob"]
+        report["weights_blob"] = dict(file=b["file"], bytes=len(binaries[b["file"]]), payload_bytes=b["payload_bytes"],
+                                      format_version=b["version"], fingerprint_sha256=b["fingerprint_hex"],
+                                      crc32=binaries[b["file"]][12:16][::-1].hex())
+    return GeneratedModel(name, files, mplan, report, binaries, g)
+
+
+def _report(g: Graph, name: str, source: str, target: Target, mplan: MemoryPlan, ctx: dict, layers: list[Layer]) -> dict:
+    """report.json as code generation knows it (the build adds quantization quality and sizes)."""
+    return dict(
         model=name,
         source=source,
         target=target.name,
@@ -309,17 +319,11 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         arena_lower_bound_no_aliasing_bytes=mplan.no_alias_lower_bound_bytes,
         inplace_gain_bytes=max(0, mplan.no_alias_lower_bound_bytes - mplan.arena_bytes),
         weights_bytes=ctx["weights_bytes"],
-        io_bytes=sum(g.tensors[io["name"]].nbytes for io in inputs + outputs),
+        io_bytes=sum(g.tensors[io["name"]].nbytes for io in ctx["inputs"] + ctx["outputs"]),
         macs_total=sum(l.macs for l in layers),
-        inputs=[_io_report(io) for io in inputs],
-        outputs=[_io_report(io) for io in outputs],
+        inputs=[_io_report(io) for io in ctx["inputs"]],
+        outputs=[_io_report(io) for io in ctx["outputs"]],
         layers=_report_layers(g, layers, mplan),
         memory_plan=mplan.to_json(),
         memory_tensors=mplan.tensor_ranges(g),
     )
-    if weights_blob:
-        b = ctx["blob"]
-        report["weights_blob"] = dict(file=b["file"], bytes=len(binaries[b["file"]]), payload_bytes=b["payload_bytes"],
-                                      format_version=b["version"], fingerprint_sha256=b["fingerprint_hex"],
-                                      crc32=binaries[b["file"]][12:16][::-1].hex())
-    return GeneratedModel(name, files, mplan, report, binaries, g)

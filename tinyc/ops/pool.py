@@ -139,6 +139,11 @@ class AveragePool(_Pool):
         a["count_include_pad"] = int(attrs.get("count_include_pad", 0))
         return a
 
+    def lower_int8(self, cx, node, out, act):
+        if node.attrs.get("count_include_pad") and any(node.attrs.get("pads", [])):
+            raise UnsupportedError(f"AveragePool node '{node.name}': int8 averages exclude padding (count_include_pad=0)")
+        return super().lower_int8(cx, node, out, act)
+
     def reference(self, node, xs):
         x = xs[0].astype(np.float64)
         a = node.attrs

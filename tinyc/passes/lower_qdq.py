@@ -203,8 +203,6 @@ class _Lowering:
         differ from the output's, a Requantize brings them over (before the op for
         ``requantize_inputs``, after it otherwise)."""
         g, y = self.g, self.y
-        if p.op == "AveragePool" and p.attrs.get("count_include_pad") and any(p.attrs.get("pads", [])):
-            raise UnsupportedError(f"AveragePool node '{p.name}': int8 averages exclude padding (count_include_pad=0)")
         inputs = []
         for i in p.inputs:
             if i is None or (g.tensors[i].is_const and self.dq_source(i) is None):

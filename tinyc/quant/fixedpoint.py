@@ -46,12 +46,6 @@ def _round_half_away(x: float) -> int:
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
-def tflite_round(x: np.ndarray | float) -> np.ndarray:
-    """std::round: to nearest, ties away from zero."""
-    x = np.asarray(x)
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
-
-
 def _trunc_div_pow2(x: np.ndarray, bits: int) -> np.ndarray:
     """C's integer division by 2^bits (truncates toward zero)."""
     return np.where(x >= 0, x >> bits, -((-x) >> bits))
