@@ -34,7 +34,8 @@ def template_env(variants: tuple[str, ...] = ()) -> jinja2.Environment:
     """Templates are searched in templates/<variant>/ first, then templates/portable/, so a
     target-specific kernel overrides the reference one by having the same file name. One
     environment per search path, kept: it caches the compiled templates (compiling them is most of
-    the time code generation takes)."""
+    the time code generation takes). The templates see ``variants``, for the few pieces that pick
+    instructions inside one file (templates/portable/s8/_dot2.j2)."""
     root = data_dir("templates")
     paths = [str(root / v) for v in variants] + [str(root / "portable"), str(root)]
     env = jinja2.Environment(
@@ -47,6 +48,7 @@ def template_env(variants: tuple[str, ...] = ()) -> jinja2.Environment:
     )
     env.filters["cfloat"] = c_float
     env.filters["ccomment"] = c_comment
+    env.globals["variants"] = variants
     return env
 
 
