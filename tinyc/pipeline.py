@@ -21,6 +21,7 @@ import numpy as np
 from .codegen import GeneratedModel
 from .data import Samples
 from .errors import TinycError
+from .frontend.tflite import is_tflite
 from .ir import Graph
 from .targets import Target
 
@@ -77,21 +78,36 @@ class Build:
     @cached_property
     def imported(self) -> Graph:
         """import: the model as tinyc IR, as written (for a model tinyc quantizes, the float model)."""
-        from .frontend.onnx import import_model, load_model_proto
         from .quant.rounding import set_graph
 
-        proto = load_model_proto(self.path)
-        shapes = dict(self.input_shapes)
-        if "" in shapes:
-            inits = {i.name for i in proto.graph.initializer}
-            names = [i.name for i in proto.graph.input if i.name not in inits]
-            if len(names) != 1:
-                raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
-            shapes[names[0]] = shapes.pop("")
-        g = import_model(proto, shapes, name=self.path.stem, problems=self.problems, bind=self.bind)
+        g = self._import_tflite() if is_tflite(self.path) else self._import_onnx()
         set_graph(g, self.rounding)  # the requantization rounding the graph is compiled with
         self._after("import", g)
         return g
+
+    def _import_onnx(self) -> Graph:
+        from .frontend.onnx import import_model, load_model_proto
+
+        proto = load_model_proto(self.path)
+        inits = {i.name for i in proto.graph.initializer}
+        shapes = self._shapes([i.name for i in proto.graph.input if i.name not in inits])
+        return import_model(proto, shapes, name=self.path.stem, problems=self.problems, bind=self.bind)
+
+    def _import_tflite(self) -> Graph:
+        from .frontend import tflite
+
+        model = tflite.load(self.path)
+        shapes = self._shapes(tflite.input_names(model))
+        return tflite.import_model(model, shapes, name=self.path.stem, problems=self.problems, bind=self.bind)
+
+    def _shapes(self, input_names: list[str]) -> dict[str, tuple[int, ...]]:
+        """--input-shape with the unnamed shape given to the only input."""
+        shapes = dict(self.input_shapes)
+        if "" in shapes:
+            if len(input_names) != 1:
+                raise TinycError("--input-shape without a name needs a one-input model; use NAME=DIMS")
+            shapes[input_names[0]] = shapes.pop("")
+        return shapes
 
     @cached_property
     def calibration(self) -> list[dict[str, np.ndarray]]:

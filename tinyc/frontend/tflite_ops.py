@@ -1,0 +1,367 @@
+"""TFLite operators -> tinyc ops (ONNX meaning, NHWC where the op has an NHWC form).
+
+Each mapping reads the operator's inputs through ``_Reader.value`` (a float tensor, or an int8 one
+behind a DequantizeLinear), builds the float op and hands its result to ``_Reader.finish``
+(QuantizeLinear for an int8 output); lower-qdq then makes every cluster one integer op.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ops import get_op
+from ..ops.layout import nchw_node, nchw_view
+
+_REFUSED = {
+    "SVDF": "SVDF is not supported yet (sequence models have their own issue)",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM is not supported yet (sequence models have their own issue)",
+    "CUSTOM": "custom operators are not supported",
+}
+
+
+def op_name(code) -> str:
+    from tflite.utils import BUILTIN_OPCODE2NAME
+
+    builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
+    if builtin == 32:
+        custom = code.CustomCode()
+        return f"CUSTOM '{custom.decode('utf-8', 'replace')}'" if custom else "CUSTOM"
+    return BUILTIN_OPCODE2NAME.get(builtin, f"builtin operator {builtin}")
+
+
+def _options(op, cls_name: str):
+    import tflite
+
+    opts = getattr(tflite, cls_name)()
+    table = op.BuiltinOptions()
+    if table is None:
+        return None
+    opts.Init(table.Bytes, table.Pos)
+    return opts
+
+
+def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """TFLite's SAME padding: the extra row/column at the end."""
+    out = -(-size // s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _window(x_shape, kh: int, kw: int, opts, dh: int = 1, dw: int = 1) -> dict:
+    sh, sw = opts.StrideH(), opts.StrideW()
+    if opts.Padding() == 0:  # SAME
+        (pt, pb), (pl, pr) = _same_pads(x_shape[1], kh, sh, dh), _same_pads(x_shape[2], kw, sw, dw)
+    else:
+        pt = pb = pl = pr = 0
+    return dict(kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw], pads=[pt, pl, pb, pr])
+
+
+class _Op:
+    """One operator being imported: its reader, inputs/outputs (tensor indices) and name."""
+
+    def __init__(self, r, op, name: str):
+        self.r, self.op = r, op
+        self.ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
+        self.outs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        self.name = name
+
+    def input(self, k: int) -> int | None:
+        return self.ins[k] if k < len(self.ins) and self.ins[k] >= 0 else None
+
+    def nhwc(self, op: str, inputs: list[str | None], attrs: dict, fused: int = 0) -> None:
+        """An NHWC node (Conv, pooling): normalized as its NCHW form, then ``layout="NHWC"``."""
+        r = self.r
+        ins = [None if x is None else nchw_view(r.g.tensors[x]) for x in inputs]
+        attrs = dict(get_op(op).normalize(attrs, ins, 17), layout="NHWC")
+        self.emit(op, inputs, attrs, fused, normalized=True)
+
+    def emit(self, op: str, inputs: list[str | None], attrs: dict, fused: int = 0, normalized: bool = False,
+             out_index: int = 0) -> str:
+        """The float op writing output ``out_index`` (then the fused activation, then the
+        quantization of an int8 output); returns the float result's name."""
+        r = self.r
+        o = self.outs[out_index]
+        final = r.result(o)
+        mid = r.g.unique_name(f"{r.tname(o)}/{op}") if fused else final
+        attrs = dict(attrs, **get_op(op).tflite_attrs) if r.is_int8(o) else attrs
+        r.node(op, self.name, inputs, [mid], attrs, normalized)
+        if fused:
+            r.activation(fused, mid, final)
+        if r.g.tensors[final].shape != r.shape(o):
+            raise UnsupportedError(f"{r.opname}: output '{r.tname(o)}' has shape {list(r.shape(o))}, "
+                                   f"tinyc computes {list(r.g.tensors[final].shape)}")
+        r.finish(o, final)
+        return final
+
+    def reshape_to_output(self, x: str, out_index: int = 0) -> None:
+        self.emit("Reshape", [x], {"shape": list(self.r.shape(self.outs[out_index]))}, out_index=out_index)
+
+
+def _conv(c: _Op, op) -> None:
+    r = c.r
+    opts = _options(op, "Conv2DOptions")
+    x, w = c.input(0), c.input(1)
+    xs, ws = r.shape(x), r.shape(w)
+    attrs = _window(xs, ws[1], ws[2], opts, opts.DilationHFactor(), opts.DilationWFactor())
+    attrs["group"] = xs[3] // ws[3]
+    b = c.input(2)
+    c.nhwc("Conv", [r.value(x), r.value(w)] + ([r.value(b)] if b is not None else []), attrs,
+           opts.FusedActivationFunction())
+
+
+def _depthwise(c: _Op, op) -> None:
+    r = c.r
+    opts = _options(op, "DepthwiseConv2DOptions")
+    x, w = c.input(0), c.input(1)
+    xs, ws = r.shape(x), r.shape(w)
+    # [1, KH, KW, C*M] -> tinyc's OHWI [C*M, KH, KW, 1]: per-channel parameters move to axis 0
+    q = r.quant(w)
+    if q is not None and q.axis is not None and q.axis != 3:
+        raise UnsupportedError(f"{r.opname}: weights quantized along axis {q.axis}, expected 3")
+    wt = r.value(w, np.transpose(r.const(w), (3, 1, 2, 0)), " (OHWI)")
+    attrs = _window(xs, ws[1], ws[2], opts, opts.DilationHFactor(), opts.DilationWFactor())
+    attrs["group"] = xs[3]
+    b = c.input(2)
+    c.nhwc("Conv", [r.value(x), wt] + ([r.value(b)] if b is not None else []), attrs, opts.FusedActivationFunction())
+
+
+def _fully_connected(c: _Op, op) -> None:
+    r = c.r
+    opts = _options(op, "FullyConnectedOptions")
+    if opts is not None and opts.WeightsFormat() != 0:
+        raise UnsupportedError(f"{r.opname}: shuffled weights are not supported")
+    x, w, b = c.input(0), c.input(1), c.input(2)
+    k = r.shape(w)[1]
+    xn = _reshaped(r, x, (int(np.prod(r.shape(x))) // k, k))
+    fused = opts.FusedActivationFunction() if opts is not None else 0
+    ins = [xn, r.value(w)] + ([r.value(b)] if b is not None else [])
+    rows = r.g.tensors[xn].shape[0]
+    n = r.shape(w)[0]
+    if r.shape(c.outs[0]) == (rows, n):
+        c.emit("Gemm", ins, {"transB": 1}, fused)
+        return
+    mid = r.g.unique_name(f"{r.tname(c.outs[0])}/Gemm")  # keep_num_dims: a view of the 2-D result
+    r.node("Gemm", c.name + "/gemm", ins, [mid], {"transB": 1})
+    if fused:
+        act = r.g.unique_name(f"{mid}/act")
+        r.activation(fused, mid, act)
+        mid = act
+    c.reshape_to_output(mid)
+
+
+def _reshaped(r, i: int, shape: tuple[int, ...]) -> str:
+    """Tensor ``i`` as a float op reads it, reshaped (a view). An int8 activation is reshaped as
+    int8 and then dequantized, so the op's cluster starts at its DequantizeLinear."""
+    if r.shape(i) == tuple(shape):
+        return r.value(i)
+    int8 = r.is_int8(i) and r.data(i) is None
+    src = r.define(i) if int8 else r.value(i)
+    name = r.g.unique_name(f"{r.tname(i)}/reshaped")
+    r.node("Reshape", name, [src], [name], {"shape": list(shape)})
+    if not int8:
+        return name
+    r.g.tensors[name].quant = r.g.tensors[src].quant
+    return r.dequantize(name, r.g.tensors[src].quant)
+
+
+def _binary(onnx_op: str, options: str | None) -> Callable:
+    def f(c: _Op, op) -> None:
+        opts = _options(op, options) if options else None
+        fused = opts.FusedActivationFunction() if opts is not None else 0
+        c.emit(onnx_op, [c.r.value(c.input(0)), c.r.value(c.input(1))], {}, fused)
+    return f
+
+
+def _pool(onnx_op: str) -> Callable:
+    def f(c: _Op, op) -> None:
+        r = c.r
+        opts = _options(op, "Pool2DOptions")
+        x = c.input(0)
+        attrs = _window(r.shape(x), opts.FilterHeight(), opts.FilterWidth(), opts)
+        attrs.pop("dilations")
+        c.nhwc(onnx_op, [r.value(x)], attrs, opts.FusedActivationFunction())
+    return f
+
+
+def _mean(c: _Op, op) -> None:
+    r = c.r
+    opts = _options(op, "ReducerOptions")
+    rank = len(r.shape(c.input(0)))
+    axes = sorted({int(a) % rank for a in np.asarray(r.const(c.input(1))).reshape(-1)})
+    c.emit("ReduceMean", [r.value(c.input(0))], {"axes": axes, "keepdims": int(bool(opts and opts.KeepDims()))})
+
+
+def _view(c: _Op, op) -> None:
+    c.reshape_to_output(c.r.value(c.input(0)))
+
+
+def _softmax(c: _Op, op) -> None:
+    opts = _options(op, "SoftmaxOptions")
+    if opts is not None and opts.Beta() != 1.0:
+        raise UnsupportedError(f"{c.r.opname}: beta {opts.Beta()} (tinyc's Softmax has beta 1)")
+    c.emit("Softmax", [c.r.value(c.input(0))], {"axis": -1})
+
+
+def _unary(onnx_op: str, **attrs) -> Callable:
+    def f(c: _Op, op) -> None:
+        a = dict(attrs)
+        if onnx_op == "LeakyRelu":
+            a["alpha"] = float(_options(op, "LeakyReluOptions").Alpha())
+        c.emit(onnx_op, [c.r.value(c.input(0))], a)
+    return f
+
+
+def _pad(c: _Op, op) -> None:
+    r = c.r
+    x = c.input(0)
+    p = np.asarray(r.const(c.input(1)), np.int64).reshape(-1, 2)
+    value = 0.0
+    v = c.input(2)
+    if v is not None:
+        vd = np.asarray(r.const(v)).reshape(-1)
+        q = r.quant(v)
+        value = float(vd[0]) if q is None else float(q.scale) * (int(vd[0]) - int(q.zero_point))
+    elif r.is_int8(x):
+        value = 0.0  # TFLite pads with the zero point: real 0
+    c.emit("Pad", [r.value(x)], {"pads": list(p[:, 0]) + list(p[:, 1]), "value": value, "mode": "constant"})
+
+
+def _concat(c: _Op, op) -> None:
+    r = c.r
+    opts = _options(op, "ConcatenationOptions")
+    rank = len(r.shape(c.outs[0]))
+    c.emit("Concat", [r.value(i) for i in c.ins], {"axis": int(opts.Axis()) % rank}, opts.FusedActivationFunction())
+
+
+def _strided_slice(c: _Op, op) -> None:
+    r = c.r
+    opts = _options(op, "StridedSliceOptions")
+    if opts.EllipsisMask() or opts.NewAxisMask() or (hasattr(opts, "Offset") and opts.Offset()):
+        raise UnsupportedError(f"{r.opname}: ellipsis_mask, new_axis_mask and offset are not supported")
+    x = c.input(0)
+    shape = r.shape(x)
+    begin, end, strides = (np.asarray(r.const(c.input(k)), np.int64).reshape(-1).tolist() for k in (1, 2, 3))
+    big = 2**31 - 1
+    starts, ends = [], []
+    for a in range(len(begin)):
+        s, e, st = begin[a], end[a], strides[a]
+        if opts.BeginMask() >> a & 1:
+            s = 0 if st > 0 else big
+        if opts.EndMask() >> a & 1:
+            e = big if st > 0 else -big
+        if opts.ShrinkAxisMask() >> a & 1:
+            s = s % shape[a] if shape[a] else s
+            e, st = s + 1, 1
+        starts.append(s)
+        ends.append(e)
+    attrs = {"starts": starts, "ends": ends, "axes": list(range(len(begin))), "steps": strides}
+    if not opts.ShrinkAxisMask():
+        c.emit("Slice", [r.value(x)], attrs)
+        return
+    mid = r.g.unique_name(f"{r.tname(c.outs[0])}/Slice")
+    r.node("Slice", c.name + "/slice", [r.value(x)], [mid], attrs)
+    c.reshape_to_output(mid)
+
+
+def _transpose(c: _Op, op) -> None:
+    perm = np.asarray(c.r.const(c.input(1)), np.int64).reshape(-1).tolist()
+    c.emit("Transpose", [c.r.value(c.input(0))], {"perm": perm})
+
+
+def _quantize(c: _Op, op) -> None:
+    r = c.r
+    if not r.is_int8(c.outs[0]):
+        raise UnsupportedError(f"{r.opname}: output '{r.tname(c.outs[0])}' must be int8")
+    r.finish(c.outs[0], r.value(c.input(0)))
+
+
+def _dequantize(c: _Op, op) -> None:
+    r = c.r
+    x = c.input(0)
+    if not r.is_int8(x) or r.ttype(c.outs[0]) != 0:
+        raise UnsupportedError(f"{r.opname}: only int8 -> float32 is supported")
+    out = r.result(c.outs[0])
+    src = r.define(x)
+    q = r.g.tensors[src].quant
+    r.node("DequantizeLinear", c.name, [src] + r.qparams(src, q), [out], {})
+
+
+def _transpose_conv(c: _Op, op) -> None:
+    r = c.r
+    w, x, b = c.input(1), c.input(2), c.input(3)
+    if r.is_int8(x):
+        raise UnsupportedError(f"{r.opname}: int8 TRANSPOSE_CONV is not supported (tinyc's ConvTranspose is float only)")
+    opts = _options(op, "TransposeConvOptions")
+    out_shape = [int(d) for d in np.asarray(r.const(c.input(0))).reshape(-1)]
+    o, kh, kw, ci = r.shape(w)
+    n, ih, iw, _ = r.shape(x)
+    sh, sw = opts.StrideH(), opts.StrideW()
+    pads, extra = [], []
+    for size, k, s, out in ((ih, kh, sh, out_shape[1]), (iw, kw, sw, out_shape[2])):
+        full = (size - 1) * s + k
+        total = max(full - out, 0) if opts.Padding() == 0 else 0
+        before = total // 2
+        after = max(full - before - out, 0)
+        pads.append((before, after))
+        extra.append(out - (full - before - after))
+    if min(extra) < 0:
+        raise UnsupportedError(f"{r.opname}: output shape {out_shape} is smaller than the stride pattern")
+    wt = r.value(w, np.ascontiguousarray(np.transpose(r.const(w), (3, 0, 1, 2))), " (IOHW)")
+    nchw = r.g.unique_name(f"{r.tname(x)}/nchw")
+    r.node("Transpose", nchw, [r.value(x)], [nchw], {"perm": [0, 3, 1, 2]})
+    y = r.g.unique_name(f"{r.tname(c.outs[0])}/nchw")
+    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[pads[0][0], pads[1][0], pads[0][1], pads[1][1]],
+                 output_padding=extra)
+    r.node("ConvTranspose", c.name, [nchw, wt] + ([r.value(b)] if b is not None else []), [y], attrs)
+    fused = opts.FusedActivationFunction() if hasattr(opts, "FusedActivationFunction") else 0
+    c.emit("Transpose", [y], {"perm": [0, 2, 3, 1]}, fused)
+
+
+_MAP: dict[str, Callable] = {
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _depthwise,
+    "FULLY_CONNECTED": _fully_connected,
+    "ADD": _binary("Add", "AddOptions"),
+    "SUB": _binary("Sub", "SubOptions"),
+    "MUL": _binary("Mul", "MulOptions"),
+    "AVERAGE_POOL_2D": _pool("AveragePool"),
+    "MAX_POOL_2D": _pool("MaxPool"),
+    "MEAN": _mean,
+    "RESHAPE": _view,
+    "SQUEEZE": _view,
+    "SOFTMAX": _softmax,
+    "LOGISTIC": _unary("Sigmoid"),
+    "TANH": _unary("Tanh"),
+    "RELU": _unary("Relu"),
+    "RELU6": _unary("Clip", min=0.0, max=6.0),
+    "RELU_N1_TO_1": _unary("Clip", min=-1.0, max=1.0),
+    "LEAKY_RELU": _unary("LeakyRelu"),
+    "HARD_SWISH": _unary("HardSwish"),
+    "PAD": _pad,
+    "PADV2": _pad,
+    "CONCATENATION": _concat,
+    "STRIDED_SLICE": _strided_slice,
+    "TRANSPOSE": _transpose,
+    "QUANTIZE": _quantize,
+    "DEQUANTIZE": _dequantize,
+    "TRANSPOSE_CONV": _transpose_conv,
+}
+
+
+def import_operator(r, op, opname: str, index: int) -> None:
+    where = f"{opname} (operator {index})"
+    if opname.startswith("CUSTOM"):
+        raise UnsupportedError(f"{where}: custom operators are not supported")
+    if opname in _REFUSED:
+        raise UnsupportedError(f"{where}: {_REFUSED[opname]}")
+    f = _MAP.get(opname)
+    if f is None:
+        raise UnsupportedError(f"{where}: the operator is not supported for .tflite input")
+    c = _Op(r, op, "")
+    for i in c.ins + c.outs:
+        if i >= 0 and r.ttype(i) == 7 and r.data(i) is None:
+            raise UnsupportedError(f"{where}: 16-bit activations ('{r.tname(i)}') are not supported")
+    c.name = r.tname(c.outs[0]) if c.outs else where
+    f(c, op)
