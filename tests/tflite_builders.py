@@ -70,3 +70,65 @@ def run_tflm(model: bytes, samples: list[np.ndarray], arena: int = 64 * 1024) ->
         it.invoke()
         outs.append(it.get_output(0).copy())
     return outs
+
+
+def model_bytes(op_name: str, tensors: list[dict], inputs: list[int], outputs: list[int], op_inputs: list[int],
+                op_outputs: list[int], options: tuple[str, dict] | None = None, version: int = 1) -> bytes:
+    """A one-operator model. ``tensors``: dicts with name, shape, type ("f32", "s8", "s32"),
+    optional data (a numpy array: a constant) and q = (scales, zero points, quantized_dimension);
+    ``options``: (the BuiltinOptions name, e.g. "Conv2DOptions", {field: value})."""
+    flatbuffers, fb = _schema()
+    types = {"f32": fb.TensorType.FLOAT32, "s8": fb.TensorType.INT8, "s32": fb.TensorType.INT32,
+             "s16": fb.TensorType.INT16}
+    buffers = [fb.BufferT()]
+    ts = []
+    for spec in tensors:
+        t = fb.TensorT()
+        t.name, t.shape, t.type = spec["name"], list(spec["shape"]), types[spec["type"]]
+        t.buffer = 0
+        if spec.get("data") is not None:
+            b = fb.BufferT()
+            b.data = list(np.ascontiguousarray(spec["data"]).astype(spec["data"].dtype.newbyteorder("<")).tobytes())
+            buffers.append(b)
+            t.buffer = len(buffers) - 1
+        if spec.get("q") is not None:
+            scales, zps, dim = spec["q"]
+            q = fb.QuantizationParametersT()
+            q.scale, q.zeroPoint, q.quantizedDimension = [float(s) for s in scales], [int(z) for z in zps], dim
+            t.quantization = q
+        ts.append(t)
+    code = fb.OperatorCodeT()
+    builtin = getattr(fb.BuiltinOperator, op_name)
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), version
+    op = fb.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, list(op_inputs), list(op_outputs)
+    if options is not None:
+        kind, fields = options
+        op.builtinOptionsType = getattr(fb.BuiltinOptions, kind)
+        o = getattr(fb, kind + "T")()
+        for k, v in fields.items():
+            setattr(o, k, v)
+        op.builtinOptions = o
+    sub = fb.SubGraphT()
+    sub.tensors, sub.inputs, sub.outputs, sub.operators = ts, list(inputs), list(outputs), [op]
+    model = fb.ModelT()
+    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [sub], buffers
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def run_tflm_all(model: bytes, feeds: list[list[np.ndarray]], arena: int = 256 * 1024) -> list[np.ndarray]:
+    """Output 0 of TFLite Micro for each list of inputs (every model input set)."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError as e:
+        unavailable(f"tflite-micro is not installed: {e}")
+    it = runtime.Interpreter.from_bytes(model, arena_size=arena)
+    outs = []
+    for xs in feeds:
+        for k, x in enumerate(xs):
+            it.set_input(x, k)
+        it.invoke()
+        outs.append(it.get_output(0).copy())
+    return outs

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ops import get_op
+from ..ops.activations import TFLITE_RECIPES
 from ..ops.layout import nchw_node, nchw_view
 
 _REFUSED = {
@@ -207,6 +208,8 @@ def _softmax(c: _Op, op) -> None:
 def _unary(onnx_op: str, **attrs) -> Callable:
     def f(c: _Op, op) -> None:
         a = dict(attrs)
+        if onnx_op in TFLITE_RECIPES and c.r.is_int8(c.input(0)):
+            a["recipe"] = "tflite"  # TFLite's fixed-point int8 recipe, not the QDQ meaning
         if onnx_op == "LeakyRelu":
             a["alpha"] = float(_options(op, "LeakyReluOptions").Alpha())
         c.emit(onnx_op, [c.r.value(c.input(0))], a)

@@ -39,6 +39,8 @@ MATH = {
             lambda v, a, b: f"{v} < 0.0f ? {c_float(a)} * (expf({v}) - 1.0f) : {v}"),
 }
 _ALL = {**ACTIVATIONS, **MATH}
+# ops whose int8 table can follow TFLite's fixed-point recipe (attribute recipe="tflite")
+TFLITE_RECIPES = ("LeakyRelu", "HardSwish")
 
 
 def apply(name: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
@@ -58,7 +60,12 @@ def fused_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
 
 def int8_table(name: str, attrs: dict[str, Any], qx, qy) -> np.ndarray:
     """The int8 op as a 256-entry table: QDQ semantics in float32 (dequantize, the op, quantize
-    with round-half-to-even and saturation), as onnxruntime evaluates the QDQ model."""
+    with round-half-to-even and saturation), as onnxruntime evaluates the QDQ model; with
+    ``recipe="tflite"`` (LeakyRelu, HardSwish from a .tflite file) TFLite's fixed-point recipe."""
+    if attrs.get("recipe") == "tflite":
+        from ..quant import tflite_lut
+
+        return tflite_lut.table(name, attrs, qx, qy)
     q = np.arange(-128, 128, dtype=np.int32)
     x = (q - np.int32(qx.zero_point)).astype(np.float32) * np.float32(qx.scale)
     y = apply(name, x, attrs.get("alpha", 0.0), attrs.get("beta", 0.0))
@@ -76,7 +83,10 @@ def _make(name: str, limits: str) -> type[Op]:
             return cx.same_op(node, out)  # a table from the input's and output's parameters
 
         def normalize(self, attrs, ins, opset):
-            return {k: float(attrs.get(k, v)) for k, v in defaults.items()}
+            a = {k: float(attrs.get(k, v)) for k, v in defaults.items()}
+            if name in TFLITE_RECIPES and attrs.get("recipe") == "tflite":
+                a["recipe"] = "tflite"
+            return a
 
         def infer(self, node, ins):
             return [(ins[0].shape, ins[0].dtype)]
