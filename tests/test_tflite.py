@@ -202,3 +202,24 @@ def test_cli_refuses_an_lstm_with_exit_code_2(tmp_path):
                 "-o", str(tmp_path / "out"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and not (tmp_path / "out").exists()
     assert r.stderr.count("\n") == 1 and "UNIDIRECTIONAL_SEQUENCE_LSTM (operator" in r.stderr
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_224_host_c_equals_tflite_micro(tmp_path):
+    """MobileNetV2 224x224 int8 from PyTorch through ONNX into TFLite (PAD, MEAN, TRANSPOSE, an NCHW
+    input; 300 M MACs): generated C on the host, two random inputs."""
+    need_tools("cc")
+    path = shared_model("tflm/mobilenet_v2_pytorch/mobilenet_v2_quantized_1x3x224x224.tflite")
+    g = load_graph(path)
+    feeds = _random_feeds(g, 2)
+    want = run_tflm_all(path.read_bytes(), [list(f.values()) for f in feeds], arena=8 * 1024 * 1024)
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path, feeds)
+    for k, (got, w) in enumerate(zip(res.outputs, want)):
+        _assert_same(got[g.outputs[0]], w, f"mobilenet_v2 sample {k} (host C)")
+
+
+def test_mobilenet_v2_224_check_says_by_how_much_it_misses_cortex_m55():
+    r = run_cli("check", str(shared_model("tflm/mobilenet_v2_pytorch/mobilenet_v2_quantized_1x3x224x224.tflite")),
+                "--target", "cortex-m55")
+    assert "RAM   2,603,552 B (arena 2,451,840 B" in r.stdout and "of 524,288 B" in r.stdout, r.stdout + r.stderr
