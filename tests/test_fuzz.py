@@ -17,7 +17,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from . import fuzz_onnx
+from . import fuzz_harness, fuzz_onnx
 from .conftest import ROOT
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
@@ -98,8 +98,7 @@ def test_fuzz_run(tmp_path):
     cases = int(os.environ.get("TINYC_FUZZ_CASES", "2000"))
     seed = int(os.environ.get("TINYC_FUZZ_SEED", "20240601"))
     s = fuzz_onnx.run_fuzz(cases, seed, tmp_path / "fuzz", jobs=2)
-    report = "\n".join(f"case {f['index']} (seed {f['seed']}): {f['problem']} | {'; '.join(f['mutations'])} | "
-                       f"{f['message'] or f['stderr'][-300:]}" for f in s["failures"])
+    report = fuzz_harness.failure_report(s)
     assert not s["failures"], (f"{len(s['failures'])} of {s['cases']} fuzz cases failed (saved under "
                                f"{tmp_path / 'fuzz' / 'failures'}; python -m tests.fuzz_onnx --seed {seed} --case N "
                                f"--traceback replays one):\n{report}")

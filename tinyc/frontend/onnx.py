@@ -26,31 +26,14 @@ from onnx import numpy_helper
 from ..errors import TinycError, UnsupportedError
 from ..ir import DTYPES, Graph, Node, Tensor, dtype_of
 from ..ops import REGISTRY, get_op
+from .limits import MAX_CONSTANT_BYTES, MAX_NODES, MAX_TENSOR_BYTES
+from .limits import check_size as _check_size
 
 MIN_OPSET = 7
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
-# No microcontroller comes near these: a model that declares more is broken or hostile, and it is
-# refused before anything is allocated for it. One tensor (an input, an activation, a constant):
-MAX_TENSOR_BYTES = 2**28
-# All constant data together (initializers and what import folds), which becomes C source:
-MAX_CONSTANT_BYTES = 2**25
-# Nodes in the imported graph (after ops expand into others, e.g. an RNN unrolled); the passes take
-# minutes well before this:
-MAX_NODES = 100_000
 # protobuf cannot parse more than this
 MAX_MODEL_FILE_BYTES = 2**31 - 1
-
-
-def _check_size(what: str, shape, itemsize: int) -> None:
-    """Refuse a shape with a negative dimension or one of more than MAX_TENSOR_BYTES."""
-    dims = [int(d) for d in shape]
-    if any(d < 0 for d in dims):
-        raise TinycError(f"{what}: shape {dims} has a negative dimension")
-    nbytes = math.prod(max(d, 1) for d in dims) * itemsize  # (an empty tensor's other dimensions count too)
-    if nbytes > MAX_TENSOR_BYTES:
-        raise TinycError(f"{what}: shape {dims} needs {nbytes:,} bytes; tinyc refuses tensors over "
-                         f"{MAX_TENSOR_BYTES:,} bytes")
 
 
 def _check_constants(g: Graph, what: str, adding: int) -> None:
