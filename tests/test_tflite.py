@@ -181,13 +181,6 @@ def test_int8_transpose_conv_is_refused(tmp_path):
         load_graph(p)
 
 
-def test_not_a_tflite_file_is_a_one_line_error(tmp_path):
-    from tinyc.frontend.tflite import _read
-
-    with pytest.raises(TinycError, match="TFL3"):
-        _read(b"\x00" * 16, "x.tflite")
-
-
 def test_cli_compiles_tflite_and_dump_ir_shows_the_file_names(tmp_path):
     need_tools("cc")
     r = run_cli("compile", str(shared_model(MODELS["hello_world"] + ".tflite")), "--target", "host",

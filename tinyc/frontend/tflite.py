@@ -21,15 +21,12 @@ import numpy as np
 
 from ..errors import TinycError, UnsupportedError
 from ..ir import Graph, Node, QuantParams, Tensor
+from .tflite_file import FILE_IDENTIFIER, TYPE_NAMES, buffer_data, text
 
-IDENTIFIER = b"TFL3"
 
 # TensorType -> (IR dtype, numpy little-endian dtype)
 _TYPES = {0: ("f32", "<f4"), 2: ("s32", "<i4"), 3: ("u8", "u1"), 4: ("s64", "<i8"), 6: ("bool", "?"),
           7: ("s16", "<i2"), 9: ("s8", "i1")}
-_TYPE_NAMES = {0: "FLOAT32", 1: "FLOAT16", 2: "INT32", 3: "UINT8", 4: "INT64", 5: "STRING", 6: "BOOL", 7: "INT16",
-               8: "COMPLEX64", 9: "INT8", 10: "FLOAT64", 11: "COMPLEX128", 12: "UINT64", 13: "RESOURCE",
-               14: "VARIANT", 15: "UINT32", 16: "UINT16", 17: "INT4"}
 
 
 def is_tflite(path: str | os.PathLike) -> bool:
@@ -39,31 +36,15 @@ def is_tflite(path: str | os.PathLike) -> bool:
             head = f.read(8)
     except OSError:
         return False
-    return len(head) == 8 and head[4:8] == IDENTIFIER
-
-
-def _read(data: bytes, source: str):
-    """The flatbuffer's root Model (the one place that parses the file)."""
-    import tflite
-
-    if len(data) < 8 or data[4:8] != IDENTIFIER:
-        raise TinycError(f"{source}: not a TFLite flatbuffer (no \"TFL3\" file identifier)")
-    try:
-        m = tflite.Model.GetRootAs(data, 0)
-        if m.SubgraphsLength() < 1:
-            raise TinycError(f"{source}: the model has no subgraph")
-    except (IndexError, ValueError, TypeError) as e:  # flatbuffers reading past the end
-        raise TinycError(f"{source}: damaged TFLite flatbuffer ({type(e).__name__})") from None
-    return m
+    return len(head) == 8 and head[4:8] == FILE_IDENTIFIER
 
 
 def load(path: str | os.PathLike):
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise TinycError(f"cannot read {p}: {e.strerror}") from None
-    return _read(data, p.name)
+    """The file's root Model, checked structurally (tflite_file.py: every index, buffer size,
+    operator code and type is valid before the importer reads it)."""
+    from .tflite_file import read_model_file
+
+    return read_model_file(path)
 
 
 def input_names(model) -> list[str]:
@@ -72,16 +53,13 @@ def input_names(model) -> list[str]:
     out = []
     for k in range(sub.InputsLength()):
         t = sub.Tensors(int(sub.Inputs(k)))
-        b = model.Buffers(t.Buffer()) if t.Buffer() > 0 else None
-        if b is None or b.DataLength() == 0:
+        if buffer_data(model, t.Buffer()) is None:
             out.append(_decode(t.Name(), f"tensor_{sub.Inputs(k)}"))
     return out
 
 
 def _decode(b: bytes | None, default: str) -> str:
-    if not b:
-        return default
-    return b.decode("utf-8", errors="replace")
+    return text(b) or default
 
 
 class _Reader:
@@ -113,13 +91,13 @@ class _Reader:
     def data(self, i: int) -> np.ndarray | None:
         """The constant's value (None for a tensor without data)."""
         t = self.tensor(i)
-        b = self.model.Buffers(t.Buffer()) if t.Buffer() > 0 else None
-        if b is None or b.DataLength() == 0:
+        raw = buffer_data(self.model, t.Buffer())
+        if raw is None:
             return None
         ttype = t.Type()
         if ttype not in _TYPES:
-            raise UnsupportedError(f"{self.opname}: constant '{self.tname(i)}' is {_TYPE_NAMES.get(ttype, ttype)}")
-        raw = b.DataAsNumpy().tobytes()
+            raise UnsupportedError(f"{self.opname}: constant '{self.tname(i)}' is {TYPE_NAMES.get(ttype, ttype)}")
+        raw = raw.tobytes()
         np_type = np.dtype(_TYPES[ttype][1])
         shape = self.shape(i)
         if len(raw) != int(np.prod(shape, dtype=np.int64)) * np_type.itemsize:
@@ -142,7 +120,7 @@ class _Reader:
     def dtype(self, i: int) -> str:
         ttype = self.ttype(i)
         if ttype not in _TYPES:
-            raise UnsupportedError(f"{self.opname}: tensor '{self.tname(i)}' is {_TYPE_NAMES.get(ttype, ttype)}, "
+            raise UnsupportedError(f"{self.opname}: tensor '{self.tname(i)}' is {TYPE_NAMES.get(ttype, ttype)}, "
                                    "which tinyc does not support")
         return _TYPES[ttype][0]
 

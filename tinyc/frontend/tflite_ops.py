@@ -14,6 +14,7 @@ from ..errors import UnsupportedError
 from ..ops import get_op
 from ..ops.activations import TFLITE_RECIPES
 from ..ops.layout import nchw_node, nchw_view
+from .tflite_file import builtin_code
 
 _REFUSED = {
     "SVDF": "SVDF is not supported yet (sequence models have their own issue)",
@@ -25,7 +26,7 @@ _REFUSED = {
 def op_name(code) -> str:
     from tflite.utils import BUILTIN_OPCODE2NAME
 
-    builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
+    builtin = builtin_code(code)
     if builtin == 32:
         custom = code.CustomCode()
         return f"CUSTOM '{custom.decode('utf-8', 'replace')}'" if custom else "CUSTOM"
