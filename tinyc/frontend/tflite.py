@@ -30,7 +30,10 @@ _TYPES = {0: ("f32", "<f4"), 2: ("s32", "<i4"), 3: ("u8", "u1"), 4: ("s64", "<i8
 
 
 def is_tflite(path: str | os.PathLike) -> bool:
-    """Whether the file is a TFLite flatbuffer (file identifier "TFL3" at bytes 4..8)."""
+    """Whether the file is for the TFLite frontend: named .tflite, or a flatbuffer with the file
+    identifier "TFL3" at bytes 4..8 (a damaged .tflite is then refused as one)."""
+    if Path(path).suffix.lower() == ".tflite":
+        return True
     try:
         with open(path, "rb") as f:
             head = f.read(8)
