@@ -14,6 +14,7 @@ import numpy as np
 
 from ..ir import Graph, Node
 from ..ops import get_op, is_quantized
+from ..ops.layout import is_nhwc
 from . import Pass, register
 from .dce import remove_dead
 from .rewrite import consumers, only_use, producer, replace_output
@@ -93,16 +94,23 @@ class FuseActivation(Pass):
 
 def fuse_pad(g: Graph) -> Graph:
     """Constant padding of the spatial axes only, read by nothing but a Conv (value 0), a MaxPool
-    (value -inf) or an AveragePool that counts padding (value 0), becomes that op's pads."""
+    (value -inf) or an AveragePool that counts padding (value 0), becomes that op's pads. On int8
+    tensors the padding value 0 is the zero point, which is what an int8 Conv pads with: such a Pad
+    folds into the Conv too (MobileNetV2 from PyTorch pads explicitly before every strided and
+    depthwise convolution). NCHW and NHWC nodes alike."""
     cons = consumers(g)
     for pad in [n for n in g.nodes if n.op == "Pad"]:
         user = only_use(g, pad.outputs[0], cons)
         a = pad.attrs
-        if user is None or a["mode"] != "constant" or user.inputs[0] != pad.outputs[0] or not _float_node(g, pad):
+        if user is None or a["mode"] != "constant" or user.inputs[0] != pad.outputs[0]:
             continue
-        rank = len(g.tensors[pad.inputs[0]].shape)
+        x, y = g.tensors[pad.inputs[0]], g.tensors[pad.outputs[0]]
+        if not _float_node(g, pad) and (user.op != "Conv" or x.quant is None or x.quant != y.quant):
+            continue  # int8: a Conv reading the same parameters only
+        rank = len(x.shape)
+        spatial_axes = list(range(1, rank - 1)) if is_nhwc(user) else list(range(2, rank))
         p = a["pads"]
-        if any(p[i] or p[i + rank] for i in (0, 1)):
+        if any(p[i] or p[i + rank] for i in range(rank) if i not in spatial_axes):
             continue  # batch or channel padding
         ok = (user.op == "Conv" and a["value"] == 0.0) or \
              (user.op == "MaxPool" and a["value"] == -math.inf) or \
@@ -110,12 +118,11 @@ def fuse_pad(g: Graph) -> Graph:
               (user.attrs.get("count_include_pad") or not any(user.attrs["pads"])))
         if not ok or user.attrs.get("ceil_mode"):
             continue
-        n_sp = rank - 2
-        spatial = p[2:rank] + p[rank + 2:]
+        spatial = [p[i] for i in spatial_axes] + [p[i + rank] for i in spatial_axes]
         user.attrs["pads"] = [q + s for q, s in zip(user.attrs["pads"], spatial)]
         if user.op == "AveragePool":
             user.attrs["count_include_pad"] = 1
-        assert len(user.attrs["pads"]) == 2 * n_sp
+        assert len(user.attrs["pads"]) == 2 * len(spatial_axes)
         user.inputs = [pad.inputs[0]] + user.inputs[1:]
         g.nodes.remove(pad)
         cons = consumers(g)
