@@ -216,3 +216,17 @@ def test_mobilenet_v2_224_check_says_by_how_much_it_misses_cortex_m55():
     r = run_cli("check", str(shared_model("tflm/mobilenet_v2_pytorch/mobilenet_v2_quantized_1x3x224x224.tflite")),
                 "--target", "cortex-m55")
     assert "RAM   1,660,608 B (arena 1,508,896 B" in r.stdout and "of 524,288 B" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.emulator
+def test_diff_and_report_take_tflite(tmp_path):
+    """Every command takes .tflite: diff (layer by layer on the emulated target) and the HTML report,
+    with the file's tensor names."""
+    need_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    path = shared_model("mlperf-tiny/kws_int8.tflite")
+    r = run_cli("diff", str(path), "-t", "cortex-m4")
+    assert r.returncode == 0, r.stderr
+    assert "first divergence on cortex-m4: none, every layer equals the reference" in r.stdout
+    r = run_cli("report", str(path), "-t", "cortex-m4", "-o", str(tmp_path / "r.html"))
+    assert r.returncode == 0, r.stderr
+    assert "functional_1/dense/BiasAdd" in (tmp_path / "r.html").read_text()
