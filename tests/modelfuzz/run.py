@@ -59,6 +59,7 @@ class Case:
     refusal: str = ""
     targets_run: list[str] = dataclasses.field(default_factory=list)
     lsb_max: int = 0                        # largest int8-vs-onnxruntime step seen
+    tflite: bytes = b""                     # tflite route: the .tflite twin (compiled directly too)
 
     @property
     def key(self) -> str:
@@ -120,7 +121,8 @@ def _tflite_model(case: Case) -> list[np.ndarray]:
     """The tf2onnx-style model and its .tflite twin; TFLite Micro's outputs on int8 samples."""
     from .tflite_route import build_pair, run_tflm
 
-    case.model, tflite = build_pair(case.recipe)
+    case.model, case.tflite = build_pair(case.recipe)
+    tflite = case.tflite
     case.float_model = case.model
     case.ops = sorted({n.op_type for n in case.model.graph.node} - {"QuantizeLinear", "DequantizeLinear"})
     rng = np.random.default_rng([case.recipe.seed, 3])
@@ -163,14 +165,21 @@ def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:
     if route == "ptq":
         return case  # no outside oracle for tinyc's own quantization: C vs reference below
     if route == "tflite":
-        for k, (w, got) in enumerate(zip(want, case.ref)):
-            ref = np.asarray(got[case.graph.outputs[0]]).reshape(w.shape)
-            if ref.dtype != w.dtype or not np.array_equal(ref, w):
-                diff = np.abs(ref.astype(np.int64) - w.astype(np.int64))
-                case.lsb_max = max(case.lsb_max, int(diff.max(initial=0)))
-                case.fail("reference vs TFLite Micro", f"sample {k}: {int((diff > 0).sum())}/{w.size} values differ, "
-                          f"by up to {int(diff.max(initial=0))} ({ref.dtype} vs {w.dtype})")
-                break
+        _against_tflm(case, want, "reference vs TFLite Micro")
+        # the .tflite itself through tinyc's TFLite frontend: its reference must equal TFLite Micro
+        # too, and it is the graph the targets then run
+        path = workdir / f"{case.key}.tflite"
+        path.write_bytes(case.tflite)
+        try:
+            case.graph = prepare(path, progress=False).graph
+            case.ref = [interpreter.run(case.graph, feeds) for feeds in case.samples]
+        except TinycError as e:
+            case.fail("TFLite frontend", f"refuses a file TFLite Micro runs: {str(e).splitlines()[0]}")
+            return case
+        except Exception:  # noqa: BLE001 -- an internal error is a bug
+            case.fail("TFLite frontend", traceback.format_exc(limit=-3).strip().splitlines()[-1])
+            return case
+        _against_tflm(case, want, "reference of the .tflite vs TFLite Micro")
         return case
     scale = output_scale(case.model) if route in ROUTES_QDQ else None
     bound = steps_bound(case.model) if scale is not None else None
@@ -197,6 +206,18 @@ def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:
                           + ("" if same_nonfinite else " (infinities or NaN differ)"))
                 break
     return case
+
+
+def _against_tflm(case: Case, want: list[np.ndarray], oracle: str) -> None:
+    """The case's reference outputs must equal TFLite Micro's exactly."""
+    for k, (w, got) in enumerate(zip(want, case.ref)):
+        ref = np.asarray(got[case.graph.outputs[0]]).reshape(w.shape)
+        if ref.dtype != w.dtype or not np.array_equal(ref, w):
+            diff = np.abs(ref.astype(np.int64) - w.astype(np.int64))
+            case.lsb_max = max(case.lsb_max, int(diff.max(initial=0)))
+            case.fail(oracle, f"sample {k}: {int((diff > 0).sum())}/{w.size} values differ, "
+                      f"by up to {int(diff.max(initial=0))} ({ref.dtype} vs {w.dtype})")
+            return
 
 
 # --- many models in one program per target ------------------------------------------------------
