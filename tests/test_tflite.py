@@ -230,3 +230,35 @@ def test_diff_and_report_take_tflite(tmp_path):
     r = run_cli("report", str(path), "-t", "cortex-m4", "-o", str(tmp_path / "r.html"))
     assert r.returncode == 0, r.stderr
     assert "functional_1/dense/BiasAdd" in (tmp_path / "r.html").read_text()
+
+
+def test_a_constant_shared_by_operators_with_different_input_scales(tmp_path):
+    """Two CONV_2D share their weights and their int32 bias but read inputs of different scales:
+    TFLite adds the bias's integers in each reader's units (input scale x weight scale), so each
+    reader gets its own; a tensor read by several operators stays one tensor otherwise."""
+    import copy
+
+    from .tflite_builders import _schema
+
+    flatbuffers, fb = _schema()
+    m = fb.ModelT.InitFromPackedBuf(tflite_cases.conv(True), 0)
+    sg = m.subgraphs[0]
+    x2, y2 = copy.deepcopy(sg.tensors[0]), copy.deepcopy(sg.tensors[3])
+    x2.name, x2.quantization.scale, x2.quantization.zeroPoint = "x2", [0.2], [-7]
+    y2.name, y2.quantization.scale, y2.quantization.zeroPoint = "y2", [0.3], [2]
+    sg.tensors += [x2, y2]
+    op2 = copy.deepcopy(sg.operators[0])
+    op2.inputs, op2.outputs = [4, 1, 2], [5]
+    sg.operators.append(op2)
+    sg.inputs, sg.outputs = [0, 4], [5, 3]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    path = tmp_path / "shared.tflite"
+    path.write_bytes(bytes(b.Output()))
+    rng = np.random.default_rng(0)
+    feeds = [[rng.integers(-128, 128, (1, 9, 9, 4)).astype(np.int8) for _ in range(2)] for _ in range(3)]
+    want = run_tflm_all(path.read_bytes(), feeds)  # output 0: y2, the reader whose scale the bias does not say
+    g = load_graph(path)
+    assert sum(n.inputs[1] == g.nodes[0].inputs[1] for n in g.nodes if n.op == "Conv") == 2  # one weight tensor
+    for f, w in zip(feeds, want):
+        _assert_same(interpreter.run(g, dict(zip(g.inputs, f)))["y2"], w, "y2")

@@ -174,6 +174,21 @@ class _Reader:
             self.floats[i] = out
         return out
 
+    def bias(self, b: int, x: int, w: int, w_name: str) -> str:
+        """Bias ``b`` of an operator reading ``x`` with weights ``w`` (``w_name``: their IR tensor,
+        per-channel parameters on axis 0). TFLite's int8 kernels add its int32 values in units of
+        the input's scale times the weight's, whatever the bias tensor's own parameters say: a bias
+        shared by operators with different input scales gets, per reader, those units."""
+        qb, qx, qw = self.quant(b), self.quant(x), self.g.tensors[w_name].quant
+        if self.ttype(b) != 2 or qb is None or qx is None or qw is None:
+            return self.value(b)
+        scale = (np.float64(qx.scale) * np.asarray(qw.scale, np.float64)).astype(np.float32)
+        if scale.shape == np.shape(qb.scale) and np.allclose(qb.scale, scale, rtol=1e-6, atol=0):
+            return self.value(b)  # the file says so already (the usual case): one tensor for all readers
+        src = self.g.add_const(self.g.unique_name(f"{self.tname(b)} (for {self.opname})"), self.const(b)).name
+        axis = 0 if scale.ndim else None
+        return self.dequantize(src, QuantParams(scale, np.zeros(scale.shape, np.int32), axis))
+
     def dequantize(self, src: str, q: QuantParams) -> str:
         """A DequantizeLinear of IR tensor ``src`` with parameters ``q`` (set on ``src``)."""
         out = self.g.unique_name(f"{src}/dequant")

@@ -109,7 +109,8 @@ def _conv(c: _Op, op) -> None:
     attrs = _window(xs, ws[1], ws[2], opts, opts.DilationHFactor(), opts.DilationWFactor())
     attrs["group"] = xs[3] // ws[3]
     b = c.input(2)
-    c.nhwc("Conv", [r.value(x), r.value(w)] + ([r.value(b)] if b is not None else []), attrs,
+    wv = r.value(w)
+    c.nhwc("Conv", [r.value(x), wv] + ([r.bias(b, x, w, _source(r, wv))] if b is not None else []), attrs,
            opts.FusedActivationFunction())
 
 
@@ -126,7 +127,8 @@ def _depthwise(c: _Op, op) -> None:
     attrs = _window(xs, ws[1], ws[2], opts, opts.DilationHFactor(), opts.DilationWFactor())
     attrs["group"] = xs[3]
     b = c.input(2)
-    c.nhwc("Conv", [r.value(x), wt] + ([r.value(b)] if b is not None else []), attrs, opts.FusedActivationFunction())
+    c.nhwc("Conv", [r.value(x), wt] + ([r.bias(b, x, w, _source(r, wt))] if b is not None else []), attrs,
+           opts.FusedActivationFunction())
 
 
 def _fully_connected(c: _Op, op) -> None:
@@ -138,7 +140,8 @@ def _fully_connected(c: _Op, op) -> None:
     k = r.shape(w)[1]
     xn = _reshaped(r, x, (int(np.prod(r.shape(x))) // k, k))
     fused = opts.FusedActivationFunction() if opts is not None else 0
-    ins = [xn, r.value(w)] + ([r.value(b)] if b is not None else [])
+    wv = r.value(w)
+    ins = [xn, wv] + ([r.bias(b, x, w, _source(r, wv))] if b is not None else [])
     rows = r.g.tensors[xn].shape[0]
     n = r.shape(w)[0]
     if r.shape(c.outs[0]) == (rows, n):
@@ -151,6 +154,12 @@ def _fully_connected(c: _Op, op) -> None:
         r.activation(fused, mid, act)
         mid = act
     c.reshape_to_output(mid)
+
+
+def _source(r, name: str) -> str:
+    """The IR tensor behind a value: the int8 constant a DequantizeLinear reads, or itself."""
+    n = next((n for n in r.g.nodes if name in n.outputs), None)
+    return n.inputs[0] if n is not None and n.op == "DequantizeLinear" else name
 
 
 def _reshaped(r, i: int, shape: tuple[int, ...]) -> str:
