@@ -183,8 +183,10 @@ class _Reader:
         if self.ttype(b) != 2 or qb is None or qx is None or qw is None:
             return self.value(b)
         scale = (np.float64(qx.scale) * np.asarray(qw.scale, np.float64)).astype(np.float32)
-        if scale.shape == np.shape(qb.scale) and np.allclose(qb.scale, scale, rtol=1e-6, atol=0):
+        if scale.shape == np.shape(qb.scale) and np.allclose(qb.scale, scale, rtol=1e-6, atol=0) \
+                and qb.axis in (None, 0):
             return self.value(b)  # the file says so already (the usual case): one tensor for all readers
+        # (an odd quantized_dimension on a 1-D bias is ignored too, as TFLite does)
         src = self.g.add_const(self.g.unique_name(f"{self.tname(b)} (for {self.opname})"), self.const(b)).name
         axis = 0 if scale.ndim else None
         return self.dequantize(src, QuantParams(scale, np.zeros(scale.shape, np.int32), axis))
