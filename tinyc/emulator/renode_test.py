@@ -54,9 +54,9 @@ def runner_python() -> str:
     seen, first = [], None
     for d in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin"]:
         exe = os.path.join(d or ".", "python3")
-        if not os.access(exe, os.X_OK) or os.path.realpath(exe) in seen:
+        if not os.access(exe, os.X_OK) or os.path.abspath(exe) in seen:  # not realpath: a venv's links to its base
             continue
-        seen.append(os.path.realpath(exe))
+        seen.append(os.path.abspath(exe))
         missing = _missing_modules(exe)
         if missing == []:
             return os.path.dirname(exe)
