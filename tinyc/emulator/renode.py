@@ -26,7 +26,6 @@ from ..toolchain import STRICT_CFLAGS, need_tool
 from .runner import EXIT_CODES, FAULTS, _io_entries
 
 CONSOLE = "console.txt"  # the semihosting console, written by Renode beside the .resc
-UART_TIMEOUT_S = 3600  # emulated seconds the test waits for a line; the wall-clock limit is --timeout
 SOURCES = ("main.c", "io_semihost.c", "startup_cortexm.c")
 
 
@@ -93,7 +92,7 @@ def build(model: GeneratedModel, target: Target, build_dir: Path, samples: Seque
         ram_origin=r.ram_origin, ram_bytes=r.ram_bytes))
     (build_dir / "link.ld").write_text(env.get_template("firmware/cortexm.ld.j2").render(target=board))
     compile_firmware(model.name, target, build_dir)
-    rctx = dict(name=model.name, target=target, renode=r, console=CONSOLE, rtol=f"{rtol:g}", uart_timeout=UART_TIMEOUT_S,
+    rctx = dict(name=model.name, target=target, renode=r, console=CONSOLE, rtol=f"{rtol:g}",
                 timeout=f"{timeout:g}", samples=[_robot_specs(model, out) for out in expected])
     (build_dir / f"{model.name}.resc").write_text(env.get_template("renode/model.resc.j2").render(**rctx))
     robot = build_dir / f"{model.name}.robot"

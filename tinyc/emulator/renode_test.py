@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import TinycError
 
 RESULTS = "renode-results"  # renode-test's results folder, inside the build folder
-STARTUP_S = 60.0  # on top of the test's own limit: Renode's start and the robot's set-up
+STARTUP_S = 30.0  # on top of the test's own limit: Renode's start and the robot's set-up
 # modules Renode's tests/run_tests.py imports (its tests/requirements.txt) -> their pip names
 RUNNER_MODULES = {"robot": "robotframework", "psutil": "psutil", "yaml": "pyyaml"}
 
@@ -124,15 +124,16 @@ def run_robot(robot: Path, timeout: float) -> RobotRun:
 
 
 def _failure_message(results: Path) -> str:
-    """The first failure message in renode-test's result files."""
+    """The failed test's message in renode-test's result files (without what its teardown added)."""
     for xml in sorted(results.glob("*.xml")):
         try:
             root = ET.parse(xml).getroot()
         except ET.ParseError:
             continue
-        for status in root.iter("status"):
-            if status.get("status") == "FAIL" and (status.text or "").strip():
-                return status.text.strip()
+        for test in root.iter("test"):
+            status = test.find("status")
+            if status is not None and status.get("status") == "FAIL" and (status.text or "").strip():
+                return status.text.split("\n\nAlso teardown failed")[0].strip()
     return ""
 
 
