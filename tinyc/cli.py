@@ -177,7 +177,6 @@ def cmd_run(args) -> int:
 def cmd_verify(args) -> int:
     from .emulator import run_on_target
     from .oracle import from_args
-    from .verify import compare
 
     target = _target(args)
     build = _build(args, target)
@@ -209,27 +208,13 @@ def cmd_verify(args) -> int:
         print("  firmware ELF vs report: " + ", ".join(
             f"{what} {want:,} B " + ("= ELF" if want == got else f"!= ELF {got:,} B (differs by {got - want:+,} B)")
             for what, want, got in elf_rows))
-    ok = True
-    checks = [("reference", build.reference)]
-    if expected is not None:
-        checks.append(("expected data", expected))
-    for label, truth in checks:
-        for name in g.outputs:
-            comps = [compare(name, got[name], t[name], args.rtol) for got, t in zip(result.outputs, truth) if name in t]
-            if not comps:
-                continue
-            worst = max(comps, key=lambda c: (not c.ok, c.max_rel if not c.exact else c.max_abs))
-            bad = sum(not c.ok for c in comps)
-            ok &= bad == 0
-            tag = "ok" if bad == 0 else f"MISMATCH in {bad} of {len(comps)} samples"
-            print(f"  output '{name}' {list(worst.shape)} vs {label}: {worst.describe()} "
-                  f"(worst of {len(comps)} sample{'s' if len(comps) > 1 else ''})  {tag}")
+    ok = _compare_outputs(g.outputs, result.outputs, build, args.rtol)
     against = _against(oracle, tol, g, samples, result.outputs)
     if ok and against is None:
         print("PASS" + (f" (reference and {oracle.label})" if oracle else ""))
         return EXIT_OK
     if not ok:
-        print(f"FAIL (tolerance {args.rtol:g} relative to the largest reference value; integers must match exactly)")
+        print(_TOLERANCE_FAIL.format(rtol=args.rtol))
     if against is not None:
         print(f"FAIL {against}")
     return EXIT_MISMATCH
@@ -246,26 +231,78 @@ def _against(oracle, tol, g, samples, outputs) -> str | None:
     return failure(oracle, verdicts)
 
 
+_TOLERANCE_FAIL = "FAIL (tolerance {rtol:g} relative to the largest reference value; integers must match exactly)"
+
+
+def _compare_outputs(names, outputs, build, rtol: float) -> bool:
+    """Print each output against the reference (and the -i folder's expected outputs): the worst
+    sample and how many mismatch; True when all match."""
+    from .verify import compare
+
+    ok = True
+    checks = [("reference", build.reference)]
+    if build.samples.expected is not None:
+        checks.append(("expected data", build.samples.expected))
+    for label, truth in checks:
+        for name in names:
+            comps = [compare(name, got[name], t[name], rtol) for got, t in zip(outputs, truth) if name in t]
+            if not comps:
+                continue
+            worst = max(comps, key=lambda c: (not c.ok, c.max_rel if not c.exact else c.max_abs))
+            bad = sum(not c.ok for c in comps)
+            ok &= bad == 0
+            tag = "ok" if bad == 0 else f"MISMATCH in {bad} of {len(comps)} samples"
+            print(f"  output '{name}' {list(worst.shape)} vs {label}: {worst.describe()} "
+                  f"(worst of {len(comps)} sample{'s' if len(comps) > 1 else ''})  {tag}")
+    return ok
+
+
 def _verify_renode(args, build) -> int:
-    """Firmware with the samples built in, a .resc and a .robot expecting the reference outputs;
-    renode-test runs them (exit 2 when Renode is not installed)."""
-    from .emulator import renode
+    """Firmware with the samples built in, a .resc and a .robot; renode-test runs them, tinyc reads
+    the outputs from the console file Renode wrote and compares them as for QEMU. The build
+    folder is kept when the run does not pass."""
+    import shutil
+
+    from .emulator import console, renode, renode_test
 
     target = build.target
     print(f"tinyc verify: {args.model} on {target.name} in Renode ({target.renode.board if target.renode else '-'}); "
           f"inputs: {build.samples.origin}")
-    with tempfile.TemporaryDirectory(prefix="tinyc-renode-") as tmp:
-        build_dir = Path(args.build_dir) if args.build_dir else Path(tmp)
-        robot = renode.build(build.model, target, build_dir, build.samples.feeds, build.reference)
-        print(f"  wrote {robot.name}, {robot.stem}.resc and firmware.elf" + (f" in {build_dir}" if args.build_dir else ""))
-        try:
-            ok, tail = renode.run_robot(robot, args.timeout)
-        except TinycError as e:
-            keep = "" if args.build_dir else " (--build-dir DIR keeps the generated files)"
-            raise TinycError(str(e).split(". The Renode files")[0] + keep) from None
-    print(tail)
-    print("PASS" if ok else "FAIL (renode-test)")
-    return EXIT_OK if ok else EXIT_MISMATCH
+    build_dir = Path(args.build_dir) if args.build_dir else Path(tempfile.mkdtemp(prefix="tinyc-renode-"))
+    passed = False
+    try:
+        robot = renode.build(build.model, target, build_dir, build.samples.feeds, build.reference,
+                             rtol=args.rtol, timeout=args.timeout)
+        print(f"  wrote {robot.name}, {robot.stem}.resc and firmware.elf in {build_dir}")
+        console_file = build_dir / renode.CONSOLE
+        console_file.unlink(missing_ok=True)
+        run = renode_test.run_robot(robot, args.timeout)
+        if not run.passed:
+            print(f"  renode-test failed: {run.failure or '(no failure message in its results)'}")
+            for what, tail in (("Renode's log", run.log_tail), ("renode-test's output", run.output_tail)):
+                if tail:
+                    print(f"  last lines of {what}:\n" + "\n".join(f"    {t}" for t in tail))
+            if "timeout" in run.failure.lower():
+                raise TinycError(f"timeout: the test did not finish within --timeout {args.timeout:g} s of wall-clock time")
+        lines = console_file.read_text(errors="replace").splitlines() if console_file.exists() else []
+        outputs = console.read_outputs(build.model, lines, len(build.samples.feeds), f"{target.name} in Renode")
+        ok = _compare_outputs(build.graph.outputs, outputs, build, args.rtol)
+        passed = ok and run.passed
+        if passed:
+            print("PASS")
+            return EXIT_OK
+        print(_TOLERANCE_FAIL.format(rtol=args.rtol) if not ok else
+              "FAIL (renode-test failed while tinyc's comparison passed: see its message above)")
+        print(f"  the files are kept in {build_dir}")
+        return EXIT_MISMATCH
+    except TinycError as e:
+        if not args.build_dir and not any(build_dir.iterdir()):
+            build_dir.rmdir()
+            raise
+        raise TinycError(str(e) if str(build_dir) in str(e) else f"{e}; the files are kept in {build_dir}") from None
+    finally:
+        if passed and not args.build_dir:
+            shutil.rmtree(build_dir, ignore_errors=True)
 
 
 def cmd_bench(args) -> int:

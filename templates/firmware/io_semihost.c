@@ -71,8 +71,38 @@ void tinyc_io_console(const char *text)
     (void)semihost(SYS_WRITE0, text);
 }
 
+#ifdef TINYC_EXIT_LINE
+/* Emulators without the semihosting exit call (Renode 1.14 implements only the console calls) see
+ * the end on the console instead: "tinyc-exit <code> <what it means>". The firmware defines
+ * tinyc_exit_kind. */
+const char *tinyc_exit_kind(int code);
+
+static void exit_line(int code)
+{
+    char digits[12];
+    char *p = digits + sizeof digits;
+    unsigned v = code < 0 ? 0u - (unsigned)code : (unsigned)code;
+    *--p = '\0';
+    do {
+        *--p = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v != 0u);
+    if (code < 0) {
+        *--p = '-';
+    }
+    (void)semihost(SYS_WRITE0, "tinyc-exit ");
+    (void)semihost(SYS_WRITE0, p);
+    (void)semihost(SYS_WRITE0, " ");
+    (void)semihost(SYS_WRITE0, tinyc_exit_kind(code));
+    (void)semihost(SYS_WRITE0, "\n");
+}
+#endif
+
 void tinyc_io_exit(int code)
 {
+#ifdef TINYC_EXIT_LINE
+    exit_line(code);
+#endif
     const uint32_t args[2] = {0x20026u /* ADP_Stopped_ApplicationExit */, (uint32_t)code};
     (void)semihost(SYS_EXIT_EXTENDED, args);
     for (;;) {
