@@ -154,6 +154,19 @@ def builtin_options(op: tflite.Operator, cls: type, what: str):
 
 
 @functools.cache
+def default_options(cls: type):
+    """An options table of class ``cls`` with every field at the schema's default: how FlatBuffers,
+    and TFLite's own reader, read an operator whose options are absent."""
+    b = flatbuffers.Builder(16)
+    b.StartObject(0)
+    b.Finish(b.EndObject())
+    data = bytes(b.Output())
+    obj = cls()
+    obj.Init(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
+    return obj
+
+
+@functools.cache
 def _readers(cls: type) -> tuple[str, ...]:
     """The accessors of a generated table class that take no argument (scalars, strings, whole
     vectors as numpy, vector lengths, nested tables)."""

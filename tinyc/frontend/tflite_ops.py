@@ -10,11 +10,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import UnsupportedError
+from ..errors import TinycError, UnsupportedError
 from ..ops import get_op
 from ..ops.activations import TFLITE_RECIPES
 from ..ops.layout import nchw_node, nchw_view
-from .tflite_file import builtin_code
+from .tflite_file import builtin_code, builtin_options, default_options
 
 _REFUSED = {
     "SVDF": "SVDF is not supported yet (sequence models have their own issue)",
@@ -33,17 +33,6 @@ def op_name(code) -> str:
     return BUILTIN_OPCODE2NAME.get(builtin, f"builtin operator {builtin}")
 
 
-def _options(op, cls_name: str):
-    import tflite
-
-    opts = getattr(tflite, cls_name)()
-    table = op.BuiltinOptions()
-    if table is None:
-        return None
-    opts.Init(table.Bytes, table.Pos)
-    return opts
-
-
 def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
     """TFLite's SAME padding: the extra row/column at the end."""
     out = -(-size // s)
@@ -51,8 +40,19 @@ def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _window(x_shape, kh: int, kw: int, opts, dh: int = 1, dw: int = 1) -> dict:
+def _check_window(c: "_Op", opts, kh: int, kw: int, sh: int, sw: int, dh: int = 1, dw: int = 1) -> None:
+    """Filter, strides and dilations positive, padding SAME or VALID (an operator without options
+    has stride 0 and is refused here)."""
+    for what, h, w in (("filter", kh, kw), ("stride", sh, sw), ("dilation", dh, dw)):
+        if h < 1 or w < 1:
+            c.fail(f"{what} {h}x{w} (height x width) must be positive")
+    if opts.Padding() not in (0, 1):
+        c.fail(f"padding {opts.Padding()} is neither SAME (0) nor VALID (1)")
+
+
+def _window(c: "_Op", x_shape, kh: int, kw: int, opts, dh: int = 1, dw: int = 1) -> dict:
     sh, sw = opts.StrideH(), opts.StrideW()
+    _check_window(c, opts, kh, kw, sh, sw, dh, dw)
     if opts.Padding() == 0:  # SAME
         (pt, pb), (pl, pr) = _same_pads(x_shape[1], kh, sh, dh), _same_pads(x_shape[2], kw, sw, dw)
     else:
@@ -68,8 +68,38 @@ class _Op:
         self.ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
         self.outs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
         self.name = name
+        self.absent_options = ""  # the options class the operator lacks (read as the schema's defaults)
 
-    def input(self, k: int) -> int | None:
+    def fail(self, message: str, cls: type[TinycError] = TinycError):
+        """A defect of this operator (UnsupportedError: a variant tinyc does not compile): one line
+        naming it, and its missing options."""
+        missing = f" (the operator has no {self.absent_options}: the schema's defaults apply)" if self.absent_options else ""
+        raise cls(f"{self.r.opname}: {message}{missing}")
+
+    def options(self, cls_name: str):
+        """The operator's options as tflite.<cls_name>. An operator without options reads the
+        schema's defaults, as FlatBuffers and TFLite read an absent table (dilation 1, stride 0,
+        ...); the checks of each value then refuse a default that is no valid value."""
+        import tflite
+
+        cls = getattr(tflite, cls_name)
+        opts = builtin_options(self.op, cls, self.r.opname)
+        if opts is None:
+            self.absent_options = cls_name
+            return default_options(cls)
+        return opts
+
+    def input(self, k: int, rank: int | None = None) -> int:
+        """The tensor index of required input ``k`` (of rank ``rank`` when given)."""
+        i = self.optional(k)
+        if i is None:
+            self.fail(f"input {k} is missing (the operator has {len(self.ins)} inputs: {self.ins})")
+        if rank is not None and len(self.r.shape(i)) != rank:
+            self.fail(f"input {k} '{self.r.tname(i)}' has shape {list(self.r.shape(i))}, expected rank {rank}")
+        return i
+
+    def optional(self, k: int) -> int | None:
+        """Input ``k``, None when it is omitted (-1) or absent."""
         return self.ins[k] if k < len(self.ins) and self.ins[k] >= 0 else None
 
     def nhwc(self, op: str, inputs: list[str | None], attrs: dict, fused: int = 0) -> None:
@@ -92,8 +122,8 @@ class _Op:
         if fused:
             r.activation(fused, mid, final)
         if r.g.tensors[final].shape != r.shape(o):
-            raise UnsupportedError(f"{r.opname}: output '{r.tname(o)}' has shape {list(r.shape(o))}, "
-                                   f"tinyc computes {list(r.g.tensors[final].shape)}")
+            self.fail(f"output '{r.tname(o)}' has shape {list(r.shape(o))}, tinyc computes "
+                      f"{list(r.g.tensors[final].shape)}", UnsupportedError)
         r.finish(o, final)
         return final
 
@@ -103,12 +133,14 @@ class _Op:
 
 def _conv(c: _Op, op) -> None:
     r = c.r
-    opts = _options(op, "Conv2DOptions")
-    x, w = c.input(0), c.input(1)
+    opts = c.options("Conv2DOptions")
+    x, w = c.input(0, rank=4), c.input(1, rank=4)
     xs, ws = r.shape(x), r.shape(w)
-    attrs = _window(xs, ws[1], ws[2], opts, opts.DilationHFactor(), opts.DilationWFactor())
+    attrs = _window(c, xs, ws[1], ws[2], opts, opts.DilationHFactor(), opts.DilationWFactor())
+    if ws[3] < 1 or xs[3] % ws[3]:
+        c.fail(f"input channels {xs[3]} are not a multiple of the weights' {ws[3]}")
     attrs["group"] = xs[3] // ws[3]
-    b = c.input(2)
+    b = c.optional(2)
     wv = r.value(w)
     c.nhwc("Conv", [r.value(x), wv] + ([r.bias(b, x, w, _source(r, wv))] if b is not None else []), attrs,
            opts.FusedActivationFunction())
@@ -116,30 +148,32 @@ def _conv(c: _Op, op) -> None:
 
 def _depthwise(c: _Op, op) -> None:
     r = c.r
-    opts = _options(op, "DepthwiseConv2DOptions")
-    x, w = c.input(0), c.input(1)
+    opts = c.options("DepthwiseConv2DOptions")
+    x, w = c.input(0, rank=4), c.input(1, rank=4)
     xs, ws = r.shape(x), r.shape(w)
     # [1, KH, KW, C*M] -> tinyc's OHWI [C*M, KH, KW, 1]: per-channel parameters move to axis 0
     q = r.quant(w)
     if q is not None and q.axis is not None and q.axis != 3:
         raise UnsupportedError(f"{r.opname}: weights quantized along axis {q.axis}, expected 3")
     wt = r.value(w, np.transpose(r.const(w), (3, 1, 2, 0)), " (OHWI)")
-    attrs = _window(xs, ws[1], ws[2], opts, opts.DilationHFactor(), opts.DilationWFactor())
+    attrs = _window(c, xs, ws[1], ws[2], opts, opts.DilationHFactor(), opts.DilationWFactor())
     attrs["group"] = xs[3]
-    b = c.input(2)
+    b = c.optional(2)
     c.nhwc("Conv", [r.value(x), wt] + ([r.bias(b, x, w, _source(r, wt))] if b is not None else []), attrs,
            opts.FusedActivationFunction())
 
 
 def _fully_connected(c: _Op, op) -> None:
     r = c.r
-    opts = _options(op, "FullyConnectedOptions")
-    if opts is not None and opts.WeightsFormat() != 0:
+    opts = c.options("FullyConnectedOptions")
+    if opts.WeightsFormat() != 0:
         raise UnsupportedError(f"{r.opname}: shuffled weights are not supported")
-    x, w, b = c.input(0), c.input(1), c.input(2)
-    k = r.shape(w)[1]
-    xn = _reshaped(r, x, (int(np.prod(r.shape(x))) // k, k))
-    fused = opts.FusedActivationFunction() if opts is not None else 0
+    x, w, b = c.input(0), c.input(1, rank=2), c.optional(2)
+    k, size = r.shape(w)[1], int(np.prod(r.shape(x)))
+    if k < 1 or size % k:
+        c.fail(f"input '{r.tname(x)}' of shape {list(r.shape(x))} is no whole number of rows of the weights' {k} columns")
+    xn = _reshaped(r, x, (size // k, k))
+    fused = opts.FusedActivationFunction()
     wv = r.value(w)
     ins = [xn, wv] + ([r.bias(b, x, w, _source(r, wv))] if b is not None else [])
     rows = r.g.tensors[xn].shape[0]
@@ -179,8 +213,7 @@ def _reshaped(r, i: int, shape: tuple[int, ...]) -> str:
 
 def _binary(onnx_op: str, options: str | None) -> Callable:
     def f(c: _Op, op) -> None:
-        opts = _options(op, options) if options else None
-        fused = opts.FusedActivationFunction() if opts is not None else 0
+        fused = c.options(options).FusedActivationFunction() if options else 0
         c.emit(onnx_op, [c.r.value(c.input(0)), c.r.value(c.input(1))], {}, fused)
     return f
 
@@ -188,9 +221,9 @@ def _binary(onnx_op: str, options: str | None) -> Callable:
 def _pool(onnx_op: str) -> Callable:
     def f(c: _Op, op) -> None:
         r = c.r
-        opts = _options(op, "Pool2DOptions")
-        x = c.input(0)
-        attrs = _window(r.shape(x), opts.FilterHeight(), opts.FilterWidth(), opts)
+        opts = c.options("Pool2DOptions")
+        x = c.input(0, rank=4)
+        attrs = _window(c, r.shape(x), opts.FilterHeight(), opts.FilterWidth(), opts)
         attrs.pop("dilations")
         c.nhwc(onnx_op, [r.value(x)], attrs, opts.FusedActivationFunction())
     return f
@@ -198,10 +231,9 @@ def _pool(onnx_op: str) -> Callable:
 
 def _mean(c: _Op, op) -> None:
     r = c.r
-    opts = _options(op, "ReducerOptions")
-    rank = len(r.shape(c.input(0)))
-    axes = sorted({int(a) % rank for a in np.asarray(r.const(c.input(1))).reshape(-1)})
-    c.emit("ReduceMean", [r.value(c.input(0))], {"axes": axes, "keepdims": int(bool(opts and opts.KeepDims()))})
+    keep = c.options("ReducerOptions").KeepDims()
+    axes = [int(a) for a in np.asarray(r.const(c.input(1))).reshape(-1)]  # (ReduceMean checks and sorts them)
+    c.emit("ReduceMean", [r.value(c.input(0))], {"axes": axes, "keepdims": int(bool(keep))})
 
 
 def _view(c: _Op, op) -> None:
@@ -209,9 +241,9 @@ def _view(c: _Op, op) -> None:
 
 
 def _softmax(c: _Op, op) -> None:
-    opts = _options(op, "SoftmaxOptions")
-    if opts is not None and opts.Beta() != 1.0:
-        raise UnsupportedError(f"{c.r.opname}: beta {opts.Beta()} (tinyc's Softmax has beta 1)")
+    opts = c.options("SoftmaxOptions")
+    if opts.Beta() != 1.0:
+        c.fail(f"beta {opts.Beta()} (tinyc's Softmax has beta 1)", UnsupportedError)
     c.emit("Softmax", [c.r.value(c.input(0))], {"axis": -1})
 
 
@@ -221,7 +253,7 @@ def _unary(onnx_op: str, **attrs) -> Callable:
         if onnx_op in TFLITE_RECIPES and c.r.is_int8(c.input(0)):
             a["recipe"] = "tflite"  # TFLite's fixed-point int8 recipe, not the QDQ meaning
         if onnx_op == "LeakyRelu":
-            a["alpha"] = float(_options(op, "LeakyReluOptions").Alpha())
+            a["alpha"] = float(c.options("LeakyReluOptions").Alpha())
         c.emit(onnx_op, [c.r.value(c.input(0))], a)
     return f
 
@@ -229,9 +261,13 @@ def _unary(onnx_op: str, **attrs) -> Callable:
 def _pad(c: _Op, op) -> None:
     r = c.r
     x = c.input(0)
-    p = np.asarray(r.const(c.input(1)), np.int64).reshape(-1, 2)
+    p = np.asarray(r.const(c.input(1)), np.int64)
+    rank = len(r.shape(x))
+    if p.size != 2 * rank:
+        c.fail(f"paddings of shape {list(p.shape)} for an input of rank {rank} (expected [{rank}, 2])")
+    p = p.reshape(rank, 2)
     value = 0.0
-    v = c.input(2)
+    v = c.optional(2)
     if v is not None:
         vd = np.asarray(r.const(v)).reshape(-1)
         q = r.quant(v)
@@ -243,19 +279,24 @@ def _pad(c: _Op, op) -> None:
 
 def _concat(c: _Op, op) -> None:
     r = c.r
-    opts = _options(op, "ConcatenationOptions")
-    rank = len(r.shape(c.outs[0]))
-    c.emit("Concat", [r.value(i) for i in c.ins], {"axis": int(opts.Axis()) % rank}, opts.FusedActivationFunction())
+    opts = c.options("ConcatenationOptions")
+    ins = [r.value(c.input(k)) for k in range(len(c.ins))]
+    c.emit("Concat", ins, {"axis": int(opts.Axis())}, opts.FusedActivationFunction())  # (Concat checks the axis)
 
 
 def _strided_slice(c: _Op, op) -> None:
     r = c.r
-    opts = _options(op, "StridedSliceOptions")
+    opts = c.options("StridedSliceOptions")
     if opts.EllipsisMask() or opts.NewAxisMask() or (hasattr(opts, "Offset") and opts.Offset()):
         raise UnsupportedError(f"{r.opname}: ellipsis_mask, new_axis_mask and offset are not supported")
     x = c.input(0)
     shape = r.shape(x)
     begin, end, strides = (np.asarray(r.const(c.input(k)), np.int64).reshape(-1).tolist() for k in (1, 2, 3))
+    if not len(begin) == len(end) == len(strides) <= len(shape):
+        c.fail(f"begin, end and strides have {len(begin)}, {len(end)} and {len(strides)} values for an input of "
+               f"rank {len(shape)}")
+    if 0 in strides:
+        c.fail(f"strides {strides} contain 0")
     big = 2**31 - 1
     starts, ends = [], []
     for a in range(len(begin)):
@@ -303,14 +344,17 @@ def _dequantize(c: _Op, op) -> None:
 
 def _transpose_conv(c: _Op, op) -> None:
     r = c.r
-    w, x, b = c.input(1), c.input(2), c.input(3)
+    w, x, b = c.input(1, rank=4), c.input(2, rank=4), c.optional(3)
     if r.is_int8(x):
         raise UnsupportedError(f"{r.opname}: int8 TRANSPOSE_CONV is not supported (tinyc's ConvTranspose is float only)")
-    opts = _options(op, "TransposeConvOptions")
+    opts = c.options("TransposeConvOptions")
     out_shape = [int(d) for d in np.asarray(r.const(c.input(0))).reshape(-1)]
+    if len(out_shape) != 4:
+        c.fail(f"output shape {out_shape} is not of rank 4")
     o, kh, kw, ci = r.shape(w)
     n, ih, iw, _ = r.shape(x)
     sh, sw = opts.StrideH(), opts.StrideW()
+    _check_window(c, opts, kh, kw, sh, sw)
     pads, extra = [], []
     for size, k, s, out in ((ih, kh, sh, out_shape[1]), (iw, kw, sw, out_shape[2])):
         full = (size - 1) * s + k
@@ -373,6 +417,8 @@ def import_operator(r, op, opname: str, index: int) -> None:
     if f is None:
         raise UnsupportedError(f"{where}: the operator is not supported for .tflite input")
     c = _Op(r, op, "")
+    if not c.outs:
+        raise TinycError(f"{where}: the operator has no outputs")
     for i in c.ins + c.outs:
         if i >= 0 and r.ttype(i) == 7 and r.data(i) is None:
             raise UnsupportedError(f"{where}: 16-bit activations ('{r.tname(i)}') are not supported")
