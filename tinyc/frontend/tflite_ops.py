@@ -417,8 +417,8 @@ def import_operator(r, op, opname: str, index: int) -> None:
     if f is None:
         raise UnsupportedError(f"{where}: the operator is not supported for .tflite input")
     c = _Op(r, op, "")
-    if not c.outs:
-        raise TinycError(f"{where}: the operator has no outputs")
+    if not c.ins or not c.outs:
+        raise TinycError(f"{where}: the operator has no {'inputs' if not c.ins else 'outputs'}")
     for i in c.ins + c.outs:
         if i >= 0 and r.ttype(i) == 7 and r.data(i) is None:
             raise UnsupportedError(f"{where}: 16-bit activations ('{r.tname(i)}') are not supported")

@@ -153,6 +153,8 @@ class _Lowering:
             values = np.full(channels, values[0])
         if values.size != channels:
             raise UnsupportedError(f"{where.op} node '{where.name}': bias has {values.size} values for {channels} channels")
+        if not np.all(np.isfinite(values)):
+            raise UnsupportedError(f"{where.op} node '{where.name}': bias has a value that is not finite")
         q = np.round(values / expected)
         if np.any(np.abs(q) > 2**31 - 1):
             raise UnsupportedError(f"{where.op} node '{where.name}': bias does not fit int32 at this scale")
