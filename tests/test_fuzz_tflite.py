@@ -3,10 +3,14 @@ rules of the ONNX fuzzing: every input ends in an accepted model (exit 0) or one
 (exit 2, one stderr line), no traceback, no hang, no stray file, bounded memory."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import struct
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from . import fuzz_harness, fuzz_tflite
@@ -77,3 +81,44 @@ def test_harness_catches_an_escaping_exception(tmp_path, monkeypatch):
         raise tf.TinycError("x")
     monkeypatch.setattr(tf, "read_model_file", two_lines)
     assert "stderr line" in fuzz_tflite.run_case(case, tmp_path / "case")["problem"]
+
+
+# --------------------------------------------------------------------------------------------
+# The corpus: each distinct bug the .tflite fuzzer found in the frontend, kept as the case's file;
+# corpus.json gives its expected exit code, a part of its message and what it once broke.
+# --------------------------------------------------------------------------------------------
+
+CORPUS = Path(__file__).parent / "fuzz_corpus_tflite"
+MANIFEST = json.loads((CORPUS / "corpus.json").read_text())
+
+
+def test_corpus_manifest_lists_every_file():
+    assert {p.name for p in CORPUS.glob("*.tflite")} == set(MANIFEST)
+    assert all(v["exit"] in (0, 2) for v in MANIFEST.values())
+
+
+@pytest.mark.skipif(fuzz_tflite.READ_ONLY, reason=CLI_SKIP)
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_corpus_case(name, tmp_path):
+    """`python -m tinyc compile model.tflite -t host -o out` as a user runs it: the expected exit
+    code, one clean error line with the expected part, or a report and an empty stderr."""
+    from .test_fuzz import _check_outcome, _compile
+
+    want = MANIFEST[name]
+    shutil.copy(CORPUS / name, tmp_path / "model.tflite")
+    r = _compile(tmp_path / "model.tflite", tmp_path)
+    _check_outcome(r)
+    assert r.returncode == want["exit"], f"{want['found']}: {r.stderr or r.stdout}"
+    assert want["match"] in r.stderr, r.stderr
+    if r.returncode == 0:
+        assert (tmp_path / "out" / "report.json").is_file()
+
+
+def test_softmax_without_options_is_beta_0_for_tflite_micro():
+    """Why softmax_without_options is refused: TFLite Micro reads the absent SoftmaxOptions as beta
+    0 (every output 1/N), not as tinyc's beta 1."""
+    from .tflite_builders import run_tflm
+
+    x = np.random.default_rng(0).standard_normal((1, 6, 6, 1)).astype(np.float32)
+    (y,) = run_tflm((CORPUS / "softmax_without_options.tflite").read_bytes(), [x])
+    np.testing.assert_array_equal(y, np.full(y.shape, 1 / y.size, np.float32))

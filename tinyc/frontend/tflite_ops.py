@@ -73,7 +73,7 @@ class _Op:
     def fail(self, message: str, cls: type[TinycError] = TinycError):
         """A defect of this operator (UnsupportedError: a variant tinyc does not compile): one line
         naming it, and its missing options."""
-        missing = f" (the operator has no {self.absent_options}: the schema's defaults apply)" if self.absent_options else ""
+        missing = self.absent_options and f" (the operator has no {self.absent_options}: the schema's defaults apply)"
         raise cls(f"{self.r.opname}: {message}{missing}")
 
     def options(self, cls_name: str):
@@ -171,7 +171,8 @@ def _fully_connected(c: _Op, op) -> None:
     x, w, b = c.input(0), c.input(1, rank=2), c.optional(2)
     k, size = r.shape(w)[1], int(np.prod(r.shape(x)))
     if k < 1 or size % k:
-        c.fail(f"input '{r.tname(x)}' of shape {list(r.shape(x))} is no whole number of rows of the weights' {k} columns")
+        c.fail(f"input '{r.tname(x)}' of shape {list(r.shape(x))} is no whole number of rows of {k} (the weights' "
+               "columns)")
     xn = _reshaped(r, x, (size // k, k))
     fused = opts.FusedActivationFunction()
     wv = r.value(w)
