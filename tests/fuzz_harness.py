@@ -4,8 +4,7 @@ watchdog, the summary, and the command line.
 
 A fuzzer is a module with MODULE (its name for ``python -m``), MODEL_FILE (the model's file name
 in a case), ``make_case(seed, index) -> Case`` and optionally ``entry(argv) -> exit code`` (what
-runs a case; tinyc.cli.main when absent), READ_ONLY (exit 0 means "read", no report.json is
-expected) and ``checker_rejects(data) -> str`` (why the format's own checker rejects a model that
+runs a case; tinyc.cli.main when absent) and ``checker_rejects(data) -> str`` (why the format's own checker rejects a model that
 tinyc compiled: noted, not a failure).
 """
 from __future__ import annotations
@@ -143,13 +142,12 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 def run_case(fuzzer, case: Case, case_dir: Path, seconds: int = CASE_SECONDS) -> dict:
     """Compile the case in-process with case_dir as the working folder (``fuzzer.entry``, or
-    tinyc.cli.main); returns the outcome: ``compiled`` (``read`` for a READ_ONLY fuzzer), ``refused``
+    tinyc.cli.main); returns the outcome: ``compiled``, ``refused``
     or ``fail`` (with ``problem``)."""
     if hasattr(fuzzer, "entry"):
         main = fuzzer.entry
     else:
         from tinyc.cli import main
-    read_only = getattr(fuzzer, "READ_ONLY", False)
 
     if case_dir.exists():
         shutil.rmtree(case_dir)
@@ -213,9 +211,9 @@ def run_case(fuzzer, case: Case, case_dir: Path, seconds: int = CASE_SECONDS) ->
     for rel in before:
         if rel not in after:
             problem = problem or f"file removed: {rel}"
-    if rc == 0 and not problem and not read_only and not (case_dir / "out" / "report.json").is_file():
+    if rc == 0 and not problem and not (case_dir / "out" / "report.json").is_file():
         problem = "exit 0 without report.json"
-    outcome = "fail" if problem else {0: "read" if read_only else "compiled", 2: "refused"}[rc]
+    outcome = "fail" if problem else {0: "compiled", 2: "refused"}[rc]
     res = dict(index=case.index, outcome=outcome, rc=rc, seconds=round(seconds_taken, 3),
                message=(lines[0] if lines else "")[:300], mutations=case.mutations, base=case.base)
     if outcome == "compiled" and case.mutations and hasattr(fuzzer, "checker_rejects"):
@@ -374,7 +372,6 @@ def run_fuzz(fuzzer, cases: int, seed: int, out: Path, jobs: int = 2, seconds: i
     summary = dict(
         seed=seed, start=start, requested=cases, cases=len(results),
         compiled=sum(r["outcome"] == "compiled" for r in results.values()),
-        read=sum(r["outcome"] == "read" for r in results.values()),
         refused=sum(r["outcome"] == "refused" for r in results.values()),
         failures=[dict(seed=seed, index=r["index"], problem=r["problem"], mutations=r.get("mutations", []),
                        message=r.get("message", ""), stderr=r.get("stderr", "")[-1000:]) for r in failures],
@@ -463,7 +460,7 @@ def main(fuzzer, argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in s.items() if k != "failures"}, indent=2))
     for f in s["failures"]:
         print(f"FAIL case {f['index']}: {f['problem']} | {'; '.join(f['mutations'])} | {f['message'][:200]}")
-    print(f"{s['cases']} cases in {s['seconds']} s: {s['compiled']} compiled, {s['read']} read, {s['refused']} refused, "
+    print(f"{s['cases']} cases in {s['seconds']} s: {s['compiled']} compiled, {s['refused']} refused, "
           f"{len(s['failures'])} failures (out: {a.out})")
     return 1 if s["failures"] else 0
 

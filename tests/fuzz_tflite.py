@@ -8,10 +8,9 @@ the flatbuffer's object API (ModelT: shapes, tensor/buffer/opcode indices, types
 quantization, opcodes, operators and tensors deleted or duplicated, ...) and by byte-level mutators
 on the serialized file. Case I of seed S is built from ``random.Random(f"tflite-{S}-{I}")`` alone.
 
-A case runs ``read_model`` (tinyc/frontend/tflite_file.py) and, once the TFLite frontend
-(tinyc.frontend.tflite) exists, ``tinyc compile model.tflite`` through the CLI in-process; a
-model the CLI compiles must also be accepted by read_model. Without the frontend (READ_ONLY) a
-case is read only, and exit 0 means "read". The runner is tests/fuzz_harness.py:
+A case runs ``read_model`` (tinyc/frontend/tflite_file.py) and then ``tinyc compile model.tflite``
+through the CLI in-process; a model the CLI compiles must also be accepted by read_model. The
+runner is tests/fuzz_harness.py:
 
     python -m tests.fuzz_tflite --cases 2000 --seed 1 --out /tmp/fuzz     # run, summary.json in /tmp/fuzz
     python -m tests.fuzz_tflite --seed 1 --case 17                       # run one case, print its outcome
@@ -19,7 +18,6 @@ case is read only, and exit 0 means "read". The runner is tests/fuzz_harness.py:
 from __future__ import annotations
 
 import copy
-import importlib.util
 import random
 import struct
 import sys
@@ -30,7 +28,6 @@ from .tflite_seeds import SEEDS, seed_model, serialize
 
 MODULE = "tests.fuzz_tflite"
 MODEL_FILE = "model.tflite"
-READ_ONLY = importlib.util.find_spec("tinyc.frontend.tflite") is None
 
 
 def _fb():
@@ -400,11 +397,6 @@ def entry(argv: list[str]) -> int:
         read_model_file(argv[1])
     except TinycError as e:
         refusal = str(e)
-    if READ_ONLY:
-        if refusal:
-            print(f"tinyc: error: {refusal}", file=sys.stderr)
-            return 2
-        return 0
     from tinyc.cli import main
 
     rc = main(argv)

@@ -15,27 +15,21 @@ import pytest
 
 from . import fuzz_harness, fuzz_tflite
 
-pytest.importorskip("tflite", reason="the `tflite` package (tinyc's .tflite reader) is not installed")
-
-CLI_SKIP = ("tinyc.frontend.tflite (the TFLite importer) is not merged yet: the fuzz cases ran through read_model "
-            "only; `tinyc compile` on .tflite is tested once it is there")
-
 
 def test_fuzz_run(tmp_path):
     """At least 1,000 cases (TINYC_FUZZ_TFLITE_CASES / TINYC_FUZZ_SEED change the count and seed)
     in child processes under a memory cap and a per-case alarm: zero failures, and both outcomes in
-    sizeable numbers. Without the TFLite frontend the cases run read_model only (READ_ONLY)."""
+    sizeable numbers."""
     cases = int(os.environ.get("TINYC_FUZZ_TFLITE_CASES", "1000"))
     seed = int(os.environ.get("TINYC_FUZZ_SEED", "20240601"))
     s = fuzz_tflite.run_fuzz(cases, seed, tmp_path / "fuzz", jobs=2)
     report = fuzz_harness.failure_report(s)
     assert not s["failures"], (f"{len(s['failures'])} of {s['cases']} fuzz cases failed (python -m tests.fuzz_tflite "
                                f"--seed {seed} --case N replays one):\n{report}")
-    accepted = s["read"] if fuzz_tflite.READ_ONLY else s["compiled"]
     assert s["cases"] == cases >= 1000
-    assert accepted >= cases // 10, s
+    assert s["compiled"] >= cases // 10, s
     assert s["refused"] >= cases // 10, s
-    assert accepted + s["refused"] == cases
+    assert s["compiled"] + s["refused"] == cases
 
 
 def test_unchanged_seeds_are_accepted(tmp_path):
@@ -43,10 +37,9 @@ def test_unchanged_seeds_are_accepted(tmp_path):
     assert {c.base for c in cases} == set(fuzz_tflite.SEEDS)
     for c in cases:
         res = fuzz_tflite.run_case(c, tmp_path / "case")
-        assert res["outcome"] == ("read" if fuzz_tflite.READ_ONLY else "compiled"), res
+        assert res["outcome"] == "compiled", res
 
 
-@pytest.mark.skipif(fuzz_tflite.READ_ONLY, reason=CLI_SKIP)
 @pytest.mark.parametrize("seed", sorted(fuzz_tflite.SEEDS))
 def test_seeds_compile_through_the_cli(seed, tmp_path):
     """`python -m tinyc compile model.tflite -t host -o out` (a real process) on each seed."""
@@ -97,7 +90,6 @@ def test_corpus_manifest_lists_every_file():
     assert all(v["exit"] in (0, 2) for v in MANIFEST.values())
 
 
-@pytest.mark.skipif(fuzz_tflite.READ_ONLY, reason=CLI_SKIP)
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_corpus_case(name, tmp_path):
     """`python -m tinyc compile model.tflite -t host -o out` as a user runs it: the expected exit

@@ -3,7 +3,6 @@ Micro runs, are read; each kind of defect, made by corrupting a seed, is one exa
 file, never a traceback."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,16 +11,13 @@ import numpy as np
 import pytest
 
 from tinyc.errors import TinycError, UnsupportedError
+from tinyc.frontend import tflite_file
+from tinyc.frontend.tflite_file import buffer_data, builtin_code, builtin_options, read_model, text
 
 from .conftest import ROOT
 from .tflite_seeds import SEEDS, seed_model, serialize
 
-pytest.importorskip("tflite", reason="the `tflite` package (tinyc's .tflite reader) is not installed")
-from tinyc.frontend import tflite_file  # noqa: E402
-from tinyc.frontend.tflite_file import buffer_data, builtin_code, builtin_options, read_model, text  # noqa: E402
-
 SRC = "m.tflite"
-HAS_FRONTEND = importlib.util.find_spec("tinyc.frontend.tflite") is not None
 
 
 def _fb():
@@ -341,10 +337,8 @@ def test_read_model_file(tmp_path):
     assert tflite_file.read_model_file(p).Subgraphs(0).OperatorsLength() == 5
 
 
-# ---- through the command line (once the TFLite frontend is there) -------------------------------
+# ---- through the command line -------------------------------------------------------------------
 
-@pytest.mark.skipif(not HAS_FRONTEND, reason="tinyc.frontend.tflite (the TFLite importer) is not merged yet: "
-                                             "the CLI does not take .tflite files")
 @pytest.mark.parametrize("kind", ["truncated", "identifier", "custom"])
 def test_cli_refuses_in_one_line(kind, tmp_path):
     fb = _fb()

@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TinycError, UnsupportedError
-from ..ir import Graph, Node, QuantParams, Tensor
-from .tflite_file import FILE_IDENTIFIER, TYPE_NAMES, buffer_data, text
+from ..ir import DTYPES, Graph, Node, QuantParams, Tensor
+from .tflite_file import FILE_IDENTIFIER, TENSOR_DTYPES, TYPE_NAMES, buffer_data, text
 
 
-# TensorType -> (IR dtype, numpy little-endian dtype)
-_TYPES = {0: ("f32", "<f4"), 2: ("s32", "<i4"), 3: ("u8", "u1"), 4: ("s64", "<i8"), 6: ("bool", "?"),
-          7: ("s16", "<i2"), 9: ("s8", "i1")}
+# the tensor types the importer takes (of those tflite_file reads: TENSOR_DTYPES gives their IR dtype)
+_IMPORTED = {"f32", "s32", "u8", "s64", "bool", "s16", "s8"}
 
 
 def is_tflite(path: str | os.PathLike) -> bool:
@@ -98,14 +97,10 @@ class _Reader:
         if raw is None:
             return None
         ttype = t.Type()
-        if ttype not in _TYPES:
+        if TENSOR_DTYPES.get(ttype) not in _IMPORTED:
             raise UnsupportedError(f"{self.opname}: constant '{self.tname(i)}' is {TYPE_NAMES.get(ttype, ttype)}")
-        raw = raw.tobytes()
-        np_type = np.dtype(_TYPES[ttype][1])
-        shape = self.shape(i)
-        if len(raw) != int(np.prod(shape, dtype=np.int64)) * np_type.itemsize:
-            raise TinycError(f"{self.opname}: constant '{self.tname(i)}' has {len(raw)} bytes for shape {list(shape)}")
-        return np.frombuffer(raw, np_type).reshape(shape).astype(np_type.newbyteorder("="))
+        np_type = DTYPES[TENSOR_DTYPES[ttype]]  # (read_model has checked the buffer's size)
+        return np.frombuffer(raw.tobytes(), np_type.newbyteorder("<")).reshape(self.shape(i)).astype(np_type)
 
     def quant(self, i: int) -> QuantParams | None:
         q = self.tensor(i).Quantization()
@@ -122,10 +117,10 @@ class _Reader:
 
     def dtype(self, i: int) -> str:
         ttype = self.ttype(i)
-        if ttype not in _TYPES:
+        if TENSOR_DTYPES.get(ttype) not in _IMPORTED:
             raise UnsupportedError(f"{self.opname}: tensor '{self.tname(i)}' is {TYPE_NAMES.get(ttype, ttype)}, "
                                    "which tinyc does not support")
-        return _TYPES[ttype][0]
+        return TENSOR_DTYPES[ttype]
 
     def is_int8(self, i: int) -> bool:
         return self.ttype(i) == 9 and self.quant(i) is not None

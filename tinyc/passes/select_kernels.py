@@ -21,6 +21,7 @@ The node's op, inputs and attributes stay as they are, so the interpreter runs t
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from ..ir import Graph, Node
 from ..ops import get_op
@@ -39,6 +40,7 @@ def template_of(node: Node) -> str:
     return node.attrs["kernel"].replace(".", "/") + TEMPLATE_SUFFIX
 
 
+@functools.lru_cache(maxsize=None)
 def variant_of(template: str, variants: tuple[str, ...]) -> str | None:
     """The first of the target's template folders holding ``template`` (None: the portable one)."""
     root = data_dir("templates")
