@@ -1,87 +1,105 @@
-"""LSTM and GRU, unrolled at import over the model's fixed sequence length into MatMul, Add, Mul,
-Slice, activations and Concat. The input projection of all time steps is one matrix product;
-each step adds its recurrent product. Every direction, layout, peepholes, clip, input_forget,
-linear_before_reset and the activations tinyc has are covered; the reference is the composition."""
+"""What ONNX's recurrent ops (LSTM in lstm.py, GRU in gru.py) share: the checks of their inputs and
+attributes, the gate activations, the time and direction geometry, and the template parameters of
+their time-loop kernels.
+
+Each stays one node: its kernel runs the time loop with the weights read in place from their
+constant arrays (ONNX's layout, see the ops' docstrings) and the gates of one step, the state and
+the step's input projection in the node's arena scratch. The projection of the input is computed
+per step, not for all steps at once: that would need seq x gates x hidden floats of arena instead
+of gates x hidden, for the same arithmetic.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..ir import Node
-from . import Op, register
+from ..ir import Node, Tensor
+from . import Op
+from .activations import apply, c_expression
 
-# ONNX activation name -> (tinyc op, attribute names fed from activation_alpha / activation_beta)
-_ACTIVATIONS = {"Sigmoid": ("Sigmoid", (), ()), "Tanh": ("Tanh", (), ()), "Relu": ("Relu", (), ()),
-                "LeakyRelu": ("LeakyRelu", ("alpha",), ()), "HardSigmoid": ("HardSigmoid", ("alpha",), ("beta",)),
-                "Elu": ("Elu", ("alpha",), ())}
-
-
-class _Unroller:
-    """Emits the nodes of one unrolled recurrence, with names under the RNN node's name."""
-
-    def __init__(self, node: Node, g):
-        self.node, self.g, self.nodes = node, g, []
-        self.prefix = node.name
-
-    def name(self, what: str) -> str:
-        return self.g.unique_name(f"{self.prefix}/{what}")
-
-    def emit(self, op: str, inputs: list[str], what: str, attrs: dict | None = None, out: str | None = None) -> str:
-        out = out or f"{self.prefix}/{what}"
-        self.nodes.append(Node(op, f"{self.prefix}/{what}", inputs, [out], attrs or {}))
-        return out
-
-    def const(self, what: str, value: np.ndarray) -> str:
-        return self.g.add_const(self.name(what), np.asarray(value)).name
-
-    def cols(self, x: str, i: int, h: int, what: str) -> str:
-        """Columns [i*h, (i+1)*h) of a [batch, k*h] tensor."""
-        return self.emit("Slice", [x], what, {"starts": [i * h], "ends": [(i + 1) * h], "axes": [1]})
-
-    def act(self, fn: tuple[str, dict], x: str, what: str) -> str:
-        return self.emit(fn[0], [x], what, dict(fn[1]))
-
-    def clip(self, x: str, clip: float | None, what: str) -> str:
-        return x if clip is None else self.emit("Clip", [x], what, {"min": -clip, "max": clip})
+# ONNX activation name -> (attribute names fed from activation_alpha, from activation_beta, defaults)
+ACTIVATIONS = {"Sigmoid": ((), (), {}), "Tanh": ((), (), {}), "Relu": ((), (), {}),
+               "LeakyRelu": (("alpha",), (), {"alpha": 0.01}),
+               "HardSigmoid": (("alpha",), ("beta",), {"alpha": 0.2, "beta": 0.5}),
+               "Elu": (("alpha",), (), {"alpha": 1.0})}
 
 
-def _activations(node: Node, names: list[str], n: int, defaults: list[str]) -> list[tuple[str, dict]]:
-    names = [a.decode() if isinstance(a, bytes) else a for a in (names or [])] or defaults * n
-    if len(names) != len(defaults) * n:
-        raise UnsupportedError(f"{node.op} node '{node.name}': {len(names)} activations for {n} direction(s)")
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def gate_functions(node: Node, dirs: int, defaults: list[str]) -> list[tuple[str, float, float]]:
+    """The node's activations as (name, alpha, beta), len(defaults) per direction: ONNX's
+    ``activations`` with ``activation_alpha``/``activation_beta`` consumed in order by the
+    functions that take them, each op's own default where the lists end."""
+    names = [_text(a) for a in (node.attrs.get("activations") or [])] or defaults * dirs
+    if len(names) != len(defaults) * dirs:
+        raise UnsupportedError(f"{node.op} node '{node.name}': {len(names)} activations for {dirs} direction(s)")
     alphas = list(node.attrs.get("activation_alpha") or [])
     betas = list(node.attrs.get("activation_beta") or [])
     out = []
     for a in names:
-        if a not in _ACTIVATIONS:
+        if a not in ACTIVATIONS:
             raise UnsupportedError(f"{node.op} node '{node.name}': activation {a} is not supported "
-                                   f"(supported: {', '.join(_ACTIVATIONS)})")
-        op, takes_alpha, takes_beta = _ACTIVATIONS[a]
-        attrs = {}
-        for key in takes_alpha:
-            if alphas:
-                attrs[key] = float(alphas.pop(0))
-        for key in takes_beta:
-            if betas:
-                attrs[key] = float(betas.pop(0))
-        out.append((op, attrs))
+                                   f"(supported: {', '.join(ACTIVATIONS)})")
+        takes_alpha, takes_beta, defaults_ab = ACTIVATIONS[a]
+        alpha = float(alphas.pop(0)) if takes_alpha and alphas else defaults_ab.get("alpha", 0.0)
+        beta = float(betas.pop(0)) if takes_beta and betas else defaults_ab.get("beta", 0.0)
+        out.append((a, alpha, beta))
     return out
 
 
-# Each step becomes some twenty nodes: a bound on the graph an RNN unrolls into.
-MAX_UNROLLED_STEPS = 1024
+def activate(fn: tuple[str, float, float], x: np.ndarray) -> np.ndarray:
+    name, alpha, beta = fn
+    if name == "Relu":
+        return np.where(x < 0, np.float32(0), x).astype(np.float32)
+    return apply(name, x, alpha, beta)
 
 
-class _RNN(Op):
+def activation_c(fn: tuple[str, float, float]) -> dict:
+    """A gate function for the template: its name and its C expression of ``v``."""
+    name, alpha, beta = fn
+    return dict(name=name, expr="v < 0.0f ? 0.0f : v" if name == "Relu" else c_expression(name, "v", alpha, beta))
+
+
+def clip(x: np.ndarray, c: float | None) -> np.ndarray:
+    return x if c is None else np.clip(x, np.float32(-c), np.float32(c))
+
+
+class Recurrent(Op):
+    """An ONNX recurrent op kept as one node. Inputs: X, W, R, B, sequence_lens, initial_h (and LSTM's
+    initial_c, P); outputs Y, Y_h (and LSTM's Y_c)."""
+
     gates: int
     default_activations: list[str]
-    const_inputs = {1: "W", 2: "R", 3: "B", 4: "sequence_lens"}  # and LSTM's 7: "P"
+    const_inputs = {1: "W", 2: "R", 3: "B", 4: "sequence_lens"}
 
-    def _common(self, node: Node, ins):
+    def normalize(self, attrs, ins, opset):
+        a = dict(attrs)
+        a["direction"] = _text(a.get("direction", "forward"))
+        a["layout"] = int(a.get("layout", 0))
+        if a.get("activations"):
+            a["activations"] = [_text(x) for x in a["activations"]]
+        if a.get("clip") is not None:
+            a["clip"] = float(a["clip"])
+        return a
+
+    def expand(self, node, ins, g):
+        """Names the unused outputs before a used one (Y of a node whose Y_h is read): the kernel
+        writes all of them."""
+        outs = list(node.outputs)
+        while outs and not outs[-1]:
+            outs.pop()
+        if "" not in outs:
+            return None
+        outs = [o or g.unique_name(f"{node.name}/unused{j}") for j, o in enumerate(outs)]
+        return [Node(node.op, node.name, list(node.inputs), outs, dict(node.attrs))]
+
+    def geometry(self, node: Node, ins) -> dict:
+        """Checks the inputs; returns direction count, reverse flags, layout, seq, batch, input, hidden."""
         a = node.attrs
         x, w = ins[0], ins[1]
-        direction = a.get("direction", "forward")
-        direction = direction.decode() if isinstance(direction, bytes) else direction
+        direction = _text(a.get("direction", "forward"))
         if direction not in ("forward", "reverse", "bidirectional"):
             raise UnsupportedError(f"{self.name} node '{node.name}': direction '{direction}'")
         dirs = 2 if direction == "bidirectional" else 1
@@ -89,16 +107,14 @@ class _RNN(Op):
         if len(x.shape) != 3 or layout not in (0, 1):
             raise UnsupportedError(f"{self.name} node '{node.name}': input must be 3-D, layout 0 or 1")
         seq, batch = (x.shape[0], x.shape[1]) if layout == 0 else (x.shape[1], x.shape[0])
-        if seq * dirs > MAX_UNROLLED_STEPS:
-            raise UnsupportedError(f"{self.name} node '{node.name}': {seq} steps x {dirs} direction(s) to unroll; tinyc "
-                                   f"unrolls at most {MAX_UNROLLED_STEPS}")
         if len(w.shape) != 3:
             raise UnsupportedError(f"{self.name} node '{node.name}': W shape {w.shape} is not 3-D")
         hidden = int(a.get("hidden_size", w.shape[1] // self.gates))
         if hidden < 1 or w.shape != (dirs, self.gates * hidden, x.shape[2]):
             raise UnsupportedError(f"{self.name} node '{node.name}': W shape {w.shape} does not fit")
+        state = (dirs, batch, hidden) if layout == 0 else (batch, dirs, hidden)
         for idx, what, shape in ((2, "R", (dirs, self.gates * hidden, hidden)), (3, "B", (dirs, 2 * self.gates * hidden)),
-                                 (7, "P", (dirs, 3 * hidden))):
+                                 (5, "initial_h", state), (6, "initial_c", state), (7, "P", (dirs, 3 * hidden))):
             if idx < len(ins) and ins[idx] is not None and ins[idx].shape != shape:
                 raise UnsupportedError(f"{self.name} node '{node.name}': {what} shape {ins[idx].shape} is not {shape}")
         if len(ins) > 4 and ins[4] is not None:
@@ -106,166 +122,76 @@ class _RNN(Op):
             if np.any(lens != seq):
                 raise UnsupportedError(f"{self.name} node '{node.name}': sequence_lens {lens.tolist()} differ from the "
                                        f"sequence length {seq}; only full-length sequences are supported")
-        for i in range(1, 4):
-            if i < len(ins) and ins[i] is not None and not ins[i].is_const:
-                raise UnsupportedError(f"{self.name} node '{node.name}': input {i} must be a constant")
-        if x.dtype != "f32":
-            raise UnsupportedError(f"{self.name} node '{node.name}': only float32")
-        acts = _activations(node, a.get("activations"), dirs, self.default_activations)
-        clip = a.get("clip")
-        return direction, dirs, layout, seq, batch, hidden, acts, None if clip is None else float(clip)
+        for i, t in enumerate(ins):
+            if t is not None and i != 4 and t.dtype != "f32":
+                raise UnsupportedError(f"{self.name} node '{node.name}': only float32")
+        if seq < 1 or batch < 1 or x.shape[2] < 1:
+            raise UnsupportedError(f"{self.name} node '{node.name}': input shape {list(x.shape)} is empty")
+        return dict(dirs=dirs, reverse=[direction == "reverse" or d == 1 for d in range(dirs)], layout=layout,
+                    seq=seq, batch=batch, input=x.shape[2], hidden=hidden, clip=a.get("clip"),
+                    acts=gate_functions(node, dirs, self.default_activations))
 
-    def _state0(self, u: _Unroller, ins, idx: int, d: int, batch: int, hidden: int, what: str) -> str:
-        """Initial state [batch, hidden] of direction d: a slice of the input, or zeros."""
-        if idx < len(ins) and ins[idx] is not None:
-            s = u.emit("Slice", [ins[idx].name], f"{what}_d{d}/slice", {"starts": [d], "ends": [d + 1], "axes": [0]})
-            return u.emit("Reshape", [s], f"{what}_d{d}", {"shape": [batch, hidden]})
-        return u.const(f"{what}_d{d}", np.zeros((batch, hidden), np.float32))
-
-    def _projection(self, u: _Unroller, ins, d: int, bias: np.ndarray | None) -> str:
-        """X W^T + bias for all steps at once: [seq*batch (layout 0) or batch*seq (layout 1), gates*H]."""
-        x, w = ins[0], ins[1].data[d]
-        flat = u.emit("Reshape", [x.name], f"x_rows_d{d}", {"shape": [-1, x.shape[2]]})
-        xw = u.emit("MatMul", [flat, u.const(f"W_T_d{d}", np.ascontiguousarray(w.T))], f"xw_d{d}")
-        if bias is not None:
-            xw = u.emit("Add", [xw, u.const(f"bias_d{d}", bias.astype(np.float32))], f"xwb_d{d}")
-        return xw
-
-    @staticmethod
-    def _bias(ins, d: int) -> np.ndarray | None:
-        return ins[3].data[d] if len(ins) > 3 and ins[3] is not None else None
-
-    def _step_rows(self, u: _Unroller, xw: str, t: int, d: int, seq: int, batch: int, layout: int) -> str:
-        if layout == 0:
-            return u.emit("Slice", [xw], f"d{d}/t{t}/xw", {"starts": [t * batch], "ends": [(t + 1) * batch], "axes": [0]})
-        return u.emit("Slice", [xw], f"d{d}/t{t}/xw", {"starts": [t], "ends": [seq * batch], "axes": [0], "steps": [seq]})
-
-    def _outputs(self, u: _Unroller, node: Node, hs: list[list[str]], finals: list[list[str]], seq, batch, hidden, layout):
-        """Y from every step's H (hs[d][t]); Y_h (and Y_c) from the last states (finals[k][d])."""
-        outs = list(node.outputs) + [""] * 3
-        if outs[0]:
-            per_dir = []
-            for d, steps in enumerate(hs):
-                shape = [1, 1, batch, hidden] if layout == 0 else [batch, 1, 1, hidden]
-                parts = [u.emit("Reshape", [h], f"d{d}/t{t}/y", {"shape": shape}) for t, h in enumerate(steps)]
-                per_dir.append(u.emit("Concat", parts, f"y_d{d}", {"axis": 0 if layout == 0 else 1}) if len(parts) > 1 else parts[0])
-            self._join(u, per_dir, 1 if layout == 0 else 2, outs[0], "y")
-        for k, states in enumerate(finals):
-            if outs[k + 1]:
-                shape = [1, batch, hidden] if layout == 0 else [batch, 1, hidden]
-                parts = [u.emit("Reshape", [s], f"final{k}_d{d}", {"shape": shape}) for d, s in enumerate(states)]
-                self._join(u, parts, 0 if layout == 0 else 1, outs[k + 1], f"final{k}")
-
-    @staticmethod
-    def _join(u, parts, axis, out, what):
-        if len(parts) > 1:
-            u.emit("Concat", parts, what, {"axis": axis}, out=out)
-        else:
-            u.emit("Identity", parts, what, out=out)
+    def geometry_of_values(self, node: Node, xs) -> dict:
+        """geometry() for the reference, from the input values."""
+        ins = [None if v is None else Tensor(f"in{j}", tuple(np.shape(v)), "s64" if j == 4 else "f32",
+                                             np.asarray(v) if j == 4 else None) for j, v in enumerate(xs)]
+        return self.geometry(node, ins)
 
     def infer(self, node, ins):
-        raise UnsupportedError(f"{self.name} node '{node.name}' is unrolled at import")
+        geo = self.geometry(node, ins)
+        dirs, seq, batch, hidden = geo["dirs"], geo["seq"], geo["batch"], geo["hidden"]
+        y = (seq, dirs, batch, hidden) if geo["layout"] == 0 else (batch, seq, dirs, hidden)
+        state = (dirs, batch, hidden) if geo["layout"] == 0 else (batch, dirs, hidden)
+        return [(y, "f32")] + [(state, "f32")] * (len(node.outputs) - 1)
 
+    def macs(self, node, ins, outs):
+        geo = self.geometry(node, ins)
+        return geo["dirs"] * geo["seq"] * geo["batch"] * self.gates * geo["hidden"] * (geo["input"] + geo["hidden"])
 
-@register
-class LSTM(_RNN):
-    name = "LSTM"
-    limits = ("unrolled over the fixed sequence length; forward/reverse/bidirectional, layout 0/1, peepholes, "
-              "clip, input_forget, initial states; activations Sigmoid/Tanh/Relu/LeakyRelu/HardSigmoid/Elu; float32")
-    gates = 4
-    default_activations = ["Sigmoid", "Tanh", "Tanh"]
-    const_inputs = {**_RNN.const_inputs, 7: "P"}
+    # -- the time loop in numpy (x and states as [seq, batch, ...] per direction)
 
-    def expand(self, node, ins, g):
-        direction, dirs, layout, seq, batch, H, acts, clip = self._common(node, ins)
-        u = _Unroller(node, g)
-        input_forget = int(node.attrs.get("input_forget", 0))
-        peep = ins[7].data if len(ins) > 7 and ins[7] is not None else None
-        if len(ins) > 7 and ins[7] is not None and not ins[7].is_const:
-            raise UnsupportedError(f"LSTM node '{node.name}': peepholes P must be a constant")
-        hs, final_h, final_c = [], [], []
-        one = u.const("one", np.ones((), np.float32)) if input_forget else None
-        for d in range(dirs):
-            f, gf, hf = acts[3 * d: 3 * d + 3]
-            reverse = direction == "reverse" or d == 1
-            b = self._bias(ins, d)
-            xw = self._projection(u, ins, d, None if b is None else b[:4 * H] + b[4 * H:])
-            r_t = u.const(f"R_T_d{d}", np.ascontiguousarray(ins[2].data[d].T))
-            p = None if peep is None else [u.const(f"P{k}_d{d}", peep[d, k * H:(k + 1) * H].astype(np.float32)) for k in range(3)]
-            h, c = self._state0(u, ins, 5, d, batch, H, "h0"), self._state0(u, ins, 6, d, batch, H, "c0")
-            steps = [None] * seq
-            for t in (range(seq - 1, -1, -1) if reverse else range(seq)):
-                s = f"d{d}/t{t}"
-                pre = u.emit("Add", [self._step_rows(u, xw, t, d, seq, batch, layout), u.emit("MatMul", [h, r_t], f"{s}/hr")], f"{s}/gates")
-                gi, go, gfo, gc = (u.cols(pre, k, H, f"{s}/{n}_pre") for k, n in enumerate("iofc"))
-                if p is not None:
-                    gi = u.emit("Add", [gi, u.emit("Mul", [c, p[0]], f"{s}/pi")], f"{s}/i_peep")
-                    gfo = u.emit("Add", [gfo, u.emit("Mul", [c, p[2]], f"{s}/pf")], f"{s}/f_peep")
-                i = u.act(f, u.clip(gi, clip, f"{s}/i_clip"), f"{s}/i")
-                if input_forget:
-                    fg = u.emit("Sub", [one, i], f"{s}/f")
-                else:
-                    fg = u.act(f, u.clip(gfo, clip, f"{s}/f_clip"), f"{s}/f")
-                cand = u.act(gf, u.clip(gc, clip, f"{s}/c_clip"), f"{s}/c_cand")
-                c = u.emit("Add", [u.emit("Mul", [fg, c], f"{s}/fc"), u.emit("Mul", [i, cand], f"{s}/ic")], f"{s}/c")
-                if p is not None:
-                    go = u.emit("Add", [go, u.emit("Mul", [c, p[1]], f"{s}/po")], f"{s}/o_peep")
-                o = u.act(f, u.clip(go, clip, f"{s}/o_clip"), f"{s}/o")
-                h = u.emit("Mul", [o, u.act(hf, c, f"{s}/hc")], f"{s}/h")
-                steps[t] = h
-            hs.append(steps)
-            final_h.append(h)
-            final_c.append(c)
-        self._outputs(u, node, hs, [final_h, final_c], seq, batch, H, layout)
-        return u.nodes
+    @staticmethod
+    def steps(x: np.ndarray, geo: dict) -> np.ndarray:
+        """X as [seq, batch, input]."""
+        return x if geo["layout"] == 0 else np.transpose(x, (1, 0, 2))
 
+    @staticmethod
+    def initial(xs, idx: int, d: int, geo: dict) -> np.ndarray:
+        if idx < len(xs) and xs[idx] is not None:
+            s = xs[idx] if geo["layout"] == 0 else np.transpose(xs[idx], (1, 0, 2))
+            return s[d].astype(np.float32)
+        return np.zeros((geo["batch"], geo["hidden"]), np.float32)
 
-@register
-class GRU(_RNN):
-    name = "GRU"
-    limits = ("unrolled over the fixed sequence length; forward/reverse/bidirectional, layout 0/1, "
-              "linear_before_reset, clip, initial state; activations as LSTM; float32")
-    gates = 3
-    default_activations = ["Sigmoid", "Tanh"]
+    @staticmethod
+    def outputs(node: Node, ys: list[np.ndarray], finals: list[list[np.ndarray]], geo: dict) -> list[np.ndarray]:
+        """Y from ys[d] [seq, batch, hidden]; Y_h (Y_c) from finals[k][d] [batch, hidden]."""
+        y = np.stack(ys, axis=1)  # [seq, dirs, batch, hidden]
+        states = [np.stack(f, axis=0) for f in finals]  # [dirs, batch, hidden]
+        if geo["layout"] == 1:
+            y = np.transpose(y, (2, 0, 1, 3))
+            states = [np.transpose(s, (1, 0, 2)) for s in states]
+        return [y.astype(np.float32)] + [s.astype(np.float32) for s in states][:len(node.outputs) - 1]
 
-    def expand(self, node, ins, g):
-        direction, dirs, layout, seq, batch, H, acts, clip = self._common(node, ins)
-        u = _Unroller(node, g)
-        lbr = int(node.attrs.get("linear_before_reset", 0))
-        hs, final_h = [], []
-        for d in range(dirs):
-            f, gf = acts[2 * d: 2 * d + 2]
-            reverse = direction == "reverse" or d == 1
-            # z and r take Wb + Rb up front; the candidate gate's Rb sits inside the reset product
-            b = self._bias(ins, d)
-            xw = self._projection(u, ins, d, None if b is None else b[:3 * H])
-            r_full = ins[2].data[d]
-            rb = b[3 * H:] if b is not None else np.zeros(3 * H, np.float32)
-            r_zr = u.const(f"R_zr_T_d{d}", np.ascontiguousarray(r_full[:2 * H].T))
-            r_h = u.const(f"R_h_T_d{d}", np.ascontiguousarray(r_full[2 * H:].T))
-            rb_zr = u.const(f"Rb_zr_d{d}", rb[:2 * H].astype(np.float32))
-            rb_h = u.const(f"Rb_h_d{d}", rb[2 * H:].astype(np.float32))
-            h = self._state0(u, ins, 5, d, batch, H, "h0")
-            steps = [None] * seq
-            for t in (range(seq - 1, -1, -1) if reverse else range(seq)):
-                s = f"d{d}/t{t}"
-                xt = self._step_rows(u, xw, t, d, seq, batch, layout)
-                x_zr = u.emit("Slice", [xt], f"{s}/x_zr", {"starts": [0], "ends": [2 * H], "axes": [1]})
-                x_h = u.cols(xt, 2, H, f"{s}/x_h")
-                zr = u.emit("Add", [x_zr, u.emit("Add", [u.emit("MatMul", [h, r_zr], f"{s}/hr_zr"), rb_zr], f"{s}/hr_zr_b")], f"{s}/zr_pre")
-                z = u.act(f, u.clip(u.cols(zr, 0, H, f"{s}/z_pre"), clip, f"{s}/z_clip"), f"{s}/z")
-                r = u.act(f, u.clip(u.cols(zr, 1, H, f"{s}/r_pre"), clip, f"{s}/r_clip"), f"{s}/r")
-                if lbr:
-                    hr = u.emit("Add", [u.emit("MatMul", [h, r_h], f"{s}/hr_h"), rb_h], f"{s}/hr_hb")
-                    rec = u.emit("Mul", [r, hr], f"{s}/r_hr")
-                else:
-                    rec = u.emit("Add", [u.emit("MatMul", [u.emit("Mul", [r, h], f"{s}/rh"), r_h], f"{s}/rh_r"), rb_h], f"{s}/rh_rb")
-                cand_pre = u.emit("Add", [x_h, rec], f"{s}/h_pre")
-                cand = u.act(gf, u.clip(cand_pre, clip, f"{s}/h_clip"), f"{s}/h_cand")
-                # H = (1 - z) * cand + z * H_prev = cand + z * (H_prev - cand)
-                h = u.emit("Add", [cand, u.emit("Mul", [z, u.emit("Sub", [h, cand], f"{s}/diff")], f"{s}/zd")], f"{s}/h")
-                steps[t] = h
-            hs.append(steps)
-            final_h.append(h)
-        self._outputs(u, node, hs, [final_h], seq, batch, H, layout)
-        return u.nodes
+    # -- the kernel's parameters
+
+    def loop_params(self, node: Node, ins, outs) -> dict:
+        """Strides and sizes the time-loop templates share (element strides of X, Y and the states)."""
+        geo = self.geometry(node, ins)
+        dirs, seq, batch, H, I = geo["dirs"], geo["seq"], geo["batch"], geo["hidden"], geo["input"]
+        lay0 = geo["layout"] == 0
+        acts = [activation_c(f) for f in geo["acts"]]
+        n = len(self.default_activations)
+        per_dir = [acts[n * d: n * d + n] for d in range(dirs)]
+        return dict(
+            op=self.name, DIRS=dirs, SEQ=seq, B=batch, I=I, H=H,
+            # reverse: the direction's steps run t = SEQ-1 .. 0
+            reverse=[int(r) for r in geo["reverse"]],
+            X_ST=batch * I if lay0 else I, X_SB=I if lay0 else seq * I,
+            Y_ST=dirs * batch * H if lay0 else dirs * H, Y_SD=batch * H if lay0 else H, Y_SB=H if lay0 else seq * dirs * H,
+            S_SD=batch * H if lay0 else H, S_SB=H if lay0 else dirs * H,
+            has_y=bool(outs), n_states=len(outs) - 1,
+            # one loop over the directions when they use the same functions, else one per direction
+            acts=per_dir, same_acts=all(a == per_dir[0] for a in per_dir),
+            clip=geo["clip"],
+            has_h0=len(ins) > 5 and ins[5] is not None,
+        )
