@@ -38,7 +38,8 @@ class LSTM(Recurrent):
     def bias_sum(b: np.ndarray) -> np.ndarray:
         """Wb + Rb per direction: [dirs, 4*hidden]."""
         h4 = b.shape[1] // 2
-        return (b[:, :h4] + b[:, h4:]).astype(np.float32)
+        with np.errstate(over="ignore"):  # (to inf, as float32 arithmetic at run time)
+            return (b[:, :h4] + b[:, h4:]).astype(np.float32)
 
     def reference(self, node, xs):
         geo = self.geometry_of_values(node, xs)
