@@ -436,8 +436,8 @@ WEIGHTS = {"conv": 6, "pool": 3, "global_pool": 1, "activation": 3, "batchnorm":
 # Registered ops no layer generates, and why (tests/modelfuzz/test_modelfuzz.py keeps this honest:
 # an op added to tinyc must be generated or listed here).
 NOT_GENERATED = {
-    "LSTM": "sequence models: unrolled at import into ops generated here",
-    "GRU": "sequence models: unrolled at import into ops generated here",
+    "LSTM": "sequence models: tests/test_rnn.py checks them against onnxruntime",
+    "GRU": "sequence models: tests/test_rnn.py checks them against onnxruntime",
     "Shape": "folded at import (PyTorch's shape chains), never at run time",
     "CastLike": "folded at import",
     "QuantizeLinear": "written by the int8 routes, not by the layers",

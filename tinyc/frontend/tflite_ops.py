@@ -14,11 +14,11 @@ from ..errors import TinycError, UnsupportedError
 from ..ops import get_op
 from ..ops.activations import TFLITE_RECIPES
 from ..ops.layout import nchw_node, nchw_view
+from .tflite_rnn import lstm_float
 from .tflite_file import builtin_code, builtin_options, default_options
 
 _REFUSED = {
     "SVDF": "SVDF is not supported yet (sequence models have their own issue)",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM is not supported yet (sequence models have their own issue)",
     "CUSTOM": "custom operators are not supported",
 }
 
@@ -405,6 +405,7 @@ _MAP: dict[str, Callable] = {
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
     "TRANSPOSE_CONV": _transpose_conv,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": lstm_float,
 }
 
 

@@ -12,10 +12,11 @@ Inputs as ONNX stores them, which is also what the kernel reads (gate order i, o
 Outputs: Y [seq, dirs, batch, hidden] (layout 0) or [batch, seq, dirs, hidden], Y_h, Y_c as the
 initial states. Attributes: direction (forward, reverse, bidirectional: direction 1 runs
 backwards), layout, hidden_size, activations (f, g, h per direction; default Sigmoid, Tanh, Tanh)
-with activation_alpha/beta, clip (bound of the gates' pre-activations), input_forget (f = 1 - i).
+with activation_alpha/beta, clip (bound of the gates' pre-activations), input_forget (f = 1 - i), and tinyc's own cell_clip
+(TFLite's: the bound of the cell state after each update; no ONNX model has it).
 
 Per step and direction:  gates = (x W^T + (Wb + Rb)) + h R^T;  i = f(clip(gi + P_i c));
-f = f(clip(gf + P_f c)) or 1 - i;  c' = f c + i g(clip(gc));  o = f(clip(go + P_o c'));  h' = o h(c').
+f = f(clip(gf + P_f c)) or 1 - i;  c' = cell_clip(f c + i g(clip(gc)));  o = f(clip(go + P_o c'));  h' = o h(c').
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ class LSTM(Recurrent):
                     gf = gf + c * p[d, 2 * H:]
                 i = activate(f, clip(gi, cl))
                 fg = np.float32(1) - i if input_forget else activate(f, clip(gf, cl))
-                c = fg * c + i * activate(g, clip(gc, cl))
+                c = clip(fg * c + i * activate(g, clip(gc, cl)), node.attrs.get("cell_clip"))
                 if p is not None:
                     go = go + c * p[d, H:2 * H]
                 h = activate(f, clip(go, cl)) * activate(hf, c)
@@ -79,7 +80,7 @@ class LSTM(Recurrent):
         p = self.loop_params(node, ins, outs)
         has_b = len(ins) > 3 and ins[3] is not None
         p.update(has_b=has_b, has_c0=len(ins) > 6 and ins[6] is not None, has_p=len(ins) > 7 and ins[7] is not None,
-                 input_forget=int(node.attrs.get("input_forget", 0)))
+                 input_forget=int(node.attrs.get("input_forget", 0)), cell_clip=node.attrs.get("cell_clip"))
         B, H = p["B"], p["H"]
         # gates [B, 4H], h [B, H], c [B, H]
         weights = {3: self.bias_sum(ins[3].data)} if has_b else {}

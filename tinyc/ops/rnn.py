@@ -53,7 +53,8 @@ def activate(fn: tuple[str, float, float], x: np.ndarray) -> np.ndarray:
     name, alpha, beta = fn
     if name == "Relu":
         return np.where(x < 0, np.float32(0), x).astype(np.float32)
-    return apply(name, x, alpha, beta)
+    with np.errstate(over="ignore"):  # (exp overflowing to inf, as in C)
+        return apply(name, x, alpha, beta)
 
 
 def activation_c(fn: tuple[str, float, float]) -> dict:
