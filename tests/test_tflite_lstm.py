@@ -7,15 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tinyc import interpreter
 from tinyc.codegen import generate
 from tinyc.compiler import load_graph
 from tinyc.emulator import run_on_target
+from tinyc.errors import UnsupportedError
 from tinyc.targets import get_target
 
 from .conftest import need_arm, need_tools, rel_err, run_cli, shared_model
-from .tflite_builders import run_tflm
+from .tflite_builders import model_bytes, run_tflm
 
 MODEL = "tflm/mnist_lstm/trained_lstm.tflite"
 
@@ -102,3 +104,57 @@ def test_int8_lstm_is_refused_in_one_line(tmp_path):
     r = run_cli("compile", str(shared_model("tflm/mnist_lstm/trained_lstm_int8.tflite")), "--target", "host",
                 "-o", str(tmp_path / "out"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "UNIDIRECTIONAL_SEQUENCE_LSTM (operator" in r.stderr
+
+
+def lstm_tflite(seq=5, batch=2, inp=3, hidden=4, time_major=False, act=4, cell_clip=0.0, extra=()) -> bytes:
+    """A one-operator float UNIDIRECTIONAL_SEQUENCE_LSTM (``extra``: optional inputs to add, by
+    index: 9-11 peepholes, 16 projection weights, 20 layer-norm coefficients)."""
+    rng = np.random.default_rng(5)
+
+    def w(*shape):
+        return (rng.standard_normal(shape) * 0.5).astype(np.float32)
+
+    t = [dict(name="x", shape=[seq, batch, inp] if time_major else [batch, seq, inp], type="f32")]
+    t += [dict(name=f"w{g}", shape=[hidden, inp], type="f32", data=w(hidden, inp)) for g in "ifco"]
+    t += [dict(name=f"r{g}", shape=[hidden, hidden], type="f32", data=w(hidden, hidden)) for g in "ifco"]
+    t += [dict(name=f"b{g}", shape=[hidden], type="f32", data=w(hidden)) for g in "ifco"]
+    t += [dict(name=s, shape=[batch, hidden], type="f32", variable=True) for s in ("h", "c")]
+    t += [dict(name="y", shape=[seq, batch, hidden] if time_major else [batch, seq, hidden], type="f32")]
+    t += [dict(name="extra", shape=[hidden, hidden] if 16 in extra else [hidden], type="f32", data=w(hidden, hidden)
+               if 16 in extra else w(hidden))]
+    ins = [0] + list(range(1, 9)) + [-1] * 3 + list(range(9, 13)) + [-1, -1, 13, 14] + [-1] * 4
+    for k in extra:
+        ins[k] = 16
+    return model_bytes("UNIDIRECTIONAL_SEQUENCE_LSTM", t, [0], [15], ins, [15],
+                       ("UnidirectionalSequenceLSTMOptions", dict(fusedActivationFunction=act, cellClip=cell_clip,
+                                                                  timeMajor=time_major)))
+
+
+@pytest.mark.parametrize("kw", [{}, dict(time_major=True), dict(cell_clip=0.3), dict(seq=9, batch=1, inp=7, hidden=12)],
+                         ids=["batch_major", "time_major", "cell_clip", "larger"])
+def test_single_lstm_operator_equals_tflite_micro_in_reference_and_host_c(kw, tmp_path):
+    need_tools("cc")
+    data = lstm_tflite(**kw)
+    path = tmp_path / "lstm.tflite"
+    path.write_bytes(data)
+    g = load_graph(path)
+    assert [n.op for n in g.nodes] == ["LSTM", "Reshape"]
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal(g.tensors[g.inputs[0]].shape).astype(np.float32) for _ in range(3)]
+    want = [run_tflm(data, [x])[0] for x in xs]
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path / "c", [{g.inputs[0]: x} for x in xs])
+    for x, got, w in zip(xs, res.outputs, want):
+        assert rel_err(interpreter.run(g, {g.inputs[0]: x})[g.outputs[0]], w) < 1e-5
+        assert rel_err(got[g.outputs[0]], w) < 1e-5
+
+
+@pytest.mark.parametrize("kw,message", [(dict(extra=(9, 10, 11)), "peepholes"), (dict(extra=(16,)), "projection"),
+                                        (dict(extra=(20, 21, 22, 23)), "layer normalization"),
+                                        (dict(act=1), "fused activation 1")])
+def test_unsupported_lstm_variants_are_refused_in_one_line(kw, message, tmp_path):
+    path = tmp_path / "lstm.tflite"
+    path.write_bytes(lstm_tflite(**kw))
+    with pytest.raises(UnsupportedError, match=f"UNIDIRECTIONAL_SEQUENCE_LSTM \\(operator 0\\): {message}") as e:
+        load_graph(path)
+    assert "\n" not in str(e.value)
