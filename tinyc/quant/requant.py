@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import QuantParams
+from ..ir import DTYPES, QuantParams
 from .fixedpoint import requantize
 from .params import per_channel_multipliers
 from .rounding import DOUBLE
@@ -30,6 +30,7 @@ class Requant:
     lo: int = -128  # clamp (a fused activation's range)
     hi: int = 127
     rounding: str = DOUBLE
+    out_dtype: str = "s8"  # "s16": TFLite's 16x8 ops with a 32-bit accumulator (int32 bias)
 
     def __post_init__(self):
         if len(self.mult) != len(self.shift) or not self.mult:
@@ -58,7 +59,7 @@ class Requant:
             shape[channel_axis] = len(self.mult)
         mult = np.asarray(self.mult, np.int64).reshape(shape)
         shift = np.asarray(self.shift, np.int64).reshape(shape)
-        return requantize(acc, mult, shift, self.zp, self.lo, self.hi, self.rounding)
+        return requantize(acc, mult, shift, self.zp, self.lo, self.hi, self.rounding, DTYPES[self.out_dtype])
 
     def params(self) -> dict:
         """Template parameters of the portable requantization (templates/portable/s8/_requant.j2):
@@ -67,7 +68,7 @@ class Requant:
         pc = self.per_channel
         mult, shift = list(self.mult), list(self.shift)
         return dict(per_channel=pc, mult=mult if pc else mult[:1], shift=shift if pc else shift[:1],
-                    zp=self.zp, act_min=self.lo, act_max=self.hi)
+                    zp=self.zp, act_min=self.lo, act_max=self.hi, **({"wide": True} if self.out_dtype != "s8" else {}))
 
     def _fast_channels(self, constants: dict[int, int], channels: int) -> tuple[list[int], list[int], list[int]]:
         """(multiplier, right shift, rounding constant) per channel of the fast form; the channels
