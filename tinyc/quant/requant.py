@@ -22,6 +22,15 @@ from .rounding import DOUBLE
 FAST_LIMIT = 1 << 30
 
 
+def along_channels(values, ndim: int, channel_axis: int) -> np.ndarray:
+    """Per-channel constants (int64) shaped to broadcast along ``channel_axis`` of an array of
+    ``ndim`` dimensions; a single value applies to every channel."""
+    shape = [1] * ndim
+    if len(values) > 1:
+        shape[channel_axis] = len(values)
+    return np.asarray(values, np.int64).reshape(shape)
+
+
 @dataclass(frozen=True)
 class Requant:
     mult: tuple[int, ...]  # Q31 multipliers: one per output channel, or one for the tensor
@@ -54,11 +63,7 @@ class Requant:
         """The int8 outputs of int64 accumulators whose output channels run along
         ``channel_axis`` (tinyc.quant.fixedpoint's arithmetic, in this rounding mode)."""
         acc = np.asarray(acc, np.int64)
-        shape = [1] * acc.ndim
-        if len(self.mult) > 1:
-            shape[channel_axis] = len(self.mult)
-        mult = np.asarray(self.mult, np.int64).reshape(shape)
-        shift = np.asarray(self.shift, np.int64).reshape(shape)
+        mult, shift = (along_channels(v, acc.ndim, channel_axis) for v in (self.mult, self.shift))
         return requantize(acc, mult, shift, self.zp, self.lo, self.hi, self.rounding, DTYPES[self.out_dtype])
 
     def params(self) -> dict:

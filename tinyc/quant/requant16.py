@@ -16,6 +16,7 @@ import numpy as np
 
 from ..ir import QuantParams
 from .params import per_channel_multipliers
+from .requant import along_channels
 from .rounding import DOUBLE
 
 
@@ -49,11 +50,7 @@ class Requant64:
     def apply(self, acc: np.ndarray, channel_axis: int = -1) -> np.ndarray:
         """The int16 outputs of int64 accumulators whose channels run along ``channel_axis``."""
         acc = np.asarray(acc, np.int64)
-        shape = [1] * acc.ndim
-        if len(self.mult) > 1:
-            shape[channel_axis] = len(self.mult)
-        m = np.asarray(self.reduced, np.int64).reshape(shape)
-        s = np.asarray(self.total_shift, np.int64).reshape(shape)
+        m, s = (along_channels(v, acc.ndim, channel_axis) for v in (self.reduced, self.total_shift))
         v = (acc * m + (np.int64(1) << (s - 1))) >> s
         v = ((v + (1 << 31)) % (1 << 32)) - (1 << 31)  # truncated to int32, as TFLite does
         return np.clip(v, self.lo, self.hi).astype(np.int16)
