@@ -32,12 +32,8 @@ def _models() -> list[str]:
 
 
 MODELS = _models()
-# operators tinyc does not compile in 16x8 yet: expected to fail (strict: a pass is reported)
-NOT_YET = {"transpose_conv": "TRANSPOSE_CONV has no integer form in tinyc yet"}
-CASES = [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[k.split("/")[0]]))
-         if k.split("/")[0] in NOT_YET else k for k in MODELS]
 # one firmware per model on the emulator: a sample of every operator directory (the first three of each)
-M4_SAMPLE = [k for k in MODELS if int(re.sub(r"\D", "", k.split("/")[1])) < 3 and k.split("/")[0] not in NOT_YET]
+M4_SAMPLE = [k for k in MODELS if int(re.sub(r"\D", "", k.split("/")[1])) < 3]
 
 
 def _csv(path: Path) -> np.ndarray:
@@ -68,7 +64,7 @@ def test_all_127_models_are_here():
     assert len(MODELS) == 127
 
 
-@pytest.mark.parametrize("key", CASES)
+@pytest.mark.parametrize("key", MODELS)
 def test_reference_equals_tflite_micro_golden(key):
     g, feeds, golden = _case(key)
     got = interpreter.run(g, feeds)[g.outputs[0]]
@@ -76,7 +72,7 @@ def test_reference_equals_tflite_micro_golden(key):
     np.testing.assert_array_equal(got.reshape(-1), golden, err_msg=key)
 
 
-@pytest.mark.parametrize("key", CASES)
+@pytest.mark.parametrize("key", MODELS)
 def test_host_c_equals_tflite_micro_golden(key, tmp_path):
     need_tools("cc")
     g, feeds, golden = _case(key)
