@@ -15,7 +15,7 @@ from tinyc.errors import UnsupportedError
 from tinyc.targets import get_target
 
 from . import tflite_cases16
-from .conftest import need_tools
+from .conftest import need_arm, need_tools
 from .tflite_builders import model_bytes, run_tflm_all
 
 CASES = tflite_cases16.cases()
@@ -77,3 +77,17 @@ def test_int16_activations_with_a_zero_point_are_refused(tmp_path):
     path.write_bytes(model_bytes("LEAKY_RELU", ts, [0], [1], [0], [1], ("LeakyReluOptions", dict(alpha=0.1))))
     with pytest.raises(UnsupportedError, match="zero point"):
         load_graph(path)
+
+
+@pytest.mark.emulator
+def test_cortex_m4_equals_tflite_micro(tmp_path):
+    """Every case on the emulated Cortex-M4, a target with DSP kernels (which are int8 only: the
+    16x8 nodes keep the portable ones)."""
+    need_arm()
+    target = get_target("cortex-m4")
+    for name in CASES:
+        g, feeds, want = _case(name, tmp_path)
+        res = run_on_target(generate(g, target), target, tmp_path / name, feeds[:3])
+        for k, (got, w) in enumerate(zip(res.outputs, want)):
+            got = got[g.outputs[0]]
+            np.testing.assert_array_equal(got, w.reshape(got.shape), err_msg=f"{name} sample {k} (cortex-m4)")

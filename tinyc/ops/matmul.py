@@ -183,7 +183,8 @@ class Gemm(Op):
                      **rq.params(), requant=rq)
             if x.dtype == "s16":  # 16x8: int16 activations, 64-bit sums unless the bias is int32
                 p.update(offset_term=None, xt="int16_t", acct="int64_t" if p.get("rq64") else "int32_t")
-                return Kernel("s8/fully_connected.c.j2", p, preamble=FIXEDPOINT + FIXEDPOINT16)
+                # (named from the templates' root: the DSP/Helium folders' fully connected is int8 only)
+                return Kernel("portable/s8/fully_connected.c.j2", p, preamble=FIXEDPOINT + FIXEDPOINT16)
             p["offset_term"] = offset_term(p["in_offset"], w.data) if at["transB"] and w.is_const else None
             return Kernel("s8/fully_connected.c.j2", p, preamble=FIXEDPOINT)
         require_f32(node, ins)
