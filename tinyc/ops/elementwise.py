@@ -11,6 +11,7 @@ from ..errors import UnsupportedError
 from ..ir import DTYPES, Node
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
 from ..quant.requant import Requant
+from ..quant.requant16 import Requant32To16
 from ..quant.rounding import active as active_rounding
 from ..quant.params import ADD_LEFT_SHIFT_16, add_params, mul_params, rescale_params
 from .dot_s8 import REQUANT_FAST
@@ -104,7 +105,8 @@ class Add(_Binary):
     @staticmethod
     def _output(node, p: dict, rounding: str, dtype: str = "s8") -> Requant:
         """The requantization of the sum to the output (add_params' mo, so, zpo)."""
-        return Requant((p["mo"],), (p["so"],), p["zpo"], *int8_act_range(node), rounding, dtype)
+        cls = Requant32To16 if dtype == "s16" else Requant
+        return cls((p["mo"],), (p["so"],), p["zpo"], *int8_act_range(node), rounding)
 
     def kernel_s16(self, node, ins, outs, loops) -> Kernel:
         """16x8: each operand rescaled per element (no tables: 65,536 values each)."""

@@ -10,7 +10,8 @@ the C helper ``tinyc_requant64_s16`` (templates/portable/s16/fixedpoint16.c.j2, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -64,6 +65,17 @@ class Requant64:
                     zp=0, act_min=self.lo, act_max=self.hi)
 
 
+@dataclass(frozen=True)
+class Requant32To16(Requant):
+    """An int32 value's usual requantization (Requant), clamped to and stored as int16: TFLite's
+    16x8 Conv/FullyConnected with an int32 bias (int32 accumulator), and ADD/SUB's output; in C
+    ``tinyc_requant_i32`` (``wide``)."""
+    out_dtype: ClassVar[str] = "s16"
+
+    def params(self) -> dict:
+        return dict(super().params(), wide=True)
+
+
 def product_requant(ins, outs, channels: int, clamp: tuple[int, int], rounding: str) -> Requant | Requant64:
     """The requantization of a Conv/Gemm accumulator (inputs x, w[, bias] and output y: IR
     tensors): int8's (Requant), or for 16x8 (int16 x) TFLite's 64-bit form (Requant64) when the
@@ -73,5 +85,6 @@ def product_requant(ins, outs, channels: int, clamp: tuple[int, int], rounding: 
     bias = ins[2] if len(ins) > 2 else None
     if x.dtype == "s16" and (bias is None or bias.dtype == "s64"):
         return Requant64.of_product(x.quant, w.quant, y.quant, channels, clamp, rounding)
-    rq = Requant.of_product(x.quant, w.quant, y.quant, channels, clamp, rounding)
-    return rq if y.dtype == "s8" else replace(rq, out_dtype=y.dtype)
+    if x.dtype == "s16":
+        return Requant32To16.of_product(x.quant, w.quant, y.quant, channels, clamp, rounding)
+    return Requant.of_product(x.quant, w.quant, y.quant, channels, clamp, rounding)
