@@ -145,6 +145,8 @@ class Conv(Op):
             return self.kernel(node, ins, outs)
         x, w = ins[0], ins[1]
         bias = ins[2] if len(ins) > 2 else None
+        if kind == "dsp" and x.dtype == "s16" and w.is_const:
+            return self._smlald_kernel(node, ins, outs)
         if not w.is_const or (bias is not None and not bias.is_const) or x.shape[0] != 1 \
                 or {x.dtype, w.dtype, outs[0].dtype} != {"s8"} or len(x.shape) != 4:
             return self.kernel(node, ins, outs)
@@ -167,6 +169,19 @@ class Conv(Op):
         elif p["G"] == p["C"] == p["M"] and "dsp" in variants:
             k = dwconv_kernel(p, w.data.reshape(p["M"], -1), b)
         return k if k is not None else self.kernel(node, ins, outs)
+
+    def _smlald_kernel(self, node, ins, outs) -> Kernel:
+        """16x8 on a core with the DSP extension: the portable loops taking four channels per step,
+        two SMLALDs on int16 input pairs and weights widened in registers by SXTB16 (their bytes
+        stored as w0 w2 w1 w3), 64-bit sums; when channels per group are a multiple of 4 and the
+        bias is int64 or absent, else the portable kernel."""
+        k = self.kernel(node, ins, outs)
+        if k.params["CG"] % 4 or not k.params.get("rq64"):
+            return k
+        w = ins[1].data
+        quads = w.reshape(w.shape[:-1] + (w.shape[-1] // 4, 4))[..., [0, 2, 1, 3]].reshape(w.shape)
+        return Kernel("s16/conv_nhwc_smlald.c.j2", k.params, preamble=k.preamble, includes=("string.h",),
+                      weights={1: np.ascontiguousarray(quads)}, inplace_scratch=k.inplace_scratch)
 
     def macs(self, node, ins, outs):
         w = ins[1]
