@@ -91,3 +91,13 @@ def test_cortex_m4_equals_tflite_micro(tmp_path):
         for k, (got, w) in enumerate(zip(res.outputs, want)):
             got = got[g.outputs[0]]
             np.testing.assert_array_equal(got, w.reshape(got.shape), err_msg=f"{name} sample {k} (cortex-m4)")
+
+
+def test_int8_and_int16_activations_do_not_mix_in_one_op(tmp_path):
+    q = ((0.001,), (0,), 0)
+    ts = [dict(name="a", shape=(1, 4), type="s16", q=q), dict(name="b", shape=(1, 4), type="s8", q=q),
+          dict(name="y", shape=(1, 4), type="s16", q=q)]
+    path = tmp_path / "add_mixed.tflite"
+    path.write_bytes(model_bytes("ADD", ts, [0, 1], [2], [0, 1], [2], ("AddOptions", dict(fusedActivationFunction=0))))
+    with pytest.raises(UnsupportedError, match="do not mix"):
+        load_graph(path)

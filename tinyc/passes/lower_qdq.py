@@ -207,7 +207,13 @@ class _Lowering:
         if y.dtype == "s16" and int(y.quant.zero_point) != 0:
             raise UnsupportedError(f"QuantizeLinear node '{q.name}': int16 output must be symmetric (zero point 0)")
         self.y = y
-        return op.lower_int8(self, p, [q.outputs[0]], self.act_range(lo, hi))
+        node = op.lower_int8(self, p, [q.outputs[0]], self.act_range(lo, hi))
+        mixed = sorted({t.dtype for t in (self.g.tensors[x] for x in node.inputs if x is not None)
+                        if not t.is_const and t.dtype in ("s8", "s16")} - {y.dtype})
+        if mixed:  # (TFLite's kernels take int8 or int16 activations, not both)
+            raise UnsupportedError(f"{p.op} node '{p.name}': reads {' and '.join(mixed)} activations but writes {y.dtype}; "
+                                   "int8 and int16 activations do not mix in one op")
+        return node
 
     # -- what the ops' lower_int8 hooks use ---------------------------------------------------
     def act_range(self, lo, hi) -> tuple[int, int]:
