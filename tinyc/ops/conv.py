@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..ir import Node
-from ..quant.requant import Requant
+from ..ir import DTYPES, Node
 from ..quant.rounding import active as active_rounding
 from .layout import is_nhwc, with_nhwc
-from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, act_params, float_activation, is_quantized, register, require_f32, spatial_2d
+from ..quant.requant16 import product_requant
+from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, offset_term, int8_act_range, act_params, float_activation, is_quantized, register, require_f32, spatial_2d
 from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel
 from .window import as_2d, normalize_window, output_spatial
 
@@ -54,6 +54,7 @@ class Conv(Op):
     name = "Conv"
     limits = "1-D and 2-D; groups, depthwise, strides, pads, auto_pad, dilations; int8 weights symmetric per channel"
     hosts_activation = True
+    int16x8 = True
 
     def lower_int8(self, cx, node, out, act):
         x = cx.activation(node.inputs[0], node)
@@ -107,13 +108,16 @@ class Conv(Op):
         """TFLite ConvPerChannel: sum (x - x_zp) * w over the window (padding contributes 0),
         + int32 bias, per-channel requantization, + y_zp, clamp to the fused activation."""
         x, w = xs[0], xs[1]
-        xq, yq = ins[0].quant, outs[0].quant
+        xq = ins[0].quant
         acc = accumulate(x.astype(np.int64) - int(xq.zero_point), w.astype(np.int64), node.attrs)
         shape = (1, -1) + (1,) * (acc.ndim - 2)
         if len(xs) > 2 and xs[2] is not None:
             acc = acc + xs[2].astype(np.int64).reshape(shape)
-        rq = Requant.of_product(xq, ins[1].quant, yq, w.shape[0], int8_act_range(node), active_rounding())
-        return [rq.apply(acc, 1)]
+        return [self._requant(node, ins, outs).apply(acc, 1)]
+
+    @staticmethod
+    def _requant(node, ins, outs):
+        return product_requant(ins, outs, ins[1].shape[0], int8_act_range(node), active_rounding())
 
     def inplace_scratch(self, node, ins, outs, kernel):
         """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
@@ -133,7 +137,7 @@ class Conv(Op):
         """The portable kernels' scratch in place: pad_top + 1 input rows (a 1x1 kernel may save
         two pixels at a time: at least 2 x C)."""
         rows = node.attrs["pads"][0] + 1
-        return max(rows * x.shape[2], 2) * x.shape[3] * (4 if x.dtype == "f32" else 1)
+        return max(rows * x.shape[2], 2) * x.shape[3] * DTYPES[x.dtype].itemsize
 
     def kernel_for(self, node, ins, outs, variants=()):
         kind = dot_variant(variants)
@@ -141,6 +145,8 @@ class Conv(Op):
             return self.kernel(node, ins, outs)
         x, w = ins[0], ins[1]
         bias = ins[2] if len(ins) > 2 else None
+        if kind == "dsp" and x.dtype == "s16" and w.is_const:
+            return self._smlald_kernel(node, ins, outs)
         if not w.is_const or (bias is not None and not bias.is_const) or x.shape[0] != 1 \
                 or {x.dtype, w.dtype, outs[0].dtype} != {"s8"} or len(x.shape) != 4:
             return self.kernel(node, ins, outs)
@@ -163,6 +169,19 @@ class Conv(Op):
         elif p["G"] == p["C"] == p["M"] and "dsp" in variants:
             k = dwconv_kernel(p, w.data.reshape(p["M"], -1), b)
         return k if k is not None else self.kernel(node, ins, outs)
+
+    def _smlald_kernel(self, node, ins, outs) -> Kernel:
+        """16x8 on a core with the DSP extension: the portable loops taking four channels per step,
+        two SMLALDs on int16 input pairs and weights widened in registers by SXTB16 (their bytes
+        stored as w0 w2 w1 w3), 64-bit sums; when channels per group are a multiple of 4 and the
+        bias is int64 or absent, else the portable kernel."""
+        k = self.kernel(node, ins, outs)
+        if k.params["CG"] % 4 or not k.params.get("rq64"):
+            return k
+        w = ins[1].data
+        quads = w.reshape(w.shape[:-1] + (w.shape[-1] // 4, 4))[..., [0, 2, 1, 3]].reshape(w.shape)
+        return Kernel("s16/conv_nhwc_smlald.c.j2", k.params, preamble=k.preamble, includes=("string.h",),
+                      weights={1: np.ascontiguousarray(quads)}, inplace_scratch=k.inplace_scratch)
 
     def macs(self, node, ins, outs):
         w = ins[1]
@@ -196,10 +215,13 @@ class Conv(Op):
         p["check_w"] = p["PL"] > 0 or (p["OW"] - 1) * p["SW"] + (kw - 1) * p["DW"] >= p["W"]
         if not is_quantized(ins, outs):
             return p
-        if x.dtype != "s8" or w.dtype != "s8" or y.dtype != "s8":
-            raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output")
-        rq = Requant.of_product(x.quant, w.quant, y.quant, w.shape[0], int8_act_range(node), active_rounding())
+        if (x.dtype, w.dtype, y.dtype) not in (("s8", "s8", "s8"), ("s16", "s8", "s16")):
+            raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output "
+                                   "(or 16x8: int16 input and output, int8 weights)")
+        rq = self._requant(node, ins, outs)
         p.update(rq.params(), requant=rq, in_offset=-int(x.quant.zero_point))
+        if x.dtype == "s16":
+            p.update(xt="int16_t", acct="int64_t" if p.get("rq64") else "int32_t")
         return p
 
     def kernel(self, node, ins, outs):
@@ -218,6 +240,8 @@ class Conv(Op):
         suffix = "_nhwc" if nhwc else ""
         if not is_quantized(ins, outs):
             return Kernel(f"f32/conv{suffix}.c.j2", dict(p, **act_params(node)), includes=("math.h",))
+        if ins[0].dtype == "s16":  # 16x8: the general loops on int16 activations, 64-bit accumulators
+            return Kernel(f"s8/conv{suffix}.c.j2", dict(p, offset_term=None), preamble=FIXEDPOINT + FIXEDPOINT16)
         if nhwc and p["G"] == p["C"] == p["M"] and p["N"] == 1:
             # depthwise: channels side by side, blocks of at most 64 accumulators on the stack
             cb = next(b for b in (64, 48, 32, 16, 8, 4, 2, 1) if p["M"] % b == 0)
