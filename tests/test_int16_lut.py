@@ -30,17 +30,19 @@ SCALES = [2.0 ** -12, 2.0 ** -12 * 1.0004, 2.0 ** -11, 2.0 ** -11 * 0.9995, 2.0 
 def test_sigmoid_tanh_every_input(op, scale):
     tanh = op == "TANH"
     want = run_tflm(unary_model(op, [1, 65536], scale), [ALL])[0]
-    mult, shift = int16_lut.sigmoid_params(op, tanh, scale, Q15)
-    got = (int16_lut.tanh_s16 if tanh else int16_lut.logistic_s16)(ALL, mult, shift)
+    got = int16_lut.sigmoid_tanh_s16(ALL, int16_lut.sigmoid_params(op, tanh, scale, Q15))
     bad = np.flatnonzero(got != want)
     assert bad.size == 0, f"{bad.size} differ, first at {ALL.ravel()[bad[:5]]}: {got.ravel()[bad[:5]]} vs {want.ravel()[bad[:5]]}"
 
 
 def test_power_of_two_paths_are_taken():
-    assert int16_lut.sigmoid_params("t", False, 2.0 ** -12, Q15) == (3, 0)
-    assert int16_lut.sigmoid_params("t", False, 2.0 ** -12 * 1.0004, Q15) == (3, 0)  # CheckedLog2's tolerance
-    assert int16_lut.sigmoid_params("t", True, 2.0 ** -11, Q15) == (6, 0)
-    assert int16_lut.sigmoid_params("t", False, 2.0 ** -11, Q15) == (24576, 12)
+    def rescale(tanh, scale):
+        p = int16_lut.sigmoid_params("t", tanh, scale, Q15)
+        return p["mult"], p["shift"]
+    assert rescale(False, 2.0 ** -12) == (3, 0)
+    assert rescale(False, 2.0 ** -12 * 1.0004) == (3, 0)  # CheckedLog2's tolerance
+    assert rescale(True, 2.0 ** -11) == (6, 0)
+    assert rescale(False, 2.0 ** -11) == (24576, 12)
 
 
 @pytest.mark.parametrize("kind,args", [

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codegen.cnames import c_float
+from ..quant import int16_lut
 from ..quant.affine import quantize
 from . import Kernel, Op, is_quantized, register, require_f32
 
@@ -41,6 +42,8 @@ MATH = {
 _ALL = {**ACTIVATIONS, **MATH}
 # ops whose int8 table can follow TFLite's fixed-point recipe (attribute recipe="tflite")
 TFLITE_RECIPES = ("LeakyRelu", "HardSwish")
+# ops with TFLite's int16 (16x8) form (tinyc/quant/int16_lut.py): name -> whether it is TANH
+INT16_SIGMOIDS = {"Sigmoid": False, "Tanh": True}
 
 
 def apply(name: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
@@ -72,6 +75,13 @@ def int8_table(name: str, attrs: dict[str, Any], qx, qy) -> np.ndarray:
     return quantize(y, np.float32(qy.scale), int(qy.zero_point))
 
 
+def int16_params(node, ins, outs) -> dict:
+    """The constants of TFLite's int16 LOGISTIC / TANH for this node's quantization."""
+    qx, qy = ins[0].quant, outs[0].quant
+    return int16_lut.sigmoid_params(f"{node.op} node '{node.name}'", INT16_SIGMOIDS[node.op], float(qx.scale),
+                                    float(qy.scale), int(qx.zero_point), int(qy.zero_point))
+
+
 def _make(name: str, limits: str) -> type[Op]:
     defaults = _ALL[name][0]
 
@@ -96,9 +106,14 @@ def _make(name: str, limits: str) -> type[Op]:
             return [apply(self.name, xs[0], a.get("alpha", 0.0), a.get("beta", 0.0))]
 
         def qreference(self, node, xs, ins, outs):
+            if ins[0].dtype == "s16":
+                return [int16_lut.sigmoid_tanh_s16(xs[0], int16_params(node, ins, outs))]
             return [int8_table(self.name, node.attrs, ins[0].quant, outs[0].quant)[xs[0].astype(np.int64) + 128]]
 
         def kernel(self, node, ins, outs):
+            if is_quantized(ins, outs) and ins[0].dtype == "s16":
+                return Kernel("s16/sigmoid_tanh.c.j2", dict(int16_params(node, ins, outs), op=self.name, n=outs[0].size,
+                                                            table=int16_lut.sigmoid_table().tolist()), includes=("stdint.h",))
             if is_quantized(ins, outs):
                 table = int8_table(self.name, node.attrs, ins[0].quant, outs[0].quant)
                 return Kernel("s8/lut.c.j2", dict(op=self.name, n=outs[0].size, table=table.tolist()), includes=("stdint.h",))

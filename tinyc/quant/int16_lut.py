@@ -67,45 +67,41 @@ def _check(what: str, in_scale: float, out_scale: float, in_zp: int, out_zp: int
 
 
 def sigmoid_params(what: str, tanh: bool, in_scale: float, out_scale: float, in_zp: int = 0,
-                   out_zp: int = 0) -> tuple[int, int]:
-    """(mult, shift) of the input rescale ``(x * mult + round) >> shift`` for int16 LOGISTIC (tanh=False)
-    or TANH, from TFLite Micro's Prepare; the power-of-two case already folded in."""
+                   out_zp: int = 0) -> dict:
+    """The constants of int16 LOGISTIC (tanh=False) or TANH: the input rescale
+    ``y = (x * mult + round) >> shift`` from TFLite Micro's Prepare (the power-of-two case folded
+    in), then the table read (``frac`` interpolation bits, ``saturated`` past the table) and the
+    sign fold (``r + pos_add`` or ``neg_add - r``, then ``>> out_shift``)."""
     _check(what, in_scale, out_scale, in_zp, out_zp)
     lg, pot = checked_log2(in_scale)
     shift = 12 + lg
     if pot and (shift == 0 or (tanh and shift == 1)):
-        return 3 << shift, 0
-    m, shift = float(np.float32(in_scale)) * 4096.0 * 3.0, 0
-    while m <= 32767.0 / 2.0 and shift <= 30:
-        shift += 1
-        m *= 2.0
-    if m > 32767:
-        raise UnsupportedError(f"{what}: int16 input scale {in_scale:g} is too large (at most {32767 / 12288:g})")
-    return int(m), shift
+        mult, shift = 3 << shift, 0
+    else:
+        m, shift = float(np.float32(in_scale)) * 4096.0 * 3.0, 0
+        while m <= 32767.0 / 2.0 and shift <= 30:
+            shift += 1
+            m *= 2.0
+        if m > 32767:
+            raise UnsupportedError(f"{what}: int16 input scale {in_scale:g} is too large (at most {32767 / 12288:g})")
+        mult = int(m)
+    p = dict(mult=mult, shift=shift, round=(1 << (shift - 1)) if shift > 0 else 0)
+    if tanh:  # 2 sigmoid(2x) - 1: the same table on a twice finer grid
+        return dict(p, frac=8, mask=0xFF, saturated=0xFFFF << 8, pos_add=(1 << 7) - (1 << 23), neg_add=(1 << 23) + (1 << 7) - 1,
+                    out_shift=8)
+    return dict(p, frac=9, mask=0x1FF, saturated=0x7FFF << 10, pos_add=1 << 9, neg_add=(1 << 25) + (1 << 9) - 1, out_shift=10)
 
 
-def _interpolate(x: np.ndarray, mult: int, shift: int, frac: int, saturated: int) -> tuple[np.ndarray, np.ndarray]:
-    """(the rescaled input y, the table read at |y| >> frac and interpolated on the low ``frac`` bits,
-    ``saturated`` past the table's end)."""
-    rnd = (1 << (shift - 1)) if shift > 0 else 0
-    y = (np.asarray(x, np.int64) * mult + rnd) >> shift
+def sigmoid_tanh_s16(x: np.ndarray, p: dict) -> np.ndarray:
+    """int16 LOGISTIC or TANH for the constants of :func:`sigmoid_params`."""
+    y = (np.asarray(x, np.int64) * p["mult"] + p["round"]) >> p["shift"]
     a = np.abs(y)
-    uh = a >> frac
+    uh = a >> p["frac"]
     tab = sigmoid_table()
     lo, hi = tab[np.minimum(uh, 254)], tab[np.minimum(uh, 254) + 1]
-    return y, np.where(uh >= 255, saturated, (lo << frac) + (a & ((1 << frac) - 1)) * (hi - lo))
-
-
-def logistic_s16(x: np.ndarray, mult: int, shift: int) -> np.ndarray:
-    y, r = _interpolate(x, mult, shift, 9, 0x7FFF << 10)
-    r = np.where(y >= 0, r + (1 << 9), (1 << 25) - r + (1 << 9) - 1)
-    return (r >> 10).astype(np.int16)
-
-
-def tanh_s16(x: np.ndarray, mult: int, shift: int) -> np.ndarray:
-    y, r = _interpolate(x, mult, shift, 8, 0xFFFF << 8)
-    r = np.where(y >= 0, r - (1 << 23) + (1 << 7), -r + (1 << 23) + (1 << 7) - 1)
-    return (r >> 8).astype(np.int16)
+    r = np.where(uh >= 255, p["saturated"], (lo << p["frac"]) + (a & p["mask"]) * (hi - lo))
+    r = np.where(y >= 0, r + p["pos_add"], p["neg_add"] - r)
+    return (r >> p["out_shift"]).astype(np.int16)
 
 
 def lut_populate(fn, in_scale: np.float32, in_zp: int, out_scale: np.float32) -> np.ndarray:
