@@ -117,7 +117,7 @@ class _Op:
         o = self.outs[out_index]
         final = r.result(o)
         mid = r.g.unique_name(f"{r.tname(o)}/{op}") if fused else final
-        attrs = dict(attrs, **get_op(op).tflite_attrs) if r.is_int8(o) else attrs
+        attrs = dict(attrs, **get_op(op).tflite_attrs) if r.is_quantized(o) else attrs
         r.node(op, self.name, inputs, [mid], attrs, normalized)
         if fused:
             r.activation(fused, mid, final)
@@ -202,7 +202,7 @@ def _reshaped(r, i: int, shape: tuple[int, ...]) -> str:
     int8 and then dequantized, so the op's cluster starts at its DequantizeLinear."""
     if r.shape(i) == tuple(shape):
         return r.value(i)
-    int8 = r.is_int8(i) and r.data(i) is None
+    int8 = r.is_quantized(i) and r.data(i) is None
     src = r.define(i) if int8 else r.value(i)
     name = r.g.unique_name(f"{r.tname(i)}/reshaped")
     r.node("Reshape", name, [src], [name], {"shape": list(shape)})
@@ -251,7 +251,7 @@ def _softmax(c: _Op, op) -> None:
 def _unary(onnx_op: str, **attrs) -> Callable:
     def f(c: _Op, op) -> None:
         a = dict(attrs)
-        if onnx_op in TFLITE_RECIPES and c.r.is_int8(c.input(0)):
+        if onnx_op in TFLITE_RECIPES and c.r.is_quantized(c.input(0)):
             a["recipe"] = "tflite"  # TFLite's fixed-point int8 recipe, not the QDQ meaning
         if onnx_op == "LeakyRelu":
             a["alpha"] = float(c.options("LeakyReluOptions").Alpha())
@@ -327,9 +327,12 @@ def _transpose(c: _Op, op) -> None:
 
 def _quantize(c: _Op, op) -> None:
     r = c.r
-    if not r.is_int8(c.outs[0]):
-        raise UnsupportedError(f"{r.opname}: output '{r.tname(c.outs[0])}' must be int8")
-    r.finish(c.outs[0], r.value(c.input(0)))
+    o, x = c.outs[0], c.input(0)
+    # int8/int16 outputs; int32 ones from a quantized integer input (TFLite's requantization)
+    int32 = r.ttype(o) == 2 and r.quant(o) is not None and r.ttype(x) in (9, 7, 2) and r.quant(x) is not None
+    if not (r.is_quantized(o) or int32):
+        raise UnsupportedError(f"{r.opname}: output '{r.tname(o)}' must be int8 or int16 (or int32 from an integer input)")
+    r.finish(o, r.value(x), int32=int32)
 
 
 def _dequantize(c: _Op, op) -> None:
@@ -420,8 +423,5 @@ def import_operator(r, op, opname: str, index: int) -> None:
     c = _Op(r, op, "")
     if not c.ins or not c.outs:
         raise TinycError(f"{where}: the operator has no {'inputs' if not c.ins else 'outputs'}")
-    for i in c.ins + c.outs:
-        if i >= 0 and r.ttype(i) == 7 and r.data(i) is None:
-            raise UnsupportedError(f"{where}: 16-bit activations ('{r.tname(i)}') are not supported")
     c.name = r.tname(c.outs[0]) if c.outs else where
     f(c, op)
