@@ -88,6 +88,7 @@ def _make(name: str, limits: str) -> type[Op]:
     class Activation(Op):
         pointwise = True
         activation = "function" if name in ACTIVATIONS else None
+        int16x8 = name in INT16_SIGMOIDS
 
         def lower_int8(self, cx, node, out, act):
             return cx.same_op(node, out)  # a table from the input's and output's parameters

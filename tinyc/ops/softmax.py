@@ -21,7 +21,8 @@ from . import FIXEDPOINT, Kernel, Op, is_quantized, register, require_f32
 class Softmax(Op):
     name = "Softmax"
     limits = ("any axis, opset < 13 flattening too; int8: TFLite's kernel for output scale 1/256, zero point -128, "
-              "an exact integer recipe for any other output quantization")
+              "an exact integer recipe for any other output quantization; int16 (16x8): TFLite's kernel, output scale 2^-15")
+    int16x8 = True
 
     def lower_int8(self, cx, node, out, act):
         return cx.same_op(node, out)  # requantizes to whatever output parameters the model gives
@@ -124,6 +125,7 @@ class LogSoftmax(Softmax):
     """log(softmax(x)) = x - max - log(sum(exp(x - max))), along the same axis rules as Softmax."""
 
     name = "LogSoftmax"
+    int16x8 = False
     limits = "any axis, opset < 13 flattening too; int8 by an exact integer recipe, any output quantization"
     exact_params = staticmethod(softmax_exact.log_softmax_params)
     exact_rows = staticmethod(softmax_exact.log_softmax_any)
