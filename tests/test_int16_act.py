@@ -59,9 +59,13 @@ def test_cortex_m4_equals_tflite_micro(op, shape, scale, tmp_path):
     np.testing.assert_array_equal(_compiled(path, x, "cortex-m4", tmp_path)[2], want)
 
 
-def test_output_scale_other_than_2_pow_15_is_a_clear_error(tmp_path):
-    from tinyc.cli import main
-
-    path = tmp_path / "bad.tflite"
-    path.write_bytes(unary_model("LOGISTIC", [1, 8], 2.0 ** -12, out_scale=2.0 ** -14))
-    assert main(["compile", str(path), "-o", str(tmp_path / "out")]) == 2
+def test_other_output_scale_is_requantized_after_the_kernel(tmp_path):
+    """TFLite's int16 LOGISTIC writes 2^-15; any other output scale (ONNX QDQ models have their
+    calibrated one) gets a Requantize after it, visible in the IR."""
+    path, x, want15 = _case("LOGISTIC", [1, 65536], 3.7e-4, tmp_path)
+    path.write_bytes(unary_model("LOGISTIC", [1, 65536], 3.7e-4, out_scale=2.0 ** -14))
+    g, ref, c = _compiled(path, x, "host", tmp_path)
+    assert [n.op for n in g.nodes] == ["Sigmoid", "Requantize"]
+    want = (want15.astype(np.int32) + 1) >> 1  # TFLite Micro's Q15 output halved, ties away from zero (all >= 0)
+    np.testing.assert_array_equal(ref, want)
+    np.testing.assert_array_equal(c, want)

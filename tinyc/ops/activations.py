@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codegen.cnames import c_float
+from ..ir import QuantParams
 from ..quant import int16_lut
 from ..quant.affine import quantize
 from . import Kernel, Op, is_quantized, register, require_f32
@@ -44,6 +45,7 @@ _ALL = {**ACTIVATIONS, **MATH}
 TFLITE_RECIPES = ("LeakyRelu", "HardSwish")
 # ops with TFLite's int16 (16x8) form (tinyc/quant/int16_lut.py): name -> whether it is TANH
 INT16_SIGMOIDS = {"Sigmoid": False, "Tanh": True}
+Q15 = QuantParams(np.asarray(2.0 ** -15, np.float32), np.asarray(0, np.int32))  # what their int16 kernels write
 
 
 def apply(name: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
@@ -91,6 +93,8 @@ def _make(name: str, limits: str) -> type[Op]:
         int16x8 = name in INT16_SIGMOIDS
 
         def lower_int8(self, cx, node, out, act):
+            if cx.y.dtype == "s16" and not int16_lut.is_exactly_q15(float(cx.y.quant.scale)):
+                return cx.requantized_output(node, out, Q15)  # TFLite's int16 kernel writes 2^-15
             return cx.same_op(node, out)  # a table from the input's and output's parameters
 
         def normalize(self, attrs, ins, opset):

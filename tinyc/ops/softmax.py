@@ -15,6 +15,7 @@ from ..quant import int16_lut, softmax_exact
 from ..quant.fixedpoint import softmax_params, softmax_s8
 from ..quant.rounding import active as active_rounding
 from . import FIXEDPOINT, Kernel, Op, is_quantized, register, require_f32
+from .activations import Q15
 
 
 @register
@@ -25,6 +26,8 @@ class Softmax(Op):
     int16x8 = True
 
     def lower_int8(self, cx, node, out, act):
+        if cx.y.dtype == "s16" and not int16_lut.is_exactly_q15(float(cx.y.quant.scale)):
+            return cx.requantized_output(node, out, Q15)  # TFLite's int16 kernel writes 2^-15
         return cx.same_op(node, out)  # requantizes to whatever output parameters the model gives
 
     def calibrated_output(self, node, input_params):

@@ -121,7 +121,8 @@ class _Lowering:
             raise UnsupportedError(f"{where.op} node '{where.name}': activation '{t.name}' must be quantized per tensor")
         if t.dtype == "s16" and int(t.quant.zero_point) != 0:
             raise UnsupportedError(f"{where.op} node '{where.name}': int16 activation '{t.name}' must be symmetric "
-                                   f"(zero point 0, not {int(t.quant.zero_point)})")
+                                   f"(zero point 0, not {int(t.quant.zero_point)}; onnxruntime's quantize_static makes "
+                                   "them so with extra_options={'ActivationSymmetric': True})")
         return t
 
     def weight(self, name: str, where: Node, channel_axis: int) -> Tensor:
@@ -218,6 +219,14 @@ class _Lowering:
         """The op as it is on its int8 input (it requantizes to the output's parameters itself)."""
         x = self.activation(p.inputs[0], p)
         return Node(p.op, p.name, [x.name], out, dict(p.attrs, **attrs))
+
+    def requantized_output(self, p: Node, out: list[str], q: QuantParams) -> Node:
+        """The op on its input, writing the parameters ``q`` its kernel must write (TFLite's int16
+        LOGISTIC/TANH/SOFTMAX: 2^-15), then a Requantize to the output's."""
+        y = self.y
+        mid = self.g.add_tensor(Tensor(self.g.unique_name(f"{y.name}/before_requantize"), y.shape, y.dtype, quant=q))
+        self.extra.append(self.same_op(p, [mid.name]))
+        return Node("Requantize", f"{p.name}/requantize", [mid.name], out)
 
     def pass_through(self, p: Node, out: list[str], requantize_inputs: bool) -> Node:
         """Pooling and data movement: the integer values pass through; where the parameters

@@ -56,13 +56,30 @@ def _round_away(v: float) -> float:
     return math.copysign(math.floor(abs(v) + 0.5), v)
 
 
+def is_q15(scale: float) -> bool:
+    """Whether TFLite's int16 LOGISTIC/TANH take ``scale`` as their output scale 2^-15 (CheckedLog2)."""
+    lg, pot = checked_log2(scale) if math.isfinite(scale) and scale > 0 else (0, False)
+    return pot and lg == OUT_SCALE_LOG2
+
+
+def is_exactly_q15(scale: float) -> bool:
+    """Whether ``scale`` is 2^-15 itself. lower-qdq puts a Requantize after the int16 kernels for
+    any other output scale, even one the kernels would take as 2^-15 (their values then keep the
+    meaning of the model's scale)."""
+    return float(np.float32(scale)) == 2.0 ** OUT_SCALE_LOG2
+
+
+def softmax_output_ok(scale: float) -> bool:
+    """Whether TFLite's int16 SOFTMAX takes ``scale`` as its output scale (2^-15 within 0.1%)."""
+    return bool(abs(np.float32(scale) - np.float32(1 / 32768)) <= np.float32(0.001 / 32768))
+
+
 def _check(what: str, in_scale: float, out_scale: float, in_zp: int, out_zp: int) -> None:
     if in_zp != 0 or out_zp != 0:
         raise UnsupportedError(f"{what}: int16 needs zero point 0 on input and output (has {in_zp}, {out_zp})")
     if not (math.isfinite(in_scale) and in_scale > 0):
         raise UnsupportedError(f"{what}: input scale {in_scale:g} must be positive and finite")
-    lg, pot = checked_log2(out_scale) if math.isfinite(out_scale) and out_scale > 0 else (0, False)
-    if not pot or lg != OUT_SCALE_LOG2:
+    if not is_q15(out_scale):
         raise UnsupportedError(f"{what}: int16 output scale must be 2^-15 (has {out_scale:g})")
 
 
@@ -152,7 +169,7 @@ def softmax_params(what: str, in_scale: float, out_scale: float, beta: float = 1
         raise UnsupportedError(f"{what}: int16 needs zero point 0 on input and output (has {in_zp}, {out_zp})")
     if not (math.isfinite(in_scale) and in_scale > 0 and math.isfinite(beta) and beta > 0):
         raise UnsupportedError(f"{what}: input scale {in_scale:g} and beta {beta:g} must be positive and finite")
-    if not abs(np.float32(out_scale) - np.float32(1 / 32768)) <= np.float32(0.001 / 32768):
+    if not softmax_output_ok(out_scale):
         raise UnsupportedError(f"{what}: int16 softmax output scale must be 2^-15 (has {out_scale:g})")
     return quantize_multiplier(float(np.float32(in_scale)) * float(np.float32(beta)) / (10.0 / 65535.0), active())
 
