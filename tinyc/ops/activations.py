@@ -91,6 +91,7 @@ def _make(name: str, limits: str) -> type[Op]:
         pointwise = True
         activation = "function" if name in ACTIVATIONS else None
         int16x8 = name in INT16_SIGMOIDS
+        int16_output_scale = float(Q15.scale) if name in INT16_SIGMOIDS else None
 
         def lower_int8(self, cx, node, out, act):
             if cx.y.dtype == "s16" and not int16_lut.is_exactly_q15(float(cx.y.quant.scale)):

@@ -24,6 +24,7 @@ class Softmax(Op):
     limits = ("any axis, opset < 13 flattening too; int8: TFLite's kernel for output scale 1/256, zero point -128, "
               "an exact integer recipe for any other output quantization; int16 (16x8): TFLite's kernel, output scale 2^-15")
     int16x8 = True
+    int16_output_scale = float(Q15.scale)
 
     def lower_int8(self, cx, node, out, act):
         if cx.y.dtype == "s16" and not int16_lut.is_exactly_q15(float(cx.y.quant.scale)):
@@ -129,6 +130,7 @@ class LogSoftmax(Softmax):
 
     name = "LogSoftmax"
     int16x8 = False
+    int16_output_scale = None
     limits = "any axis, opset < 13 flattening too; int8 by an exact integer recipe, any output quantization"
     exact_params = staticmethod(softmax_exact.log_softmax_params)
     exact_rows = staticmethod(softmax_exact.log_softmax_any)
