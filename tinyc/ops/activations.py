@@ -10,10 +10,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codegen.cnames import c_float
+from ..errors import UnsupportedError
 from ..ir import QuantParams
 from ..quant import int16_lut
 from ..quant.affine import quantize
-from . import Kernel, Op, is_quantized, register, require_f32
+from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, is_quantized, register, require_f32
 
 # name -> (defaults, numpy function of (x, alpha, beta), C expression builder of (var, alpha, beta))
 ACTIVATIONS: dict[str, tuple[dict[str, float], Callable, Callable[[str, float, float], str]]] = {
@@ -90,11 +91,11 @@ def _make(name: str, limits: str) -> type[Op]:
     class Activation(Op):
         pointwise = True
         activation = "function" if name in ACTIVATIONS else None
-        int16x8 = name in INT16_SIGMOIDS
+        int16x8 = name in INT16_SIGMOIDS or name == "LeakyRelu"  # (LeakyRelu: TFLite's recipe)
         int16_output_scale = float(Q15.scale) if name in INT16_SIGMOIDS else None
 
         def lower_int8(self, cx, node, out, act):
-            if cx.y.dtype == "s16" and not int16_lut.is_exactly_q15(float(cx.y.quant.scale)):
+            if name in INT16_SIGMOIDS and cx.y.dtype == "s16" and not int16_lut.is_exactly_q15(float(cx.y.quant.scale)):
                 return cx.requantized_output(node, out, Q15)  # TFLite's int16 kernel writes 2^-15
             return cx.same_op(node, out)  # a table from the input's and output's parameters
 
@@ -112,14 +113,31 @@ def _make(name: str, limits: str) -> type[Op]:
             return [apply(self.name, xs[0], a.get("alpha", 0.0), a.get("beta", 0.0))]
 
         def qreference(self, node, xs, ins, outs):
-            if ins[0].dtype == "s16":
+            if ins[0].dtype == "s16" and name in INT16_SIGMOIDS:
                 return [int16_lut.sigmoid_tanh_s16(xs[0], int16_params(node, ins, outs))]
+            if ins[0].dtype == "s16":
+                return [self._int16(node, ins, outs, xs[0])]
             return [int8_table(self.name, node.attrs, ins[0].quant, outs[0].quant)[xs[0].astype(np.int64) + 128]]
 
+        def _int16(self, node, ins, outs, x):
+            """16x8 (LeakyRelu from a .tflite file): TFLite's arithmetic on each int16 value."""
+            from ..quant import tflite_lut
+
+            if node.attrs.get("recipe") != "tflite":
+                raise UnsupportedError(f"{self.name} node '{node.name}': int16 only with TFLite's recipe (.tflite input)")
+            return tflite_lut.leaky_relu(node.attrs["alpha"], ins[0].quant, outs[0].quant, x, np.int16)
+
         def kernel(self, node, ins, outs):
-            if is_quantized(ins, outs) and ins[0].dtype == "s16":
+            if is_quantized(ins, outs) and ins[0].dtype == "s16" and name in INT16_SIGMOIDS:
                 return Kernel("s16/sigmoid_tanh.c.j2", dict(int16_params(node, ins, outs), op=self.name, n=outs[0].size,
                                                             table=int16_lut.sigmoid_table().tolist()), includes=("stdint.h",))
+            if is_quantized(ins, outs) and ins[0].dtype == "s16":
+                from ..quant.tflite_lut import leaky_relu_multipliers
+
+                self._int16(node, ins, outs, np.zeros(1, np.int16))  # (refuses what it cannot do)
+                (mi, si), (ma, sa) = leaky_relu_multipliers(node.attrs["alpha"], ins[0].quant, outs[0].quant)
+                return Kernel("s16/leaky_relu.c.j2", dict(n=outs[0].size, mi=mi, si=si, ma=ma, sa=sa),
+                              preamble=FIXEDPOINT + FIXEDPOINT16)
             if is_quantized(ins, outs):
                 table = int8_table(self.name, node.attrs, ins[0].quant, outs[0].quant)
                 return Kernel("s8/lut.c.j2", dict(op=self.name, n=outs[0].size, table=table.tolist()), includes=("stdint.h",))

@@ -205,6 +205,8 @@ class _Lowering:
             hint = "; quantize activations as int8 (e.g. activation_type=QInt8)" if y.dtype == "u8" else ""
             hint = f"; {p.op} has no 16x8 (int16 activations) form in tinyc" if y.dtype == "s16" else hint
             raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor, got {y.dtype}{hint}")
+        if y.dtype == "s16" and int(y.quant.zero_point) != 0:
+            raise UnsupportedError(f"QuantizeLinear node '{q.name}': int16 output must be symmetric (zero point 0)")
         self.y = y
         return op.lower_int8(self, p, [q.outputs[0]], self.act_range(lo, hi))
 
@@ -213,7 +215,8 @@ class _Lowering:
         """A clamp to [lo, hi] (None: unbounded) in the output's int8 units."""
         from ..quant.fixedpoint import activation_range
 
-        return activation_range(float(self.y.quant.scale), int(self.y.quant.zero_point), lo, hi)
+        info = np.iinfo(np.int16 if self.y.dtype == "s16" else np.int8)
+        return activation_range(float(self.y.quant.scale), int(self.y.quant.zero_point), lo, hi, int(info.min), int(info.max))
 
     def same_op(self, p: Node, out: list[str], **attrs) -> Node:
         """The op as it is on its int8 input (it requantizes to the output's parameters itself)."""
