@@ -1,0 +1,111 @@
+"""ONNX routes to the 16x8 kernels: QDQ graphs with int16 activations as onnxruntime's quantizer
+makes them, and tinyc's own ``--quantize int16x8``; a float model of Conv, Sigmoid, Add, Tanh and
+Softmax. onnxruntime is the oracle for the QDQ model, the float model for tinyc's quantization."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from tinyc import interpreter
+from tinyc.compiler import prepare
+from tinyc.codegen.emit import generate
+from tinyc.emulator.runner import run_on_target
+from tinyc.targets import get_target
+
+from .conftest import ort_run, run_cli
+from .onnx_builders import float_chain, ort_quantized, weights
+
+
+def _chain():
+    """Conv, Sigmoid, Conv, Add (skip), Tanh, Reshape, Softmax over 64 values."""
+    inits = [numpy_helper.from_array(weights(4, 2, 3, 3, seed=1) / 3, "w1"),
+             numpy_helper.from_array(weights(4, seed=2) / 5, "b1"),
+             numpy_helper.from_array(weights(4, 4, 3, 3, seed=3) / 4, "w2"),
+             numpy_helper.from_array(weights(4, seed=4) / 5, "b2"),
+             numpy_helper.from_array(np.array([1, 64], np.int64), "shape")]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Sigmoid", ["c1"], ["s1"], name="sig"),
+             helper.make_node("Conv", ["s1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Add", ["c2", "c1"], ["a"], name="add"),
+             helper.make_node("Tanh", ["a"], ["t"], name="tanh"),
+             helper.make_node("Reshape", ["t", "shape"], ["r"], name="flat"),
+             helper.make_node("Softmax", ["r"], ["y"], name="softmax", axis=-1)]
+    return nodes, inits, (1, 2, 4, 4), (1, 64)
+
+
+def _float_model(path):
+    return float_chain(*_chain(), path)
+
+
+def _ort_int16(tmp_path, symmetric: bool = True):
+    return ort_quantized(*_chain(), tmp_path / "q16.onnx", np.random.default_rng(1), activation_type="QInt16",
+                         extra_options={"ActivationSymmetric": True} if symmetric else {})
+
+
+def _samples(n: int, seed: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal((1, 2, 4, 4)).astype(np.float32)} for _ in range(n)]
+
+
+def test_onnxruntime_int16_qdq_model_within_one_lsb_and_c_exact(tmp_path):
+    """Conv/Add requantize in one rounding each and the output is Softmax over 64 values of similar
+    size, so TFLite's int16 softmax (its exp table stops at exp(-10)) stays within onnxruntime's
+    float rounding: 1 LSB of the output scale."""
+    path = _ort_int16(tmp_path)
+    g = prepare(path, progress=False).graph
+    assert any(t.dtype == "s16" for t in g.tensors.values())
+    out = g.outputs[0]
+    scale = float(g.tensors[next(n for n in g.nodes if n.op == "DequantizeLinear").inputs[0]].quant.scale)
+    samples = _samples(40, 5)
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path / "fw", samples)
+    worst = 0.0
+    for s, got in zip(samples, res.outputs):
+        ref = interpreter.run(g, s)[out]
+        np.testing.assert_array_equal(got[out], ref)  # C == reference, exactly
+        worst = max(worst, float(np.abs(ref - ort_run(path, s)[0]).max()) / scale)
+    assert worst <= 1.0 + 1e-3
+
+
+def test_asymmetric_int16_activations_are_refused_naming_the_option(tmp_path):
+    path = _ort_int16(tmp_path, symmetric=False)
+    r = run_cli("compile", str(path), "-t", "host", "-o", str(tmp_path / "out"))
+    assert r.returncode == 2
+    assert "must be symmetric" in r.stderr and "ActivationSymmetric" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def _sqnr(f: np.ndarray, q: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(f ** 2) / np.sum((f - q) ** 2)))
+
+
+def test_quantize_int16x8_beats_int8_and_c_equals_reference(tmp_path):
+    model = _float_model(tmp_path / "f.onnx")
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.stack([s["x"] for s in _samples(64, 2)]))
+    held_out = _samples(50, 3)
+    want = np.stack([ort_run(model, s)[0] for s in held_out]).astype(np.float64)
+    sqnr = {}
+    for scheme in ("int8", "int16x8"):
+        g = prepare(model, quantize=scheme, calib=calib, progress=False).graph
+        got = np.stack([interpreter.run(g, s)[g.outputs[0]] for s in held_out]).astype(np.float64)
+        sqnr[scheme] = _sqnr(want, got)
+    assert {t.dtype for t in g.tensors.values()} >= {"s16", "s8", "s64"}  # int16 activations, int8 weights, int64 bias
+    assert sqnr["int16x8"] > sqnr["int8"] + 20, sqnr
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path / "fw", held_out[:10])
+    for s, got in zip(held_out, res.outputs):
+        np.testing.assert_array_equal(got[g.outputs[0]], interpreter.run(g, s)[g.outputs[0]])
+
+
+def test_quantize_int16x8_refuses_ops_without_16x8_kernel(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    graph = helper.make_graph([helper.make_node("LogSoftmax", ["x"], ["y"], name="ls", axis=-1)], "m", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).standard_normal((8, 1, 8)).astype(np.float32))
+    r = run_cli("compile", str(tmp_path / "m.onnx"), "--quantize", "int16x8", "--calib", str(tmp_path / "calib.npz"),
+                "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "int16x8 quantization: no 16x8 kernel for LogSoftmax ('ls')" in r.stderr
