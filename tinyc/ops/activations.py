@@ -153,7 +153,9 @@ def _make(name: str, limits: str) -> type[Op]:
     return Activation
 
 
+_INT16_LIMITS = "; int16 (16x8): TFLite's kernel, writing 2^-15 (a Requantize after it for another output scale)"
 for _name in ACTIVATIONS:
-    register(_make(_name, "fused into a float op before it (Conv, Gemm, Add, ...) where possible; int8 by 256-entry table"))
+    register(_make(_name, "fused into a float op before it (Conv, Gemm, Add, ...) where possible; int8 by 256-entry table"
+                   + (_INT16_LIMITS if _name in INT16_SIGMOIDS else "")))
 for _name in MATH:
-    register(_make(_name, "int8 by 256-entry table"))
+    register(_make(_name, "int8 by 256-entry table" + (_INT16_LIMITS if _name in INT16_SIGMOIDS else "")))

@@ -22,7 +22,8 @@ from .activations import Q15
 class Softmax(Op):
     name = "Softmax"
     limits = ("any axis, opset < 13 flattening too; int8: TFLite's kernel for output scale 1/256, zero point -128, "
-              "an exact integer recipe for any other output quantization; int16 (16x8): TFLite's kernel, output scale 2^-15")
+              "an exact integer recipe for any other output quantization; int16 (16x8): TFLite's kernel, writing 2^-15 (a "
+              "Requantize after it for another output scale)")
     int16x8 = True
     int16_output_scale = float(Q15.scale)
 
