@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tinyc import interpreter
@@ -13,7 +14,7 @@ from tinyc.codegen.emit import generate
 from tinyc.emulator.runner import run_on_target
 from tinyc.targets import get_target
 
-from .conftest import ort_run, run_cli
+from .conftest import need_arm, ort_run, run_cli
 from .onnx_builders import float_chain, ort_quantized, weights
 
 
@@ -109,3 +110,37 @@ def test_quantize_int16x8_refuses_ops_without_16x8_kernel(tmp_path):
     r = run_cli("compile", str(tmp_path / "m.onnx"), "--quantize", "int16x8", "--calib", str(tmp_path / "calib.npz"),
                 "-o", str(tmp_path / "out"))
     assert r.returncode == 2 and "int16x8 quantization: no 16x8 kernel for LogSoftmax ('ls')" in r.stderr
+
+
+@pytest.mark.emulator
+def test_onnxruntime_int16_qdq_model_on_cortex_m4_equals_reference(tmp_path):
+    need_arm()
+    path = _ort_int16(tmp_path)
+    g = prepare(path, progress=False).graph
+    samples = _samples(5, 7)
+    m4 = get_target("cortex-m4")
+    res = run_on_target(generate(g, m4), m4, tmp_path / "fw", samples)
+    for s, got in zip(samples, res.outputs):
+        np.testing.assert_array_equal(got[g.outputs[0]], interpreter.run(g, s)[g.outputs[0]])
+
+
+def test_softmax_along_a_middle_axis(tmp_path):
+    """int16 Softmax over axis 1 of [2, 5, 3] (the kernel's inner stride). TFLite's exp table stops
+    at exp(-10) * 2^15 (about 1.5 of its LSBs), so each of the other 4 values of a row can add that
+    much to the sum: the bound against onnxruntime's float meaning is 4 * 1.5 of TFLite's LSBs, in
+    output steps, plus 1 for the two roundings."""
+    nodes = [helper.make_node("Softmax", ["x"], ["y"], name="softmax", axis=1)]
+    path = ort_quantized(nodes, [], (2, 5, 3), (2, 5, 3), tmp_path / "sm16.onnx", np.random.default_rng(2),
+                         activation_type="QInt16", extra_options={"ActivationSymmetric": True})
+    g = prepare(path, progress=False).graph
+    assert [n.op for n in g.nodes if n.op == "Softmax"] and any(n.op == "Requantize" for n in g.nodes)
+    out_scale = float(g.tensors[next(n for n in g.nodes if n.op == "DequantizeLinear").inputs[0]].quant.scale)
+    rng = np.random.default_rng(3)
+    samples = [{"x": (3 * rng.standard_normal((2, 5, 3))).astype(np.float32)} for _ in range(20)]
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path / "fw", samples)
+    bound = 4 * np.exp(-10.0) * 32768 * (2.0 ** -15 / out_scale) + 1 + 1e-3
+    for s, got in zip(samples, res.outputs):
+        ref = interpreter.run(g, s)["y"]
+        np.testing.assert_array_equal(got["y"], ref)
+        assert np.abs(ref - ort_run(path, s)[0]).max() / out_scale <= bound
