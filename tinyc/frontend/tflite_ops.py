@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import TinycError, UnsupportedError
+from ..ir import Node, QuantParams, Tensor
 from ..ops import get_op
 from ..ops.activations import TFLITE_RECIPES
 from ..ops.layout import nchw_node, nchw_view
@@ -350,9 +351,10 @@ def _transpose_conv(c: _Op, op) -> None:
     r = c.r
     w, x, b = c.input(1, rank=4), c.input(2, rank=4), c.optional(3)
     if r.is_int8(x):
-        raise UnsupportedError(f"{r.opname}: int8 TRANSPOSE_CONV is not supported (tinyc's ConvTranspose is float only)")
+        raise UnsupportedError(f"{r.opname}: int8 TRANSPOSE_CONV is not supported (tinyc's ConvTranspose is float and 16x8 only)")
     opts = c.options("TransposeConvOptions")
-    out_shape = [int(d) for d in np.asarray(r.const(c.input(0))).reshape(-1)]
+    shape_input = r.data(c.input(0))  # (a model input in some files: the output tensor's static shape decides)
+    out_shape = list(r.shape(c.outs[0])) if shape_input is None else [int(d) for d in np.asarray(shape_input).reshape(-1)]
     if len(out_shape) != 4:
         c.fail(f"output shape {out_shape} is not of rank 4")
     o, kh, kw, ci = r.shape(w)
@@ -369,15 +371,51 @@ def _transpose_conv(c: _Op, op) -> None:
         extra.append(out - (full - before - after))
     if min(extra) < 0:
         raise UnsupportedError(f"{r.opname}: output shape {out_shape} is smaller than the stride pattern")
-    wt = r.value(w, np.ascontiguousarray(np.transpose(r.const(w), (3, 0, 1, 2))), " (IOHW)")
+    iohw = np.ascontiguousarray(np.transpose(r.const(w), (3, 0, 1, 2)))
+    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[pads[0][0], pads[1][0], pads[0][1], pads[1][1]],
+                 output_padding=extra)
+    fused = opts.FusedActivationFunction() if hasattr(opts, "FusedActivationFunction") else 0
+    if r.is_quantized(x):
+        _transpose_conv_16x8(c, x, w, b, iohw, attrs, fused)
+        return
+    wt = r.value(w, iohw, " (IOHW)")
     nchw = r.g.unique_name(f"{r.tname(x)}/nchw")
     r.node("Transpose", nchw, [r.value(x)], [nchw], {"perm": [0, 3, 1, 2]})
     y = r.g.unique_name(f"{r.tname(c.outs[0])}/nchw")
-    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[pads[0][0], pads[1][0], pads[0][1], pads[1][1]],
-                 output_padding=extra)
     r.node("ConvTranspose", c.name, [nchw, wt] + ([r.value(b)] if b is not None else []), [y], attrs)
-    fused = opts.FusedActivationFunction() if hasattr(opts, "FusedActivationFunction") else 0
     c.emit("Transpose", [y], {"perm": [0, 2, 3, 1]}, fused)
+
+
+def _transpose_conv_16x8(c: _Op, x: int, w: int, b: int | None, iohw: np.ndarray, attrs: dict, fused: int) -> None:
+    """TRANSPOSE_CONV on int16 activations: the int16 input transposed to NCHW, then the cluster
+    DequantizeLinear -> ConvTranspose -> QuantizeLinear (an NCHW int16 result), transposed back to
+    the NHWC output (the Transposes move int16 values)."""
+    r = c.r
+    if fused:
+        c.fail("a fused activation on a 16x8 TRANSPOSE_CONV is not supported", UnsupportedError)
+    qw, qx, o = r.quant(w), r.quant(x), c.outs[0]
+    src = r.g.add_const(r.g.unique_name(f"{r.tname(w)} (IOHW)"), iohw).name
+    wt = r.dequantize(src, QuantParams(qw.scale, qw.zero_point, None if qw.axis is None else 1))  # (out channels: axis 1)
+    xin = r.define(x)
+    nchw = r.g.unique_name(f"{r.tname(x)}/nchw")
+    r.node("Transpose", nchw, [xin], [nchw], {"perm": [0, 3, 1, 2]})
+    r.g.tensors[nchw].quant = qx
+    y = r.g.unique_name(f"{r.tname(o)}/nchw/float")
+    r.node("ConvTranspose", c.name, [r.dequantize(nchw, qx), wt] + ([r.bias(b, x, w, src)] if b is not None else []),
+           [y], attrs)
+    qo = r.quant(o)
+    if qo is None or qo.axis is not None:
+        c.fail(f"output '{r.tname(o)}' must be quantized per tensor", UnsupportedError)
+    mid = r.g.unique_name(f"{r.tname(o)}/nchw")
+    r.g.add_tensor(Tensor(mid, r.g.tensors[y].shape, r.dtype(o), quant=qo))
+    r.g.nodes.append(Node("QuantizeLinear", r._node_name(mid + "/quantize"), [y] + r.qparams(mid, qo), [mid], {}))
+    final = r.g.unique_name(r.tname(o))
+    r.node("Transpose", final, [mid], [final], {"perm": [0, 2, 3, 1]})
+    r.g.tensors[final].quant = qo
+    if r.g.tensors[final].shape != r.shape(o):
+        c.fail(f"output '{r.tname(o)}' has shape {list(r.shape(o))}, tinyc computes {list(r.g.tensors[final].shape)}",
+               UnsupportedError)
+    r.names[o] = final
 
 
 _MAP: dict[str, Callable] = {
