@@ -28,7 +28,6 @@ from .fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
 from .rounding import active
 
 OUT_SCALE_LOG2 = -15  # every int16 output here is Q0.15
-SOFTMAX_TABLE = 513  # 512 steps of 128 input codes, plus the end point for the last slope
 
 # TFLite Micro's sigmoid(i / 24) table in Q0.16 is round(65536 * sigmoid(i / 24)) (capped at
 # 65535) except at these i, where it is one higher (a fact of its kernels, checked against it by
