@@ -154,3 +154,11 @@ def test_softmax_along_a_middle_axis(tmp_path):
         ref = interpreter.run(g, s)["y"]
         np.testing.assert_array_equal(got["y"], ref)
         assert np.abs(ref - ort_run(path, s)[0]).max() / out_scale <= bound
+
+
+def test_quantize_int16x8_with_int8_io_is_refused(tmp_path):
+    model = _float_model(tmp_path / "f.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.stack([s["x"] for s in _samples(8, 2)]))
+    r = run_cli("compile", str(model), "--quantize", "int16x8", "--calib", str(tmp_path / "calib.npz"), "--io", "int8",
+                "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "--io int8 is for int8 models" in r.stderr and "Traceback" not in r.stderr

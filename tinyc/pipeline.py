@@ -133,6 +133,8 @@ class Build:
             return g
         if not self.calibration:
             raise TinycError(f"--quantize {self.quantize} needs calibration data: --calib FILE.npz")
+        if self.io == "int8" and self.quantize != "int8":
+            raise TinycError(f"--io int8 is for int8 models; a --quantize {self.quantize} model has float I/O")
         if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
             raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
         g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), self.calibration, self.method, self.percentile, self.io,
