@@ -41,19 +41,26 @@ def weights(*shape: int, seed: int = 1, low: float | None = None) -> np.ndarray:
     return (rng.standard_normal(shape) * 0.5).astype(np.float32)
 
 
-def ort_quantized(nodes, inits, shape, out_shape, path, rng, per_channel: bool = True, **options):
-    """A float chain (graph input x, output y) saved next to ``path`` and quantized by onnxruntime's
-    quantize_static into ``path`` (QDQ, int8 activations and weights; 32 random calibration inputs
-    from ``rng``). ``options`` go to quantize_static (e.g. op_types_to_quantize)."""
-    import pytest
-
-    q = pytest.importorskip("onnxruntime.quantization")
+def float_chain(nodes, inits, shape, out_shape, path):
+    """A float chain (graph input x, output y), opset 13, saved as ``path``."""
     graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    float_path = path.with_name(path.stem + "_float.onnx")
-    onnx.save(model, float_path)
+    onnx.save(model, path)
+    return path
+
+
+def ort_quantized(nodes, inits, shape, out_shape, path, rng, per_channel: bool = True, activation_type: str = "QInt8",
+                  **options):
+    """A float chain (graph input x, output y) saved next to ``path`` and quantized by onnxruntime's
+    quantize_static into ``path`` (QDQ, int8 activations, or ``activation_type``, and int8 weights;
+    32 random calibration inputs from ``rng``). ``options`` go to quantize_static (e.g.
+    op_types_to_quantize, extra_options)."""
+    import pytest
+
+    q = pytest.importorskip("onnxruntime.quantization")
+    float_path = float_chain(nodes, inits, shape, out_shape, path.with_name(path.stem + "_float.onnx"))
 
     class Reader(q.CalibrationDataReader):
         def __init__(self):
@@ -63,5 +70,5 @@ def ort_quantized(nodes, inits, shape, out_shape, path, rng, per_channel: bool =
             return next(self.it, None)
 
     q.quantize_static(str(float_path), str(path), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
-                      activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, **options)
+                      activation_type=getattr(q.QuantType, activation_type), weight_type=q.QuantType.QInt8, **options)
     return path

@@ -153,7 +153,7 @@ def cmd_compile(args) -> int:
               f"constants {m['rodata_bytes'] + m['data_bytes']:,}), measured with {m['measured_with']}")
     if q is not None:
         for name, v in q.items():
-            print(f"  int8 vs float on {v['samples']} calibration samples, output '{name}': SQNR {v['sqnr_db']:.1f} dB, "
+            print(f"  {args.quantize or 'int8'} vs float on {v['samples']} calibration samples, output '{name}': SQNR {v['sqnr_db']:.1f} dB, "
                   f"max abs error {v['max_abs_error']:.3g}, top-1 agreement {v['top1_agreement']:.1%}")
     if args.report:
         html = Path(args.output) / "report.html"
@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="make a graph input a constant with this value (a shape, axes or scales input "
                              "tinyc needs at compile time); repeatable")
         q = sp.add_argument_group("quantization")
-        q.add_argument("--quantize", choices=["int8"], help="quantize a float model (needs --calib)")
+        q.add_argument("--quantize", choices=["int8", "int16x8"],
+                       help="quantize a float model (needs --calib); int16x8: int16 activations, int8 weights")
         q.add_argument("--calib", metavar="FILE", help="calibration inputs (.npz etc.; N samples stacked)")
         q.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "mse"])
         q.add_argument("--percentile", type=float, default=99.99, help="for --calib-method percentile")

@@ -121,22 +121,24 @@ class Build:
         int8 calibrated on the --calib samples after the passes that keep float semantics."""
         from .passes import run_passes
         from .passes.pipeline import BEFORE_QUANTIZATION
-        from .quant.ptq import quantize_graph
+        from .quant.ptq import SCHEMES, quantize_graph
 
         g = copy.deepcopy(self.imported)
-        if self.quantize not in (None, "int8"):
-            raise TinycError(f"--quantize {self.quantize}: only int8 is supported")
+        if self.quantize not in (None, *SCHEMES):
+            raise TinycError(f"--quantize {self.quantize}: only {' or '.join(SCHEMES)} is supported")
         if self.calib and not self.quantize:
             raise TinycError("--calib is only used with --quantize int8 (calibration data quantizes a float model); "
                              "give samples to run with -i")
         if not self.quantize:
             return g
         if not self.calibration:
-            raise TinycError("--quantize int8 needs calibration data: --calib FILE.npz")
+            raise TinycError(f"--quantize {self.quantize} needs calibration data: --calib FILE.npz")
+        if self.io == "int8" and self.quantize != "int8":
+            raise TinycError(f"--io int8 is for int8 models; a --quantize {self.quantize} model has float I/O")
         if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
             raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
         g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), self.calibration, self.method, self.percentile, self.io,
-                           self.progress)
+                           self.progress, scheme=self.quantize)
         self._after("quantize", g)
         return g
 

@@ -95,6 +95,9 @@ class Op:
     # Has a 16x8 form (TFLite's scheme: int16 activations, symmetric, int8 weights): lower-qdq
     # accepts int16 activations for it, and its qreference/kernel branch on the tensor types.
     int16x8: ClassVar[bool] = False
+    # The output scale its int16 kernel writes (zero point 0), which tinyc's int16x8 quantizer
+    # gives its output (TFLite's LOGISTIC, TANH, SOFTMAX: 2^-15); None: from calibration.
+    int16_output_scale: ClassVar[float | None] = None
     # Calibration gives all inputs and the output one shared range (Concat).
     int8_shared_range: ClassVar[bool] = False
     # An int8 elementwise op whose constant float operands tinyc's quantizer makes int8 per tensor.

@@ -10,8 +10,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codegen.cnames import c_float
-from ..quant.affine import quantize
 from ..errors import UnsupportedError
+from ..ir import QuantParams
+from ..quant import int16_lut
+from ..quant.affine import quantize
 from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, is_quantized, register, require_f32
 
 # name -> (defaults, numpy function of (x, alpha, beta), C expression builder of (var, alpha, beta))
@@ -42,6 +44,9 @@ MATH = {
 _ALL = {**ACTIVATIONS, **MATH}
 # ops whose int8 table can follow TFLite's fixed-point recipe (attribute recipe="tflite")
 TFLITE_RECIPES = ("LeakyRelu", "HardSwish")
+# ops with TFLite's int16 (16x8) form (tinyc/quant/int16_lut.py): name -> whether it is TANH
+INT16_SIGMOIDS = {"Sigmoid": False, "Tanh": True}
+Q15 = QuantParams(np.asarray(2.0 ** -15, np.float32), np.asarray(0, np.int32))  # what their int16 kernels write
 
 
 def apply(name: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
@@ -73,15 +78,25 @@ def int8_table(name: str, attrs: dict[str, Any], qx, qy) -> np.ndarray:
     return quantize(y, np.float32(qy.scale), int(qy.zero_point))
 
 
+def int16_params(node, ins, outs) -> dict:
+    """The constants of TFLite's int16 LOGISTIC / TANH for this node's quantization."""
+    qx, qy = ins[0].quant, outs[0].quant
+    return int16_lut.sigmoid_params(f"{node.op} node '{node.name}'", INT16_SIGMOIDS[node.op], float(qx.scale),
+                                    float(qy.scale), int(qx.zero_point), int(qy.zero_point))
+
+
 def _make(name: str, limits: str) -> type[Op]:
     defaults = _ALL[name][0]
 
     class Activation(Op):
         pointwise = True
         activation = "function" if name in ACTIVATIONS else None
-        int16x8 = name == "LeakyRelu"  # (TFLite's recipe)
+        int16x8 = name in INT16_SIGMOIDS or name == "LeakyRelu"  # (LeakyRelu: TFLite's recipe)
+        int16_output_scale = float(Q15.scale) if name in INT16_SIGMOIDS else None
 
         def lower_int8(self, cx, node, out, act):
+            if name in INT16_SIGMOIDS and cx.y.dtype == "s16" and not int16_lut.is_exactly_q15(float(cx.y.quant.scale)):
+                return cx.requantized_output(node, out, Q15)  # TFLite's int16 kernel writes 2^-15
             return cx.same_op(node, out)  # a table from the input's and output's parameters
 
         def normalize(self, attrs, ins, opset):
@@ -98,6 +113,8 @@ def _make(name: str, limits: str) -> type[Op]:
             return [apply(self.name, xs[0], a.get("alpha", 0.0), a.get("beta", 0.0))]
 
         def qreference(self, node, xs, ins, outs):
+            if ins[0].dtype == "s16" and name in INT16_SIGMOIDS:
+                return [int16_lut.sigmoid_tanh_s16(xs[0], int16_params(node, ins, outs))]
             if ins[0].dtype == "s16":
                 return [self._int16(node, ins, outs, xs[0])]
             return [int8_table(self.name, node.attrs, ins[0].quant, outs[0].quant)[xs[0].astype(np.int64) + 128]]
@@ -111,6 +128,9 @@ def _make(name: str, limits: str) -> type[Op]:
             return tflite_lut.leaky_relu(node.attrs["alpha"], ins[0].quant, outs[0].quant, x, np.int16)
 
         def kernel(self, node, ins, outs):
+            if is_quantized(ins, outs) and ins[0].dtype == "s16" and name in INT16_SIGMOIDS:
+                return Kernel("s16/sigmoid_tanh.c.j2", dict(int16_params(node, ins, outs), op=self.name, n=outs[0].size,
+                                                            table=int16_lut.sigmoid_table().tolist()), includes=("stdint.h",))
             if is_quantized(ins, outs) and ins[0].dtype == "s16":
                 from ..quant.tflite_lut import leaky_relu_multipliers
 
@@ -133,7 +153,9 @@ def _make(name: str, limits: str) -> type[Op]:
     return Activation
 
 
+_INT16_LIMITS = "; int16 (16x8): TFLite's kernel, writing 2^-15 (a Requantize after it for another output scale)"
 for _name in ACTIVATIONS:
-    register(_make(_name, "fused into a float op before it (Conv, Gemm, Add, ...) where possible; int8 by 256-entry table"))
+    register(_make(_name, "fused into a float op before it (Conv, Gemm, Add, ...) where possible; int8 by 256-entry table"
+                   + (_INT16_LIMITS if _name in INT16_SIGMOIDS else "")))
 for _name in MATH:
-    register(_make(_name, "int8 by 256-entry table"))
+    register(_make(_name, "int8 by 256-entry table" + (_INT16_LIMITS if _name in INT16_SIGMOIDS else "")))

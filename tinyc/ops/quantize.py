@@ -57,6 +57,10 @@ def _check_params(node: Node, ins: list[Tensor | None]) -> None:
         raise UnsupportedError(f"{where}: scales must be finite and positive")
 
 
+# the quantized types at a float model boundary (int16: the 16x8 scheme), as the C comments name them
+_BOUNDARY = {"s8": "int8", "s16": "int16"}
+
+
 @register
 class QuantizeLinear(Op):
     name = "QuantizeLinear"
@@ -88,10 +92,12 @@ class QuantizeLinear(Op):
 
     def kernel(self, node, ins, outs):
         q = outs[0].quant
-        if q is None or q.axis is not None or outs[0].dtype != "s8" or ins[0].dtype != "f32":
-            raise UnsupportedError(f"QuantizeLinear node '{node.name}': only per-tensor f32 -> int8 is supported")
-        return Kernel("s8/quantize.c.j2", dict(n=outs[0].size, scale=float(q.scale), zp=int(q.zero_point)),
-                      includes=("math.h",))
+        if q is None or q.axis is not None or outs[0].dtype not in _BOUNDARY or ins[0].dtype != "f32":
+            raise UnsupportedError(f"QuantizeLinear node '{node.name}': only per-tensor f32 -> int8 or int16 is supported")
+        info = np.iinfo(DTYPES[outs[0].dtype])
+        return Kernel("s8/quantize.c.j2", dict(n=outs[0].size, scale=float(q.scale), zp=int(q.zero_point), lo=int(info.min),
+                                               hi=int(info.max), ctype=CTYPES[outs[0].dtype],
+                                               type=_BOUNDARY[outs[0].dtype]), includes=("math.h",))
 
 
 @register
@@ -120,9 +126,10 @@ class DequantizeLinear(Op):
 
     def kernel(self, node, ins, outs):
         q = ins[0].quant
-        if q is None or q.axis is not None or ins[0].dtype != "s8":
-            raise UnsupportedError(f"DequantizeLinear node '{node.name}': only per-tensor int8 -> f32 is supported")
-        return Kernel("s8/dequantize.c.j2", dict(n=outs[0].size, scale=float(q.scale), zp=int(q.zero_point)))
+        if q is None or q.axis is not None or ins[0].dtype not in _BOUNDARY:
+            raise UnsupportedError(f"DequantizeLinear node '{node.name}': only per-tensor int8 or int16 -> f32 is supported")
+        return Kernel("s8/dequantize.c.j2", dict(n=outs[0].size, scale=float(q.scale), zp=int(q.zero_point),
+                                                 type=_BOUNDARY[ins[0].dtype]))
 
 
 def _qdq_expand(g, node: Node, ins: list[Tensor | None], op: str, x_idx: tuple[int, int, int],

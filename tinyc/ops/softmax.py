@@ -11,19 +11,25 @@ import math
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..quant import softmax_exact
+from ..quant import int16_lut, softmax_exact
 from ..quant.fixedpoint import softmax_params, softmax_s8
 from ..quant.rounding import active as active_rounding
 from . import FIXEDPOINT, Kernel, Op, is_quantized, register, require_f32
+from .activations import Q15
 
 
 @register
 class Softmax(Op):
     name = "Softmax"
     limits = ("any axis, opset < 13 flattening too; int8: TFLite's kernel for output scale 1/256, zero point -128, "
-              "an exact integer recipe for any other output quantization")
+              "an exact integer recipe for any other output quantization; int16 (16x8): TFLite's kernel, writing 2^-15 (a "
+              "Requantize after it for another output scale)")
+    int16x8 = True
+    int16_output_scale = float(Q15.scale)
 
     def lower_int8(self, cx, node, out, act):
+        if cx.y.dtype == "s16" and not int16_lut.is_exactly_q15(float(cx.y.quant.scale)):
+            return cx.requantized_output(node, out, Q15)  # TFLite's int16 kernel writes 2^-15
         return cx.same_op(node, out)  # requantizes to whatever output parameters the model gives
 
     def calibrated_output(self, node, input_params):
@@ -76,11 +82,23 @@ class Softmax(Op):
             raise UnsupportedError(f"{self.name} node '{node.name}' over an empty axis")
         return outer, n, inner
 
+    def _int16(self, node, ins, outs) -> tuple[int, int]:
+        """TFLite's int16 softmax: its input multiplier and shift (tinyc/quant/int16_lut.py)."""
+        qx, qy = ins[0].quant, outs[0].quant
+        if self.name != "Softmax":
+            raise UnsupportedError(f"{self.name} node '{node.name}': no int16 form (int8 or float only)")
+        if self._split(node, ins[0].shape)[1] > 65536:
+            raise UnsupportedError(f"{self.name} node '{node.name}': int16 over more than 65536 values")
+        return int16_lut.softmax_params(f"{self.name} node '{node.name}'", float(qx.scale), float(qy.scale), 1.0,
+                                        int(qx.zero_point), int(qy.zero_point))
+
     def qreference(self, node, xs, ins, outs):
         x = xs[0]
         outer, n, inner = self._rows(node, x.shape)
         v = np.moveaxis(x.reshape(outer, n, inner), 1, 2)  # softmax axis last
-        if self._tflite(outs):
+        if ins[0].dtype == "s16":
+            y = int16_lut.softmax_s16(v, *self._int16(node, ins, outs), *int16_lut.softmax_tables())
+        elif self._tflite(outs):
             m, shift, diff_min = softmax_params(float(ins[0].quant.scale), rounding=active_rounding())
             y = softmax_s8(v, m, shift, diff_min)
         else:
@@ -89,6 +107,12 @@ class Softmax(Op):
 
     def kernel(self, node, ins, outs):
         outer, n, inner = self._rows(node, ins[0].shape)
+        if is_quantized(ins, outs) and ins[0].dtype == "s16":
+            m, shift = self._int16(node, ins, outs)
+            exp, recip = int16_lut.softmax_tables()
+            return Kernel("s16/softmax.c.j2", dict(outer=outer, n=n, inner=inner, mult=m, shift=shift, exp=exp.tolist(),
+                                                   recip=recip.tolist()),
+                          preamble=FIXEDPOINT + ("s16/lut16_helpers.c.j2",))
         if is_quantized(ins, outs):
             if self._tflite(outs):
                 m, shift, diff_min = softmax_params(float(ins[0].quant.scale), rounding=active_rounding())
@@ -106,6 +130,8 @@ class LogSoftmax(Softmax):
     """log(softmax(x)) = x - max - log(sum(exp(x - max))), along the same axis rules as Softmax."""
 
     name = "LogSoftmax"
+    int16x8 = False
+    int16_output_scale = None
     limits = "any axis, opset < 13 flattening too; int8 by an exact integer recipe, any output quantization"
     exact_params = staticmethod(softmax_exact.log_softmax_params)
     exact_rows = staticmethod(softmax_exact.log_softmax_any)

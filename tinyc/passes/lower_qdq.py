@@ -45,6 +45,9 @@ def _qp_from_node(g: Graph, n: Node) -> QuantParams:
 REQUANTIZE_TYPES = ("s8", "s16", "s32")
 
 
+SYMMETRIC_HINT = "onnxruntime's quantize_static makes them so with extra_options={'ActivationSymmetric': True}"
+
+
 def _int16x8(n: Node) -> bool:
     """Whether the node's op has a 16x8 form (int16 activations, int8 weights)."""
     return get_op(n.op).int16x8
@@ -121,7 +124,7 @@ class _Lowering:
             raise UnsupportedError(f"{where.op} node '{where.name}': activation '{t.name}' must be quantized per tensor")
         if t.dtype == "s16" and int(t.quant.zero_point) != 0:
             raise UnsupportedError(f"{where.op} node '{where.name}': int16 activation '{t.name}' must be symmetric "
-                                   f"(zero point 0, not {int(t.quant.zero_point)})")
+                                   f"(zero point 0, not {int(t.quant.zero_point)}; {SYMMETRIC_HINT})")
         return t
 
     def weight(self, name: str, where: Node, channel_axis: int) -> Tensor:
@@ -205,7 +208,8 @@ class _Lowering:
             hint = f"; {p.op} has no 16x8 (int16 activations) form in tinyc" if y.dtype == "s16" else hint
             raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor, got {y.dtype}{hint}")
         if y.dtype == "s16" and int(y.quant.zero_point) != 0:
-            raise UnsupportedError(f"QuantizeLinear node '{q.name}': int16 output must be symmetric (zero point 0)")
+            raise UnsupportedError(f"QuantizeLinear node '{q.name}': int16 output must be symmetric (zero point 0; "
+                                   f"{SYMMETRIC_HINT})")
         self.y = y
         node = op.lower_int8(self, p, [q.outputs[0]], self.act_range(lo, hi))
         mixed = sorted({t.dtype for t in (self.g.tensors[x] for x in node.inputs if x is not None)
@@ -227,6 +231,14 @@ class _Lowering:
         """The op as it is on its int8 input (it requantizes to the output's parameters itself)."""
         x = self.activation(p.inputs[0], p)
         return Node(p.op, p.name, [x.name], out, dict(p.attrs, **attrs))
+
+    def requantized_output(self, p: Node, out: list[str], q: QuantParams) -> Node:
+        """The op on its input, writing the parameters ``q`` its kernel must write (TFLite's int16
+        LOGISTIC/TANH/SOFTMAX: 2^-15), then a Requantize to the output's."""
+        y = self.y
+        mid = self.g.add_tensor(Tensor(self.g.unique_name(f"{y.name}/before_requantize"), y.shape, y.dtype, quant=q))
+        self.extra.append(self.same_op(p, [mid.name]))
+        return Node("Requantize", f"{p.name}/requantize", [mid.name], out)
 
     def pass_through(self, p: Node, out: list[str], requantize_inputs: bool) -> Node:
         """Pooling and data movement: the integer values pass through; where the parameters

@@ -131,3 +131,9 @@ def asymmetric_params(lo: float, hi: float) -> tuple[float, int]:
     scale = float(np.float32((hi - lo) / 255.0))
     zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
     return scale, zp
+
+
+def symmetric16_params(lo: float, hi: float) -> tuple[float, int]:
+    """int16 scale (zero point 0, TFLite's 16x8 scheme) covering [-m, m], m = max(|lo|, |hi|)."""
+    m = max(abs(lo), abs(hi), 1e-6 * 32767)
+    return float(np.float32(m / 32767.0)), 0

@@ -1,10 +1,14 @@
-"""Post-training int8 quantization of a float graph.
+"""Post-training int8 (or 16x8) quantization of a float graph.
 
 The float graph gets QuantizeLinear/DequantizeLinear pairs on every activation that an int8
 kernel reads or writes (ranges from calibration), int8 weights (symmetric, per output channel),
 and is then lowered by the same ``lower-qdq`` pass that handles imported QDQ models. Constraints of
 TFLite's int8 kernels are applied while choosing parameters: pooling and data-movement ops keep
 their input's parameters, Concat inputs share one range, Softmax outputs use 1/256 and -128.
+
+``int16x8`` (TFLite's 16x8 scheme): int16 activations, symmetric (zero point 0) over the calibrated
+range, the same int8 weights, int64 biases (made by lower-qdq); ops whose int16 kernel fixes its
+output scale (``Op.int16_output_scale``) get it.
 """
 from __future__ import annotations
 
@@ -28,13 +32,19 @@ def _consumers(g: Graph) -> dict[str, list[Node]]:
     return cons
 
 
-def activations_to_quantize(g: Graph) -> list[str]:
+# the schemes tinyc's quantizer makes: name -> (activation type, its IR dtype)
+SCHEMES = {"int8": (np.int8, "s8"), "int16x8": (np.int16, "s16")}
+
+
+def activations_to_quantize(g: Graph, scheme: str = "int8") -> list[str]:
     """Float activations that get their own int8 parameters: graph inputs and node outputs,
     except an output that only feeds a fused Relu/Clip or a bias Add (it never exists in int8)."""
     cons = _consumers(g)
-    bad = sorted({f"{n.op} ('{n.name}')" for n in g.nodes if not get_op(n.op).lowers_to_int8})
+    int16 = scheme == "int16x8"
+    bad = sorted({f"{n.op} ('{n.name}')" for n in g.nodes
+                  if not get_op(n.op).lowers_to_int8 or (int16 and not get_op(n.op).int16x8)})
     if bad:
-        raise UnsupportedError("int8 quantization: no int8 kernel for " + ", ".join(bad))
+        raise UnsupportedError(f"{scheme} quantization: no {'16x8' if int16 else 'int8'} kernel for " + ", ".join(bad))
     names = [i for i in g.inputs if g.tensors[i].dtype == "f32"]
     for n in g.nodes:
         for o in n.outputs:
@@ -48,8 +58,8 @@ def activations_to_quantize(g: Graph) -> list[str]:
     return names
 
 
-def choose_params(g: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, int]]:
-    """int8 (scale, zero point) per activation, respecting the int8 kernels' constraints."""
+def choose_params(g: Graph, ranges: dict[str, tuple[float, float]], scheme: str = "int8") -> dict[str, tuple[float, int]]:
+    """(scale, zero point) per activation, respecting the kernels' constraints."""
     ranges = dict(ranges)
     for n in g.nodes:  # e.g. Concat: inputs and output share the union of their ranges
         if get_op(n.op).int8_shared_range:
@@ -58,21 +68,26 @@ def choose_params(g: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str,
             hi = max(ranges[x][1] for x in members)
             for x in members:
                 ranges[x] = (lo, hi)
-    params = {name: calibrate.asymmetric_params(*r) for name, r in ranges.items()}
+    int16 = scheme == "int16x8"
+    make = calibrate.symmetric16_params if int16 else calibrate.asymmetric_params
+    params = {name: make(*r) for name, r in ranges.items()}
     for n in g.nodes:  # in order, so chains of pass-through ops inherit from the first input
         if n.outputs[0] in params:
-            fixed = get_op(n.op).calibrated_output(n, params.get(n.inputs[0]) if n.inputs else None)
+            op = get_op(n.op)
+            fixed = (op.int16_output_scale, 0) if int16 and op.int16_output_scale else \
+                op.calibrated_output(n, params.get(n.inputs[0]) if n.inputs else None)
             if fixed is not None:
                 params[n.outputs[0]] = fixed
     return params
 
 
-def _add_qdq(g: Graph, name: str, scale: float, zp: int) -> None:
+def _add_qdq(g: Graph, name: str, scale: float, zp: int, scheme: str = "int8") -> None:
     """Route every reader of ``name`` through QuantizeLinear -> DequantizeLinear."""
+    np_type, dtype = SCHEMES[scheme]
     s = g.add_const(g.unique_name(f"{name}/scale"), np.array(scale, np.float32))
-    z = g.add_const(g.unique_name(f"{name}/zero_point"), np.array(zp, np.int8))
+    z = g.add_const(g.unique_name(f"{name}/zero_point"), np.array(zp, np_type))
     q_name = g.unique_name(f"{name}/q")
-    g.add_tensor(Tensor(q_name, g.tensors[name].shape, "s8"))
+    g.add_tensor(Tensor(q_name, g.tensors[name].shape, dtype))
     if name in g.inputs:
         dq_name = g.unique_name(f"{name}/dq")
         g.add_tensor(Tensor(dq_name, g.tensors[name].shape, "f32"))
@@ -95,14 +110,17 @@ def _add_qdq(g: Graph, name: str, scale: float, zp: int) -> None:
                       Node("DequantizeLinear", f"{name}/dequantize", [q_name, s.name, z.name], [dst])]
 
 
-def _quantize_operand(g: Graph, n: Node, idx: int) -> None:
-    """A constant operand of an elementwise op as DequantizeLinear(int8 constant), per tensor over its range."""
+def _quantize_operand(g: Graph, n: Node, idx: int, scheme: str = "int8") -> None:
+    """A constant operand of an elementwise op as DequantizeLinear(int8 constant), per tensor over
+    its range (int16x8: int16, symmetric)."""
     t = g.tensors[n.inputs[idx]]
-    scale, zp = calibrate.asymmetric_params(float(t.data.min()), float(t.data.max()))
-    q = quantize(t.data.astype(np.float64), scale, zp)
-    tq = g.add_const(g.unique_name(f"{t.name}/int8"), q)
+    np_type = SCHEMES[scheme][0]
+    make = calibrate.symmetric16_params if scheme == "int16x8" else calibrate.asymmetric_params
+    scale, zp = make(float(t.data.min()), float(t.data.max()))
+    q = quantize(t.data.astype(np.float64), scale, zp, dtype=np_type)
+    tq = g.add_const(g.unique_name(f"{t.name}/{scheme}"), q)
     s = g.add_const(g.unique_name(f"{t.name}/scale"), np.array(scale, np.float32))
-    z = g.add_const(g.unique_name(f"{t.name}/zero_point"), np.array(zp, np.int8))
+    z = g.add_const(g.unique_name(f"{t.name}/zero_point"), np.array(zp, np_type))
     out = g.unique_name(f"{t.name}/dq")
     g.add_tensor(Tensor(out, t.shape, "f32"))
     g.nodes.insert(g.nodes.index(n), Node("DequantizeLinear", g.unique_name(f"{n.name}/operand{idx}_dq"), [tq.name, s.name, z.name], [out]))
@@ -136,11 +154,11 @@ def _quantize_weight(g: Graph, n: Node, idx: int, axis: int, min_scale: np.ndarr
 
 
 def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str = "minmax",
-                   percentile: float = 99.99, io: str = "float", progress: bool = True) -> Graph:
-    """Calibrate on ``samples`` and return the int8 graph (integer ops after lower-qdq)."""
-    names = activations_to_quantize(g)
+                   percentile: float = 99.99, io: str = "float", progress: bool = True, scheme: str = "int8") -> Graph:
+    """Calibrate on ``samples`` and return the int8 (or 16x8) graph (integer ops after lower-qdq)."""
+    names = activations_to_quantize(g, scheme)
     ranges = calibrate.collect(g, samples, names, method, percentile, progress)
-    params = choose_params(g, ranges)
+    params = choose_params(g, ranges, scheme)
     cons = _consumers(g)
     for n in list(g.nodes):
         op = get_op(n.op)
@@ -151,8 +169,8 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
         elif n.op == "MatMul" and len(cons.get(n.outputs[0], [])) == 1 and cons[n.outputs[0]][0].op == "Add":
             bias = next((g.tensors[x] for x in cons[n.outputs[0]][0].inputs if g.tensors[x].is_const), None)
         floor = None
-        if bias is not None and bias.is_const and n.inputs[0] in params:
-            # |bias / (x_scale * w_scale)| must stay well inside int32
+        if bias is not None and bias.is_const and n.inputs[0] in params and scheme == "int8":
+            # |bias / (x_scale * w_scale)| must stay well inside int32 (16x8 biases are int64)
             floor = np.abs(bias.data.astype(np.float64)).reshape(-1) / (params[n.inputs[0]][0] * 2.0**30)
         if weight is not None:
             _quantize_weight(g, n, *weight, floor)
@@ -161,9 +179,9 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
                                             for p in g.nodes if p.outputs[0] in n.inputs)
             for idx, x in enumerate(n.inputs):
                 if x is not None and g.tensors[x].is_const and g.tensors[x].dtype == "f32" and not fc_bias:
-                    _quantize_operand(g, n, idx)
+                    _quantize_operand(g, n, idx, scheme)
     for name in names:
-        _add_qdq(g, name, *params[name])
+        _add_qdq(g, name, *params[name], scheme)
     g = lower_qdq(g)
     if io == "int8":
         g = strip_io_quantization(g)
