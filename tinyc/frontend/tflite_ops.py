@@ -17,7 +17,6 @@ from ..ops.layout import nchw_node, nchw_view
 from .tflite_file import builtin_code, builtin_options, default_options
 
 _REFUSED = {
-    "SVDF": "SVDF is not supported yet (sequence models have their own issue)",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM is not supported yet (sequence models have their own issue)",
     "CUSTOM": "custom operators are not supported",
 }
@@ -377,7 +376,40 @@ def _transpose_conv(c: _Op, op) -> None:
     c.emit("Transpose", [y], {"perm": [0, 2, 3, 1]}, fused)
 
 
+def _svdf(c: _Op, op) -> None:
+    """SVDF, int8 only: the integer op itself (no float cluster: its weights_time and state are
+    int16 or int8 with their own scales). TFLite's variable tensor, the activation state, becomes a
+    model state tensor of the graph starting at TFLite Micro's reset value (the zero point of an
+    int8 state, 0 for int16). The fused activation is ignored, as TFLite Micro's integer kernel
+    ignores it."""
+    from ..ir import Tensor
+
+    r = c.r
+    rank = c.options("SVDFOptions").Rank()
+    x, st, o = c.input(0, rank=2), c.input(4, rank=2), c.outs[0]
+    if not r.is_int8(x) or not r.is_int8(o):
+        raise UnsupportedError(f"{r.opname}: only int8 SVDF is supported (input and output int8)")
+    if not r.tensor(st).IsVariable() or r.data(st) is not None or st in r.names:
+        c.fail(f"activation state '{r.tname(st)}' must be a variable tensor of its own")
+    state = r.g.add_tensor(Tensor(r.g.unique_name(r.tname(st)), r.shape(st), r.dtype(st), quant=r.quant(st)))
+    r.g.states[state.name] = int(state.quant.zero_point) if state.dtype == "s8" and state.quant is not None else 0
+    r.names[st] = state.name
+    ins = []
+    for k in (0, 1, 2, 3):
+        i = c.input(k, rank=2) if k < 3 else c.optional(3)
+        ins.append(None if i is None else r.define(i))
+        if i is not None:
+            r.g.tensors[ins[-1]].quant = r.quant(i)
+    name = r.g.unique_name(r.tname(o))
+    r.node("SVDF", c.name, ins + [state.name], [name], {"rank": int(rank)})
+    if r.g.tensors[name].shape != r.shape(o):
+        c.fail(f"output '{r.tname(o)}' has shape {list(r.shape(o))}, expected {list(r.g.tensors[name].shape)}")
+    r.g.tensors[name].quant = r.quant(o)
+    r.names[o] = name
+
+
 _MAP: dict[str, Callable] = {
+    "SVDF": _svdf,
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
     "FULLY_CONNECTED": _fully_connected,
@@ -421,7 +453,7 @@ def import_operator(r, op, opname: str, index: int) -> None:
     if not c.ins or not c.outs:
         raise TinycError(f"{where}: the operator has no {'inputs' if not c.ins else 'outputs'}")
     for i in c.ins + c.outs:
-        if i >= 0 and r.ttype(i) == 7 and r.data(i) is None:
+        if i >= 0 and r.ttype(i) == 7 and r.data(i) is None and not r.tensor(i).IsVariable():
             raise UnsupportedError(f"{where}: 16-bit activations ('{r.tname(i)}') are not supported")
     c.name = r.tname(c.outs[0]) if c.outs else where
     f(c, op)

@@ -1,0 +1,126 @@
+"""SVDF (int8, int16 or int8 state) and the model state: single-operator models built here, run
+over sequences by TFLite Micro (the `tflite-micro` package, which keeps the variable tensor across
+invocations) as the oracle, in the reference interpreter and in generated C (the state in static
+arrays, carried from call to call; <name>_reset restores the start)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinyc import interpreter
+from tinyc.codegen import generate
+from tinyc.compiler import load_graph
+from tinyc.emulator import run_on_target
+from tinyc.ir_text import parse_graph, print_graph
+from tinyc.targets import get_target
+
+from .conftest import need_tools
+from .tflite_builders import model_bytes, run_tflm_all
+
+STEPS = 60  # calls per sequence (state carried)
+
+
+def svdf_model(batch: int, n_in: int, units: int, rank: int, memory: int, state_type: str = "s16",
+               activation: int = 0, bias: bool = True, seed: int = 0) -> bytes:
+    """One SVDF with random weights, quantized as TFLite's converter does: int8 input/output,
+    int8 feature weights, ``state_type`` time weights and state (the state a variable tensor), int32
+    bias in units of state scale times time-weights scale."""
+    rng = np.random.default_rng(seed)
+    filters = units * rank
+    wt_dtype, wt_max = (np.int16, 32767) if state_type == "s16" else (np.int8, 127)
+    s_in, s_wf, s_wt = (float(rng.uniform(*r)) for r in ((0.02, 0.1), (0.002, 0.01), (0.001, 0.01)))
+    # scales that keep state and output mostly in range (typical magnitudes: 3000 (int16) or 40
+    # (int8) in the state, 40 in the output), so that the sequence shows in the outputs
+    typical = 3000 if state_type == "s16" else 40
+    s_st = s_in * s_wf * np.sqrt(n_in) * 74 * 73 / typical
+    s_out = np.sqrt(rank * memory) * typical * wt_max / 1.73 * s_st * s_wt / 40
+    st_zp = 0 if state_type == "s16" else int(rng.integers(-40, 40))
+    tensors = [
+        dict(name="x", shape=[batch, n_in], type="s8", q=([s_in], [int(rng.integers(-128, 10))], 0)),
+        dict(name="wf", shape=[filters, n_in], type="s8", data=rng.integers(-127, 128, (filters, n_in)).astype(np.int8),
+             q=([s_wf], [0], 0)),
+        dict(name="wt", shape=[filters, memory], type=state_type,
+             data=rng.integers(-wt_max, wt_max + 1, (filters, memory)).astype(wt_dtype), q=([s_wt], [0], 0)),
+        dict(name="b", shape=[units], type="s32", data=rng.integers(-5000, 5000, units).astype(np.int32),
+             q=([float(np.float32(s_st) * np.float32(s_wt))], [0], 0)),
+        dict(name="state", shape=[batch, memory * filters], type=state_type, variable=True,
+             q=([s_st], [st_zp], 0)),
+        dict(name="y", shape=[batch, units], type="s8",
+             q=([s_out], [int(rng.integers(-20, 20))], 0)),
+    ]
+    ins = [0, 1, 2, 3 if bias else -1, 4]
+    return model_bytes("SVDF", tensors, [0], [5], ins, [5], ("SVDFOptions", {"rank": rank, "fusedActivationFunction": activation}))
+
+
+CASES = {
+    "r1_m8": dict(batch=1, n_in=24, units=16, rank=1, memory=8),
+    "r2_m10_relu": dict(batch=1, n_in=16, units=8, rank=2, memory=10, activation=1),
+    "r3_m4": dict(batch=1, n_in=10, units=6, rank=3, memory=4, seed=3),
+    "b2_r2_m6": dict(batch=2, n_in=12, units=5, rank=2, memory=6, seed=4),
+    "r1_m32": dict(batch=1, n_in=32, units=8, rank=1, memory=32, seed=5),  # (TFLite Micro crashes without a bias)
+    "s8_r1_m8": dict(batch=1, n_in=24, units=16, rank=1, memory=8, state_type="s8", seed=6),
+    "s8_r2_m5_relu": dict(batch=2, n_in=9, units=7, rank=2, memory=5, state_type="s8", activation=1, seed=7),
+}
+
+
+def _sequence(g, steps: int = STEPS, seed: int = 1) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    t = g.tensors[g.inputs[0]]
+    return [{t.name: rng.integers(-128, 128, t.shape).astype(np.int8)} for _ in range(steps)]
+
+
+def _case(name: str, tmp_path):
+    data = svdf_model(**CASES[name])
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(data)
+    g = load_graph(path)
+    feeds = _sequence(g)
+    want = run_tflm_all(data, [[f[g.inputs[0]]] for f in feeds])
+    return g, feeds, want
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_svdf_sequence_reference_equals_tflite_micro(name, tmp_path):
+    g, feeds, want = _case(name, tmp_path)
+    assert list(g.states) and [n.op for n in g.nodes] == ["SVDF"]
+    got = interpreter.run_sequence(g, feeds)
+    for k, (o, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(o[g.outputs[0]], w.reshape(o[g.outputs[0]].shape), err_msg=f"{name} call {k}")
+    assert len({w.tobytes() for w in want}) > STEPS // 2  # the state matters: outputs vary
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_svdf_sequence_host_c_equals_tflite_micro(name, tmp_path):
+    need_tools("cc")
+    g, feeds, want = _case(name, tmp_path)
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path / "fw", feeds)
+    for k, (o, w) in enumerate(zip(res.outputs, want)):
+        np.testing.assert_array_equal(o[g.outputs[0]], w.reshape(o[g.outputs[0]].shape), err_msg=f"{name} call {k}")
+
+
+def test_state_is_visible_in_the_ir_and_round_trips(tmp_path):
+    g, _, _ = _case("s8_r1_m8", tmp_path)
+    text = print_graph(g)
+    st = g.nodes[0].inputs[4]
+    assert f"  state %{st} : s8[1,128]" in text and text.count("  state %") == 1
+    assert f"= {g.states[st]}\n" in text.split(f"state %{st}")[1].split("\n")[0] + "\n"
+    back = parse_graph(text)
+    assert back.states == g.states
+    feeds = _sequence(g, 5)
+    for a, b in zip(interpreter.run_sequence(g, feeds), interpreter.run_sequence(back, feeds)):
+        np.testing.assert_array_equal(a[g.outputs[0]], b[g.outputs[0]])
+
+
+def test_interpreter_state_dict_is_carried_and_a_fresh_one_resets(tmp_path):
+    g, feeds, want = _case("r2_m10_relu", tmp_path)
+    state = interpreter.initial_state(g)
+    first = [interpreter.run(g, f, state=state)[g.outputs[0]] for f in feeds[:10]]
+    state = interpreter.initial_state(g)  # reset
+    again = [interpreter.run(g, f, state=state)[g.outputs[0]] for f in feeds[:10]]
+    for a, b, w in zip(first, again, want):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, w.reshape(a.shape))
+    # without a state each run starts from the initial state
+    alone = [interpreter.run(g, f)[g.outputs[0]] for f in feeds[:3]]
+    np.testing.assert_array_equal(alone[2], interpreter.run_sequence(g, feeds[2:3])[0][g.outputs[0]])
