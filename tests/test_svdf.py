@@ -124,3 +124,62 @@ def test_interpreter_state_dict_is_carried_and_a_fresh_one_resets(tmp_path):
     # without a state each run starts from the initial state
     alone = [interpreter.run(g, f)[g.outputs[0]] for f in feeds[:3]]
     np.testing.assert_array_equal(alone[2], interpreter.run_sequence(g, feeds[2:3])[0][g.outputs[0]])
+
+
+_RESET_MAIN = """#include <stdio.h>
+#include "m.h"
+static const int8_t xs[%(steps)d][M_INPUT0_SIZE] = {%(xs)s};
+int main(void)
+{
+    int8_t y[M_OUTPUT0_SIZE];
+    for (int pass = 0; pass < 3; ++pass) {
+        if (pass == 2) {
+            m_reset();  /* after the second pass: the first pass's outputs again */
+        }
+        for (int s = 0; s < %(steps)d; ++s) {
+            m_run(xs[s], y);
+            for (int i = 0; i < M_OUTPUT0_SIZE; ++i) {
+                printf("%%d ", y[i]);
+            }
+            printf("\\n");
+        }
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("name", ["r1_m8", "s8_r2_m5_relu"])
+def test_reset_restores_the_start_in_c(name, tmp_path):
+    """Host C: a sequence, the same inputs again (the state carried: other outputs), a reset, the
+    sequence once more: the first outputs exactly (and TFLite Micro's)."""
+    import subprocess
+
+    need_tools("cc")
+    g, feeds, want = _case(name, tmp_path)
+    steps = 20
+    model = generate(g, get_target("host"), name="m")
+    assert "void m_reset(void);" in model.files["m.h"] and "#define M_STATE_BYTES" in model.files["m.h"]
+    assert model.report["state_bytes"] == g.tensors[g.nodes[0].inputs[4]].nbytes
+    for k, v in model.files.items():
+        (tmp_path / k).write_text(v)
+    xs = ", ".join("{" + ", ".join(str(int(v)) for v in f[g.inputs[0]].reshape(-1)) + "}" for f in feeds[:steps])
+    (tmp_path / "main.c").write_text(_RESET_MAIN % dict(steps=steps, xs=xs))
+    exe = tmp_path / "reset"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-o", str(exe), str(tmp_path / "main.c"),
+                    str(tmp_path / "m.c")], check=True)
+    rows = [[int(v) for v in line.split()] for line in subprocess.run([str(exe)], check=True, capture_output=True,
+                                                                        text=True).stdout.splitlines()]
+    first, second, after_reset = rows[:steps], rows[steps:2 * steps], rows[2 * steps:]
+    assert after_reset == first
+    assert second != first  # without a reset the state goes on
+    assert first == [w.reshape(-1).tolist() for w in want[:steps]]
+
+
+def test_models_without_state_get_no_state_api(tmp_path):
+    from tinyc.ir_text import parse_graph as parse
+
+    g = parse('graph "plain" {\n  input %x : f32[1,4]\n  %y : f32[1,4] = Relu(%x)\n  output %y\n}\n')
+    model = generate(g, get_target("host"), name="plain")
+    assert "reset" not in model.files["plain.h"] + model.files["plain.c"]
+    assert "STATE" not in model.files["plain.h"] and "state_bytes" not in model.report
