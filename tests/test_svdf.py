@@ -183,3 +183,37 @@ def test_models_without_state_get_no_state_api(tmp_path):
     model = generate(g, get_target("host"), name="plain")
     assert "reset" not in model.files["plain.h"] + model.files["plain.c"]
     assert "STATE" not in model.files["plain.h"] and "state_bytes" not in model.report
+
+
+def softmax_s16_model(shape, x_q, out_scale: float = 1 / 65536) -> bytes:
+    """One SOFTMAX, int8 input, int16 output with TFLite's parameters (zero point -32768)."""
+    tensors = [dict(name="x", shape=list(shape), type="s8", q=([x_q[0]], [x_q[1]], 0)),
+               dict(name="y", shape=list(shape), type="s16", q=([out_scale], [-32768], 0))]
+    return model_bytes("SOFTMAX", tensors, [0], [1], [0], [1], ("SoftmaxOptions", {"beta": 1.0}))
+
+
+SOFTMAX_CASES = {"2": ((1, 2), (0.06996273, 2)), "10": ((3, 10), (0.1, -5)), "100": ((2, 100), (0.02, 10)),
+                 "coarse": ((1, 12), (0.5, 0)), "scale_1.5259e-05": ((2, 7), (0.07, -3), 1.5259022e-05)}
+
+
+@pytest.mark.parametrize("name", list(SOFTMAX_CASES))
+def test_softmax_int8_to_int16_equals_tflite_micro(name, tmp_path):
+    """TFLite's int8 -> int16 softmax (keyword_scrambled's last layer), reference and host C."""
+    shape, x_q, *scale = SOFTMAX_CASES[name]
+    data = softmax_s16_model(shape, x_q, *scale)
+    path = tmp_path / "sm.tflite"
+    path.write_bytes(data)
+    g = load_graph(path)
+    assert [n.op for n in g.nodes] == ["Softmax"] and g.tensors[g.outputs[0]].dtype == "s16"
+    rng = np.random.default_rng(len(name))
+    feeds = [{g.inputs[0]: rng.integers(-128, 128, shape).astype(np.int8)} for _ in range(40)]
+    feeds.append({g.inputs[0]: np.full(shape, 7, np.int8)})  # all equal
+    want = run_tflm_all(data, [[f[g.inputs[0]]] for f in feeds])
+    got = interpreter.run_sequence(g, feeds)
+    for k, (o, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(o[g.outputs[0]], w.reshape(shape), err_msg=f"reference, sample {k}")
+    need_tools("cc")
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path / "fw", feeds)
+    for k, (o, w) in enumerate(zip(res.outputs, want)):
+        np.testing.assert_array_equal(o[g.outputs[0]], w.reshape(shape), err_msg=f"host C, sample {k}")

@@ -22,6 +22,10 @@ _REFUSED = {
 }
 
 
+# operators whose mapping handles 16-bit tensors itself (SVDF's state, SOFTMAX's int8 -> int16 form)
+_TAKES_INT16 = {"SVDF", "SOFTMAX"}
+
+
 def op_name(code) -> str:
     from tflite.utils import BUILTIN_OPCODE2NAME
 
@@ -244,6 +248,16 @@ def _softmax(c: _Op, op) -> None:
     opts = c.options("SoftmaxOptions")
     if opts.Beta() != 1.0:
         c.fail(f"beta {opts.Beta()} (tinyc's Softmax has beta 1)", UnsupportedError)
+    r, x, o = c.r, c.input(0), c.outs[0]
+    if r.ttype(x) == 7:
+        raise UnsupportedError(f"{r.opname}: 16-bit activations ('{r.tname(x)}') are not supported")
+    if r.is_int8(x) and r.ttype(o) == 7:  # int8 -> int16: the integer op itself (no int16 cluster)
+        name = r.g.unique_name(r.tname(o))
+        rank = len(r.shape(x))
+        r.node("Softmax", c.name, [r.define(x)], [name], {"axis": max(rank - 1, 0), "output_type": "s16"}, normalized=True)
+        r.g.tensors[name].quant = r.quant(o)
+        r.names[o] = name
+        return
     c.emit("Softmax", [c.r.value(c.input(0))], {"axis": -1})
 
 
@@ -453,7 +467,7 @@ def import_operator(r, op, opname: str, index: int) -> None:
     if not c.ins or not c.outs:
         raise TinycError(f"{where}: the operator has no {'inputs' if not c.ins else 'outputs'}")
     for i in c.ins + c.outs:
-        if i >= 0 and r.ttype(i) == 7 and r.data(i) is None and not r.tensor(i).IsVariable():
+        if i >= 0 and r.ttype(i) == 7 and r.data(i) is None and opname not in _TAKES_INT16:
             raise UnsupportedError(f"{where}: 16-bit activations ('{r.tname(i)}') are not supported")
     c.name = r.tname(c.outs[0]) if c.outs else where
     f(c, op)
