@@ -217,3 +217,86 @@ def test_softmax_int8_to_int16_equals_tflite_micro(name, tmp_path):
     res = run_on_target(generate(g, host), host, tmp_path / "fw", feeds)
     for k, (o, w) in enumerate(zip(res.outputs, want)):
         np.testing.assert_array_equal(o[g.outputs[0]], w.reshape(shape), err_msg=f"host C, sample {k}")
+
+
+KWS = "tflm/keyword_scrambled/keyword_scrambled"
+
+
+def _int8_core(path) -> bytes:
+    """keyword_scrambled without its first and last operators (QUANTIZE int16 -> int8 and int16 ->
+    int32): int8 input, the SVDF and FULLY_CONNECTED layers and the int8 -> int16 SOFTMAX, every
+    weight and scale as in the file, and every layer's result a model output (the final
+    softmax of this scrambled model hardly moves: the layers show the state at work). TFLite Micro
+    runs it as it runs the whole model."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+    m = fb.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    sub = m.subgraphs[0]
+    sub.operators = sub.operators[1:-1]
+    sub.inputs = [list(sub.operators[0].inputs)[0]]
+    sub.outputs = [list(op.outputs)[0] for op in sub.operators]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _tflm_all_outputs(data: bytes, feeds: list[np.ndarray], count: int) -> list[list[np.ndarray]]:
+    """Every output of TFLite Micro for each input, invoked in order (one sequence)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(data, arena_size=256 * 1024)
+    outs = []
+    for x in feeds:
+        it.set_input(x, 0)
+        it.invoke()
+        outs.append([it.get_output(k).copy() for k in range(count)])
+    return outs
+
+
+def _kws_case(variant: str, tmp_path, steps: int = STEPS):
+    from .conftest import shared_model
+
+    data = _int8_core(shared_model(KWS + variant + ".tflite"))
+    path = tmp_path / f"kws_core{variant}.tflite"
+    path.write_bytes(data)
+    g = load_graph(path)
+    feeds = _sequence(g, steps, seed=7)
+    want = _tflm_all_outputs(data, [f[g.inputs[0]] for f in feeds], len(g.outputs))
+    return g, feeds, want
+
+
+def _assert_calls(g, got: list[dict], want: list[list[np.ndarray]], what: str) -> None:
+    for k, (o, ws) in enumerate(zip(got, want)):
+        for name, w in zip(g.outputs, ws):
+            np.testing.assert_array_equal(o[name], w.reshape(o[name].shape), err_msg=f"{what}, call {k}, '{name}'")
+
+
+@pytest.mark.parametrize("variant", ["", "_8bit"])
+def test_keyword_scrambled_core_reference_and_host_c_equal_tflite_micro(variant, tmp_path):
+    """The int8 part of keyword_scrambled (int16 and int8 state), every layer: 60 consecutive calls."""
+    g, feeds, want = _kws_case(variant, tmp_path)
+    assert sum(n.op == "SVDF" for n in g.nodes) == 7 and len(g.states) == 7 and len(g.outputs) == 13
+    _assert_calls(g, interpreter.run_sequence(g, feeds), want, "reference")
+    if not variant:  # the first and sixth SVDF's outputs move with the sequence (the 8-bit file's
+        # layers give one output whatever the input: its biases dominate)
+        assert len({ws[0].tobytes() for ws in want}) == len({ws[9].tobytes() for ws in want}) == STEPS
+    need_tools("cc")
+    host = get_target("host")
+    _assert_calls(g, run_on_target(generate(g, host), host, tmp_path / "fw", feeds).outputs, want, "host C")
+
+
+@pytest.mark.emulator
+def test_keyword_scrambled_core_cortex_m4_equals_tflite_micro(tmp_path):
+    """One firmware on the emulated Cortex-M4 runs the 60 calls in order (state carried), every
+    layer equal to TFLite Micro; and a single-op SVDF with an int8 state."""
+    from .conftest import need_arm
+
+    need_arm()
+    target = get_target("cortex-m4")
+    g, feeds, want = _kws_case("", tmp_path)
+    _assert_calls(g, run_on_target(generate(g, target), target, tmp_path / "fw", feeds).outputs, want, "cortex-m4")
+    g, feeds, want = _case("s8_r2_m5_relu", tmp_path)
+    res = run_on_target(generate(g, target), target, tmp_path / "fw8", feeds)
+    for k, (o, w) in enumerate(zip(res.outputs, want)):
+        np.testing.assert_array_equal(o[g.outputs[0]], w.reshape(o[g.outputs[0]].shape), err_msg=f"cortex-m4, call {k}")
