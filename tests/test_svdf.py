@@ -300,3 +300,17 @@ def test_keyword_scrambled_core_cortex_m4_equals_tflite_micro(tmp_path):
     res = run_on_target(generate(g, target), target, tmp_path / "fw8", feeds)
     for k, (o, w) in enumerate(zip(res.outputs, want)):
         np.testing.assert_array_equal(o[g.outputs[0]], w.reshape(o[g.outputs[0]].shape), err_msg=f"cortex-m4, call {k}")
+
+
+def test_verify_runs_the_samples_as_one_sequence_against_tflite_micro(tmp_path):
+    """tinyc verify --against tflm: the firmware (host) and TFLite Micro each run the 60 samples in
+    order, the state carried; the reference interpreter does the same."""
+    from .conftest import run_cli
+
+    need_tools("cc")
+    path = tmp_path / "svdf.tflite"
+    path.write_bytes(svdf_model(**CASES["r2_m10_relu"]))
+    r = run_cli("verify", str(path), "--target", "host", "--samples", "60", "--against", "tflm")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "bit-exact (worst of 60 samples)" in out and "TFLite Micro" in out
