@@ -314,3 +314,43 @@ def test_verify_runs_the_samples_as_one_sequence_against_tflite_micro(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "bit-exact (worst of 60 samples)" in out and "TFLite Micro" in out
+
+
+def _kws_full(variant: str, steps: int = STEPS):
+    """The whole file (int16 input, QUANTIZE int16 -> int8 ... SOFTMAX int8 -> int16, QUANTIZE int16
+    -> int32): random int16 inputs over the full range, TFLite Micro's outputs over the sequence."""
+    from .conftest import shared_model
+
+    path = shared_model(KWS + variant + ".tflite")
+    g = load_graph(path)
+    rng = np.random.default_rng(11)
+    t = g.tensors[g.inputs[0]]
+    assert t.dtype == "s16" and g.tensors[g.outputs[0]].dtype == "s32"
+    feeds = [{t.name: rng.integers(-32768, 32768, t.shape).astype(np.int16)} for _ in range(steps)]
+    want = _tflm_all_outputs(path.read_bytes(), [f[t.name] for f in feeds], 1)
+    return g, feeds, want
+
+
+@pytest.mark.parametrize("variant", ["", "_8bit"])
+def test_keyword_scrambled_reference_and_host_c_equal_tflite_micro(variant, tmp_path):
+    """The whole model, 60 consecutive calls (state carried), reference and host C."""
+    g, feeds, want = _kws_full(variant)
+    _assert_calls(g, interpreter.run_sequence(g, feeds), want, "reference")
+    need_tools("cc")
+    host = get_target("host")
+    model = generate(g, host)
+    assert model.report["state_bytes"] == (10240 if not variant else 5120)
+    _assert_calls(g, run_on_target(model, host, tmp_path / "fw", feeds).outputs, want, "host C")
+
+
+@pytest.mark.emulator
+def test_keyword_scrambled_cortex_m4_equals_tflite_micro(tmp_path):
+    """The whole model on the emulated Cortex-M4: one firmware runs the 60 calls in order."""
+    from .conftest import need_arm
+
+    need_arm()
+    target = get_target("cortex-m4")
+    for variant in ("", "_8bit"):
+        g, feeds, want = _kws_full(variant)
+        _assert_calls(g, run_on_target(generate(g, target), target, tmp_path / f"fw{variant}", feeds).outputs, want,
+                      f"cortex-m4{variant}")

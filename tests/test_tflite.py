@@ -164,9 +164,7 @@ def test_same_kernels_and_arena_as_the_onnx_form(key, target):
     assert arena_tfl == arena_onnx
 
 
-@pytest.mark.parametrize("path", ["tflm/mnist_lstm/trained_lstm.tflite", "tflm/mnist_lstm/trained_lstm_int8.tflite",
-                                  "tflm/keyword_scrambled/keyword_scrambled.tflite",
-                                  "tflm/keyword_scrambled/keyword_scrambled_8bit.tflite"])
+@pytest.mark.parametrize("path", ["tflm/mnist_lstm/trained_lstm.tflite", "tflm/mnist_lstm/trained_lstm_int8.tflite"])
 def test_sequence_models_are_refused_in_one_line(path):
     with pytest.raises(TinycError) as e:
         load_graph(shared_model(path))

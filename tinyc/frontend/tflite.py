@@ -26,6 +26,10 @@ from .tflite_file import FILE_IDENTIFIER, TENSOR_DTYPES, TYPE_NAMES, buffer_data
 
 # the tensor types the importer takes (of those tflite_file reads: TENSOR_DTYPES gives their IR dtype)
 _IMPORTED = {"f32", "s32", "u8", "s64", "bool", "s16", "s8"}
+# quantized activations: int8, and int16 (TFLite's 16x8 scheme: symmetric, int8 weights)
+_ACTIVATION_TYPES = (9, 7)
+# integer tensors read through a DequantizeLinear when quantized (activations, int32/int64 biases)
+_DEQUANTIZED_TYPES = (9, 7, 2, 4)
 
 
 def is_tflite(path: str | os.PathLike) -> bool:
@@ -125,6 +129,10 @@ class _Reader:
     def is_int8(self, i: int) -> bool:
         return self.ttype(i) == 9 and self.quant(i) is not None
 
+    def is_quantized(self, i: int) -> bool:
+        """A quantized int8 or int16 tensor (the integer ops' activations)."""
+        return self.ttype(i) in _ACTIVATION_TYPES and self.quant(i) is not None
+
     def const(self, i: int) -> np.ndarray:
         d = self.data(i)
         if d is None:
@@ -140,7 +148,7 @@ class _Reader:
             raise TinycError(f"{self.opname}: tensor '{self.tname(i)}' is read before it is written")
         name = self.g.unique_name(self.tname(i))
         t = self.g.add_const(name, d)
-        if t.dtype in ("s8", "s32"):
+        if t.dtype in ("s8", "s16", "s32", "s64"):
             t.quant = self.quant(i)
         self.names[i] = name
         return name
@@ -156,11 +164,11 @@ class _Reader:
             src = self.g.add_const(self.g.unique_name(f"{self.tname(i)}{suffix}"), np.ascontiguousarray(data)).name
         else:
             src = self.define(i)
-        if q is None or self.ttype(i) not in (9, 2):
+        if q is None or self.ttype(i) not in _DEQUANTIZED_TYPES:
             return src
-        if self.ttype(i) == 9 and data is None and self.data(i) is None and q.axis is not None:
+        if self.ttype(i) in _ACTIVATION_TYPES and data is None and self.data(i) is None and q.axis is not None:
             raise UnsupportedError(f"{self.opname}: activation '{self.tname(i)}' is quantized per channel; "
-                                   "tinyc needs int8 activations quantized per tensor")
+                                   "tinyc needs integer activations quantized per tensor")
         axis = q.axis
         if data is not None and axis is not None:
             axis = 0  # the reader's copy has its channels first (see tflite_ops)
@@ -175,7 +183,7 @@ class _Reader:
         the input's scale times the weight's, whatever the bias tensor's own parameters say: a bias
         shared by operators with different input scales gets, per reader, those units."""
         qb, qx, qw = self.quant(b), self.quant(x), self.g.tensors[w_name].quant
-        if self.ttype(b) != 2 or qb is None or qx is None or qw is None:
+        if self.ttype(b) not in (2, 4) or qb is None or qx is None or qw is None:
             return self.value(b)
         scale = (np.float64(qx.scale) * np.asarray(qw.scale, np.float64)).astype(np.float32)
         if scale.shape == np.shape(qb.scale) and np.allclose(qb.scale, scale, rtol=1e-6, atol=0) \
@@ -195,29 +203,30 @@ class _Reader:
 
     def qparams(self, base: str, q: QuantParams) -> list[str]:
         s = self.g.add_const(self.g.unique_name(f"{base}/scale"), np.asarray(q.scale, np.float32))
-        dt = np.int32 if self.g.tensors[base].dtype == "s32" else np.int8
+        dt = {"s32": np.int32, "s16": np.int16, "s64": np.int64}.get(self.g.tensors[base].dtype, np.int8)
         z = self.g.add_const(self.g.unique_name(f"{base}/zero_point"), np.asarray(q.zero_point).astype(dt))
         return [s.name, z.name]
 
     def result(self, i: int) -> str:
         """The name the float op writes for output ``i``; ``finish`` quantizes it when the output
-        is int8."""
-        if self.ttype(i) == 9:
+        is int8 or int16."""
+        if self.ttype(i) in _ACTIVATION_TYPES:
             return self.g.unique_name(f"{self.tname(i)}/float")
         self.dtype(i)  # refuse other types
         name = self.g.unique_name(self.tname(i))
         self.names[i] = name
         return name
 
-    def finish(self, i: int, produced: str) -> None:
-        """Output ``i`` from the float tensor ``produced`` (quantized when the output is int8)."""
-        if self.ttype(i) != 9:
+    def finish(self, i: int, produced: str, int32: bool = False) -> None:
+        """Output ``i`` from the float tensor ``produced`` (quantized when the output is int8 or
+        int16, or with ``int32`` a quantized int32: QUANTIZE's requantization to int32)."""
+        if self.ttype(i) not in _ACTIVATION_TYPES and not int32:
             return
         q = self.quant(i)
         if q is None or q.axis is not None:
-            raise UnsupportedError(f"{self.opname}: output '{self.tname(i)}' must be int8 quantized per tensor")
+            raise UnsupportedError(f"{self.opname}: output '{self.tname(i)}' must be quantized per tensor")
         name = self.g.unique_name(self.tname(i))
-        self.g.add_tensor(Tensor(name, self.shape(i), "s8", quant=q))
+        self.g.add_tensor(Tensor(name, self.shape(i), self.dtype(i), quant=q))
         self.g.nodes.append(Node("QuantizeLinear", self._node_name(name + "/quantize"),
                                  [produced] + self.qparams(name, q), [name], {}))
         self.names[i] = name
@@ -291,10 +300,11 @@ def import_model(model, input_shapes: dict[str, tuple[int, ...]] | None = None, 
         if r.data(i) is not None:
             continue  # (a constant listed as an input)
         t = g.add_tensor(Tensor(g.unique_name(tname), shape, dtype))
-        if dtype == "s8":
+        if dtype in ("s8", "s16"):
             t.quant = r.quant(i)
             if t.quant is None or t.quant.axis is not None:
-                raise UnsupportedError(f"input '{tname}': int8 inputs must be quantized per tensor")
+                raise UnsupportedError(f"input '{tname}': {'int8' if dtype == 's8' else 'int16'} inputs must be "
+                                       "quantized per tensor")
         r.names[i] = t.name
         g.inputs.append(t.name)
     if shapes:

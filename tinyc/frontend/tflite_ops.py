@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import TinycError, UnsupportedError
+from ..ir import Node, QuantParams, Tensor
 from ..ops import get_op
 from ..ops.activations import TFLITE_RECIPES
 from ..ops.layout import nchw_node, nchw_view
@@ -20,10 +21,6 @@ _REFUSED = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM is not supported yet (sequence models have their own issue)",
     "CUSTOM": "custom operators are not supported",
 }
-
-
-# operators whose mapping handles 16-bit tensors itself (SVDF's state, SOFTMAX's int8 -> int16 form)
-_TAKES_INT16 = {"SVDF", "SOFTMAX"}
 
 
 def op_name(code) -> str:
@@ -120,7 +117,7 @@ class _Op:
         o = self.outs[out_index]
         final = r.result(o)
         mid = r.g.unique_name(f"{r.tname(o)}/{op}") if fused else final
-        attrs = dict(attrs, **get_op(op).tflite_attrs) if r.is_int8(o) else attrs
+        attrs = dict(attrs, **get_op(op).tflite_attrs) if r.is_quantized(o) else attrs
         r.node(op, self.name, inputs, [mid], attrs, normalized)
         if fused:
             r.activation(fused, mid, final)
@@ -205,7 +202,7 @@ def _reshaped(r, i: int, shape: tuple[int, ...]) -> str:
     int8 and then dequantized, so the op's cluster starts at its DequantizeLinear."""
     if r.shape(i) == tuple(shape):
         return r.value(i)
-    int8 = r.is_int8(i) and r.data(i) is None
+    int8 = r.is_quantized(i) and r.data(i) is None
     src = r.define(i) if int8 else r.value(i)
     name = r.g.unique_name(f"{r.tname(i)}/reshaped")
     r.node("Reshape", name, [src], [name], {"shape": list(shape)})
@@ -249,8 +246,6 @@ def _softmax(c: _Op, op) -> None:
     if opts.Beta() != 1.0:
         c.fail(f"beta {opts.Beta()} (tinyc's Softmax has beta 1)", UnsupportedError)
     r, x, o = c.r, c.input(0), c.outs[0]
-    if r.ttype(x) == 7:
-        raise UnsupportedError(f"{r.opname}: 16-bit activations ('{r.tname(x)}') are not supported")
     if r.is_int8(x) and r.ttype(o) == 7:  # int8 -> int16: the integer op itself (no int16 cluster)
         name = r.g.unique_name(r.tname(o))
         rank = len(r.shape(x))
@@ -264,7 +259,7 @@ def _softmax(c: _Op, op) -> None:
 def _unary(onnx_op: str, **attrs) -> Callable:
     def f(c: _Op, op) -> None:
         a = dict(attrs)
-        if onnx_op in TFLITE_RECIPES and c.r.is_int8(c.input(0)):
+        if onnx_op in TFLITE_RECIPES and c.r.is_quantized(c.input(0)):
             a["recipe"] = "tflite"  # TFLite's fixed-point int8 recipe, not the QDQ meaning
         if onnx_op == "LeakyRelu":
             a["alpha"] = float(c.options("LeakyReluOptions").Alpha())
@@ -340,9 +335,12 @@ def _transpose(c: _Op, op) -> None:
 
 def _quantize(c: _Op, op) -> None:
     r = c.r
-    if not r.is_int8(c.outs[0]):
-        raise UnsupportedError(f"{r.opname}: output '{r.tname(c.outs[0])}' must be int8")
-    r.finish(c.outs[0], r.value(c.input(0)))
+    o, x = c.outs[0], c.input(0)
+    # int8/int16 outputs; int32 ones from a quantized integer input (TFLite's requantization)
+    int32 = r.ttype(o) == 2 and r.quant(o) is not None and r.ttype(x) in (9, 7, 2) and r.quant(x) is not None
+    if not (r.is_quantized(o) or int32):
+        raise UnsupportedError(f"{r.opname}: output '{r.tname(o)}' must be int8 or int16 (or int32 from an integer input)")
+    r.finish(o, r.value(x), int32=int32)
 
 
 def _dequantize(c: _Op, op) -> None:
@@ -360,9 +358,10 @@ def _transpose_conv(c: _Op, op) -> None:
     r = c.r
     w, x, b = c.input(1, rank=4), c.input(2, rank=4), c.optional(3)
     if r.is_int8(x):
-        raise UnsupportedError(f"{r.opname}: int8 TRANSPOSE_CONV is not supported (tinyc's ConvTranspose is float only)")
+        raise UnsupportedError(f"{r.opname}: int8 TRANSPOSE_CONV is not supported (tinyc's ConvTranspose is float and 16x8 only)")
     opts = c.options("TransposeConvOptions")
-    out_shape = [int(d) for d in np.asarray(r.const(c.input(0))).reshape(-1)]
+    shape_input = r.data(c.input(0))  # (a model input in some files: the output tensor's static shape decides)
+    out_shape = list(r.shape(c.outs[0])) if shape_input is None else [int(d) for d in np.asarray(shape_input).reshape(-1)]
     if len(out_shape) != 4:
         c.fail(f"output shape {out_shape} is not of rank 4")
     o, kh, kw, ci = r.shape(w)
@@ -379,14 +378,18 @@ def _transpose_conv(c: _Op, op) -> None:
         extra.append(out - (full - before - after))
     if min(extra) < 0:
         raise UnsupportedError(f"{r.opname}: output shape {out_shape} is smaller than the stride pattern")
-    wt = r.value(w, np.ascontiguousarray(np.transpose(r.const(w), (3, 0, 1, 2))), " (IOHW)")
+    iohw = np.ascontiguousarray(np.transpose(r.const(w), (3, 0, 1, 2)))
+    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[pads[0][0], pads[1][0], pads[0][1], pads[1][1]],
+                 output_padding=extra)
+    fused = opts.FusedActivationFunction() if hasattr(opts, "FusedActivationFunction") else 0
+    if r.is_quantized(x):
+        _transpose_conv_16x8(c, x, w, b, iohw, attrs, fused)
+        return
+    wt = r.value(w, iohw, " (IOHW)")
     nchw = r.g.unique_name(f"{r.tname(x)}/nchw")
     r.node("Transpose", nchw, [r.value(x)], [nchw], {"perm": [0, 3, 1, 2]})
     y = r.g.unique_name(f"{r.tname(c.outs[0])}/nchw")
-    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[pads[0][0], pads[1][0], pads[0][1], pads[1][1]],
-                 output_padding=extra)
     r.node("ConvTranspose", c.name, [nchw, wt] + ([r.value(b)] if b is not None else []), [y], attrs)
-    fused = opts.FusedActivationFunction() if hasattr(opts, "FusedActivationFunction") else 0
     c.emit("Transpose", [y], {"perm": [0, 2, 3, 1]}, fused)
 
 
@@ -396,8 +399,6 @@ def _svdf(c: _Op, op) -> None:
     model state tensor of the graph starting at TFLite Micro's reset value (the zero point of an
     int8 state, 0 for int16). The fused activation is ignored, as TFLite Micro's integer kernel
     ignores it."""
-    from ..ir import Tensor
-
     r = c.r
     rank = c.options("SVDFOptions").Rank()
     x, st, o = c.input(0, rank=2), c.input(4, rank=2), c.outs[0]
@@ -420,6 +421,38 @@ def _svdf(c: _Op, op) -> None:
         c.fail(f"output '{r.tname(o)}' has shape {list(r.shape(o))}, expected {list(r.g.tensors[name].shape)}")
     r.g.tensors[name].quant = r.quant(o)
     r.names[o] = name
+
+
+def _transpose_conv_16x8(c: _Op, x: int, w: int, b: int | None, iohw: np.ndarray, attrs: dict, fused: int) -> None:
+    """TRANSPOSE_CONV on int16 activations: the int16 input transposed to NCHW, then the cluster
+    DequantizeLinear -> ConvTranspose -> QuantizeLinear (an NCHW int16 result), transposed back to
+    the NHWC output (the Transposes move int16 values)."""
+    r = c.r
+    if fused:
+        c.fail("a fused activation on a 16x8 TRANSPOSE_CONV is not supported", UnsupportedError)
+    qw, qx, o = r.quant(w), r.quant(x), c.outs[0]
+    src = r.g.add_const(r.g.unique_name(f"{r.tname(w)} (IOHW)"), iohw).name
+    wt = r.dequantize(src, QuantParams(qw.scale, qw.zero_point, None if qw.axis is None else 1))  # (out channels: axis 1)
+    xin = r.define(x)
+    nchw = r.g.unique_name(f"{r.tname(x)}/nchw")
+    r.node("Transpose", nchw, [xin], [nchw], {"perm": [0, 3, 1, 2]})
+    r.g.tensors[nchw].quant = qx
+    y = r.g.unique_name(f"{r.tname(o)}/nchw/float")
+    r.node("ConvTranspose", c.name, [r.dequantize(nchw, qx), wt] + ([r.bias(b, x, w, src)] if b is not None else []),
+           [y], attrs)
+    qo = r.quant(o)
+    if qo is None or qo.axis is not None:
+        c.fail(f"output '{r.tname(o)}' must be quantized per tensor", UnsupportedError)
+    mid = r.g.unique_name(f"{r.tname(o)}/nchw")
+    r.g.add_tensor(Tensor(mid, r.g.tensors[y].shape, r.dtype(o), quant=qo))
+    r.g.nodes.append(Node("QuantizeLinear", r._node_name(mid + "/quantize"), [y] + r.qparams(mid, qo), [mid], {}))
+    final = r.g.unique_name(r.tname(o))
+    r.node("Transpose", final, [mid], [final], {"perm": [0, 2, 3, 1]})
+    r.g.tensors[final].quant = qo
+    if r.g.tensors[final].shape != r.shape(o):
+        c.fail(f"output '{r.tname(o)}' has shape {list(r.shape(o))}, tinyc computes {list(r.g.tensors[final].shape)}",
+               UnsupportedError)
+    r.names[o] = final
 
 
 _MAP: dict[str, Callable] = {
@@ -466,8 +499,5 @@ def import_operator(r, op, opname: str, index: int) -> None:
     c = _Op(r, op, "")
     if not c.ins or not c.outs:
         raise TinycError(f"{where}: the operator has no {'inputs' if not c.ins else 'outputs'}")
-    for i in c.ins + c.outs:
-        if i >= 0 and r.ttype(i) == 7 and r.data(i) is None and opname not in _TAKES_INT16:
-            raise UnsupportedError(f"{where}: 16-bit activations ('{r.tname(i)}') are not supported")
     c.name = r.tname(c.outs[0]) if c.outs else where
     f(c, op)

@@ -92,6 +92,9 @@ class Op:
     # first instead (Concat, Max, Min).
     int8_pass_through: ClassVar[bool] = False
     requantizes_inputs: ClassVar[bool] = False
+    # Has a 16x8 form (TFLite's scheme: int16 activations, symmetric, int8 weights): lower-qdq
+    # accepts int16 activations for it, and its qreference/kernel branch on the tensor types.
+    int16x8: ClassVar[bool] = False
     # Calibration gives all inputs and the output one shared range (Concat).
     int8_shared_range: ClassVar[bool] = False
     # An int8 elementwise op whose constant float operands tinyc's quantizer makes int8 per tensor.
@@ -327,6 +330,7 @@ def collapse_loops(dims: list[int], *strides: list[int]) -> tuple[list[int], lis
 
 
 FIXEDPOINT = ("s8/fixedpoint.c.j2",)
+FIXEDPOINT16 = ("s16/fixedpoint16.c.j2",)  # (after FIXEDPOINT: it uses its helpers)
 
 
 def offset_term(in_offset: int, weights: np.ndarray) -> list[int] | None:

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..codegen.cnames import c_float
 from ..quant.affine import quantize
-from . import Kernel, Op, is_quantized, register, require_f32
+from ..errors import UnsupportedError
+from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, is_quantized, register, require_f32
 
 # name -> (defaults, numpy function of (x, alpha, beta), C expression builder of (var, alpha, beta))
 ACTIVATIONS: dict[str, tuple[dict[str, float], Callable, Callable[[str, float, float], str]]] = {
@@ -78,6 +79,7 @@ def _make(name: str, limits: str) -> type[Op]:
     class Activation(Op):
         pointwise = True
         activation = "function" if name in ACTIVATIONS else None
+        int16x8 = name == "LeakyRelu"  # (TFLite's recipe)
 
         def lower_int8(self, cx, node, out, act):
             return cx.same_op(node, out)  # a table from the input's and output's parameters
@@ -96,9 +98,26 @@ def _make(name: str, limits: str) -> type[Op]:
             return [apply(self.name, xs[0], a.get("alpha", 0.0), a.get("beta", 0.0))]
 
         def qreference(self, node, xs, ins, outs):
+            if ins[0].dtype == "s16":
+                return [self._int16(node, ins, outs, xs[0])]
             return [int8_table(self.name, node.attrs, ins[0].quant, outs[0].quant)[xs[0].astype(np.int64) + 128]]
 
+        def _int16(self, node, ins, outs, x):
+            """16x8 (LeakyRelu from a .tflite file): TFLite's arithmetic on each int16 value."""
+            from ..quant import tflite_lut
+
+            if node.attrs.get("recipe") != "tflite":
+                raise UnsupportedError(f"{self.name} node '{node.name}': int16 only with TFLite's recipe (.tflite input)")
+            return tflite_lut.leaky_relu(node.attrs["alpha"], ins[0].quant, outs[0].quant, x, np.int16)
+
         def kernel(self, node, ins, outs):
+            if is_quantized(ins, outs) and ins[0].dtype == "s16":
+                from ..quant.tflite_lut import leaky_relu_multipliers
+
+                self._int16(node, ins, outs, np.zeros(1, np.int16))  # (refuses what it cannot do)
+                (mi, si), (ma, sa) = leaky_relu_multipliers(node.attrs["alpha"], ins[0].quant, outs[0].quant)
+                return Kernel("s16/leaky_relu.c.j2", dict(n=outs[0].size, mi=mi, si=si, ma=ma, sa=sa),
+                              preamble=FIXEDPOINT + FIXEDPOINT16)
             if is_quantized(ins, outs):
                 table = int8_table(self.name, node.attrs, ins[0].quant, outs[0].quant)
                 return Kernel("s8/lut.c.j2", dict(op=self.name, n=outs[0].size, table=table.tolist()), includes=("stdint.h",))

@@ -1,14 +1,17 @@
 """Conv (ONNX semantics, NCHW): groups, strides, explicit or automatic pads, dilations, bias."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..ir import Node
+from ..ir import DTYPES, Node
 from ..quant.requant import Requant
 from ..quant.rounding import active as active_rounding
 from .layout import is_nhwc, with_nhwc
-from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, act_params, float_activation, is_quantized, register, require_f32, spatial_2d
+from ..quant.requant16 import Requant64
+from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, offset_term, int8_act_range, act_params, float_activation, is_quantized, register, require_f32, spatial_2d
 from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel
 from .window import as_2d, normalize_window, output_spatial
 
@@ -48,12 +51,26 @@ def accumulate(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
     return np.concatenate(outs, axis=1)
 
 
+def integer_requant(node, ins, outs) -> Requant | Requant64:
+    """The requantization of a Conv/Gemm accumulator: int8's (Requant), or for 16x8 (int16
+    input) TFLite's 64-bit form (Requant64) when the bias is int64 or absent, and the 32-bit one
+    clamped to int16 when the bias is int32 (TFLite's int32 accumulator)."""
+    x, w, y = ins[0], ins[1], outs[0]
+    bias = ins[2] if len(ins) > 2 else None
+    clamp = int8_act_range(node)
+    if x.dtype == "s16" and (bias is None or bias.dtype == "s64"):
+        return Requant64.of_product(x.quant, w.quant, y.quant, w.shape[0], clamp, active_rounding())
+    rq = Requant.of_product(x.quant, w.quant, y.quant, w.shape[0], clamp, active_rounding())
+    return rq if y.dtype == "s8" else replace(rq, out_dtype=y.dtype)
+
+
 @register
 @with_nhwc
 class Conv(Op):
     name = "Conv"
     limits = "1-D and 2-D; groups, depthwise, strides, pads, auto_pad, dilations; int8 weights symmetric per channel"
     hosts_activation = True
+    int16x8 = True
 
     def lower_int8(self, cx, node, out, act):
         x = cx.activation(node.inputs[0], node)
@@ -107,13 +124,12 @@ class Conv(Op):
         """TFLite ConvPerChannel: sum (x - x_zp) * w over the window (padding contributes 0),
         + int32 bias, per-channel requantization, + y_zp, clamp to the fused activation."""
         x, w = xs[0], xs[1]
-        xq, yq = ins[0].quant, outs[0].quant
+        xq = ins[0].quant
         acc = accumulate(x.astype(np.int64) - int(xq.zero_point), w.astype(np.int64), node.attrs)
         shape = (1, -1) + (1,) * (acc.ndim - 2)
         if len(xs) > 2 and xs[2] is not None:
             acc = acc + xs[2].astype(np.int64).reshape(shape)
-        rq = Requant.of_product(xq, ins[1].quant, yq, w.shape[0], int8_act_range(node), active_rounding())
-        return [rq.apply(acc, 1)]
+        return [integer_requant(node, ins, outs).apply(acc, 1)]
 
     def inplace_scratch(self, node, ins, outs, kernel):
         """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
@@ -133,7 +149,7 @@ class Conv(Op):
         """The portable kernels' scratch in place: pad_top + 1 input rows (a 1x1 kernel may save
         two pixels at a time: at least 2 x C)."""
         rows = node.attrs["pads"][0] + 1
-        return max(rows * x.shape[2], 2) * x.shape[3] * (4 if x.dtype == "f32" else 1)
+        return max(rows * x.shape[2], 2) * x.shape[3] * DTYPES[x.dtype].itemsize
 
     def kernel_for(self, node, ins, outs, variants=()):
         kind = dot_variant(variants)
@@ -196,10 +212,13 @@ class Conv(Op):
         p["check_w"] = p["PL"] > 0 or (p["OW"] - 1) * p["SW"] + (kw - 1) * p["DW"] >= p["W"]
         if not is_quantized(ins, outs):
             return p
-        if x.dtype != "s8" or w.dtype != "s8" or y.dtype != "s8":
-            raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output")
-        rq = Requant.of_product(x.quant, w.quant, y.quant, w.shape[0], int8_act_range(node), active_rounding())
+        if (x.dtype, w.dtype, y.dtype) not in (("s8", "s8", "s8"), ("s16", "s8", "s16")):
+            raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output "
+                                   "(or 16x8: int16 input and output, int8 weights)")
+        rq = integer_requant(node, ins, outs)
         p.update(rq.params(), requant=rq, in_offset=-int(x.quant.zero_point))
+        if x.dtype == "s16":
+            p.update(xt="int16_t", acct="int64_t" if p.get("rq64") else "int32_t")
         return p
 
     def kernel(self, node, ins, outs):
@@ -218,6 +237,8 @@ class Conv(Op):
         suffix = "_nhwc" if nhwc else ""
         if not is_quantized(ins, outs):
             return Kernel(f"f32/conv{suffix}.c.j2", dict(p, **act_params(node)), includes=("math.h",))
+        if ins[0].dtype == "s16":  # 16x8: the general loops on int16 activations, 64-bit accumulators
+            return Kernel(f"s8/conv{suffix}.c.j2", dict(p, offset_term=None), preamble=FIXEDPOINT + FIXEDPOINT16)
         if nhwc and p["G"] == p["C"] == p["M"] and p["N"] == 1:
             # depthwise: channels side by side, blocks of at most 64 accumulators on the stack
             cb = next(b for b in (64, 48, 32, 16, 8, 4, 2, 1) if p["M"] % b == 0)

@@ -8,13 +8,27 @@ import itertools
 import numpy as np
 
 from ..errors import UnsupportedError
-from . import Kernel, Op, act_params, float_activation, register, require_f32
+from ..ir import Node
+from ..quant.requant16 import Requant64
+from ..quant.rounding import active as active_rounding
+from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, act_params, float_activation, int8_act_range, is_quantized, register, require_f32
 
 
 @register
 class ConvTranspose(Op):
     name = "ConvTranspose"
-    limits = "1-D to 3-D; groups, strides, dilations, pads, output_padding, output_shape, auto_pad; C for float32"
+    limits = "1-D to 3-D; groups, strides, dilations, pads, output_padding, output_shape, auto_pad; C for float32 and 16x8"
+    int16x8 = True  # (TFLite's 16x8 TRANSPOSE_CONV; no int8 form)
+
+    def lower_int8(self, cx, node, out, act):
+        x = cx.activation(node.inputs[0], node)
+        if x.dtype != "s16" or node.attrs["group"] != 1:
+            raise UnsupportedError(f"ConvTranspose node '{node.name}': integer ConvTranspose is 16x8 only (int16 "
+                                   "activations, int8 weights, one group)")
+        w = cx.weight(node.inputs[1], node, 1)
+        b = cx.bias(node.inputs[2] if len(node.inputs) > 2 else None, node, x, w, w.shape[1])
+        return Node("ConvTranspose", node.name, [x.name, w.name] + ([b] if b else []), out,
+                    dict(node.attrs, act_min=act[0], act_max=act[1]))
 
     def normalize(self, attrs, ins, opset):
         x, w = ins[0], ins[1]
@@ -78,14 +92,36 @@ class ConvTranspose(Op):
         return [((x.shape[0], m) + out, x.dtype)]
 
     def reference(self, node, xs):
-        x, w = xs[0].astype(np.float64), xs[1].astype(np.float64)
+        y = self._accumulate(node, xs[0].astype(np.float64), xs[1].astype(np.float64))
+        if len(xs) > 2 and xs[2] is not None:
+            y = y + xs[2].astype(np.float64).reshape((1, -1) + (1,) * (y.ndim - 2))
+        return [float_activation(node, y.astype(xs[0].dtype))]
+
+    def qreference(self, node, xs, ins, outs):
+        """TFLite's 16x8 TRANSPOSE_CONV: the sums of x * w in int64 (exact, so scattering as TFLite
+        does or gathering as the C kernel does agree), + int64 bias, Requant64 per channel."""
+        acc = self._accumulate(node, xs[0].astype(np.int64), xs[1].astype(np.int64))
+        if len(xs) > 2 and xs[2] is not None:
+            acc = acc + xs[2].astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
+        return [self._requant(node, ins, outs).apply(acc, 1)]
+
+    @staticmethod
+    def _requant(node, ins, outs) -> Requant64:
+        x, w, y = ins[0], ins[1], outs[0]
+        if (x.dtype, w.dtype, y.dtype) != ("s16", "s8", "s16") or (len(ins) > 2 and ins[2] is not None and ins[2].dtype != "s64"):
+            raise UnsupportedError(f"ConvTranspose node '{node.name}': integer ConvTranspose needs int16 input and output, "
+                                   "int8 weights and an int64 bias (16x8)")
+        return Requant64.of_product(x.quant, w.quant, y.quant, w.shape[1], int8_act_range(node), active_rounding())
+
+    def _accumulate(self, node, x, w):
+        """The transposed convolution's sums (before the bias), in x's and w's dtype."""
         a = node.attrs
         n_sp, g = x.ndim - 2, a["group"]
         cg, mg = x.shape[1] // g, w.shape[1]
         spatial = x.shape[2:]
         full = [a["strides"][i] * (spatial[i] - 1) + (a["kernel_shape"][i] - 1) * a["dilations"][i] + 1 + a["output_padding"][i]
                 for i in range(n_sp)]
-        y = np.zeros((x.shape[0], g * mg, *full))
+        y = np.zeros((x.shape[0], g * mg, *full), x.dtype)
         for gi in range(g):
             xg = x[:, gi * cg:(gi + 1) * cg]
             for kk in itertools.product(*[range(k) for k in a["kernel_shape"]]):
@@ -97,17 +133,16 @@ class ConvTranspose(Op):
         out = self._out_spatial(a, spatial)
         p = a["pads"]
         y = np.pad(y, [(0, 0), (0, 0)] + [(max(0, -p[i]), max(0, -p[i + n_sp])) for i in range(n_sp)])
-        y = y[(slice(None), slice(None)) + tuple(slice(max(0, p[i]), max(0, p[i]) + out[i]) for i in range(n_sp))]
-        if len(xs) > 2 and xs[2] is not None:
-            y = y + xs[2].astype(np.float64).reshape((1, -1) + (1,) * n_sp)
-        return [float_activation(node, y.astype(xs[0].dtype))]
+        return y[(slice(None), slice(None)) + tuple(slice(max(0, p[i]), max(0, p[i]) + out[i]) for i in range(n_sp))]
 
     def macs(self, node, ins, outs):
         x, w = ins[0], ins[1]
         return int(np.prod(x.shape)) * int(np.prod(w.shape[1:]))
 
     def kernel(self, node, ins, outs):
-        require_f32(node, ins)
+        quantized = is_quantized(ins, outs)
+        if not quantized:
+            require_f32(node, ins)
         if len(ins[0].shape) > 5:
             raise UnsupportedError(f"ConvTranspose node '{node.name}': at most 3 spatial dims")
         x, w, y = ins[0], ins[1], outs[0]
@@ -119,4 +154,7 @@ class ConvTranspose(Op):
                  I=pad3(x.shape[2:], 1), O=pad3(y.shape[2:], 1), K=pad3(a["kernel_shape"], 1),
                  S=pad3(a["strides"], 1), D=pad3(a["dilations"], 1), P=pad3(a["pads"][:n_sp], 0),
                  bias=len(ins) > 2 and ins[2] is not None, **act_params(node))
+        if quantized:  # 16x8: int16 x int8 products summed in int64, TFLite's 64-bit requantization
+            p.update(self._requant(node, ins, outs).params(), xt="int16_t", acct="int64_t")
+            return Kernel("f32/conv_transpose.c.j2", p, preamble=FIXEDPOINT + FIXEDPOINT16)
         return Kernel("f32/conv_transpose.c.j2", p, includes=("math.h",))

@@ -12,9 +12,9 @@ from ..ir import DTYPES, Node
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
 from ..quant.requant import Requant
 from ..quant.rounding import active as active_rounding
-from ..quant.params import add_params, mul_params, rescale_params
+from ..quant.params import ADD_LEFT_SHIFT_16, add_params, mul_params, rescale_params
 from .dot_s8 import REQUANT_FAST
-from . import FIXEDPOINT, Kernel, Op, int8_act_range, int8_clamp, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
+from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, int8_act_range, int8_clamp, act_params, float_activation, broadcast_shape, broadcast_strides, collapse_loops, is_quantized, register, require_f32
 
 
 INTEGER_CTYPES = {"s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64"}
@@ -78,6 +78,7 @@ class Add(_Binary):
     sign = 1
     inplace = True
     hosts_activation = True
+    int16x8 = True
     quantizes_const_operands = True
 
     def lower_int8(self, cx, node, out, act):
@@ -88,21 +89,38 @@ class Add(_Binary):
         """TFLite int8 Add/Sub (see quant.params.add_params): both operands rescaled to a common
         scale, added (or subtracted), rescaled to the output."""
         r = active_rounding()
-        p = add_params(ins[0].quant, ins[1].quant, outs[0].quant, r)
+        p = self._params(ins, outs, r)
         a = (xs[0].astype(np.int64) - p["zp1"]) << p["left_shift"]
         b = (xs[1].astype(np.int64) - p["zp2"]) << p["left_shift"]
         raw = multiply_by_quantized_multiplier(a, p["m1"], p["s1"], r) + self.sign * multiply_by_quantized_multiplier(b, p["m2"], p["s2"], r)
-        return [self._output(node, p, r).apply(raw)]
+        return [self._output(node, p, r, outs[0].dtype).apply(raw)]
+
+    def _params(self, ins, outs, rounding: str) -> dict:
+        """add_params, for int16 (16x8) with TFLite's left shift of 15."""
+        if outs[0].dtype != "s16":
+            return add_params(ins[0].quant, ins[1].quant, outs[0].quant, rounding)
+        return add_params(ins[0].quant, ins[1].quant, outs[0].quant, rounding, ADD_LEFT_SHIFT_16)
 
     @staticmethod
-    def _output(node, p: dict, rounding: str) -> Requant:
+    def _output(node, p: dict, rounding: str, dtype: str = "s8") -> Requant:
         """The requantization of the sum to the output (add_params' mo, so, zpo)."""
-        return Requant((p["mo"],), (p["so"],), p["zpo"], *int8_act_range(node), rounding)
+        return Requant((p["mo"],), (p["so"],), p["zpo"], *int8_act_range(node), rounding, dtype)
+
+    def kernel_s16(self, node, ins, outs, loops) -> Kernel:
+        """16x8: each operand rescaled per element (no tables: 65,536 values each)."""
+        r = active_rounding()
+        p = self._params(ins, outs, r)
+        out = self._output(node, p, r, "s16")
+        q = dict(p, **loops, out_shift=p["so"], op=self.name, sign="+" if self.sign > 0 else "-", act_min=out.lo,
+                 act_max=out.hi)  # (add_params' "so" is the output shift, loops' the output strides)
+        return Kernel("s16/add.c.j2", q, preamble=FIXEDPOINT + FIXEDPOINT16)
 
     def kernel_s8(self, node, ins, outs, loops):
         """Each operand's rescaled value depends on its int8 value only: two 256-entry tables
         (computed here with the reference arithmetic, indexed by the byte), one add, one
         requantization per element."""
+        if outs[0].dtype == "s16":
+            return self.kernel_s16(node, ins, outs, loops)
         r = active_rounding()
         p = add_params(ins[0].quant, ins[1].quant, outs[0].quant, r)
         x = np.arange(256).astype(np.uint8).view(np.int8).astype(np.int64)  # by byte value

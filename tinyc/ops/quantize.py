@@ -14,7 +14,8 @@ from ..quant.affine import quantize
 from ..quant.fixedpoint import requantize
 from ..quant.params import rescale_params
 from ..quant.rounding import active as active_rounding
-from . import FIXEDPOINT, Kernel, Op, register
+from ..codegen.cnames import CTYPES
+from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, register
 
 
 def _params(node: Node, xs: list, qtensor: Tensor | None) -> tuple[np.ndarray, np.ndarray, int | None]:
@@ -68,7 +69,7 @@ class QuantizeLinear(Op):
         zp = ins[2] if len(ins) > 2 else None
         # ONNX form: the zero point's type (uint8 when absent); canonical form: attribute "to"
         dtype = zp.dtype if zp is not None else node.attrs.get("to", "u8")
-        if dtype not in ("s8", "u8"):
+        if dtype not in ("s8", "u8", "s16", "s32"):
             raise UnsupportedError(f"QuantizeLinear node '{node.name}': output type {dtype} is not supported")
         return [(ins[0].shape, dtype)]
 
@@ -186,19 +187,27 @@ class Requantize(Op):
     pointwise = True
 
     def infer(self, node, ins):
-        return [(ins[0].shape, ins[0].dtype)]
+        return [(ins[0].shape, node.attrs.get("to", ins[0].dtype))]  # "to": between integer types
 
     def reference(self, node, xs):
         raise UnsupportedError(f"Requantize node '{node.name}' needs quantized tensors")
 
     def qreference(self, node, xs, ins, outs):
+        """TFLite's Requantize (QUANTIZE between int8, int16 and int32): x_scale / y_scale in
+        doubles, clamped to the output type."""
         r = active_rounding()
         m, s = rescale_params(ins[0].quant, outs[0].quant, r)
         x = xs[0].astype(np.int64) - int(ins[0].quant.zero_point)
-        return [requantize(x, m, s, int(outs[0].quant.zero_point), -128, 127, r)]
+        info = np.iinfo(DTYPES[outs[0].dtype])
+        return [requantize(x, m, s, int(outs[0].quant.zero_point), int(info.min), int(info.max), r,
+                           DTYPES[outs[0].dtype])]
 
     def kernel(self, node, ins, outs):
         m, s = rescale_params(ins[0].quant, outs[0].quant, active_rounding())
-        return Kernel("s8/rescale.c.j2", dict(n=outs[0].size, m=m, s=s, zp_in=int(ins[0].quant.zero_point),
-                                              zp=int(outs[0].quant.zero_point), act_min=-128, act_max=127),
-                      preamble=FIXEDPOINT)
+        info = np.iinfo(DTYPES[outs[0].dtype])
+        p = dict(n=outs[0].size, m=m, s=s, zp_in=int(ins[0].quant.zero_point),
+                 zp=int(outs[0].quant.zero_point), act_min=int(info.min), act_max=int(info.max))
+        if ins[0].dtype == outs[0].dtype == "s8":
+            return Kernel("s8/rescale.c.j2", p, preamble=FIXEDPOINT)
+        p.update(ctype=CTYPES[outs[0].dtype], types=f"{ins[0].dtype} -> {outs[0].dtype}")
+        return Kernel("s8/rescale.c.j2", p, preamble=FIXEDPOINT + FIXEDPOINT16)

@@ -15,6 +15,7 @@ class Reshape(Op):
     name = "Reshape"
     view = True
     int8_pass_through = True
+    int16x8 = True
     limits = "constant shape (0 and -1 resolved); a view: no code"
     quant_transparent = True
     attr_inputs = {1: "shape"}
@@ -116,6 +117,7 @@ def strided_copy(what: str, dims: list[int], src: list[int], dst: list[int], off
 class Concat(Op):
     name = "Concat"
     int8_pass_through = True
+    int16x8 = True
     requantizes_inputs = True
     int8_shared_range = True
     limits = "any axis; int8 inputs requantized to the output"
@@ -166,6 +168,7 @@ class Pad(Op):
 
     name = "Pad"
     int8_pass_through = True
+    int16x8 = True
     limits = "constant, reflect, edge, wrap; no negative pads; zero padding fused into Conv/pooling; int8 pads with the quantized value"
     attr_inputs = {1: "pads", 2: "value", 3: "axes"}
 
@@ -253,7 +256,7 @@ class Pad(Op):
     def quantized_value(node, x) -> int:
         """The constant on int8 tensors: the pad value quantized with the input's parameters."""
         q = x.quant
-        return int(quantize(np.float32(node.attrs["value"]), np.float32(q.scale), int(q.zero_point)))
+        return int(quantize(np.float32(node.attrs["value"]), np.float32(q.scale), int(q.zero_point), DTYPES[x.dtype]))
 
     def qreference(self, node, xs, ins, outs):
         if node.attrs["mode"] != "constant":

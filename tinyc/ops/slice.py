@@ -43,6 +43,7 @@ def resolve_slice(shape, starts, ends, axes, steps) -> tuple[list[int], list[int
 class Slice(Op):
     name = "Slice"
     int8_pass_through = True
+    int16x8 = True
     limits = "constant starts/ends/axes/steps (any sign); not to an empty tensor"
     quant_transparent = True
     attr_inputs = {1: "starts", 2: "ends", 3: "axes", 4: "steps"}

@@ -41,6 +41,15 @@ def _qp_from_node(g: Graph, n: Node) -> QuantParams:
     return QuantParams(scale.reshape(-1), zp.reshape(-1), axis)
 
 
+# the integer types a Requantize converts between (TFLite's QUANTIZE: int8, int16, int32)
+REQUANTIZE_TYPES = ("s8", "s16", "s32")
+
+
+def _int16x8(n: Node) -> bool:
+    """Whether the node's op has a 16x8 form (int16 activations, int8 weights)."""
+    return get_op(n.op).int16x8
+
+
 def _same(a: QuantParams | None, b: QuantParams | None) -> bool:
     return a is not None and b is not None and a == b
 
@@ -103,11 +112,16 @@ class _Lowering:
             what = f"{src.op} node '{src.name}'" if src else f"graph input '{name}'"
             raise UnsupportedError(f"{where.op} node '{where.name}' in a quantized region reads float values from {what}; "
                                    "tinyc does not fall back to float inside an int8 model")
-        if t.dtype != "s8":
+        if t.dtype != "s8" and not (t.dtype == "s16" and _int16x8(where)):
             hint = " (quantize activations as int8, e.g. activation_type=QInt8)" if t.dtype == "u8" else ""
-            raise UnsupportedError(f"{where.op} node '{where.name}': activation '{t.name}' is {t.dtype}, only int8 is supported{hint}")
+            only = "int8 or int16" if _int16x8(where) else "int8"
+            raise UnsupportedError(f"{where.op} node '{where.name}': activation '{t.name}' is {t.dtype}, only {only} is "
+                                   f"supported{hint}")
         if t.quant is None or t.quant.axis is not None:
             raise UnsupportedError(f"{where.op} node '{where.name}': activation '{t.name}' must be quantized per tensor")
+        if t.dtype == "s16" and int(t.quant.zero_point) != 0:
+            raise UnsupportedError(f"{where.op} node '{where.name}': int16 activation '{t.name}' must be symmetric "
+                                   f"(zero point 0, not {int(t.quant.zero_point)})")
         return t
 
     def weight(self, name: str, where: Node, channel_axis: int) -> Tensor:
@@ -133,7 +147,7 @@ class _Lowering:
             return None
         expected = (np.float64(x.quant.scale) * w.quant.scale.astype(np.float64)) * np.ones(channels)
         src = self.dq_source(name)
-        if src is not None and src.is_const and src.dtype == "s32":
+        if src is not None and src.is_const and src.dtype in ("s32", "s64"):
             scale = src.quant.scale.astype(np.float64) * np.ones(channels)
             if np.any(src.quant.zero_point != 0):
                 raise UnsupportedError(f"{where.op} node '{where.name}': bias zero point must be 0")
@@ -156,6 +170,10 @@ class _Lowering:
         if not np.all(np.isfinite(values)):
             raise UnsupportedError(f"{where.op} node '{where.name}': bias has a value that is not finite")
         q = np.round(values / expected)
+        if x.dtype == "s16":  # 16x8: TFLite's int64 bias
+            bt = self.g.add_const(self.g.unique_name(f"{where.name}/bias_s64"), q.astype(np.int64))
+            bt.quant = QuantParams(expected.astype(np.float32), np.zeros(channels, np.int32), 0)
+            return bt.name
         if np.any(np.abs(q) > 2**31 - 1):
             raise UnsupportedError(f"{where.op} node '{where.name}': bias does not fit int32 at this scale")
         bt = self.g.add_const(self.g.unique_name(f"{where.name}/bias_s32"), q.astype(np.int32))
@@ -182,9 +200,12 @@ class _Lowering:
         if not op.lowers_to_int8:
             raise UnsupportedError(f"{p.op} node '{p.name}' has no int8 kernel in tinyc; it cannot be lowered "
                                    "from the quantized model (no float fallback)")
-        if y.dtype != "s8" or y.quant.axis is not None:
+        if (y.dtype != "s8" and not (y.dtype == "s16" and op.int16x8)) or y.quant.axis is not None:
             hint = "; quantize activations as int8 (e.g. activation_type=QInt8)" if y.dtype == "u8" else ""
+            hint = f"; {p.op} has no 16x8 (int16 activations) form in tinyc" if y.dtype == "s16" else hint
             raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor, got {y.dtype}{hint}")
+        if y.dtype == "s16" and int(y.quant.zero_point) != 0:
+            raise UnsupportedError(f"QuantizeLinear node '{q.name}': int16 output must be symmetric (zero point 0)")
         self.y = y
         return op.lower_int8(self, p, [q.outputs[0]], self.act_range(lo, hi))
 
@@ -193,7 +214,8 @@ class _Lowering:
         """A clamp to [lo, hi] (None: unbounded) in the output's int8 units."""
         from ..quant.fixedpoint import activation_range
 
-        return activation_range(float(self.y.quant.scale), int(self.y.quant.zero_point), lo, hi)
+        info = np.iinfo(np.int16 if self.y.dtype == "s16" else np.int8)
+        return activation_range(float(self.y.quant.scale), int(self.y.quant.zero_point), lo, hi, int(info.min), int(info.max))
 
     def same_op(self, p: Node, out: list[str], **attrs) -> Node:
         """The op as it is on its int8 input (it requantizes to the output's parameters itself)."""
@@ -216,13 +238,13 @@ class _Lowering:
             inputs.append(x.name)
         first = g.tensors[inputs[0]]
         if not requantize_inputs and not _same(first.quant, y.quant):
-            mid = g.add_tensor(Tensor(g.unique_name(f"{y.name}/before_requantize"), y.shape, "s8", quant=first.quant))
+            mid = g.add_tensor(Tensor(g.unique_name(f"{y.name}/before_requantize"), y.shape, y.dtype, quant=first.quant))
             self.extra.append(Node(p.op, p.name, inputs, [mid.name], dict(p.attrs)))
             return Node("Requantize", f"{p.name}/requantize", [mid.name], out)
         return Node(p.op, p.name, inputs, out, dict(p.attrs))
 
     def _requantized(self, x: Tensor, q: QuantParams, where: Node) -> Tensor:
-        t = self.g.add_tensor(Tensor(self.g.unique_name(f"{x.name}/requantized"), x.shape, "s8", quant=q))
+        t = self.g.add_tensor(Tensor(self.g.unique_name(f"{x.name}/requantized"), x.shape, x.dtype, quant=q))
         self.extra.append(Node("Requantize", self.g.unique_name(f"{where.name}/requantize_{x.name}"), [x.name], [t.name]))
         return t
 
@@ -270,6 +292,13 @@ class _Lowering:
         x = self.g.tensors[dq.inputs[0]]
         if _same(x.quant, y.quant) and x.dtype == y.dtype:
             return Node("Reshape", q.name, [x.name], [q.outputs[0]], {"shape": list(y.shape)})
+        if {x.dtype, y.dtype} != {"s8"} and x.dtype in REQUANTIZE_TYPES and y.dtype in REQUANTIZE_TYPES:
+            # TFLite's QUANTIZE between integer types (int8, int16, int32): one requantization
+            for t in (x, y):
+                if t.quant is None or t.quant.axis is not None:
+                    raise UnsupportedError(f"QuantizeLinear node '{q.name}': '{t.name}' must be quantized per tensor")
+            attrs = {"to": y.dtype} if x.dtype != y.dtype else {}
+            return Node("Requantize", q.name, [x.name], [q.outputs[0]], attrs)
         self.activation(dq.outputs[0], q)
         if y.dtype != "s8" or y.quant.axis is not None:
             raise UnsupportedError(f"QuantizeLinear node '{q.name}': output must be int8 per tensor, got {y.dtype}")

@@ -96,10 +96,11 @@ def div_round_half_even(num: np.ndarray, den: int) -> np.ndarray:
 
 
 def requantize(acc: np.ndarray, multiplier, shift, out_zp: int, act_min: int, act_max: int,
-               rounding: str = DOUBLE) -> np.ndarray:
-    """Accumulator -> int8: scale, add the output zero point, clamp to the activation range."""
+               rounding: str = DOUBLE, dtype=np.int8) -> np.ndarray:
+    """Accumulator -> int8 (or ``dtype``): scale, add the output zero point, clamp to the
+    activation range."""
     y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding) + out_zp
-    return np.clip(y, act_min, act_max).astype(np.int8)
+    return np.clip(y, act_min, act_max).astype(dtype)
 
 
 def quantize_value(f: float, scale: float, zero_point: int) -> int:

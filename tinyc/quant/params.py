@@ -30,17 +30,21 @@ def per_channel_multipliers(x: QuantParams, w: QuantParams, y: QuantParams, chan
 
 
 ADD_LEFT_SHIFT = 20
+ADD_LEFT_SHIFT_16 = 15  # int16 (16x8): 65535 << 15 still fits the 32-bit sum
 
 
-def add_params(a: QuantParams, b: QuantParams, y: QuantParams, rounding: str = DOUBLE) -> dict[str, int]:
+def add_params(a: QuantParams, b: QuantParams, y: QuantParams, rounding: str = DOUBLE,
+               left_shift: int = ADD_LEFT_SHIFT) -> dict[str, int]:
     """TFLite int8 Add: both inputs rescaled to twice the larger input scale, with 20 bits of
-    headroom, summed, then scaled to the output."""
+    headroom (15 for int16), summed, then scaled to the output. (Sub the same: the seanet SUB
+    goldens equal these double-precision multipliers, not the float32 quotients of TFLite
+    Micro's current sub_common.cc.)"""
     sa, sb, sy = _f(a.scale), _f(b.scale), _f(y.scale)
     twice_max = 2.0 * max(sa, sb)
     m1, s1 = quantize_multiplier(sa / twice_max, rounding)
     m2, s2 = quantize_multiplier(sb / twice_max, rounding)
-    mo, so = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * sy), rounding)
-    return dict(left_shift=ADD_LEFT_SHIFT, m1=m1, s1=s1, m2=m2, s2=s2, mo=mo, so=so,
+    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * sy), rounding)
+    return dict(left_shift=left_shift, m1=m1, s1=s1, m2=m2, s2=s2, mo=mo, so=so,
                 zp1=int(a.zero_point), zp2=int(b.zero_point), zpo=int(y.zero_point))
 
 

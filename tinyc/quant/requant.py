@@ -13,13 +13,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import QuantParams
+from ..ir import DTYPES, QuantParams
 from .fixedpoint import requantize
 from .params import per_channel_multipliers
 from .rounding import DOUBLE
 
 # |accumulator| and |rounding constant| below this keep 2 * acc and the fast form's sums in int32
 FAST_LIMIT = 1 << 30
+
+
+def along_channels(values, ndim: int, channel_axis: int) -> np.ndarray:
+    """Per-channel constants (int64) shaped to broadcast along ``channel_axis`` of an array of
+    ``ndim`` dimensions; a single value applies to every channel."""
+    shape = [1] * ndim
+    if len(values) > 1:
+        shape[channel_axis] = len(values)
+    return np.asarray(values, np.int64).reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ class Requant:
     lo: int = -128  # clamp (a fused activation's range)
     hi: int = 127
     rounding: str = DOUBLE
+    out_dtype: str = "s8"  # "s16": TFLite's 16x8 ops with a 32-bit accumulator (int32 bias)
 
     def __post_init__(self):
         if len(self.mult) != len(self.shift) or not self.mult:
@@ -53,12 +63,8 @@ class Requant:
         """The int8 outputs of int64 accumulators whose output channels run along
         ``channel_axis`` (tinyc.quant.fixedpoint's arithmetic, in this rounding mode)."""
         acc = np.asarray(acc, np.int64)
-        shape = [1] * acc.ndim
-        if len(self.mult) > 1:
-            shape[channel_axis] = len(self.mult)
-        mult = np.asarray(self.mult, np.int64).reshape(shape)
-        shift = np.asarray(self.shift, np.int64).reshape(shape)
-        return requantize(acc, mult, shift, self.zp, self.lo, self.hi, self.rounding)
+        mult, shift = (along_channels(v, acc.ndim, channel_axis) for v in (self.mult, self.shift))
+        return requantize(acc, mult, shift, self.zp, self.lo, self.hi, self.rounding, DTYPES[self.out_dtype])
 
     def params(self) -> dict:
         """Template parameters of the portable requantization (templates/portable/s8/_requant.j2):
@@ -67,7 +73,7 @@ class Requant:
         pc = self.per_channel
         mult, shift = list(self.mult), list(self.shift)
         return dict(per_channel=pc, mult=mult if pc else mult[:1], shift=shift if pc else shift[:1],
-                    zp=self.zp, act_min=self.lo, act_max=self.hi)
+                    zp=self.zp, act_min=self.lo, act_max=self.hi, **({"wide": True} if self.out_dtype != "s8" else {}))
 
     def _fast_channels(self, constants: dict[int, int], channels: int) -> tuple[list[int], list[int], list[int]]:
         """(multiplier, right shift, rounding constant) per channel of the fast form; the channels

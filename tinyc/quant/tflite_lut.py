@@ -16,14 +16,23 @@ from .rounding import active
 _INPUTS = np.arange(-128, 128, dtype=np.int64)
 
 
-def leaky_relu(alpha: float, qx, qy) -> np.ndarray:
+def leaky_relu_multipliers(alpha: float, qx, qy) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(multiplier, shift) of the identity (x >= 0) and of alpha (x < 0): s_in / s_out and
+    s_in * alpha / s_out, in float32 as TFLite computes them."""
     s_in, s_out = np.float32(qx.scale), np.float32(qy.scale)
     identity = quantize_multiplier(float(s_in / s_out), active())
     negative = quantize_multiplier(float(s_in * np.float32(alpha) / s_out), active())
-    x = _INPUTS - int(qx.zero_point)
+    return identity, negative
+
+
+def leaky_relu(alpha: float, qx, qy, q: np.ndarray = _INPUTS, dtype=np.int8) -> np.ndarray:
+    """TFLite's LeakyRelu of the integers ``q`` (default: every int8 value, the table)."""
+    identity, negative = leaky_relu_multipliers(alpha, qx, qy)
+    x = np.asarray(q, np.int64) - int(qx.zero_point)
     pos = multiply_by_quantized_multiplier(x, *identity, rounding=active())
     neg = multiply_by_quantized_multiplier(x, *negative, rounding=active())
-    return np.clip(np.where(x >= 0, pos, neg) + int(qy.zero_point), -128, 127).astype(np.int8)
+    info = np.iinfo(dtype)
+    return np.clip(np.where(x >= 0, pos, neg) + int(qy.zero_point), info.min, info.max).astype(dtype)
 
 
 def _int16_multiplier(m: float) -> tuple[int, int]:
