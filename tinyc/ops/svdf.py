@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
 from ..quant.rounding import active as active_rounding
-from . import FIXEDPOINT, Kernel, Op, c_type, register
+from . import FIXEDPOINT, Kernel, Op, c_type, offset_term, register
 
 _RANGE = {"s8": (-128, 127), "s16": (-32768, 32767)}
 
@@ -113,7 +113,10 @@ class SVDF(Op):
 
     def kernel(self, node, ins, outs):
         p = svdf_params(node, ins, outs)
-        return Kernel("s8/svdf.c.j2", dict(p, state_ctype=c_type(node, ins[4].dtype)), preamble=FIXEDPOINT)
+        # the feature dot as dot(x, w) + a per-filter constant, two filters at a time (s8/_dot2.j2)
+        term = offset_term(-p["zp_in"], ins[1].data) if ins[1].data is not None else None
+        return Kernel("s8/svdf.c.j2", dict(p, state_ctype=c_type(node, ins[4].dtype), offset_term=term),
+                      preamble=FIXEDPOINT, includes=("string.h",))
 
 
 def _np(dtype: str) -> np.dtype:
