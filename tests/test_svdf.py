@@ -21,10 +21,11 @@ STEPS = 60  # calls per sequence (state carried)
 
 
 def svdf_model(batch: int, n_in: int, units: int, rank: int, memory: int, state_type: str = "s16",
-               activation: int = 0, bias: bool = True, seed: int = 0) -> bytes:
+               activation: int = 0, bias: bool = True, seed: int = 0, changes: dict | None = None) -> bytes:
     """One SVDF with random weights, quantized as TFLite's converter does: int8 input/output,
     int8 feature weights, ``state_type`` time weights and state (the state a variable tensor), int32
-    bias in units of state scale times time-weights scale."""
+    bias in units of state scale times time-weights scale. ``changes``: tensor name -> fields
+    replaced (a defective file)."""
     rng = np.random.default_rng(seed)
     filters = units * rank
     wt_dtype, wt_max = (np.int16, 32767) if state_type == "s16" else (np.int8, 127)
@@ -48,6 +49,8 @@ def svdf_model(batch: int, n_in: int, units: int, rank: int, memory: int, state_
         dict(name="y", shape=[batch, units], type="s8",
              q=([s_out], [int(rng.integers(-20, 20))], 0)),
     ]
+    for t in tensors:
+        t.update((changes or {}).get(t["name"], {}))
     ins = [0, 1, 2, 3 if bias else -1, 4]
     return model_bytes("SVDF", tensors, [0], [5], ins, [5], ("SVDFOptions", {"rank": rank, "fusedActivationFunction": activation}))
 
@@ -354,3 +357,19 @@ def test_keyword_scrambled_cortex_m4_equals_tflite_micro(tmp_path):
         g, feeds, want = _kws_full(variant)
         _assert_calls(g, run_on_target(generate(g, target), target, tmp_path / f"fw{variant}", feeds).outputs, want,
                       f"cortex-m4{variant}")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"state": {"variable": False}}, "activation state 'state' must be a variable tensor"),
+    ({"x": {"type": "f32", "q": None}, "y": {"type": "f32", "q": None}}, "only int8 SVDF is supported"),
+    ({"b": {"q": ([1.0], [0], 0)}}, "bias scale 1.0 is not the state scale times the time weights'"),
+])
+def test_bad_svdf_is_one_line_with_exit_code_2(changes, message, tmp_path):
+    from .conftest import run_cli
+
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(svdf_model(**CASES["r1_m8"], changes=changes))
+    r = run_cli("compile", str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    err = r.stderr.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
