@@ -361,7 +361,7 @@ def test_keyword_scrambled_cortex_m4_equals_tflite_micro(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"state": {"variable": False}}, "activation state 'state' must be a variable tensor"),
-    ({"x": {"type": "f32", "q": None}, "y": {"type": "f32", "q": None}}, "only int8 SVDF is supported"),
+    ({"x": {"type": "f32", "q": None}}, "only int8 and float32 SVDF are supported"),
     ({"b": {"q": ([1.0], [0], 0)}}, "bias scale 1.0 is not the state scale times the time weights'"),
 ])
 def test_bad_svdf_is_one_line_with_exit_code_2(changes, message, tmp_path):
@@ -373,3 +373,46 @@ def test_bad_svdf_is_one_line_with_exit_code_2(changes, message, tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     err = r.stderr.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def svdf_float_model(batch: int, n_in: int, units: int, rank: int, memory: int, activation: int = 0,
+                     seed: int = 0) -> bytes:
+    """One float32 SVDF with random weights (state a float variable tensor)."""
+    rng = np.random.default_rng(seed)
+    filters = units * rank
+    f = lambda *shape: (rng.standard_normal(shape) * 0.3).astype(np.float32)  # noqa: E731
+    tensors = [dict(name="x", shape=[batch, n_in], type="f32"),
+               dict(name="wf", shape=[filters, n_in], type="f32", data=f(filters, n_in)),
+               dict(name="wt", shape=[filters, memory], type="f32", data=f(filters, memory)),
+               dict(name="b", shape=[units], type="f32", data=f(units)),
+               dict(name="state", shape=[batch, memory * filters], type="f32", variable=True),
+               dict(name="y", shape=[batch, units], type="f32")]
+    return model_bytes("SVDF", tensors, [0], [5], [0, 1, 2, 3, 4], [5],
+                       ("SVDFOptions", {"rank": rank, "fusedActivationFunction": activation}))
+
+
+@pytest.mark.parametrize("case", [dict(batch=1, n_in=20, units=8, rank=2, memory=6, activation=1),
+                                  dict(batch=2, n_in=7, units=5, rank=1, memory=9)])
+def test_float_svdf_sequence_equals_tflite_micro(case, tmp_path):
+    """Float32 SVDF (the fused RELU applied, as TFLite Micro's float kernel does): 60 calls, the
+    reference and host C within 1e-5 of the output's largest magnitude."""
+    from tinyc.verify import compare
+
+    data = svdf_float_model(**case)
+    path = tmp_path / "f.tflite"
+    path.write_bytes(data)
+    g = load_graph(path)
+    assert [n.op for n in g.nodes] == ["SVDF"] and g.tensors[g.nodes[0].inputs[4]].dtype == "f32"
+    rng = np.random.default_rng(3)
+    t = g.tensors[g.inputs[0]]
+    feeds = [{t.name: rng.standard_normal(t.shape).astype(np.float32)} for _ in range(STEPS)]
+    want = run_tflm_all(data, [[f[t.name]] for f in feeds])
+    need_tools("cc")
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path / "fw", feeds)
+    for k, (ref, c, w) in enumerate(zip(interpreter.run_sequence(g, feeds), res.outputs, want)):
+        for what, got in (("reference", ref), ("host C", c)):
+            r = compare(f"{what} call {k}", got[g.outputs[0]], w.reshape(got[g.outputs[0]].shape), 1e-5)
+            assert r.ok, r.describe()
+    if case.get("activation"):
+        assert min(float(w.min()) for w in want) == 0.0

@@ -394,16 +394,17 @@ def _transpose_conv(c: _Op, op) -> None:
 
 
 def _svdf(c: _Op, op) -> None:
-    """SVDF, int8 only: the integer op itself (no float cluster: its weights_time and state are
-    int16 or int8 with their own scales). TFLite's variable tensor, the activation state, becomes a
-    model state tensor of the graph starting at TFLite Micro's reset value (the zero point of an
-    int8 state, 0 for int16). The fused activation is ignored, as TFLite Micro's integer kernel
-    ignores it."""
+    """SVDF: int8 as the integer op itself (no float cluster: its weights_time and state are int16
+    or int8 with their own scales); float32 as the float op with its fused activation. TFLite's
+    variable tensor, the activation state, becomes a model state tensor of the graph starting at
+    TFLite Micro's reset value (the zero point of an int8 state, 0 otherwise). The int8 op ignores the fused activation, as TFLite Micro's integer
+    kernel does."""
     r = c.r
-    rank = c.options("SVDFOptions").Rank()
+    opts = c.options("SVDFOptions")
     x, st, o = c.input(0, rank=2), c.input(4, rank=2), c.outs[0]
-    if not r.is_int8(x) or not r.is_int8(o):
-        raise UnsupportedError(f"{r.opname}: only int8 SVDF is supported (input and output int8)")
+    floats = r.ttype(x) == 0 and r.ttype(o) == 0
+    if not floats and (not r.is_int8(x) or not r.is_int8(o)):
+        raise UnsupportedError(f"{r.opname}: only int8 and float32 SVDF are supported")
     if not r.tensor(st).IsVariable() or r.data(st) is not None or st in r.names:
         c.fail(f"activation state '{r.tname(st)}' must be a variable tensor of its own")
     state = r.g.add_tensor(Tensor(r.g.unique_name(r.tname(st)), r.shape(st), r.dtype(st), quant=r.quant(st)))
@@ -415,8 +416,11 @@ def _svdf(c: _Op, op) -> None:
         ins.append(None if i is None else r.define(i))
         if i is not None:
             r.g.tensors[ins[-1]].quant = r.quant(i)
+    if floats:  # TFLite Micro's float kernel applies the fused activation
+        c.emit("SVDF", ins + [state.name], {"rank": int(opts.Rank())}, opts.FusedActivationFunction())
+        return
     name = r.g.unique_name(r.tname(o))
-    r.node("SVDF", c.name, ins + [state.name], [name], {"rank": int(rank)})
+    r.node("SVDF", c.name, ins + [state.name], [name], {"rank": int(opts.Rank())})
     if r.g.tensors[name].shape != r.shape(o):
         c.fail(f"output '{r.tname(o)}' has shape {list(r.shape(o))}, expected {list(r.g.tensors[name].shape)}")
     r.g.tensors[name].quant = r.quant(o)

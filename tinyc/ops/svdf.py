@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
 from ..quant.rounding import active as active_rounding
-from . import FIXEDPOINT, Kernel, Op, c_type, offset_term, register
+from . import FIXEDPOINT, Kernel, Op, act_params, c_type, float_activation, int8_clamp, offset_term, register
 
 _RANGE = {"s8": (-128, 127), "s16": (-32768, 32767)}
 
@@ -55,7 +55,8 @@ def svdf_params(node, ins, outs) -> dict:
     lo, hi = _RANGE[st.dtype]
     return dict(batch=batch, n_in=n_in, filters=filters, memory=memory, rank=rank, units=filters // rank,
                 zp_in=int(x.quant.zero_point), zp_state=int(st.quant.zero_point), zp_out=int(y.quant.zero_point),
-                m1=m1, s1=sh1, m2=m2, s2=sh2, state_min=lo, state_max=hi, has_bias=b is not None)
+                m1=m1, s1=sh1, m2=m2, s2=sh2, state_min=lo, state_max=hi, has_bias=b is not None,
+                **int8_clamp(node))  # (the int8 range unless a clamp was fused: TFLite Micro's kernel has none)
 
 
 @register
@@ -63,7 +64,9 @@ class SVDF(Op):
     name = "SVDF"
     internal = True
     state_inputs = (4,)
-    limits = "int8 input/output, int8 feature weights, int16 or int8 time weights and state (TFLite Micro's kernel)"
+    limits = ("int8 input/output, int8 feature weights, int16 or int8 time weights and state (TFLite Micro's kernel); "
+              "float32 with a fused clamp (act_min/act_max)")
+    hosts_activation = True
 
     def infer(self, node, ins):
         x, wf, wt, b, st = ins
@@ -75,15 +78,28 @@ class SVDF(Op):
         if rank < 1 or filters % rank or wf.shape != (filters, n_in):
             raise UnsupportedError(f"SVDF node '{node.name}': {filters} filters, rank {rank}, weights_feature "
                                    f"{list(wf.shape)} for input {list(x.shape)}")
-        if st.shape != (batch, memory * filters) or st.dtype != wt.dtype or st.dtype not in _RANGE:
+        floats = x.dtype == "f32"
+        if st.shape != (batch, memory * filters) or st.dtype != wt.dtype or st.dtype not in (("f32",) if floats else _RANGE):
             raise UnsupportedError(f"SVDF node '{node.name}': state {st.dtype}{list(st.shape)} must be "
-                                   f"{wt.dtype}[{batch},{memory * filters}], int16 or int8")
+                                   f"{wt.dtype}[{batch},{memory * filters}], " + ("float32" if floats else "int16 or int8"))
+        if floats and (wf.dtype, wt.dtype, b.dtype if b is not None else "f32") != ("f32",) * 3:
+            raise UnsupportedError(f"SVDF node '{node.name}': a float32 SVDF needs float32 weights and bias")
         if b is not None and b.shape != (filters // rank,):
             raise UnsupportedError(f"SVDF node '{node.name}': bias {list(b.shape)}, expected [{filters // rank}]")
-        return [((batch, filters // rank), "s8")]
+        return [((batch, filters // rank), "f32" if floats else "s8")]
 
     def reference(self, node, xs):
-        raise UnsupportedError(f"SVDF node '{node.name}' is integer only (float SVDF is not supported)")
+        """TFLite Micro's float SVDF: the same steps in float32, then the fused clamp."""
+        x, wf, wt, b, st = xs
+        batch, filters, memory = x.shape[0], wt.shape[0], wt.shape[1]
+        rank = int(node.attrs["rank"])
+        flat = st.reshape(-1)
+        state = np.concatenate([flat[1:], flat[-1:]]).reshape(batch, filters, memory)
+        state[:, :, memory - 1] = x.astype(np.float32) @ wf.T.astype(np.float32)
+        y = np.einsum("bfm,fm->bf", state, wt).astype(np.float32).reshape(batch, -1, rank).sum(axis=2)
+        if b is not None:
+            y = y + b
+        return [float_activation(node, y.astype(np.float32)), state.reshape(st.shape).astype(np.float32)]
 
     def qreference(self, node, xs, ins, outs):
         p = svdf_params(node, ins, outs)
@@ -104,7 +120,7 @@ class SVDF(Op):
             sums = sums + b
         sums = (sums + 2**31) % 2**32 - 2**31  # int32 as in C
         y = multiply_by_quantized_multiplier(sums, p["m2"], p["s2"], r) + p["zp_out"]  # 5.
-        return [np.clip(y, -128, 127).astype(np.int8), state.reshape(batch, -1).astype(_np(ins[4].dtype))]
+        return [np.clip(y, p["act_min"], p["act_max"]).astype(np.int8), state.reshape(batch, -1).astype(_np(ins[4].dtype))]
 
     def macs(self, node, ins, outs):
         batch, n_in = ins[0].shape
@@ -112,6 +128,12 @@ class SVDF(Op):
         return batch * filters * (n_in + memory)
 
     def kernel(self, node, ins, outs):
+        if ins[0].dtype == "f32":
+            batch, n_in = ins[0].shape
+            filters, memory = ins[2].shape
+            rank = int(node.attrs["rank"])
+            return Kernel("f32/svdf.c.j2", dict(batch=batch, n_in=n_in, filters=filters, memory=memory, rank=rank,
+                                                units=filters // rank, has_bias=ins[3] is not None, **act_params(node)))
         p = svdf_params(node, ins, outs)
         # the feature dot as dot(x, w) + a per-filter constant, two filters at a time (s8/_dot2.j2)
         term = offset_term(-p["zp_in"], ins[1].data) if ins[1].data is not None else None
