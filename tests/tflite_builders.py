@@ -74,12 +74,13 @@ def run_tflm(model: bytes, samples: list[np.ndarray], arena: int = 64 * 1024) ->
 
 def model_bytes(op_name: str, tensors: list[dict], inputs: list[int], outputs: list[int], op_inputs: list[int],
                 op_outputs: list[int], options: tuple[str, dict] | None = None, version: int = 1) -> bytes:
-    """A one-operator model. ``tensors``: dicts with name, shape, type ("f32", "s8", "s32"),
-    optional data (a numpy array: a constant), variable (True: a state such as SVDF's) and q = (scales, zero points, quantized_dimension);
+    """A one-operator model. ``tensors``: dicts with name, shape, type ("f32", "s8", "s16", "s32", "s64"),
+    optional data (a numpy array: a constant), variable (True: a state such as SVDF's) and
+    q = (scales, zero points, quantized_dimension);
     ``options``: (the BuiltinOptions name, e.g. "Conv2DOptions", {field: value})."""
     flatbuffers, fb = _schema()
     types = {"f32": fb.TensorType.FLOAT32, "s8": fb.TensorType.INT8, "s32": fb.TensorType.INT32,
-             "s16": fb.TensorType.INT16}
+             "s16": fb.TensorType.INT16, "s64": fb.TensorType.INT64}
     buffers = [fb.BufferT()]
     ts = []
     for spec in tensors:

@@ -1,16 +1,13 @@
 """Conv (ONNX semantics, NCHW): groups, strides, explicit or automatic pads, dilations, bias."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import DTYPES, Node
-from ..quant.requant import Requant
 from ..quant.rounding import active as active_rounding
 from .layout import is_nhwc, with_nhwc
-from ..quant.requant16 import Requant64
+from ..quant.requant16 import product_requant
 from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, offset_term, int8_act_range, act_params, float_activation, is_quantized, register, require_f32, spatial_2d
 from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel
 from .window import as_2d, normalize_window, output_spatial
@@ -49,19 +46,6 @@ def accumulate(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
         wa = [1] + list(range(2, 2 + n_sp))
         outs.append(np.moveaxis(np.tensordot(xg, wg, axes=(xa, wa)), -1, 1))
     return np.concatenate(outs, axis=1)
-
-
-def integer_requant(node, ins, outs) -> Requant | Requant64:
-    """The requantization of a Conv/Gemm accumulator: int8's (Requant), or for 16x8 (int16
-    input) TFLite's 64-bit form (Requant64) when the bias is int64 or absent, and the 32-bit one
-    clamped to int16 when the bias is int32 (TFLite's int32 accumulator)."""
-    x, w, y = ins[0], ins[1], outs[0]
-    bias = ins[2] if len(ins) > 2 else None
-    clamp = int8_act_range(node)
-    if x.dtype == "s16" and (bias is None or bias.dtype == "s64"):
-        return Requant64.of_product(x.quant, w.quant, y.quant, w.shape[0], clamp, active_rounding())
-    rq = Requant.of_product(x.quant, w.quant, y.quant, w.shape[0], clamp, active_rounding())
-    return rq if y.dtype == "s8" else replace(rq, out_dtype=y.dtype)
 
 
 @register
@@ -129,7 +113,11 @@ class Conv(Op):
         shape = (1, -1) + (1,) * (acc.ndim - 2)
         if len(xs) > 2 and xs[2] is not None:
             acc = acc + xs[2].astype(np.int64).reshape(shape)
-        return [integer_requant(node, ins, outs).apply(acc, 1)]
+        return [self._requant(node, ins, outs).apply(acc, 1)]
+
+    @staticmethod
+    def _requant(node, ins, outs):
+        return product_requant(ins, outs, ins[1].shape[0], int8_act_range(node), active_rounding())
 
     def inplace_scratch(self, node, ins, outs, kernel):
         """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
@@ -215,7 +203,7 @@ class Conv(Op):
         if (x.dtype, w.dtype, y.dtype) not in (("s8", "s8", "s8"), ("s16", "s8", "s16")):
             raise UnsupportedError(f"Conv node '{node.name}': integer conv needs int8 input, weights and output "
                                    "(or 16x8: int16 input and output, int8 weights)")
-        rq = integer_requant(node, ins, outs)
+        rq = self._requant(node, ins, outs)
         p.update(rq.params(), requant=rq, in_offset=-int(x.quant.zero_point))
         if x.dtype == "s16":
             p.update(xt="int16_t", acct="int64_t" if p.get("rq64") else "int32_t")

@@ -18,7 +18,11 @@ from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, act_params, float_activation
 class ConvTranspose(Op):
     name = "ConvTranspose"
     limits = "1-D to 3-D; groups, strides, dilations, pads, output_padding, output_shape, auto_pad; C for float32 and 16x8"
-    int16x8 = True  # (TFLite's 16x8 TRANSPOSE_CONV; no int8 form)
+    int16x8 = True  # (TFLite's 16x8 TRANSPOSE_CONV)
+
+    @property
+    def lowers_to_int8(self) -> bool:
+        return False  # no int8 form: lower_int8 takes int16 activations only
 
     def lower_int8(self, cx, node, out, act):
         x = cx.activation(node.inputs[0], node)

@@ -11,6 +11,7 @@ from ..errors import UnsupportedError
 from ..ir import DTYPES, Node
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, requantize
 from ..quant.requant import Requant
+from ..quant.requant16 import Requant32To16
 from ..quant.rounding import active as active_rounding
 from ..quant.params import ADD_LEFT_SHIFT_16, add_params, mul_params, rescale_params
 from .dot_s8 import REQUANT_FAST
@@ -104,7 +105,8 @@ class Add(_Binary):
     @staticmethod
     def _output(node, p: dict, rounding: str, dtype: str = "s8") -> Requant:
         """The requantization of the sum to the output (add_params' mo, so, zpo)."""
-        return Requant((p["mo"],), (p["so"],), p["zpo"], *int8_act_range(node), rounding, dtype)
+        cls = Requant32To16 if dtype == "s16" else Requant
+        return cls((p["mo"],), (p["so"],), p["zpo"], *int8_act_range(node), rounding)
 
     def kernel_s16(self, node, ins, outs, loops) -> Kernel:
         """16x8: each operand rescaled per element (no tables: 65,536 values each)."""
@@ -150,19 +152,22 @@ class Mul(_Binary):
     inplace = True
     hosts_activation = True
     quantizes_const_operands = True
+    int16x8 = True
 
     def lower_int8(self, cx, node, out, act):
         return self.lower_arithmetic_int8(cx, node, out, act)
 
     def qreference(self, node, xs, ins, outs):
-        """TFLite int8 Mul: (a - a_zp) * (b - b_zp) scaled by a_scale * b_scale / y_scale."""
+        """TFLite int8 (and 16x8) Mul: (a - a_zp) * (b - b_zp) scaled by a_scale * b_scale / y_scale."""
         r = active_rounding()
         p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant, r)
         prod = (xs[0].astype(np.int64) - p["zp1"]) * (xs[1].astype(np.int64) - p["zp2"])
-        return [requantize(prod, p["m"], p["s"], p["zpo"], *int8_act_range(node), r)]
+        return [requantize(prod, p["m"], p["s"], p["zpo"], *int8_act_range(node), r, DTYPES[outs[0].dtype])]
 
     def kernel_s8(self, node, ins, outs, loops):
         p = mul_params(ins[0].quant, ins[1].quant, outs[0].quant, active_rounding())
+        if outs[0].dtype == "s16":
+            return Kernel("s8/mul.c.j2", dict(loops, **p, **int8_clamp(node), s16=True), preamble=FIXEDPOINT + FIXEDPOINT16)
         return Kernel("s8/mul.c.j2", dict(loops, **p, **int8_clamp(node)), preamble=FIXEDPOINT)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..quant.requant import Requant
+from ..quant.requant16 import product_requant
 from ..quant.rounding import active as active_rounding
 from .dot_s8 import dot_variant, fc_wide_kernel, gemm_geometry, gemm_kernel
-from . import FIXEDPOINT, Kernel, Op, offset_term, int8_act_range, act_params, broadcast_strides, float_activation, is_quantized, register, require_f32
+from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, offset_term, int8_act_range, act_params, broadcast_strides, float_activation, is_quantized, register, require_f32
 
 
 @register
@@ -78,8 +78,9 @@ def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
 @register
 class Gemm(Op):
     name = "Gemm"
-    limits = "transA/transB/alpha/beta, C broadcast; int8: alpha = beta = 1, transA = 0"
+    limits = "transA/transB/alpha/beta, C broadcast; int8 and 16x8: alpha = beta = 1, transA = 0"
     hosts_activation = True
+    int16x8 = True
 
     def lower_int8(self, cx, node, out, act):
         a = node.attrs
@@ -146,9 +147,7 @@ class Gemm(Op):
         acc = a @ w
         if len(xs) > 2 and xs[2] is not None:
             acc = acc + xs[2].astype(np.int64).reshape(1, -1)
-        rq = Requant.of_product(ins[0].quant, ins[1].quant, outs[0].quant, w.shape[1], int8_act_range(node),
-                                active_rounding())
-        return [rq.apply(acc, 1)]
+        return [product_requant(ins, outs, w.shape[1], int8_act_range(node), active_rounding()).apply(acc, 1)]
 
     def macs(self, node, ins, outs):
         m, k, n = self._mkn(node, ins)
@@ -178,10 +177,14 @@ class Gemm(Op):
         m, k, n = self._mkn(node, ins)
         if is_quantized(ins, outs):
             x, w, y = ins[0], ins[1], outs[0]
-            rq = Requant.of_product(x.quant, w.quant, y.quant, n, int8_act_range(node), active_rounding())
+            rq = product_requant(ins, outs, n, int8_act_range(node), active_rounding())
             p = dict(M=m, K=k, N=n, W_SK=1 if at["transB"] else n, W_SN=k if at["transB"] else 1,
                      has_bias=len(ins) > 2 and ins[2] is not None, in_offset=-int(x.quant.zero_point),
                      **rq.params(), requant=rq)
+            if x.dtype == "s16":  # 16x8: int16 activations, 64-bit sums unless the bias is int32
+                p.update(offset_term=None, xt="int16_t", acct="int64_t" if p.get("rq64") else "int32_t")
+                # (named from the templates' root: the DSP/Helium folders' fully connected is int8 only)
+                return Kernel("portable/s8/fully_connected.c.j2", p, preamble=FIXEDPOINT + FIXEDPOINT16)
             p["offset_term"] = offset_term(p["in_offset"], w.data) if at["transB"] and w.is_const else None
             return Kernel("s8/fully_connected.c.j2", p, preamble=FIXEDPOINT)
         require_f32(node, ins)

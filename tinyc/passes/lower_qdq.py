@@ -197,7 +197,7 @@ class _Lowering:
             if inner is not None and get_op(inner.op).hosts_activation and self.single_use(p.inputs[0]):
                 lo, hi = op.clamp_range(p.attrs)
                 p, op = inner, get_op(inner.op)
-        if not op.lowers_to_int8:
+        if not op.lowers_to_int8 and not (op.int16x8 and y.dtype == "s16"):
             raise UnsupportedError(f"{p.op} node '{p.name}' has no int8 kernel in tinyc; it cannot be lowered "
                                    "from the quantized model (no float fallback)")
         if (y.dtype != "s8" and not (y.dtype == "s16" and op.int16x8)) or y.quant.axis is not None:

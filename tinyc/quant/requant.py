@@ -10,6 +10,7 @@ these numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class Requant:
     lo: int = -128  # clamp (a fused activation's range)
     hi: int = 127
     rounding: str = DOUBLE
-    out_dtype: str = "s8"  # "s16": TFLite's 16x8 ops with a 32-bit accumulator (int32 bias)
+    out_dtype: ClassVar[str] = "s8"  # (Requant32To16: int16)
 
     def __post_init__(self):
         if len(self.mult) != len(self.shift) or not self.mult:
@@ -73,7 +74,7 @@ class Requant:
         pc = self.per_channel
         mult, shift = list(self.mult), list(self.shift)
         return dict(per_channel=pc, mult=mult if pc else mult[:1], shift=shift if pc else shift[:1],
-                    zp=self.zp, act_min=self.lo, act_max=self.hi, **({"wide": True} if self.out_dtype != "s8" else {}))
+                    zp=self.zp, act_min=self.lo, act_max=self.hi)
 
     def _fast_channels(self, constants: dict[int, int], channels: int) -> tuple[list[int], list[int], list[int]]:
         """(multiplier, right shift, rounding constant) per channel of the fast form; the channels

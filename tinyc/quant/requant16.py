@@ -11,12 +11,13 @@ the C helper ``tinyc_requant64_s16`` (templates/portable/s16/fixedpoint16.c.j2, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from ..ir import QuantParams
 from .params import per_channel_multipliers
-from .requant import along_channels
+from .requant import Requant, along_channels
 from .rounding import DOUBLE
 
 
@@ -62,3 +63,28 @@ class Requant64:
         pc = len(set(zip(red, ts))) > 1
         return dict(rq64=True, per_channel=pc, mult=red if pc else red[:1], shift=ts if pc else ts[:1],
                     zp=0, act_min=self.lo, act_max=self.hi)
+
+
+@dataclass(frozen=True)
+class Requant32To16(Requant):
+    """An int32 value's usual requantization (Requant), clamped to and stored as int16: TFLite's
+    16x8 Conv/FullyConnected with an int32 bias (int32 accumulator), and ADD/SUB's output; in C
+    ``tinyc_requant_i32`` (``wide``)."""
+    out_dtype: ClassVar[str] = "s16"
+
+    def params(self) -> dict:
+        return dict(super().params(), wide=True)
+
+
+def product_requant(ins, outs, channels: int, clamp: tuple[int, int], rounding: str) -> Requant | Requant64:
+    """The requantization of a Conv/Gemm accumulator (inputs x, w[, bias] and output y: IR
+    tensors): int8's (Requant), or for 16x8 (int16 x) TFLite's 64-bit form (Requant64) when the
+    bias is int64 or absent, and the 32-bit one clamped to int16 when the bias is int32 (TFLite
+    then keeps an int32 accumulator)."""
+    x, w, y = ins[0], ins[1], outs[0]
+    bias = ins[2] if len(ins) > 2 else None
+    if x.dtype == "s16" and (bias is None or bias.dtype == "s64"):
+        return Requant64.of_product(x.quant, w.quant, y.quant, channels, clamp, rounding)
+    if x.dtype == "s16":
+        return Requant32To16.of_product(x.quant, w.quant, y.quant, channels, clamp, rounding)
+    return Requant.of_product(x.quant, w.quant, y.quant, channels, clamp, rounding)
