@@ -164,10 +164,8 @@ def test_same_kernels_and_arena_as_the_onnx_form(key, target):
     assert arena_tfl == arena_onnx
 
 
-# (the float mnist_lstm compiles: tests/test_tflite_lstm.py)
-@pytest.mark.parametrize("path", ["tflm/mnist_lstm/trained_lstm_int8.tflite",
-                                  "tflm/keyword_scrambled/keyword_scrambled.tflite",
-                                  "tflm/keyword_scrambled/keyword_scrambled_8bit.tflite"])
+# (the float mnist_lstm compiles: tests/test_tflite_lstm.py; keyword_scrambled: tests/test_svdf.py)
+@pytest.mark.parametrize("path", ["tflm/mnist_lstm/trained_lstm_int8.tflite"])
 def test_sequence_models_are_refused_in_one_line(path):
     with pytest.raises(TinycError) as e:
         load_graph(shared_model(path))

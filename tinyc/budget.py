@@ -42,7 +42,8 @@ def totals(report: dict[str, Any]) -> tuple[int, int]:
     m = report.get("measured")
     blob = report.get("weights_blob", {}).get("bytes", 0)  # its flash partition
     if m is None:
-        return report["arena_bytes"] + report["io_bytes"], report["weights_bytes"] + (blob and blob - report["weights_bytes"])
+        ram = report["arena_bytes"] + report.get("state_bytes", 0) + report["io_bytes"]  # (state: stateful models)
+        return ram, report["weights_bytes"] + (blob and blob - report["weights_bytes"])
     ram = m["bss_bytes"] + m["data_bytes"] + report["io_bytes"] + m.get("stack_bytes_estimate", 0)
     return ram, m["code_bytes"] + m["rodata_bytes"] + m["data_bytes"] + blob
 
@@ -56,6 +57,7 @@ def enforce(report: dict[str, Any], target: Target, ram_budget: int | None, flas
     m = report.get("measured") or {}
     if ram_budget and ram > ram_budget:
         parts = f"arena {report['arena_bytes']:,} + I/O {report['io_bytes']:,}" + \
+                (f" + state {report['state_bytes']:,}" if "state_bytes" in report else "") + \
                 (f" + stack ~{m['stack_bytes_estimate']:,}" if "stack_bytes_estimate" in m else "")
         raise TinycError(f"the model needs {ram:,} B of RAM ({parts}), more than the RAM budget of {ram_budget:,} B"
                          f"{where}; raise it with --ram-budget or pick a bigger target")

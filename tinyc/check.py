@@ -79,7 +79,8 @@ def check(build: Build) -> CheckResult:
     if res.problems:
         return res
     r = build.report
-    res.details = dict(arena_bytes=r["arena_bytes"], io_bytes=r["io_bytes"], weights_bytes=r["weights_bytes"])
+    res.details = dict(arena_bytes=r["arena_bytes"], io_bytes=r["io_bytes"], weights_bytes=r["weights_bytes"],
+                       **({"state_bytes": r["state_bytes"]} if "state_bytes" in r else {}))
     m = build.sizes
     if m is not None:
         res.details.update(code_and_rodata_bytes=m["code_bytes"] + m["rodata_bytes"], data_bytes=m["data_bytes"],

@@ -409,8 +409,9 @@ def cmd_check(args) -> int:
     how = "measured from the compiled object" if res.flash_measured else "weights only: no cross compiler to measure code"
     budget = lambda b: f"{b:,} B" if b else "no budget"
     stack = res.details.get("stack_bytes_estimate")
+    state = res.details.get("state_bytes")  # (a stateful model)
     print(f"  RAM   {res.ram_bytes:,} B (arena {res.details['arena_bytes']:,} B + I/O {res.details['io_bytes']:,} B"
-          + (f" + stack ~{stack:,} B" if stack else "") + f") of {budget(target.ram_bytes)}")
+          + (f" + state {state:,} B" if state else "") + (f" + stack ~{stack:,} B" if stack else "") + f") of {budget(target.ram_bytes)}")
     print(f"  flash {res.flash_bytes:,} B ({how}; weights {res.details['weights_bytes']:,} B) of {budget(target.flash_bytes)}")
     if not res.fits(target):
         print(f"tinyc: error: the model does not fit {target.name}'s board ({target.board})", file=sys.stderr)

@@ -161,7 +161,8 @@ def layer_errors(g: Graph, samples: Sequence[dict[str, np.ndarray]]) -> tuple[li
     """Per node output: int8 reference vs float twin over all samples (SQNR pooled). Returns the
     rows and the int8 and float values of every tensor per sample."""
     quantized = any(_is_quantized(t) for t in g.tensors.values() if t.data is None)
-    refs = [interpreter.run(g, quantize_feeds(g, s), keep_all=True) for s in samples]
+    state = interpreter.initial_state(g)  # the samples are one sequence (a stateful model carries its state)
+    refs = [interpreter.run(g, quantize_feeds(g, s), keep_all=True, state=state) for s in samples]
     twin = float_twin(g) if quantized else None
     floats = [interpreter.run(twin, _float_feeds(g, s), keep_all=True) for s in samples] if twin else []
     rows: list[LayerDiff] = []

@@ -2,6 +2,13 @@
 
 It can run any graph at any point of the pipeline, and is the oracle the generated C is compared
 with.
+
+Stateful models (``Graph.states``, e.g. SVDF's activation state) carry their state from one run to
+the next as generated C does: ``state = initial_state(g)`` is the state after a reset, and
+``run(g, feeds, state=state)`` reads it and leaves the state after that run in the same dict (so
+consecutive calls are one sequence; a fresh ``initial_state`` is ``<name>_reset``). Without
+``state`` a run starts from the initial state (one run alone). ``run_sequence`` runs a list of
+feeds in order as one sequence.
 """
 from __future__ import annotations
 
@@ -35,10 +42,25 @@ def check_inputs(g: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndar
     return out
 
 
+def initial_state(g: Graph) -> dict[str, np.ndarray]:
+    """The model state at the start (and after a reset): every element its declared value."""
+    return {n: np.full(g.tensors[n].shape, v, DTYPES[g.tensors[n].dtype]) for n, v in g.states.items()}
+
+
+def run_sequence(g: Graph, feeds: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Outputs of consecutive runs from the initial state, the state carried from each to the next."""
+    state = initial_state(g)
+    return [run(g, f, state=state) for f in feeds]
+
+
 @graph_scoped
-def run(g: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
-    """Outputs by name (every tensor's value with ``keep_all``)."""
+def run(g: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False,
+        state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Outputs by name (every tensor's value with ``keep_all``). ``state``: the model state before
+    the run, updated in place to the state after it (None: the initial state, discarded)."""
     env: dict[str, np.ndarray] = {t.name: t.data for t in g.constants()}
+    state = initial_state(g) if state is None else state
+    env.update({n: state[n] for n in g.states})
     env.update(check_inputs(g, feeds))
     for node in g.nodes:
         op = get_op(node.op)
@@ -46,6 +68,8 @@ def run(g: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False) -> di
         ins = [None if x is None else g.tensors[x] for x in node.inputs]
         outs = [g.tensors[o] for o in node.outputs]
         ys = op.qreference(node, xs, ins, outs) if is_quantized(ins, outs) else op.reference(node, xs)
+        for j, y in zip(op.state_inputs, ys[len(outs):]):
+            state[node.inputs[j]] = env[node.inputs[j]] = y.astype(DTYPES[ins[j].dtype], copy=False)
         for name, y in zip(node.outputs, ys):
             t = g.tensors[name]
             if y.shape != t.shape:

@@ -101,6 +101,12 @@ class Graph:
     # compile options the graph's meaning depends on (printed in the text IR's header), e.g.
     # "rounding" (tinyc/quant/rounding.py); absent keys take their defaults
     options: dict[str, Any] = field(default_factory=dict)
+    # model state: tensors that keep their values from one run to the next (a stateful op such as
+    # SVDF reads and updates them in place, ``Op.state_inputs``), name -> the integer value every
+    # element has at the start and after a reset (TFLite Micro's: the zero point of an int8 state, 0
+    # otherwise). Neither inputs, constants nor arena tensors: generated C keeps them in static
+    # state arrays, ``<name>_reset`` restores them.
+    states: dict[str, int] = field(default_factory=dict)
 
     # -- construction helpers -------------------------------------------------------------
     def add_tensor(self, t: Tensor) -> Tensor:
@@ -157,6 +163,11 @@ class Graph:
             if t is None or t.is_const:
                 raise TinycError(f"graph input '{name}' is not a non-constant tensor")
         defined.update(t.name for t in self.constants())
+        for name in self.states:
+            t = self.tensors.get(name)
+            if t is None or t.is_const or name in self.inputs:
+                raise TinycError(f"state '{name}' is not a tensor of its own (no input, no constant)")
+        defined.update(self.states)
         seen_nodes: set[str] = set()
         for n in self.nodes:
             if n.name in seen_nodes:

@@ -98,6 +98,8 @@ def print_graph(g: Graph, elide: bool = False) -> str:
     lines = [f"graph {json.dumps(g.name)}{_attrs(g.options)} {{"]
     for name in g.inputs:
         lines.append(f"  input {_ref(name)} : {_type(g.tensors[name])}")
+    for name, init in g.states.items():
+        lines.append(f"  state {_ref(name)} : {_type(g.tensors[name])} = {int(init)}")
     for t in g.constants():
         lines.append(f"  const {_ref(t.name)} : {_type(t)} = {_const_value(t, elide)}")
     for n in g.nodes:
@@ -173,6 +175,9 @@ class _Build(Transformer):
     def input_decl(self, ref, ty):
         return ("input", _unref(ref), ty)
 
+    def state_decl(self, ref, ty, value):
+        return ("state", _unref(ref), ty, value)
+
     def const_decl(self, ref, ty, value):
         return ("const", _unref(ref), ty, value)
 
@@ -201,6 +206,10 @@ class _Build(Transformer):
                 _, n, (dt, shape, q) = it
                 g.add_tensor(Tensor(n, shape, dt, quant=q))
                 g.inputs.append(n)
+            elif kind == "state":
+                _, n, (dt, shape, q), value = it
+                g.add_tensor(Tensor(n, shape, dt, quant=q))
+                g.states[n] = int(value)
             elif kind == "const":
                 _, n, (dt, shape, q), value = it
                 np_dt = DTYPES[dt]

@@ -229,7 +229,8 @@ class Build:
 
     @cached_property
     def reference(self) -> list[dict[str, np.ndarray]]:
-        """run: the reference interpreter's outputs on the samples."""
+        """run: the reference interpreter's outputs on the samples, in order as one sequence (a
+        stateful model carries its state from each sample to the next, as the firmware does)."""
         from . import interpreter
 
-        return [interpreter.run(self.graph, s) for s in self.samples.feeds]
+        return interpreter.run_sequence(self.graph, self.samples.feeds)

@@ -144,6 +144,8 @@ def _refs(g: Graph, inputs, outputs) -> dict[str, str]:
         for o, off in zip(n.outputs, n.attrs["offsets"]):
             if off >= 0:
                 ref[o] = f"({_ctype(g, o)} *)(void *)(arena + {off})"
+    for k, st in enumerate(g.states):  # the model state's static arrays
+        ref[st] = f"state{k}"
     for n in g.nodes:  # a view of a graph input reads the caller's buffer
         if n.attrs.get("placement") == "view" and n.outputs[0] not in ref:
             ref[n.outputs[0]] = ref[n.inputs[0]]
@@ -195,6 +197,7 @@ def _layer(env, g: Graph, i: int, node, ref: dict[str, str], reads: dict[int, st
     # in place: an input and the output share bytes, so no restrict on this node's pointers
     restrict = "" if a.get("placement") == "in_place" else "restrict "
     params, args = [], []
+    state_inputs = get_op(node.op).state_inputs  # updated in place: not const
     for j, x in enumerate(node.inputs):
         if j in reads:
             c = reads[j]
@@ -204,7 +207,7 @@ def _layer(env, g: Graph, i: int, node, ref: dict[str, str], reads: dict[int, st
             params.append(f"const void *in{j}")
             args.append("NULL")
         else:
-            params.append(f"const {_ctype(g, x)} *{restrict}in{j}")
+            params.append(f"{'' if j in state_inputs else 'const '}{_ctype(g, x)} *{restrict}in{j}")
             args.append(ref[x])
     params += [f"{_ctype(g, o)} *{restrict}out{j}" for j, o in enumerate(node.outputs)]
     args += [ref[o] for o in node.outputs]
@@ -267,11 +270,15 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
     for io in inputs:
         io["unused"] = not any(io["name"] in n.inputs for n in g.nodes) and io["name"] not in g.outputs
     ref = _refs(g, inputs, outputs)
+    states = [dict(var=ref[n], name=n, ctype=_ctype(g, n), size=g.tensors[n].size, nbytes=g.tensors[n].nbytes,
+                   init=int(v)) for n, v in g.states.items()]
+    if any(st["init"] and g.tensors[st["name"]].dtype not in ("s8", "u8") for st in states):
+        raise UnsupportedError("a model state of more than one byte per element must start at 0")
     weights, array_bytes, reads = _weight_arrays(g, runs, ref, weights_blob)
     layers = [_layer(env, g, g.nodes.index(n), n, ref, reads[n.name], array_bytes, dump) for n in runs]
     copies = _copies(g, outputs, ref)
     includes = {h for n in runs for h in n.attrs.get("includes", ())}
-    if copies or any("scratch_offset" in n.attrs for n in runs):
+    if copies or states or any("scratch_offset" in n.attrs for n in runs):
         includes.add("string.h")
     preambles = list(dict.fromkeys(p for n in runs for p in n.attrs.get("preamble", ())))
     helpers = [env.get_template(p).render(single_rounding=rounding.active() == rounding.SINGLE) for p in preambles]
@@ -280,6 +287,7 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
         arena_bytes=arena_bytes(g, target.alignment), alignment=target.alignment, includes=sorted(includes),
         weights_bytes=sum(w["nbytes"] for w in weights), blob=None,
+        states=states, state_bytes=sum(st["nbytes"] for st in states), state_init=any(st["init"] for st in states),
     )
     binaries: dict[str, bytes] = {}
     if weights_blob:
@@ -301,6 +309,10 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
     # the planner's figures for the report (a graph read back from text has only the offsets)
     mplan = g.memory_plan if g.memory_plan is not None else plan_memory(g, target.alignment)
     report = _report(g, name, source, target, mplan, ctx, layers)
+    if states:  # a stateful model: its state arrays, beside the arena (RAM)
+        report["state_bytes"] = ctx["state_bytes"]
+        report["states"] = [dict(name=st["name"], dtype=g.tensors[st["name"]].dtype, shape=list(g.tensors[st["name"]].shape),
+                                 bytes=st["nbytes"], start_value=st["init"]) for st in states]
     if weights_blob:
         b = ctx["blob"]
         report["weights_blob"] = dict(file=b["file"], bytes=len(binaries[b["file"]]), payload_bytes=b["payload_bytes"],

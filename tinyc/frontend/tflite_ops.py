@@ -19,7 +19,6 @@ from .tflite_rnn import lstm_float
 from .tflite_file import builtin_code, builtin_options, default_options
 
 _REFUSED = {
-    "SVDF": "SVDF is not supported yet (sequence models have their own issue)",
     "CUSTOM": "custom operators are not supported",
 }
 
@@ -246,6 +245,14 @@ def _softmax(c: _Op, op) -> None:
     opts = c.options("SoftmaxOptions")
     if opts.Beta() != 1.0:
         c.fail(f"beta {opts.Beta()} (tinyc's Softmax has beta 1)", UnsupportedError)
+    r, x, o = c.r, c.input(0), c.outs[0]
+    if r.is_int8(x) and r.ttype(o) == 7:  # int8 -> int16: the integer op itself (no int16 cluster)
+        name = r.g.unique_name(r.tname(o))
+        rank = len(r.shape(x))
+        r.node("Softmax", c.name, [r.define(x)], [name], {"axis": max(rank - 1, 0), "output_type": "s16"}, normalized=True)
+        r.g.tensors[name].quant = r.quant(o)
+        r.names[o] = name
+        return
     c.emit("Softmax", [c.r.value(c.input(0))], {"axis": -1})
 
 
@@ -386,6 +393,40 @@ def _transpose_conv(c: _Op, op) -> None:
     c.emit("Transpose", [y], {"perm": [0, 2, 3, 1]}, fused)
 
 
+def _svdf(c: _Op, op) -> None:
+    """SVDF: int8 as the integer op itself (no float cluster: its weights_time and state are int16
+    or int8 with their own scales); float32 as the float op with its fused activation. TFLite's
+    variable tensor, the activation state, becomes a model state tensor of the graph starting at
+    TFLite Micro's reset value (the zero point of an int8 state, 0 otherwise). The int8 op ignores the fused activation, as TFLite Micro's integer
+    kernel does."""
+    r = c.r
+    opts = c.options("SVDFOptions")
+    x, st, o = c.input(0, rank=2), c.input(4, rank=2), c.outs[0]
+    floats = r.ttype(x) == 0 and r.ttype(o) == 0
+    if not floats and (not r.is_int8(x) or not r.is_int8(o)):
+        raise UnsupportedError(f"{r.opname}: only int8 and float32 SVDF are supported")
+    if not r.tensor(st).IsVariable() or r.data(st) is not None or st in r.names:
+        c.fail(f"activation state '{r.tname(st)}' must be a variable tensor of its own")
+    state = r.g.add_tensor(Tensor(r.g.unique_name(r.tname(st)), r.shape(st), r.dtype(st), quant=r.quant(st)))
+    r.g.states[state.name] = int(state.quant.zero_point) if state.dtype == "s8" and state.quant is not None else 0
+    r.names[st] = state.name
+    ins = []
+    for k in (0, 1, 2, 3):
+        i = c.input(k, rank=2) if k < 3 else c.optional(3)
+        ins.append(None if i is None else r.define(i))
+        if i is not None:
+            r.g.tensors[ins[-1]].quant = r.quant(i)
+    if floats:  # TFLite Micro's float kernel applies the fused activation
+        c.emit("SVDF", ins + [state.name], {"rank": int(opts.Rank())}, opts.FusedActivationFunction())
+        return
+    name = r.g.unique_name(r.tname(o))
+    r.node("SVDF", c.name, ins + [state.name], [name], {"rank": int(opts.Rank())})
+    if r.g.tensors[name].shape != r.shape(o):
+        c.fail(f"output '{r.tname(o)}' has shape {list(r.shape(o))}, expected {list(r.g.tensors[name].shape)}")
+    r.g.tensors[name].quant = r.quant(o)
+    r.names[o] = name
+
+
 def _transpose_conv_16x8(c: _Op, x: int, w: int, b: int | None, iohw: np.ndarray, attrs: dict, fused: int) -> None:
     """TRANSPOSE_CONV on int16 activations: the int16 input transposed to NCHW, then the cluster
     DequantizeLinear -> ConvTranspose -> QuantizeLinear (an NCHW int16 result), transposed back to
@@ -419,6 +460,7 @@ def _transpose_conv_16x8(c: _Op, x: int, w: int, b: int | None, iohw: np.ndarray
 
 
 _MAP: dict[str, Callable] = {
+    "SVDF": _svdf,
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
     "FULLY_CONNECTED": _fully_connected,

@@ -105,6 +105,10 @@ class Op:
     # Only changes how values are represented (quantize, dequantize, requantize): the float
     # meaning is the identity (tinyc diff compares across it).
     quant_only: ClassVar[bool] = False
+    # Inputs that are model state (``Graph.states``, SVDF's activation state): the kernel reads and
+    # updates them in place, and ``reference``/``qreference`` return their new values after the
+    # outputs (the interpreter carries them to the next run).
+    state_inputs: ClassVar[tuple[int, ...]] = ()
     # ReduceMean/ReduceMax over all spatial axes is this global pooling op (canonicalize).
     global_pool: ClassVar[str | None] = None
 

@@ -48,7 +48,8 @@ class Softmax(Op):
         return {"axis": axis, "flatten": flatten} if flatten else {"axis": axis}
 
     def infer(self, node, ins):
-        return [(ins[0].shape, ins[0].dtype)]
+        # output_type: TFLite's int8 -> int16 softmax (the .tflite frontend sets it)
+        return [(ins[0].shape, node.attrs.get("output_type", ins[0].dtype))]
 
     def _split(self, node, shape):
         axis = node.attrs["axis"]
@@ -65,11 +66,22 @@ class Softmax(Op):
         return [(e / e.sum(axis=1, keepdims=True)).reshape(x.shape).astype(x.dtype)]
 
     def _tflite(self, outs) -> bool:
-        """TFLite's int8 softmax: output scale 1/256 and zero point -128."""
+        """TFLite's int8 softmax: output scale 1/256 and zero point -128, or its int8 -> int16
+        form (scale 1/65536 within TFLite Micro's tolerance of 0.1%, zero point -32768)."""
         q = outs[0].quant
+        if outs[0].dtype == "s16":
+            return math.isclose(float(q.scale), 1 / 65536, rel_tol=1e-3) and int(q.zero_point) == -32768
         return math.isclose(float(q.scale), 1 / 256, rel_tol=1e-6) and int(q.zero_point) == -128
 
+    @staticmethod
+    def _out_bits(node, outs) -> dict:
+        """The int16 output's template parameter (none for int8: its kernel stays as it was)."""
+        return {"out_bits": 16} if outs[0].dtype == "s16" else {}
+
     def _exact(self, node, ins, outs) -> dict:
+        if outs[0].dtype != "s8":
+            raise UnsupportedError(f"{self.name} node '{node.name}': an {outs[0].dtype} output needs TFLite's "
+                                   "parameters (scale 1/65536, zero point -32768)")
         n = self._split(node, ins[0].shape)[1]
         if n > 1 << 24:
             raise UnsupportedError(f"{self.name} node '{node.name}': int8 over {n} values (at most 2^24)")
@@ -100,7 +112,7 @@ class Softmax(Op):
             y = int16_lut.softmax_s16(v, *self._int16(node, ins, outs), *int16_lut.softmax_tables())
         elif self._tflite(outs):
             m, shift, diff_min = softmax_params(float(ins[0].quant.scale), rounding=active_rounding())
-            y = softmax_s8(v, m, shift, diff_min)
+            y = softmax_s8(v, m, shift, diff_min, **self._out_bits(node, outs))
         else:
             y = self.exact_rows(v, self._exact(node, ins, outs))
         return [np.moveaxis(y, 2, 1).reshape(x.shape)]
@@ -117,7 +129,7 @@ class Softmax(Op):
             if self._tflite(outs):
                 m, shift, diff_min = softmax_params(float(ins[0].quant.scale), rounding=active_rounding())
                 return Kernel("s8/softmax.c.j2", dict(outer=outer, n=n, inner=inner, mult=m, left_shift=shift,
-                                                      diff_min=diff_min), preamble=FIXEDPOINT + ("s8/softmax_helpers.c.j2",))
+                                                      diff_min=diff_min, **self._out_bits(node, outs)), preamble=FIXEDPOINT + ("s8/softmax_helpers.c.j2",))
             params = dict(self._exact(node, ins, outs), op=self.name, outer=outer, n=n, inner=inner,
                           out_frac=softmax_exact.OUT_FRAC)
             return Kernel("s8/softmax_exact.c.j2", params, includes=("stdint.h",), preamble=(*FIXEDPOINT, "s8/softmax_exact_helpers.c.j2"))

@@ -202,8 +202,9 @@ def softmax_params(input_scale: float, beta: float = 1.0, integer_bits: int = 5,
     return multiplier, left_shift, diff_min
 
 
-def softmax_s8(x: np.ndarray, multiplier: int, left_shift: int, diff_min: int) -> np.ndarray:
-    """TFLite reference int8 softmax over the last axis; output scale 1/256, zero point -128."""
+def softmax_s8(x: np.ndarray, multiplier: int, left_shift: int, diff_min: int, out_bits: int = 8) -> np.ndarray:
+    """TFLite reference int8 softmax over the last axis; output scale 1/256, zero point -128 (int8),
+    or with ``out_bits=16`` TFLite's int8 -> int16 form: scale 1/65536, zero point -32768."""
     shape = x.shape
     v = np.asarray(x, np.int64).reshape(-1, shape[-1])
     diff = v - v.max(axis=1, keepdims=True)
@@ -214,6 +215,7 @@ def softmax_s8(x: np.ndarray, multiplier: int, left_shift: int, diff_min: int) -
     sum_of_exps = np.where(valid, rounding_divide_by_pot(exps, accum_bits), 0).sum(axis=1, keepdims=True)
     sum_of_exps = _wrap32(sum_of_exps)
     shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps, accum_bits)
-    unsat = rounding_divide_by_pot(srdhm(shifted_scale, exps), num_bits_over_unit + 31 - 8)
-    out = np.clip(unsat - 128, -128, 127)
-    return np.where(valid, out, -128).astype(np.int8).reshape(shape)
+    unsat = rounding_divide_by_pot(srdhm(shifted_scale, exps), num_bits_over_unit + 31 - out_bits)
+    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    out = np.clip(unsat + lo, lo, hi)
+    return np.where(valid, out, lo).astype(np.int8 if out_bits == 8 else np.int16).reshape(shape)
