@@ -105,6 +105,21 @@ def test_shared_models_compile_without_warnings(target, tmp_path):
     assert not failures, "\n\n".join(failures)
 
 
+# issue 19's models: stateful SVDF (int16 and int8 state), the LSTM, and one 16x8 model per
+# operator directory of seanet (int64 bias, 64-bit requantization, int16 elementwise)
+TFLM = ["keyword_scrambled/keyword_scrambled.tflite", "keyword_scrambled/keyword_scrambled_8bit.tflite",
+        "mnist_lstm/trained_lstm.tflite"] + [f"seanet/{op}/{op}{i}.tflite" for op, i in (
+            ("add", 0), ("conv", 9), ("conv", 20), ("leaky_relu", 0), ("pad", 0), ("quantize", 0), ("quantize", 1),
+            ("strided_slice", 0), ("sub", 0), ("transpose_conv", 0))]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_sequence_and_16x8_models_compile_without_warnings(target, tmp_path):
+    jobs = [(key, target, prepare(shared_model(f"tflm/{key}"), progress=False).graph) for key in TFLM]
+    failures = _compile_all(jobs, tmp_path)
+    assert not failures, "\n\n".join(failures)
+
+
 def _int8_cases(tmp: Path) -> list[tuple[str, object]]:
     """(label, graph): the int8 single-op cases of test_int8 (kept in NCHW) and the int8
     kernel-variant cases of test_kernel_variants."""

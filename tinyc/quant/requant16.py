@@ -69,11 +69,11 @@ class Requant64:
 class Requant32To16(Requant):
     """An int32 value's usual requantization (Requant), clamped to and stored as int16: TFLite's
     16x8 Conv/FullyConnected with an int32 bias (int32 accumulator), and ADD/SUB's output; in C
-    ``tinyc_requant_i32`` (``wide``)."""
+    ``tinyc_requant_i32`` (``rq_to16``)."""
     out_dtype: ClassVar[str] = "s16"
 
     def params(self) -> dict:
-        return dict(super().params(), wide=True)
+        return dict(super().params(), rq_to16=True)
 
 
 def product_requant(ins, outs, channels: int, clamp: tuple[int, int], rounding: str) -> Requant | Requant64:
