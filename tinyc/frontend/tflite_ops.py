@@ -18,7 +18,6 @@ from .tflite_file import builtin_code, builtin_options, default_options
 
 _REFUSED = {
     "SVDF": "SVDF is not supported yet (sequence models have their own issue)",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM is not supported yet (sequence models have their own issue)",
     "CUSTOM": "custom operators are not supported",
 }
 
@@ -343,6 +342,15 @@ def _dequantize(c: _Op, op) -> None:
     r.node("DequantizeLinear", c.name, [src] + r.qparams(src, q), [out], {})
 
 
+def _sequence_lstm(c: _Op, op) -> None:
+    if c.r.ttype(c.ins[0]) == 9:  # int8 activations: TFLite Micro's integer LSTM
+        from .tflite_lstm_int import import_lstm_int8
+
+        return import_lstm_int8(c, op)
+    c.fail("UNIDIRECTIONAL_SEQUENCE_LSTM is not supported yet for float input (sequence models have their own issue)",
+           UnsupportedError)
+
+
 def _transpose_conv(c: _Op, op) -> None:
     r = c.r
     w, x, b = c.input(1, rank=4), c.input(2, rank=4), c.optional(3)
@@ -405,6 +413,7 @@ _MAP: dict[str, Callable] = {
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
     "TRANSPOSE_CONV": _transpose_conv,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _sequence_lstm,
 }
 
 
@@ -421,7 +430,7 @@ def import_operator(r, op, opname: str, index: int) -> None:
     if not c.ins or not c.outs:
         raise TinycError(f"{where}: the operator has no {'inputs' if not c.ins else 'outputs'}")
     for i in c.ins + c.outs:
-        if i >= 0 and r.ttype(i) == 7 and r.data(i) is None:
+        if i >= 0 and r.ttype(i) == 7 and r.data(i) is None and not r.tensor(i).IsVariable():  # (state: the op's)
             raise UnsupportedError(f"{where}: 16-bit activations ('{r.tname(i)}') are not supported")
     c.name = r.tname(c.outs[0]) if c.outs else where
     f(c, op)
