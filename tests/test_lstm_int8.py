@@ -109,3 +109,54 @@ def test_mnist_lstm_c_on_host_equals_the_reference(tmp_path):
 def test_mnist_lstm_c_on_cortex_m4_equals_the_reference(tmp_path):
     need_arm()
     _compare_c("cortex-m4", tmp_path)
+
+
+def float_onnx() -> bytes:
+    """The float model (trained_lstm.tflite) as ONNX: LSTM (TFLite's gate weights reordered to ONNX's
+    i, o, f, c), Reshape, Gemm, Softmax; its sequence-first input is [28, 1, 28]. For comparing tinyc's
+    float LSTM with the int8 one (bench)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tinyc.frontend.tflite import load
+
+    m = load(shared_model("tflm/mnist_lstm/trained_lstm.tflite"))
+    sub = m.Subgraphs(0)
+    op = sub.Operators(0)
+    ins = [int(i) for i in op.InputsAsNumpy()]
+
+    def const(i):
+        t = sub.Tensors(i)
+        raw = m.Buffers(t.Buffer()).DataAsNumpy()
+        return np.frombuffer(raw.tobytes(), "<f4").reshape(tuple(t.ShapeAsNumpy()))
+
+    i_f_c_o = lambda first: [const(ins[first + k]) for k in range(4)]  # noqa: E731
+    onnx_order = lambda ws: np.concatenate([ws[0], ws[3], ws[1], ws[2]])[None]  # noqa: E731
+    W, R, b = onnx_order(i_f_c_o(1)), onnx_order(i_f_c_o(5)), onnx_order(i_f_c_o(12))
+    fc = sub.Operators(2)
+    fw, fb = const(int(fc.InputsAsNumpy()[1])), const(int(fc.InputsAsNumpy()[2]))
+    inits = [numpy_helper.from_array(v, n) for v, n in ((W, "W"), (R, "R"), (np.concatenate([b, np.zeros_like(b)], 1), "B"),
+                                                       (np.array([1, 560], np.int64), "shape"), (fw, "fw"), (fb, "fb"))]
+    nodes = [helper.make_node("LSTM", ["x", "W", "R", "B"], ["y"], hidden_size=20),
+             helper.make_node("Reshape", ["y", "shape"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "fw", "fb"], ["logits"], transB=1),
+             helper.make_node("Softmax", ["logits"], ["probs"])]
+    graph = helper.make_graph(nodes, "mnist_lstm_float", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [28, 1, 28])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def test_float_onnx_twin_equals_tflite_micro_float(tmp_path):
+    """The float ONNX twin (the bench's float model) is the float .tflite: onnxruntime vs TFLite Micro."""
+    from tests.conftest import ort_run
+
+    path = shared_model("tflm/mnist_lstm/trained_lstm.tflite")
+    xs = (samples().astype(np.float32) + 128) / 255
+    want = [o[0] for o in tflm(path.read_bytes(), xs)]
+    p = tmp_path / "m.onnx"
+    p.write_bytes(float_onnx())
+    for x, w in zip(xs, want):
+        got = ort_run(p, {"x": x[:, None, :]})[0]
+        np.testing.assert_allclose(got, w, atol=1e-5)

@@ -216,5 +216,5 @@ class LstmInt8(Op):
                  y_batch=(H if tm else T * H))
         # scratch: the gates of one step (int16 [4H]), the cell state (int16 [H]), the initial hidden state
         # (int8 [H]); later steps read the hidden state from the previous step's output
-        return Kernel("s8/lstm.c.j2", p, includes=("stdint.h",), preamble=FIXEDPOINT,
+        return Kernel("s8/lstm.c.j2", p, includes=("stdint.h", "string.h"), preamble=FIXEDPOINT + ("s8/lstm_helpers.c.j2",),
                       weights={3: bxf, 4: bhf}, scratch=11 * H)
