@@ -70,7 +70,7 @@ def tflm(model: bytes, xs: np.ndarray, tensors: tuple[int, ...] = ()) -> list[li
     outs = []
     for x in xs:
         it.reset()
-        it.set_input(x[None], 0)
+        it.set_input(x, 0)
         it.invoke()
         outs.append([it.get_output(0).copy()] + [np.array(it.GetTensor(t, 0)["tensor_data"]) for t in tensors])
     return outs
@@ -81,7 +81,7 @@ def test_mnist_lstm_reference_equals_tflite_micro():
     g = load_graph(path)
     assert [n.op for n in g.nodes].count("LstmInt8") == 1
     xs = inputs()
-    want = tflm(path.read_bytes(), xs, (23,))
+    want = tflm(path.read_bytes(), xs[:, None], (23,))
     for x, (y, h) in zip(xs, want):
         got = interpreter.run(g, {g.inputs[0]: x[None]}, keep_all=True)
         np.testing.assert_array_equal(got[LSTM_OUT], h.reshape(got[LSTM_OUT].shape))
@@ -154,9 +154,89 @@ def test_float_onnx_twin_equals_tflite_micro_float(tmp_path):
 
     path = shared_model("tflm/mnist_lstm/trained_lstm.tflite")
     xs = (samples().astype(np.float32) + 128) / 255
-    want = [o[0] for o in tflm(path.read_bytes(), xs)]
+    want = [o[0] for o in tflm(path.read_bytes(), xs[:, None])]
     p = tmp_path / "m.onnx"
     p.write_bytes(float_onnx())
     for x, w in zip(xs, want):
         got = ort_run(p, {"x": x[:, None, :]})[0]
         np.testing.assert_allclose(got, w, atol=1e-5)
+
+
+def lstm_model(B: int, T: int, I: int, H: int, time_major: bool = False, seed: int = 0, x_q=(0.02, -3),
+               h_q=(0.008, 5), cell_scale: float = 2.0 ** -11, clip: float = 0.0, act: int = 4,
+               peephole: bool = False, per_channel: bool = False) -> bytes:
+    """One int8 UNIDIRECTIONAL_SEQUENCE_LSTM as TFLite's converter lays it out: 24 inputs (weights
+    input, forget, cell, output; no peephole, projection or layer norm), the hidden and cell
+    states as variable tensors."""
+    from tests.tflite_builders import model_bytes
+
+    rng = np.random.default_rng(seed)
+    tensors = [dict(name="x", shape=(T, B, I) if time_major else (B, T, I), type="s8", q=([x_q[0]], [x_q[1]], 0))]
+    for k in range(8):
+        cols = I if k < 4 else H
+        w = rng.integers(-127, 128, (H, cols)).astype(np.int8)
+        scales = rng.uniform(0.004, 0.012, H if per_channel and k == 0 else 1).tolist()
+        tensors.append(dict(name=f"w{k}", shape=(H, cols), type="s8", data=w, q=(scales, [0] * len(scales), 0)))
+    for k in range(4):
+        tensors.append(dict(name=f"b{k}", shape=(H,), type="s32",
+                            data=rng.integers(-3000, 3000, H).astype(np.int32), q=([1e-4], [0], 0)))
+    tensors.append(dict(name="h", shape=(B, H), type="s8", variable=True, q=([h_q[0]], [h_q[1]], 0)))
+    tensors.append(dict(name="c", shape=(B, H), type="s16", variable=True, q=([cell_scale], [0], 0)))
+    tensors.append(dict(name="y", shape=(T, B, H) if time_major else (B, T, H), type="s8",
+                        q=([h_q[0]], [h_q[1]], 0)))
+    ins = [0, 1, 2, 3, 4, 5, 6, 7, 8, -1, -1, -1, 9, 10, 11, 12, -1, -1, 13, 14, -1, -1, -1, -1]
+    if peephole:  # cell-to-forget weights: the bias tensor stands in (only its presence matters)
+        ins[10] = 10
+    opts = dict(fusedActivationFunction=act, cellClip=clip, projClip=0.0, timeMajor=time_major)
+    return model_bytes("UNIDIRECTIONAL_SEQUENCE_LSTM", tensors, [0], [15], ins, [15],
+                       ("UnidirectionalSequenceLSTMOptions", opts))
+
+
+CASES = {  # name: builder arguments
+    "b1_t5_i7_h9": dict(B=1, T=5, I=7, H=9),
+    "b3_t4_i6_h5": dict(B=3, T=4, I=6, H=5, seed=1),
+    "time_major_b2": dict(B=2, T=6, I=8, H=4, time_major=True, seed=2),
+    "clip_cell_2^-12": dict(B=1, T=8, I=5, H=11, clip=1.5, cell_scale=2.0 ** -12, seed=3),
+    "cell_2^-15": dict(B=2, T=3, I=4, H=6, cell_scale=2.0 ** -15, seed=4),
+    "cell_2^-9_x_zp_-128": dict(B=1, T=7, I=12, H=16, cell_scale=2.0 ** -9, x_q=(0.05, -128), h_q=(0.0078125, 0), seed=5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_single_op_lstm_equals_tflite_micro(case, tmp_path, target="host"):
+    model = lstm_model(**CASES[case])
+    path = tmp_path / "lstm.tflite"
+    path.write_bytes(model)
+    g = load_graph(path)
+    x_shape = g.tensors[g.inputs[0]].shape
+    xs = np.random.default_rng(7).integers(-128, 128, (20,) + tuple(x_shape)).astype(np.int8)
+    want = tflm(model, xs)
+    for x, (y,) in zip(xs, want):
+        got = interpreter.run(g, {g.inputs[0]: x})[g.outputs[0]]
+        np.testing.assert_array_equal(got, y.reshape(got.shape))
+    assert len({bytes(np.asarray(y[0])) for y in want}) > 1  # the outputs vary with the input
+    np.savez(tmp_path / "x.npz", **{g.inputs[0]: xs})
+    r = run_cli("verify", str(path), "-t", target, "-i", str(tmp_path / "x.npz"))
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "PASS", r.stdout + r.stderr
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("case", ["b1_t5_i7_h9", "time_major_b2", "b3_t4_i6_h5"])
+def test_single_op_lstm_on_cortex_m4(case, tmp_path):
+    """The DSP path of the dot products (SMLAD), odd sizes' remainders included."""
+    need_arm()
+    test_single_op_lstm_equals_tflite_micro(case, tmp_path, "cortex-m4")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(act=6), "cell activation 6 is not TANH (4)"),
+    (dict(peephole=True), "LSTM with peephole weights is not supported"),
+    (dict(per_channel=True), "weights 'w0' must be quantized per tensor"),
+])
+def test_unsupported_lstm_variants_fail_in_one_line(change, message, tmp_path):
+    model = lstm_model(B=1, T=2, I=3, H=4, **change)
+    path = tmp_path / "lstm.tflite"
+    path.write_bytes(model)
+    r = run_cli("compile", str(path), "-t", "host", "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM (operator 0)" in r.stderr and message in r.stderr, r.stderr

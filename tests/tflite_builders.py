@@ -75,7 +75,8 @@ def run_tflm(model: bytes, samples: list[np.ndarray], arena: int = 64 * 1024) ->
 def model_bytes(op_name: str, tensors: list[dict], inputs: list[int], outputs: list[int], op_inputs: list[int],
                 op_outputs: list[int], options: tuple[str, dict] | None = None, version: int = 1) -> bytes:
     """A one-operator model. ``tensors``: dicts with name, shape, type ("f32", "s8", "s32"),
-    optional data (a numpy array: a constant) and q = (scales, zero points, quantized_dimension);
+    optional data (a numpy array: a constant), q = (scales, zero points, quantized_dimension) and
+    variable (a state tensor);
     ``options``: (the BuiltinOptions name, e.g. "Conv2DOptions", {field: value})."""
     flatbuffers, fb = _schema()
     types = {"f32": fb.TensorType.FLOAT32, "s8": fb.TensorType.INT8, "s32": fb.TensorType.INT32,
@@ -86,6 +87,7 @@ def model_bytes(op_name: str, tensors: list[dict], inputs: list[int], outputs: l
         t = fb.TensorT()
         t.name, t.shape, t.type = spec["name"], list(spec["shape"]), types[spec["type"]]
         t.buffer = 0
+        t.isVariable = bool(spec.get("variable", False))  # state kept across calls (an LSTM's)
         if spec.get("data") is not None:
             b = fb.BufferT()
             b.data = list(np.ascontiguousarray(spec["data"]).astype(spec["data"].dtype.newbyteorder("<")).tobytes())

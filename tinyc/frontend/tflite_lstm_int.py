@@ -15,7 +15,9 @@ from ..ops.lstm_int import lstm_int8_attrs
 
 # the operator's 24 inputs (TFLite's kLstm*Tensor indices)
 X, WX, WH, PEEPHOLE, BIAS, PROJECTION, H_STATE, C_STATE, LAYER_NORM = 0, 1, 5, 9, 12, 16, 18, 19, 20
-_ACTIVATIONS = {4: "tanh", 6: "sigmoid"}  # the cell gate's nonlinearity TFLite Micro accepts
+# the cell gate's nonlinearity: TFLite Micro also has sigmoid, but a .tflite file cannot say so (the
+# schema's activations stop at SIGN_BIT; what it does not know reads as none, which TFLite Micro refuses)
+_ACTIVATIONS = {4: "tanh"}
 
 
 def _per_tensor(c, i: int, what: str) -> QuantParams:
@@ -40,7 +42,7 @@ def import_lstm_int8(c, op) -> None:
         c.fail("diagonal recurrent weights are not supported", UnsupportedError)
     act = _ACTIVATIONS.get(opts.FusedActivationFunction())
     if act is None:
-        c.fail(f"cell activation {opts.FusedActivationFunction()} (TFLite Micro takes tanh or sigmoid)",
+        c.fail(f"cell activation {opts.FusedActivationFunction()} is not TANH (4), the one TFLite Micro runs",
                UnsupportedError)
     x, h, cs = c.ins[X], c.ins[H_STATE], c.ins[C_STATE]
     if len(r.shape(x)) != 3:
