@@ -164,7 +164,7 @@ def test_same_kernels_and_arena_as_the_onnx_form(key, target):
     assert arena_tfl == arena_onnx
 
 
-@pytest.mark.parametrize("path", ["tflm/mnist_lstm/trained_lstm.tflite", "tflm/mnist_lstm/trained_lstm_int8.tflite",
+@pytest.mark.parametrize("path", ["tflm/mnist_lstm/trained_lstm.tflite",  # (the int8 one: tests/test_lstm_int8.py)
                                   "tflm/keyword_scrambled/keyword_scrambled.tflite",
                                   "tflm/keyword_scrambled/keyword_scrambled_8bit.tflite"])
 def test_sequence_models_are_refused_in_one_line(path):
@@ -190,8 +190,8 @@ def test_cli_compiles_tflite_and_dump_ir_shows_the_file_names(tmp_path):
     assert (tmp_path / "build" / "hello_world_int8.c").exists()
 
 
-def test_cli_refuses_an_lstm_with_exit_code_2(tmp_path):
-    r = run_cli("compile", str(shared_model("tflm/mnist_lstm/trained_lstm_int8.tflite")), "--target", "host",
+def test_cli_refuses_a_float_lstm_with_exit_code_2(tmp_path):
+    r = run_cli("compile", str(shared_model("tflm/mnist_lstm/trained_lstm.tflite")), "--target", "host",
                 "-o", str(tmp_path / "out"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and not (tmp_path / "out").exists()
     assert r.stderr.count("\n") == 1 and "UNIDIRECTIONAL_SEQUENCE_LSTM (operator" in r.stderr

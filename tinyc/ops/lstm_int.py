@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import Node, Tensor
 from ..quant.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
+from ..quant.requant import Requant
 from ..quant.rounding import active as active_rounding
 from . import FIXEDPOINT, Kernel, Op, offset_term, register
 
@@ -86,6 +87,17 @@ def constants(node: Node) -> dict:
     a = node.attrs
     return dict(gx=[_mult(r) for r in a["gate_x"]], gh=[_mult(r) for r in a["gate_h"]], fc=_mult(a["fc"]),
                 ig=_mult(a["ig"]), hid=_mult(a["hid"]))
+
+
+def _requant_c(ms: list[int], bound: int) -> dict:
+    """How the kernel requantizes with (multiplier, shift) ``ms`` accumulators up to ``bound``:
+    the fast form (tinyc/quant/requant.py: one 64-bit multiply, an add and a shift) where it gives
+    the same integers, tinyc_mbqm otherwise."""
+    rq = Requant((ms[0],), (ms[1],), 0, -32768, 32767, active_rounding())
+    fast = rq.fast_form(bound)
+    if fast is None:
+        return dict(fast=False, m=ms[0], s=ms[1])
+    return dict(fast=True, m=fast["mult"][0], rnd=fast["rnd"][0], r=fast["rshift"][0])
 
 
 def _mbqm(x, ms):
@@ -209,12 +221,41 @@ class LstmInt8(Op):
         bhf = (bh.data.astype(np.int64) + np.asarray(th)).astype(np.int32)
         tm = a["time_major"]
         B, T = (x.shape[1], x.shape[0]) if tm else (x.shape[0], x.shape[1])
-        p = dict(B=B, T=T, I=I, H=H, time_major=tm, gx=k["gx"], gh=k["gh"], fc=k["fc"], ig=k["ig"], hid=k["hid"],
+        # the largest |accumulator| per gate (inputs in [-128, 127]); the products of two int16 gate
+        # values (one a sigmoid in [0, 32767]) stay below 32767 * 32768
+        def bound(w, bias, g):
+            rows = slice(g * H, (g + 1) * H)
+            return int(np.max(np.abs(bias[rows].astype(np.int64)) + 128 * np.abs(w[rows].astype(np.int64)).sum(axis=1)))
+        prod = 32767 * 32768
+        p = dict(B=B, T=T, I=I, H=H, time_major=tm,
+                 gx=[_requant_c(k["gx"][g], bound(wx.data, bxf, g)) for g in range(4)],
+                 gh=[_requant_c(k["gh"][g], bound(wh.data, bhf, g)) for g in range(4)],
+                 fc=_requant_c(k["fc"], prod), ig=_requant_c(k["ig"], prod), hid=_requant_c(k["hid"], prod),
                  h_zp=a["h_zp"], tanh_mult=a["tanh_mult"], tanh_shift=a["tanh_shift"], clip=a["clip"],
                  cell_tanh=a["cell_act"] == "tanh", table=SIGMOID_TABLE.tolist(),
                  x_step=(B * I if tm else I), y_step=(B * H if tm else H), x_batch=(I if tm else T * I),
                  y_batch=(H if tm else T * H))
         # scratch: the gates of one step (int16 [4H]), the cell state (int16 [H]), the initial hidden state
         # (int8 [H]); later steps read the hidden state from the previous step's output
+        p["wide"] = False
         return Kernel("s8/lstm.c.j2", p, includes=("stdint.h", "string.h"), preamble=FIXEDPOINT + ("s8/lstm_helpers.c.j2",),
                       weights={3: bxf, 4: bhf}, scratch=11 * H)
+
+    def kernel_for(self, node, ins, outs, variants=()):
+        """On cores with the DSP extension (without Helium, whose dot2 path takes 16 products an
+        instruction): weights widened to int16 (rows padded to an even length), the step's input and
+        hidden state widened once into scratch, two products per SMLAD with no unpacking."""
+        k = self.kernel(node, ins, outs)
+        if "dsp" not in variants or "mve" in variants:
+            return k
+        p = k.params
+        ie, he = p["I"] + p["I"] % 2, p["H"] + p["H"] % 2
+
+        def wide(w, cols):
+            out = np.zeros((w.shape[0], cols), np.int16)
+            out[:, :w.shape[1]] = w
+            return out
+        p.update(wide=True, Ie=ie, He=he)
+        k.weights.update({1: wide(ins[1].data, ie), 2: wide(ins[2].data, he)})
+        k.scratch += 2 * (ie + he)
+        return k
