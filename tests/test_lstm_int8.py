@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import need_arm, run_cli, shared_model
 from tinyc import interpreter
 from tinyc.compiler import load_graph
+from tinyc.ir_text import parse_graph, print_graph
 
 MODEL = "tflm/mnist_lstm/trained_lstm_int8.tflite"
 LSTM_OUT = "tfl.unidirectional_sequence_lstm"  # the LSTM's output tensor (index 23 in the file)
@@ -79,6 +80,7 @@ def tflm(model: bytes, xs: np.ndarray, tensors: tuple[int, ...] = ()) -> list[li
 def test_mnist_lstm_reference_equals_tflite_micro():
     path = shared_model(MODEL)
     g = load_graph(path)
+    assert parse_graph(print_graph(g)) is not None and print_graph(parse_graph(print_graph(g))) == print_graph(g)
     assert [n.op for n in g.nodes].count("LstmInt8") == 1
     xs = inputs()
     want = tflm(path.read_bytes(), xs[:, None], (23,))
@@ -89,8 +91,9 @@ def test_mnist_lstm_reference_equals_tflite_micro():
 
 
 def _compare_c(target: str, tmp_path):
-    """Generated C equals the reference on every layer (the LSTM's own output too: ``tinyc diff``),
-    and the reference equals TFLite Micro on the same inputs (the test above)."""
+    """Generated C equals the reference on every layer (the LSTM's own output too: ``tinyc diff``)
+    and TFLite Micro on the final output (``verify --against``, which resets TFLite Micro's state
+    before each input)."""
     path = shared_model(MODEL)
     np.savez(tmp_path / "x.npz", **{load_graph(path).inputs[0]: inputs()[:, None]})
     r = run_cli("diff", str(path), "-t", target, "-i", str(tmp_path / "x.npz"), "--json")
@@ -99,14 +102,17 @@ def _compare_c(target: str, tmp_path):
     assert layers[0]["op"] == "LstmInt8" and layers[0]["target_equal"] is True
     assert all(layer["target_equal"] in (True, None) and layer["target_mismatches"] == 0 for layer in layers)
     assert layers[0]["sqnr_db"] > 40  # against the float twin (dequantized weights, float LSTM)
+    r = run_cli("verify", str(path), "-t", target, "-i", str(tmp_path / "x.npz"), "--against", f"tflm={path}")
+    assert r.returncode == 0 and "34 samples" in r.stdout, r.stdout + r.stderr
+    assert r.stdout.splitlines()[-1] == f"PASS (reference and TFLite Micro ({path.name}, tflite-micro package))"
 
 
-def test_mnist_lstm_c_on_host_equals_the_reference(tmp_path):
+def test_mnist_lstm_c_on_host_equals_the_reference_and_tflite_micro(tmp_path):
     _compare_c("host", tmp_path)
 
 
 @pytest.mark.emulator
-def test_mnist_lstm_c_on_cortex_m4_equals_the_reference(tmp_path):
+def test_mnist_lstm_c_on_cortex_m4_equals_the_reference_and_tflite_micro(tmp_path):
     need_arm()
     _compare_c("cortex-m4", tmp_path)
 
@@ -216,8 +222,9 @@ def test_single_op_lstm_equals_tflite_micro(case, tmp_path, target="host"):
         np.testing.assert_array_equal(got, y.reshape(got.shape))
     assert len({bytes(np.asarray(y[0])) for y in want}) > 1  # the outputs vary with the input
     np.savez(tmp_path / "x.npz", **{g.inputs[0]: xs})
-    r = run_cli("verify", str(path), "-t", target, "-i", str(tmp_path / "x.npz"))
-    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "PASS", r.stdout + r.stderr
+    r = run_cli("verify", str(path), "-t", target, "-i", str(tmp_path / "x.npz"), "--against", f"tflm={path}")
+    assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("PASS (reference and TFLite Micro"), \
+        r.stdout + r.stderr
 
 
 @pytest.mark.emulator

@@ -98,6 +98,9 @@ def tflm_runner(path: Path, g: Graph, layers: bool = False) -> tuple[Callable, s
     taps = _layer_taps(data, g) if layers else {}
 
     def run(graph: Graph, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # tinyc's code starts every call from the initial state; TFLite Micro keeps variable tensors
+        # (an LSTM's hidden and cell state) across invocations: each sample starts from its reset
+        it.reset()
         for i, name in enumerate(graph.inputs):
             it.set_input(np.asarray(sample[name], DTYPES[graph.tensors[name].dtype]).reshape(graph.tensors[name].shape), i)
         it.invoke()
