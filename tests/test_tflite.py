@@ -164,15 +164,6 @@ def test_same_kernels_and_arena_as_the_onnx_form(key, target):
     assert arena_tfl == arena_onnx
 
 
-# (the float mnist_lstm compiles: tests/test_tflite_lstm.py; keyword_scrambled: tests/test_svdf.py)
-@pytest.mark.parametrize("path", ["tflm/mnist_lstm/trained_lstm_int8.tflite"])
-def test_sequence_models_are_refused_in_one_line(path):
-    with pytest.raises(TinycError) as e:
-        load_graph(shared_model(path))
-    msg = str(e.value)
-    assert "\n" not in msg and "(operator " in msg
-
-
 def test_int8_transpose_conv_is_refused(tmp_path):
     p = tmp_path / "tc.tflite"
     p.write_bytes(tflite_cases.transpose_conv(True))
@@ -189,8 +180,8 @@ def test_cli_compiles_tflite_and_dump_ir_shows_the_file_names(tmp_path):
     assert (tmp_path / "build" / "hello_world_int8.c").exists()
 
 
-def test_cli_refuses_an_lstm_with_exit_code_2(tmp_path):
-    r = run_cli("compile", str(shared_model("tflm/mnist_lstm/trained_lstm_int8.tflite")), "--target", "host",
+def test_cli_refuses_a_float_lstm_with_exit_code_2(tmp_path):
+    r = run_cli("compile", str(shared_model("tflm/mnist_lstm/trained_lstm.tflite")), "--target", "host",
                 "-o", str(tmp_path / "out"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and not (tmp_path / "out").exists()
     assert r.stderr.count("\n") == 1 and "UNIDIRECTIONAL_SEQUENCE_LSTM (operator" in r.stderr

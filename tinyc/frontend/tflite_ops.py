@@ -354,6 +354,14 @@ def _dequantize(c: _Op, op) -> None:
     r.node("DequantizeLinear", c.name, [src] + r.qparams(src, q), [out], {})
 
 
+def _sequence_lstm(c: _Op, op) -> None:
+    if c.r.ttype(c.ins[0]) == 9:  # int8 activations: TFLite Micro's integer LSTM
+        from .tflite_lstm_int import import_lstm_int8
+
+        return import_lstm_int8(c, op)
+    return lstm_float(c, op)
+
+
 def _transpose_conv(c: _Op, op) -> None:
     r = c.r
     w, x, b = c.input(1, rank=4), c.input(2, rank=4), c.optional(3)
@@ -488,7 +496,7 @@ _MAP: dict[str, Callable] = {
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
     "TRANSPOSE_CONV": _transpose_conv,
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": lstm_float,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _sequence_lstm,
 }
 
 

@@ -98,6 +98,12 @@ def tflm_runner(path: Path, g: Graph, layers: bool = False) -> tuple[Callable, s
     taps = _layer_taps(data, g) if layers else {}
 
     def run(graph: Graph, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # TFLite Micro keeps every variable tensor across invocations. tinyc carries only the model
+        # states of its graph (SVDF's: the samples are one sequence); a graph without any (an LSTM,
+        # whose hidden and cell state start from their reset values on every call) is compared
+        # with TFLite Micro reset before each sample
+        if not graph.states:
+            it.reset()
         for i, name in enumerate(graph.inputs):
             it.set_input(np.asarray(sample[name], DTYPES[graph.tensors[name].dtype]).reshape(graph.tensors[name].shape), i)
         it.invoke()
