@@ -180,13 +180,6 @@ def test_cli_compiles_tflite_and_dump_ir_shows_the_file_names(tmp_path):
     assert (tmp_path / "build" / "hello_world_int8.c").exists()
 
 
-def test_cli_refuses_a_float_lstm_with_exit_code_2(tmp_path):
-    r = run_cli("compile", str(shared_model("tflm/mnist_lstm/trained_lstm.tflite")), "--target", "host",
-                "-o", str(tmp_path / "out"))
-    assert r.returncode == 2 and "Traceback" not in r.stderr and not (tmp_path / "out").exists()
-    assert r.stderr.count("\n") == 1 and "UNIDIRECTIONAL_SEQUENCE_LSTM (operator" in r.stderr
-
-
 @pytest.mark.slow
 def test_mobilenet_v2_224_host_c_equals_tflite_micro(tmp_path):
     """MobileNetV2 224x224 int8 from PyTorch through ONNX into TFLite (PAD, MEAN, TRANSPOSE, an NCHW

@@ -100,12 +100,6 @@ def test_mnist_lstm_float_on_cortex_m4_equals_tflite_micro(tmp_path):
         assert rel_err(got[g.outputs[0]], w) < 1e-5 and int(got[g.outputs[0]].argmax()) == digit
 
 
-def test_int8_lstm_is_refused_in_one_line(tmp_path):
-    r = run_cli("compile", str(shared_model("tflm/mnist_lstm/trained_lstm_int8.tflite")), "--target", "host",
-                "-o", str(tmp_path / "out"))
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "UNIDIRECTIONAL_SEQUENCE_LSTM (operator" in r.stderr
-
-
 def lstm_tflite(seq=5, batch=2, inp=3, hidden=4, time_major=False, act=4, cell_clip=0.0, extra=()) -> bytes:
     """A one-operator float UNIDIRECTIONAL_SEQUENCE_LSTM (``extra``: optional inputs to add, by
     index: 9-11 peepholes, 16 projection weights, 20 layer-norm coefficients)."""

@@ -108,7 +108,7 @@ def test_shared_models_compile_without_warnings(target, tmp_path):
 # issue 19's models: stateful SVDF (int16 and int8 state), the LSTM, and one 16x8 model per
 # operator directory of seanet (int64 bias, 64-bit requantization, int16 elementwise)
 TFLM = ["keyword_scrambled/keyword_scrambled.tflite", "keyword_scrambled/keyword_scrambled_8bit.tflite",
-        "mnist_lstm/trained_lstm.tflite"] + [f"seanet/{op}/{op}{i}.tflite" for op, i in (
+        "mnist_lstm/trained_lstm.tflite", "mnist_lstm/trained_lstm_int8.tflite"] + [f"seanet/{op}/{op}{i}.tflite" for op, i in (
             ("add", 0), ("conv", 9), ("conv", 20), ("leaky_relu", 0), ("pad", 0), ("quantize", 0), ("quantize", 1),
             ("strided_slice", 0), ("sub", 0), ("transpose_conv", 0))]
 
