@@ -52,7 +52,7 @@ def dequantize(v: np.ndarray, q: QuantParams | None) -> np.ndarray:
 
 
 def _is_quantized(t: Tensor) -> bool:
-    return t.quant is not None and t.dtype in ("s8", "u8", "s16", "s32")
+    return t.quant is not None and t.dtype in ("s8", "u8", "s16", "s32", "s64")
 
 
 def float_twin(g: Graph) -> Graph:
