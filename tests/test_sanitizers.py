@@ -177,8 +177,9 @@ def mismatch(g, samples, outputs) -> str:
     output's largest magnitude), else what differs."""
     if len(outputs) != len(samples):
         return f"{len(outputs)} outputs for {len(samples)} samples"
-    for k, (feeds, got) in enumerate(zip(samples, outputs)):
-        want = interpreter.run(g, feeds)
+    # a stateful model's samples are one sequence (the state carried), as the program runs them
+    wants = interpreter.run_sequence(g, samples) if g.states else [interpreter.run(g, f) for f in samples]
+    for k, (want, got) in enumerate(zip(wants, outputs)):
         for name in g.outputs:
             w, c = np.asarray(want[name]), np.asarray(got[name])
             if w.dtype.kind in "fc":
@@ -264,6 +265,45 @@ def test_shared_model_is_clean_under_asan_and_ubsan(key, sanitizers, tmp_path):
         if key.endswith(("_ptq", "_io_float")):  # quantized at the input, then integer: still equal
             why = mismatch(g, special, outputs)
             assert not why, why
+
+
+# issue 19's kernels: 16x8 (int64 accumulators, int16 elementwise, QUANTIZE between int8, int16 and
+# int32), the stateful SVDF (int16 and int8 state, 20 calls as one sequence: the state arrays sit
+# outside the arena, with redzones of their own), the LSTMs, int16 Sigmoid/Tanh/Softmax, float SVDF
+SEQUENCE_MODELS = [f"seanet/{m}" for m in ("conv/conv9", "conv/conv20", "add/add0", "sub/sub0", "leaky_relu/leaky_relu0",
+                                           "pad/pad0", "strided_slice/strided_slice0", "quantize/quantize0",
+                                           "quantize/quantize1", "transpose_conv/transpose_conv0")] + [
+    "keyword_scrambled/keyword_scrambled", "keyword_scrambled/keyword_scrambled_8bit", "mnist_lstm/trained_lstm_int8",
+    "mnist_lstm/trained_lstm", "int16 LOGISTIC", "int16 TANH", "int16 SOFTMAX", "float SVDF"]
+
+
+def _sequence_graph(key: str, tmp: Path):
+    from tinyc.compiler import load_graph
+
+    from . import test_int16_act, test_svdf
+
+    if key.startswith("int16 "):
+        op = key.split()[1]
+        path, _, _ = test_int16_act._case(op, [3, 40] if op == "SOFTMAX" else [2, 300], 2.0 ** -11, tmp)
+    elif key == "float SVDF":
+        path = tmp / "svdf.tflite"
+        path.write_bytes(test_svdf.svdf_float_model(batch=2, n_in=7, units=5, rank=2, memory=9, activation=1))
+    else:
+        path = shared_model(f"tflm/{key}.tflite")
+    g = load_graph(path)
+    samples = random_samples(g, 20 if g.states else 3, seed=6)
+    out_shape = np.array(g.tensors[g.outputs[0]].shape, np.int32)
+    for f in samples:  # TRANSPOSE_CONV's output-shape input: the output's shape
+        f.update({x: out_shape for x in g.inputs if g.tensors[x].dtype == "s32" and g.tensors[x].shape == (4,)})
+    return g, samples
+
+
+@pytest.mark.parametrize("key", SEQUENCE_MODELS)
+def test_sequence_and_16x8_model_is_clean_under_asan_and_ubsan(key, sanitizers, tmp_path):
+    g, samples = _sequence_graph(key, tmp_path)
+    model = generate_c(key, g, name="net")
+    why = mismatch(g, samples, run_sanitized(model, g, samples, tmp_path / "build"))
+    assert not why, why
 
 
 def test_the_harness_catches_stray_accesses_stale_reads_and_undefined_behaviour(sanitizers, tmp_path):
