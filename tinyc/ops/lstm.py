@@ -30,7 +30,8 @@ from .rnn import Recurrent, activate, clip
 class LSTM(Recurrent):
     name = "LSTM"
     limits = ("one time-loop kernel; forward/reverse/bidirectional, layout 0/1, peepholes, clip, input_forget, "
-              "initial states; activations Sigmoid/Tanh/Relu/LeakyRelu/HardSigmoid/Elu; float32")
+              "initial states; activations Sigmoid/Tanh/Relu/LeakyRelu/HardSigmoid/Elu; float32; int8 (--quantize: "
+              "TFLite Micro's integer LSTM) forward, layout 0, default activations, output Y only, none of the rest")
     gates = 4
     default_activations = ["Sigmoid", "Tanh", "Tanh"]
     const_inputs = {**Recurrent.const_inputs, 7: "P"}
