@@ -139,6 +139,12 @@ class Op:
         input's (TFLite's converter does the same)."""
         return input_params if self.int8_pass_through and not self.requantizes_inputs else None
 
+    def internal_ranges(self, node: Node, xs: list[np.ndarray | None]) -> dict[str, tuple[float, float]]:
+        """Calibration of values inside the node that no graph tensor holds (the LSTM's cell
+        state): name -> (min, max) over one run of the reference on inputs ``xs``. tinyc's
+        quantizer stores the calibrated ranges on the node (attribute ``calibrated``)."""
+        return {}
+
     def channel_axes(self, node: Node) -> tuple[int, int] | None:
         """(output-channel axis, input-channel axis) of input 1, for a node that computes each
         output channel as a weighted sum of input channels plus bias input 2 (fold-dead-channels

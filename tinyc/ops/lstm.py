@@ -30,7 +30,8 @@ from .rnn import Recurrent, activate, clip
 class LSTM(Recurrent):
     name = "LSTM"
     limits = ("one time-loop kernel; forward/reverse/bidirectional, layout 0/1, peepholes, clip, input_forget, "
-              "initial states; activations Sigmoid/Tanh/Relu/LeakyRelu/HardSigmoid/Elu; float32")
+              "initial states; activations Sigmoid/Tanh/Relu/LeakyRelu/HardSigmoid/Elu; float32; int8 (--quantize: "
+              "TFLite Micro's integer LSTM) forward, layout 0, default activations, output Y only, none of the rest")
     gates = 4
     default_activations = ["Sigmoid", "Tanh", "Tanh"]
     const_inputs = {**Recurrent.const_inputs, 7: "P"}
@@ -42,7 +43,17 @@ class LSTM(Recurrent):
         with np.errstate(over="ignore"):  # (to inf, as float32 arithmetic at run time)
             return (b[:, :h4] + b[:, h4:]).astype(np.float32)
 
-    def reference(self, node, xs):
+    def lower_int8(self, cx, node, out, act):
+        from .lstm_quant import lower
+        return lower(cx, node, out)
+
+    def internal_ranges(self, node, xs):
+        """The cell state's range (int8 quantization gives it a power-of-two int16 scale)."""
+        cells: list[np.ndarray] = []
+        self.reference(node, xs, cells)
+        return {"cell": (min(float(c.min()) for c in cells), max(float(c.max()) for c in cells))} if cells else {}
+
+    def reference(self, node, xs, cells: list | None = None):
         geo = self.geometry_of_values(node, xs)
         H, cl = geo["hidden"], geo["clip"]
         x = self.steps(xs[0], geo)
@@ -67,6 +78,8 @@ class LSTM(Recurrent):
                 i = activate(f, clip(gi, cl))
                 fg = np.float32(1) - i if input_forget else activate(f, clip(gf, cl))
                 c = clip(fg * c + i * activate(g, clip(gc, cl)), node.attrs.get("cell_clip"))
+                if cells is not None:
+                    cells.append(c)
                 if p is not None:
                     go = go + c * p[d, H:2 * H]
                 h = activate(f, clip(go, cl)) * activate(hf, c)

@@ -18,6 +18,7 @@ import numpy as np
 from .. import interpreter
 from ..errors import TinycError
 from ..ir import Graph
+from ..ops import get_op
 
 METHODS = ("minmax", "percentile", "mse")
 BINS = 2048
@@ -70,6 +71,7 @@ def collect(g: Graph, samples: list[dict[str, np.ndarray]], names: Iterable[str]
         raise TinycError("no calibration samples")
     names = list(names)
     stats = {n: Stats() for n in names}
+    internal: dict[tuple[str, str], Stats] = {}
     passes = ["range"] + (["histogram"] if method != "minmax" else [])
     for what in passes:
         p = Progress(len(samples), f"calibration ({what})")
@@ -86,9 +88,13 @@ def collect(g: Graph, samples: list[dict[str, np.ndarray]], names: Iterable[str]
                     stats[n].update_range(v)
                 else:
                     stats[n].update_hist(v)
+            if what == "range":
+                _internal(g, env, internal)
             if progress:
                 p.step(i + 1)
     out = {}
+    for n, s in internal.items():  # (min/max whatever the method: values no kernel clamps to a range)
+        out[n] = (s.lo, s.hi)
     for n, s in stats.items():
         if s.lo > s.hi:  # no finite value at all
             out[n] = (0.0, 0.0)
@@ -99,6 +105,14 @@ def collect(g: Graph, samples: list[dict[str, np.ndarray]], names: Iterable[str]
         else:
             out[n] = _mse_range(s)
     return out
+
+
+def _internal(g: Graph, env: dict, stats: dict) -> None:
+    """The ranges of values inside nodes (``Op.internal_ranges``), keyed (node name, value name)."""
+    for n in g.nodes:
+        for key, (lo, hi) in get_op(n.op).internal_ranges(n, [None if x is None else env.get(x) for x in n.inputs]).items():
+            s = stats.setdefault((n.name, key), Stats())
+            s.update_range(np.array([lo, hi], np.float64))
 
 
 def _percentile_range(s: Stats, pct: float) -> tuple[float, float]:

@@ -158,6 +158,9 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
     """Calibrate on ``samples`` and return the int8 (or 16x8) graph (integer ops after lower-qdq)."""
     names = activations_to_quantize(g, scheme)
     ranges = calibrate.collect(g, samples, names, method, percentile, progress)
+    for key in [k for k in ranges if isinstance(k, tuple)]:  # a node's internal values (Op.internal_ranges)
+        n = next(n for n in g.nodes if n.name == key[0])
+        n.attrs.setdefault("calibrated", {})[key[1]] = [float(v) for v in ranges.pop(key)]
     params = choose_params(g, ranges, scheme)
     cons = _consumers(g)
     for n in list(g.nodes):
