@@ -151,6 +151,13 @@ class Op:
         rewrites its weights); None when the node is not of that form."""
         return None
 
+    def int8_form(self, node: Node, g: Graph) -> list[Node] | None:
+        """The float nodes tinyc's int8 quantizer calibrates and quantizes in place of this one
+        (e.g. GRU's last hidden state as a Gather of its sequence output, which then shares its
+        quantization); None keeps the node. Raises UnsupportedError, naming the node, for what its
+        int8 kernel cannot do."""
+        return None
+
     def int8_weight(self, node: Node, ins: list[Tensor | None]) -> tuple[int, int] | None:
         """(input index, output-channel axis) of the weight tinyc's quantizer makes int8
         (symmetric, per channel), or None."""

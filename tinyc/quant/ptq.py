@@ -156,6 +156,8 @@ def _quantize_weight(g: Graph, n: Node, idx: int, axis: int, min_scale: np.ndarr
 def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str = "minmax",
                    percentile: float = 99.99, io: str = "float", progress: bool = True, scheme: str = "int8") -> Graph:
     """Calibrate on ``samples`` and return the int8 (or 16x8) graph (integer ops after lower-qdq)."""
+    if scheme == "int8":
+        g.nodes = [m for n in list(g.nodes) for m in (get_op(n.op).int8_form(n, g) or [n])]
     names = activations_to_quantize(g, scheme)
     ranges = calibrate.collect(g, samples, names, method, percentile, progress)
     for key in [k for k in ranges if isinstance(k, tuple)]:  # a node's internal values (Op.internal_ranges)
