@@ -274,7 +274,8 @@ SEQUENCE_MODELS = [f"seanet/{m}" for m in ("conv/conv9", "conv/conv20", "add/add
                                            "pad/pad0", "strided_slice/strided_slice0", "quantize/quantize0",
                                            "quantize/quantize1", "transpose_conv/transpose_conv0")] + [
     "keyword_scrambled/keyword_scrambled", "keyword_scrambled/keyword_scrambled_8bit", "mnist_lstm/trained_lstm_int8",
-    "mnist_lstm/trained_lstm", "int16 LOGISTIC", "int16 TANH", "int16 SOFTMAX", "float SVDF"]
+    "mnist_lstm/trained_lstm", "int16 LOGISTIC", "int16 TANH", "int16 SOFTMAX", "float SVDF",
+    "int8 GRU"]
 
 
 def _sequence_graph(key: str, tmp: Path):
@@ -285,6 +286,14 @@ def _sequence_graph(key: str, tmp: Path):
     if key.startswith("int16 "):
         op = key.split()[1]
         path, _, _ = test_int16_act._case(op, [3, 40] if op == "SOFTMAX" else [2, 300], 2.0 ** -11, tmp)
+    elif key == "int8 GRU":  # the trained GRU of test_gru_int8, quantized by tinyc (GruInt8)
+        datasets = pytest.importorskip("sklearn.datasets")
+        from .test_gru_int8 import MODEL
+
+        x = (datasets.load_digits().images / 16.0).astype(np.float32)[:, :, None, :]
+        np.save(tmp / "calib.npy", x[:200])
+        g = prepare(MODEL, quantize="int8", calib=tmp / "calib.npy", progress=False).graph
+        return g, [{g.inputs[0]: v} for v in x[1400:1403]]
     elif key == "float SVDF":
         path = tmp / "svdf.tflite"
         path.write_bytes(test_svdf.svdf_float_model(batch=2, n_in=7, units=5, rank=2, memory=9, activation=1))

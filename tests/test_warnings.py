@@ -116,6 +116,9 @@ TFLM = ["keyword_scrambled/keyword_scrambled.tflite", "keyword_scrambled/keyword
 @pytest.mark.parametrize("target", TARGETS)
 def test_sequence_and_16x8_models_compile_without_warnings(target, tmp_path):
     jobs = [(key, target, prepare(shared_model(f"tflm/{key}"), progress=False).graph) for key in TFLM]
+    from .test_sanitizers import _sequence_graph
+
+    jobs.append(("int8 GRU", target, _sequence_graph("int8 GRU", tmp_path)[0]))  # (GruInt8, quantized by tinyc)
     failures = _compile_all(jobs, tmp_path)
     assert not failures, "\n\n".join(failures)
 
