@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UnsupportedError
 from ..ir import Node
-from . import FIXEDPOINT, Kernel, Op, offset_term, register
-from .lstm_int import ACT_SCALE, GATE_SCALE, SIGMOID_TABLE, _c16, _mbqm, _mult, _requant_c, sigmoid16, tanh16
+from . import FIXEDPOINT, Kernel, register
+from .lstm_int import ACT_SCALE, IntegerRecurrence, GATE_SCALE, SIGMOID_TABLE, _c16, _mbqm, _mult, _requant_c, sigmoid16, tanh16
 
 
 def gru_int8_attrs(x_scale: float, x_zp: int, w_scales: list[tuple[float, float]], h_scale: float, h_zp: int) -> dict:
@@ -79,9 +78,8 @@ def gru_float(x, wx, wh, bx, bh) -> np.ndarray:
 
 
 @register
-class GruInt8(Op):
+class GruInt8(IntegerRecurrence):
     name = "GruInt8"
-    internal = True
     limits = "int8 GRU (tinyc's --quantize int8 of an ONNX GRU): forward, layout 0, linear_before_reset=1"
 
     def infer(self, node, ins):
@@ -94,22 +92,12 @@ class GruInt8(Op):
     def qreference(self, node, xs, ins, outs):
         return [gru_int8(node, *xs[:5])]
 
-    def macs(self, node, ins, outs):
-        x, wx, wh = ins[0], ins[1], ins[2]
-        return x.shape[0] * x.shape[1] * (wx.shape[0] * wx.shape[1] + wh.shape[0] * wh.shape[1])
-
     def kernel(self, node, ins, outs):
         a, k = node.attrs, constants(node)
-        x, wx, wh, bx, bh = ins[:5]
-        if any(t.data is None for t in (wx, wh, bx, bh)):
-            raise UnsupportedError(f"GruInt8 node '{node.name}': weights and biases must be constants")
+        x, wx, wh = ins[:3]
+        bxf, bhf = self.folded_biases(node, ins)
         T, B, I = x.shape
         H = wh.shape[1]
-        tx, th = offset_term(-a["x_zp"], wx.data), offset_term(-a["h_zp"], wh.data)
-        if tx is None or th is None:
-            raise UnsupportedError(f"GruInt8 node '{node.name}': the zero-point terms overflow int32")
-        bxf = (bx.data.astype(np.int64) + np.asarray(tx)).astype(np.int32)
-        bhf = (bh.data.astype(np.int64) + np.asarray(th)).astype(np.int32)
 
         def bound(w, bias, g):
             rows = slice(g * H, (g + 1) * H)

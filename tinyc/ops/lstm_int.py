@@ -186,10 +186,33 @@ def lstm_float(node: Node, x, wx, wh, bx, bh) -> np.ndarray:
     return np.swapaxes(out, 0, 1) if a["time_major"] else out
 
 
-@register
-class LstmInt8(Op):
-    name = "LstmInt8"
+class IntegerRecurrence(Op):
+    """What the integer LSTM and GRU share: the multiply-accumulates of the input and recurrent
+    products over all steps, and the biases with the zero-point terms folded in (the kernels then
+    accumulate the raw int8 values)."""
+
     internal = True
+
+    def macs(self, node, ins, outs):
+        x, wx, wh = ins[0], ins[1], ins[2]
+        return x.shape[0] * x.shape[1] * (wx.shape[0] * wx.shape[1] + wh.shape[0] * wh.shape[1])
+
+    def folded_biases(self, node, ins) -> tuple[np.ndarray, np.ndarray]:
+        """(input bias, recurrent bias) as int32 with -zp * sum(weights) added per row."""
+        a = node.attrs
+        wx, wh, bx, bh = ins[1:5]
+        if any(t.data is None for t in (wx, wh, bx, bh)):
+            raise UnsupportedError(f"{node.op} node '{node.name}': weights and biases must be constants")
+        tx, th = offset_term(-a["x_zp"], wx.data), offset_term(-a["h_zp"], wh.data)
+        if tx is None or th is None:
+            raise UnsupportedError(f"{node.op} node '{node.name}': the zero-point terms overflow int32")
+        return ((bx.data.astype(np.int64) + np.asarray(tx)).astype(np.int32),
+                (bh.data.astype(np.int64) + np.asarray(th)).astype(np.int32))
+
+
+@register
+class LstmInt8(IntegerRecurrence):
+    name = "LstmInt8"
     limits = "TFLite Micro's int8 LSTM: no peephole, projection, layer norm or CIFG; per-tensor weights"
 
     def infer(self, node, ins):
@@ -203,22 +226,11 @@ class LstmInt8(Op):
     def qreference(self, node, xs, ins, outs):
         return [lstm_int8(node, *xs[:5])]
 
-    def macs(self, node, ins, outs):
-        x, wx, wh = ins[0], ins[1], ins[2]
-        return x.shape[0] * x.shape[1] * (wx.shape[0] * wx.shape[1] + wh.shape[0] * wh.shape[1])
-
     def kernel(self, node, ins, outs):
         a, k = node.attrs, constants(node)
-        x, wx, wh, bx, bh = ins[:5]
-        if any(t.data is None for t in (wx, wh, bx, bh)):
-            raise UnsupportedError(f"LstmInt8 node '{node.name}': weights and biases must be constants")
+        x, wx, wh = ins[:3]
+        bxf, bhf = self.folded_biases(node, ins)
         H, I = wh.shape[1], wx.shape[1]
-        tx = offset_term(-a["x_zp"], wx.data)
-        th = offset_term(-a["h_zp"], wh.data)
-        if tx is None or th is None:
-            raise UnsupportedError(f"LstmInt8 node '{node.name}': the zero-point terms overflow int32")
-        bxf = (bx.data.astype(np.int64) + np.asarray(tx)).astype(np.int32)
-        bhf = (bh.data.astype(np.int64) + np.asarray(th)).astype(np.int32)
         tm = a["time_major"]
         B, T = (x.shape[1], x.shape[0]) if tm else (x.shape[0], x.shape[1])
         # the largest |accumulator| per gate (inputs in [-128, 127]); the products of two int16 gate
