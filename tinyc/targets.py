@@ -63,6 +63,11 @@ class Target:
     apt: tuple[str, ...] = ()
     llc: tuple[str, ...] = ()  # a second stage (LLVM IR -> object) when cc emits LLVM IR (Xtensa)
     renode: Renode | None = None
+    # the reference board's core clock and flash: wait states per flash access of
+    # flash_line_bytes (the estimated latency of `tinyc bench` and the balanced kernel choice)
+    clock_hz: int = 0
+    flash_wait_states: int = 0
+    flash_line_bytes: int = 0
 
     @property
     def template_variants(self) -> tuple[str, ...]:
@@ -106,6 +111,9 @@ def _target(d: dict[str, Any]) -> Target:
         board=board.get("name", ""),
         ram_bytes=int(board.get("ram_bytes", 0)),
         flash_bytes=int(board.get("flash_bytes", 0)),
+        clock_hz=int(board.get("clock_hz", 0)),
+        flash_wait_states=int(board.get("flash_wait_states", 0)),
+        flash_line_bytes=int(board.get("flash_line_bytes", 0)),
         emulator=Emulator(**emu),
         apt=tuple(d.get("apt", ())),
         llc=tuple(d.get("llc", ())),

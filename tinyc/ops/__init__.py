@@ -39,6 +39,10 @@ class Kernel:
     # bytes of scratch with which it can write its output over input 0 (e.g. a ring of input
     # rows), None when it cannot; the op decides whether the node's geometry allows it at all
     inplace_scratch: int | None = None
+    # how the kernel stores the op's weights where the op offers a choice (Op.weight_forms):
+    # "wide" (int8 widened to int16 at compile time: fewer instructions, twice the flash) or
+    # "int8" (kept int8 in flash, widened in registers); "" where there is no choice
+    form: str = ""
 
 
 class Op:
@@ -61,6 +65,9 @@ class Op:
     pointwise: ClassVar[bool] = False
     # inputs of which only the (static) shape matters: folding does not need their values
     shape_only_inputs: ClassVar[tuple[int, ...]] = ()
+    # the ways its kernels can store constant weights (Kernel.form), fastest first: ops whose
+    # target kernels offer a speed/flash choice, e.g. ("wide", "int8")
+    weight_forms: ClassVar[tuple[str, ...]] = ()
     # attribute limits and notes for the supported-ops table (tinyc/opstable.py)
     limits: ClassVar[str] = ""
     # tinyc's own ops (created by passes): a model file may not use them
@@ -207,11 +214,26 @@ class Op:
         return params
 
     def kernel_for(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
-                   variants: tuple[str, ...] = ()) -> Kernel:
+                   variants: tuple[str, ...] = (), weights: str = "wide") -> Kernel:
         """The kernel on a target with these template variants (e.g. ("dsp",)); the same everywhere
-        unless the op has target-specific kernels (whose weight layout or scratch differ). The
-        select-kernels pass calls it once per node."""
+        unless the op has target-specific kernels (whose weight layout or scratch differ).
+        ``weights``: one of the op's ``weight_forms`` (how a kernel that has the choice stores
+        the weights); ops without a choice ignore it."""
         return self.kernel(node, ins, outs)
+
+    def kernel_options(self, node: Node, ins: list[Tensor | None], outs: list[Tensor],
+                       variants: tuple[str, ...] = ()) -> list[Kernel]:
+        """Every kernel this node could run with on the target, one per weight form that gives a
+        different kernel (the select-kernels pass picks one by cost); just ``kernel_for`` for ops
+        without ``weight_forms``."""
+        if not self.weight_forms:
+            return [self.kernel_for(node, ins, outs, variants)]
+        options: list[Kernel] = []
+        for form in self.weight_forms:
+            k = self.kernel_for(node, ins, outs, variants, weights=form)
+            if not any(o.template == k.template and o.form == k.form for o in options):
+                options.append(k)
+        return options
 
     def macs(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> int:
         return 0

@@ -1,6 +1,8 @@
 """Conv (ONNX semantics, NCHW): groups, strides, explicit or automatic pads, dilations, bias."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..errors import UnsupportedError
@@ -55,6 +57,7 @@ class Conv(Op):
     limits = "1-D and 2-D; groups, depthwise, strides, pads, auto_pad, dilations; int8 weights symmetric per channel"
     hosts_activation = True
     int16x8 = True
+    weight_forms = ("wide", "int8")
 
     def lower_int8(self, cx, node, out, act):
         x = cx.activation(node.inputs[0], node)
@@ -139,8 +142,10 @@ class Conv(Op):
         rows = node.attrs["pads"][0] + 1
         return max(rows * x.shape[2], 2) * x.shape[3] * DTYPES[x.dtype].itemsize
 
-    def kernel_for(self, node, ins, outs, variants=()):
+    def kernel_for(self, node, ins, outs, variants=(), weights="wide"):
         kind = dot_variant(variants)
+        if weights == "int8" and kind == "dsp":  # (until the DSP kernels read int8 weights: the portable ones)
+            return dataclasses.replace(self.kernel(node, ins, outs), form="int8")
         if kind is None or not is_quantized(ins, outs) or not is_nhwc(node):
             return self.kernel(node, ins, outs)
         x, w = ins[0], ins[1]

@@ -171,7 +171,7 @@ def dsp_kernel(template: str, q: dict, weights: dict, scratch: int = 0, inplace:
     """``inplace``: the kernel's scratch (its ring or gathered rows) also lets it write the output
     over its input."""
     return Kernel(template, q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",), weights=weights,
-                  scratch=scratch, inplace_scratch=scratch if inplace else None)
+                  scratch=scratch, inplace_scratch=scratch if inplace else None, form="wide")
 
 
 def ring_geometry(p: dict) -> tuple[int, int]:
@@ -215,7 +215,7 @@ def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, ge
     if rq:
         q.update(rq)
     return Kernel("s8/gemm.c.j2", q, preamble=FIXEDPOINT + (REQUANT_FAST if rq else ()), includes=("string.h",),
-                  weights=weights, scratch=scratch, inplace_scratch=scratch if inplace else None)
+                  weights=weights, scratch=scratch, inplace_scratch=scratch if inplace else None, form="int8")
 
 
 def gemm_scratch(kind: str, K: int, P: int) -> int:

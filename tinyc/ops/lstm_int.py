@@ -253,7 +253,7 @@ class LstmInt8(IntegerRecurrence):
         return Kernel("s8/lstm.c.j2", p, includes=("stdint.h", "string.h"), preamble=FIXEDPOINT + ("s8/lstm_helpers.c.j2",),
                       weights={3: bxf, 4: bhf}, scratch=11 * H)
 
-    def kernel_for(self, node, ins, outs, variants=()):
+    def kernel_for(self, node, ins, outs, variants=(), weights="wide"):
         """On cores with the DSP extension (without Helium, whose dot2 path takes 16 products an
         instruction): weights widened to int16 (rows padded to an even length), the step's input and
         hidden state widened once into scratch, two products per SMLAD with no unpacking."""

@@ -1,6 +1,8 @@
 """MatMul (numpy matmul semantics) and Gemm (alpha * A' B' + beta * C)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..errors import UnsupportedError
@@ -81,6 +83,7 @@ class Gemm(Op):
     limits = "transA/transB/alpha/beta, C broadcast; int8 and 16x8: alpha = beta = 1, transA = 0"
     hosts_activation = True
     int16x8 = True
+    weight_forms = ("wide", "int8")
 
     def lower_int8(self, cx, node, out, act):
         a = node.attrs
@@ -153,10 +156,12 @@ class Gemm(Op):
         m, k, n = self._mkn(node, ins)
         return m * k * n
 
-    def kernel_for(self, node, ins, outs, variants=()):
+    def kernel_for(self, node, ins, outs, variants=(), weights="wide"):
         """int8 with constant weights on a core with dot-product instructions: the matrix-product
         kernel of tinyc/ops/dot_s8.py (weights in its own layout)."""
         kind = dot_variant(variants)
+        if weights == "int8" and kind == "dsp":  # (until the DSP kernels read int8 weights: the portable one)
+            return dataclasses.replace(self.kernel(node, ins, outs), form="int8")
         bias = ins[2] if len(ins) > 2 else None
         if kind is None or not is_quantized(ins, outs) or not ins[1].is_const or node.attrs["transA"] \
                 or (bias is not None and not bias.is_const) or {ins[0].dtype, ins[1].dtype, outs[0].dtype} != {"s8"}:
