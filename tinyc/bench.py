@@ -19,12 +19,14 @@ import numpy as np
 
 from .codegen import GeneratedModel
 from .codegen.cnames import c_identifier
+from . import latency
 from .budget import HARNESS, model_code_bytes, weight_bytes
 from .elf import Elf
 from .emulator.runner import build_firmware, build_plugin, run_firmware
 from .errors import TinycError
 from .resources import data_dir
 from .targets import Target
+from .traffic import Traffic, estimate_note, plugin_args, read_blocks
 
 # The test firmware's own functions (not part of an inference).
 
@@ -49,28 +51,36 @@ def count(model: GeneratedModel, target: Target, build_dir: Path, sample: dict[s
     if counts_file.exists():
         counts_file.unlink()
     result = run_firmware(model, target, program, [sample], timeout,
-                          emulator_args=["-plugin", f"{plugin.resolve()},out={counts_file.resolve()}"])
+                          emulator_args=["-plugin", f"{plugin.resolve()},{plugin_args(target, counts_file)}"])
     if not counts_file.exists():
         raise TinycError("the QEMU plugin wrote no counts (does this QEMU accept -plugin?)")
     elf = Elf(program)
     starts, funcs = _functions(elf, thumb=target.arch == "arm")
+    cores = latency.model_for(target.emulator.cpu)
     per_fn: dict[str, int] = {}
-    for line in counts_file.read_text().splitlines():
-        vaddr, insns, execs = line.split()
-        addr = int(vaddr, 16)
+    traffic: dict[str, Traffic] = {}  # memory traffic and estimated cycles per function
+    for block in read_blocks(counts_file):
+        addr = block.vaddr
         i = bisect.bisect_right(starts, addr) - 1
         name = funcs[i][2] if i >= 0 and addr < funcs[i][0] + funcs[i][1] else "?"
         name = name.split(".")[0]  # gcc's clones: layer3_conv.constprop.0 is layer3_conv
-        per_fn[name] = per_fn.get(name, 0) + int(insns) * int(execs)
+        per_fn[name] = per_fn.get(name, 0) + block.insns * block.executions
+        traffic.setdefault(name, Traffic()).add_block(block, cores)
+    counted = Traffic()  # the inference: layers, the run function, the library
     layers = []
     for i, entry in enumerate(model.report["layers"]):
         fn = f"layer{i}_{c_identifier(entry['op'])}"
+        t = traffic.pop(fn, Traffic())
+        counted += t
         layers.append(dict(name=entry["name"], op=entry["op"], macs=entry["macs"], instructions=per_fn.pop(fn, 0),
-                           view=bool(entry.get("view"))))
+                           view=bool(entry.get("view")), **t.keys(target, cores)))
     run_fn = f"{model.name}_run"
     run_insns = per_fn.pop(run_fn, 0)
     harness = sum(v for k, v in per_fn.items() if HARNESS.fullmatch(k))
     library = {k: v for k, v in per_fn.items() if not HARNESS.fullmatch(k)}
+    for k, t in traffic.items():
+        if k == run_fn or not HARNESS.fullmatch(k):
+            counted += t
     total = sum(l["instructions"] for l in layers) + run_insns + sum(library.values())
     code = model_code_bytes(elf, model.name)
     weights = weight_bytes(elf)
@@ -83,5 +93,6 @@ def count(model: GeneratedModel, target: Target, build_dir: Path, sample: dict[s
         harness_instructions=harness,
         arena_bytes=model.report["arena_bytes"], code_bytes=code, weights_bytes=weights,
         layers=[dict(l, instructions_per_mac=round(l["instructions"] / l["macs"], 3) if l["macs"] else None) for l in layers],
+        **counted.keys(target, cores), estimate=estimate_note(target, cores),
         outputs=result.outputs[0],
     )

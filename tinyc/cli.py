@@ -321,20 +321,32 @@ def cmd_bench(args) -> int:
         print(json.dumps(r, indent=2))
         return EXIT_OK
     print(f"tinyc bench: {args.model} on {target.name} (qemu -M {r['machine']}), one inference, exact instruction counts")
-    rows = [("layer", "op", "MACs", "instructions", "instr/MAC")]
+    est = r["estimated_cycles"] is not None
+    rows = [("layer", "op", "MACs", "instructions", "instr/MAC", "flash rd B", "SRAM rd B", "SRAM wr B")
+            + (("est. cycles",) if est else ())]
+
+    def traffic(d):
+        return (f"{d['flash_read_bytes']:,}", f"{d['sram_read_bytes']:,}", f"{d['sram_write_bytes']:,}") \
+            + ((f"{d['estimated_cycles']:,}",) if est else ())
     for i, l in enumerate(r["layers"]):
         if l["view"]:
             continue
         rows.append((f"{i}", l["op"], f"{l['macs']:,}", f"{l['instructions']:,}",
-                     f"{l['instructions_per_mac']:.2f}" if l["instructions_per_mac"] is not None else "-"))
+                     f"{l['instructions_per_mac']:.2f}" if l["instructions_per_mac"] is not None else "-") + traffic(l))
     lib = sum(r["library_instructions"].values())
-    rows.append(("", "library", "", f"{lib:,}", ""))
+    rows.append(("", "library", "", f"{lib:,}", "") + ("",) * (len(rows[0]) - 5))
     rows.append(("", "total", f"{r['macs_total']:,}", f"{r['instructions_total']:,}",
-                 f"{r['instructions_per_mac']:.2f}" if r["instructions_per_mac"] is not None else "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+                 f"{r['instructions_per_mac']:.2f}" if r["instructions_per_mac"] is not None else "-") + traffic(r))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  " + "  ".join(c.rjust(w) if k > 1 else c.ljust(w) for k, (c, w) in enumerate(zip(row, widths))))
     print(f"  arena {r['arena_bytes']:,} B, code {r['code_bytes']:,} B, weights {r['weights_bytes']:,} B (from the ELF)")
+    print(f"  memory traffic (the library's included in the total): flash read {r['flash_read_bytes']:,} B in "
+          f"{r['flash_line_reads']:,} line reads, SRAM read {r['sram_read_bytes']:,} B, written {r['sram_write_bytes']:,} B, "
+          f"other {r['other_access_bytes']:,} B")
+    if est:
+        print(f"  estimate: {r['estimated_cycles']:,} cycles = {r['estimated_latency_us']:,} us per inference -- "
+              f"{r['estimate']}; an estimate, not a measurement: see README, Estimated latency")
     return EXIT_OK
 
 
