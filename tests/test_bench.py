@@ -16,6 +16,7 @@ from tinyc.compiler import load_graph
 from tinyc.targets import get_target
 
 from .conftest import ROOT, need_arm, need_tools, run_cli, shared_model
+from .tflite_builders import model_bytes, run_tflm
 
 
 @pytest.mark.emulator
@@ -44,6 +45,13 @@ def test_bench_json_counts_are_exact_and_add_up(tmp_path):
     conv = [l for l in a["layers"] if l["op"] == "Conv"]
     assert len(conv) == 9 and all(l["instructions"] > l["macs"] for l in conv)  # every layer counted
     assert 1000 < a["code_bytes"] <= 10 * 1024
+    # memory traffic and the estimate add up: the layers plus the run function and the library
+    for key in TRAFFIC_KEYS:
+        assert sum(l[key] for l in a["layers"]) + a["outside_layers"][key] == a[key], key
+    assert a["outside_layers"]["instructions"] == a["run_function_instructions"] + sum(a["library_instructions"].values())
+    text = run_cli("bench", str(path), "--target", "cortex-m4", "--build-dir", str(tmp_path / "text"))
+    assert text.returncode == 0 and f"{a['flash_read_bytes']:,}" in text.stdout
+    assert f"estimate: {a['estimated_cycles']:,} cycles" in text.stdout and "see README" in text.stdout
 
 
 @pytest.mark.emulator
@@ -56,6 +64,74 @@ def test_counted_runs_are_bit_exact(target, tmp_path):
     r = count(generate(g, get_target(target)), get_target(target), tmp_path, sample)
     np.testing.assert_array_equal(r["outputs"][g.outputs[0]], interpreter.run(g, sample)[g.outputs[0]])
     assert r["instructions_total"] > 0 and r["layers"][0]["instructions"] > 0
+    # AD's first layer is fully connected: its weights are read from flash (ITCM on the M55)
+    assert r["layers"][0]["flash_read_bytes"] >= r["layers"][0]["macs"]
+    if target == "cortex-m55":  # no cycle model for the M55: no estimate rather than a made-up one
+        assert r["estimated_cycles"] is None and r["estimated_latency_us"] is None and r["estimate"] is None
+
+
+TRAFFIC_KEYS = ("flash_read_bytes", "sram_read_bytes", "sram_write_bytes", "other_access_bytes", "flash_line_reads",
+                "flash_wait_cycles", "estimated_cycles")
+
+
+def _function_disassembly(elf, name: str) -> list[str]:
+    """``name``'s instructions as binutils disassembles them (not tinyc's or QEMU's reading)."""
+    out = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
+    body = out.split(f"<{name}>:\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split("\t", 2)[2] for line in body.splitlines() if line.count("\t") >= 2]
+
+
+@pytest.mark.emulator
+def test_bench_memory_traffic_of_a_fully_connected_layer(tmp_path):
+    """One int8 fully connected layer, 4 output channels of 256 inputs, one row: every weight is read
+    once from flash, every input once from SRAM, and SRAM is written with the 4 outputs and the
+    registers the function saves on the stack (read back at its end) -- counted here from binutils'
+    disassembly of the firmware, which must show no other stack access."""
+    need_tools("arm-none-eabi-gcc", "arm-none-eabi-objdump", "arm-none-eabi-nm", "qemu-system-arm", "gcc")
+    rng = np.random.default_rng(7)
+    n, k = 4, 256
+    scales = list(rng.uniform(0.002, 0.01, n))
+    data = model_bytes("FULLY_CONNECTED", [
+        dict(name="x", shape=(1, k), type="s8", q=((0.05,), (3,), 0)),
+        dict(name="w", shape=(n, k), type="s8", data=rng.integers(-127, 128, (n, k)).astype(np.int8), q=(scales, [0] * n, 0)),
+        dict(name="b", shape=(n,), type="s32", data=rng.integers(-3000, 3000, n).astype(np.int32),
+             q=([0.05 * s for s in scales], [0] * n, 0)),
+        dict(name="y", shape=(1, n), type="s8", q=((0.07,), (-5,), 0))],
+        [0], [3], [0, 1, 2], [3], ("FullyConnectedOptions", dict(fusedActivationFunction=0)), version=4)
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(data)
+    g = load_graph(path)
+    x = rng.integers(-128, 128, (1, k)).astype(np.int8)
+    t = get_target("cortex-m4")
+    r = count(generate(g, t), t, tmp_path / "b", {g.inputs[0]: x})
+    np.testing.assert_array_equal(r["outputs"][g.outputs[0]], run_tflm(data, [x])[0])
+    (layer,) = r["layers"]
+    elf = tmp_path / "b" / "firmware.elf"
+    code = _function_disassembly(elf, "layer0_gemm")
+    stack = [i for i in code if "sp" in i.split("\t", 1)[-1] and i.split()[0].startswith(("push", "pop", "stm", "ldm", "str", "ldr"))]
+    saved = [i for i in stack if i.startswith(("push", "stmdb"))]
+    restored = [i for i in stack if i.startswith(("pop", "ldmia"))]
+    assert len(saved) == 1 and len(restored) == 1 and len(stack) == 2, stack  # no spills
+    saved_bytes = 4 * saved[0].split("{", 1)[1].count(",") + 4
+    assert layer["sram_write_bytes"] == n + saved_bytes
+    assert layer["sram_read_bytes"] == k + saved_bytes
+    # the weights: widened to int16 (2 bytes each) in the stream with biases and requantization
+    # constants (some of which gcc may fold into immediates); nothing else from flash but the
+    # literal pool's words
+    nm = subprocess.run(["arm-none-eabi-nm", "--print-size", str(elf)], capture_output=True, text=True, check=True).stdout
+    weights = sum(int(f[1], 16) for f in (line.split() for line in nm.splitlines()) if len(f) == 4 and f[3] == "w0")
+    literals = sum(1 for i in code if i.startswith("ldr") and "[pc" in i)
+    assert n * k * 2 <= layer["flash_read_bytes"] <= weights + 4 * literals
+    assert layer["flash_line_reads"] >= n * k * 2 // t.flash_line_bytes
+    assert layer["other_access_bytes"] == 0
+    # the totals are the layer's plus the run function's and the library's
+    for key in TRAFFIC_KEYS:
+        assert layer[key] + r["outside_layers"][key] == r[key], key
+    # the estimate: core cycles (at least one per instruction on the M4) + wait states, over the clock
+    assert r["flash_wait_cycles"] == r["flash_line_reads"] * t.flash_wait_states
+    assert r["estimated_cycles"] - r["flash_wait_cycles"] >= r["instructions_total"]
+    assert r["estimated_latency_us"] == round(r["estimated_cycles"] / t.clock_hz * 1e6, 2)
+    assert layer["estimated_latency_us"] == round(layer["estimated_cycles"] / 168e6 * 1e6, 2)
 
 
 def test_bench_refuses_targets_without_qemu(tmp_path):

@@ -78,9 +78,11 @@ def count(model: GeneratedModel, target: Target, build_dir: Path, sample: dict[s
     run_insns = per_fn.pop(run_fn, 0)
     harness = sum(v for k, v in per_fn.items() if HARNESS.fullmatch(k))
     library = {k: v for k, v in per_fn.items() if not HARNESS.fullmatch(k)}
+    outside = Traffic()  # the run function and the library
     for k, t in traffic.items():
         if k == run_fn or not HARNESS.fullmatch(k):
-            counted += t
+            outside += t
+    counted += outside
     total = sum(l["instructions"] for l in layers) + run_insns + sum(library.values())
     code = model_code_bytes(elf, model.name)
     weights = weight_bytes(elf)
@@ -93,6 +95,7 @@ def count(model: GeneratedModel, target: Target, build_dir: Path, sample: dict[s
         harness_instructions=harness,
         arena_bytes=model.report["arena_bytes"], code_bytes=code, weights_bytes=weights,
         layers=[dict(l, instructions_per_mac=round(l["instructions"] / l["macs"], 3) if l["macs"] else None) for l in layers],
-        **counted.keys(target, cores), estimate=estimate_note(target, cores),
+        **counted.keys(target, cores), outside_layers=dict(instructions=outside.instructions, **outside.keys(target, cores)),
+        estimate=estimate_note(target, cores),
         outputs=result.outputs[0],
     )

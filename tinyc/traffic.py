@@ -85,11 +85,12 @@ class Traffic:
 
     def keys(self, target: Target, model: latency.CoreModel | None) -> dict:
         """The JSON keys of `tinyc bench` (per layer and in total)."""
-        cycles = round(self.core_cycles) + self.flash_lines * target.flash_wait_states
+        wait = self.flash_lines * target.flash_wait_states
+        cycles = round(self.core_cycles) + wait
         estimate = model is not None and target.clock_hz > 0
         return dict(flash_read_bytes=self.flash_read, sram_read_bytes=self.sram_read, sram_write_bytes=self.sram_write,
                     other_access_bytes=self.other, flash_line_reads=self.flash_lines,
-                    estimated_cycles=cycles if estimate else None,
+                    flash_wait_cycles=wait if estimate else None, estimated_cycles=cycles if estimate else None,
                     estimated_latency_us=round(cycles / target.clock_hz * 1e6, 2) if estimate else None)
 
 
