@@ -341,12 +341,13 @@ def cmd_bench(args) -> int:
     for row in rows:
         print("  " + "  ".join(c.rjust(w) if k > 1 else c.ljust(w) for k, (c, w) in enumerate(zip(row, widths))))
     print(f"  arena {r['arena_bytes']:,} B, code {r['code_bytes']:,} B, weights {r['weights_bytes']:,} B (from the ELF)")
-    print(f"  memory traffic (the library's included in the total): flash read {r['flash_read_bytes']:,} B in "
+    print(f"  memory traffic in total (the library included): flash read {r['flash_read_bytes']:,} B in "
           f"{r['flash_line_reads']:,} line reads, SRAM read {r['sram_read_bytes']:,} B, written {r['sram_write_bytes']:,} B, "
           f"other {r['other_access_bytes']:,} B")
     if est:
-        print(f"  estimate: {r['estimated_cycles']:,} cycles = {r['estimated_latency_us']:,} us per inference -- "
-              f"{r['estimate']}; an estimate, not a measurement: see README, Estimated latency")
+        print(f"  estimate: {r['estimated_cycles']:,} cycles = {r['estimated_latency_us']:,} us "
+              f"({r['estimated_latency_us'] / 1000:,.2f} ms) per inference -- "
+              f"{r['estimate']}; an estimate, not a measurement: see README, \"Memory traffic and estimated latency\"")
     return EXIT_OK
 
 

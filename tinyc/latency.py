@@ -6,7 +6,7 @@ last instruction's branch was taken, from templates/bench/insn_count.c). A core'
 of cycles per instruction class (data below, with its source) and a few pipeline rules from the
 same manual. Cores without a table get no estimate (None), never a made-up number. What the model
 ignores (caches, bus contention, interrupts, the flash accelerator's caches, write buffers, ...) is
-in README.md, "Estimated latency"."""
+in README.md, "Memory traffic and estimated latency"."""
 from __future__ import annotations
 
 import math
