@@ -14,6 +14,7 @@ from tinyc.bench import count
 from tinyc.codegen import generate
 from tinyc.compiler import load_graph
 from tinyc.targets import get_target
+from tinyc.traffic import read_blocks
 
 from .conftest import ROOT, need_arm, need_tools, run_cli, shared_model
 from .tflite_builders import model_bytes, run_tflm
@@ -132,6 +133,12 @@ def test_bench_memory_traffic_of_a_fully_connected_layer(tmp_path):
     assert r["estimated_cycles"] - r["flash_wait_cycles"] >= r["instructions_total"]
     assert r["estimated_latency_us"] == round(r["estimated_cycles"] / t.clock_hz * 1e6, 2)
     assert layer["estimated_latency_us"] == round(layer["estimated_cycles"] / 168e6 * 1e6, 2)
+    # the plugin's taken exits (a block entered other than from its predecessor's end): the
+    # architecture's oracle is that an unconditional branch or call is always taken
+    blocks = list(read_blocks(tmp_path / "b" / "insn_counts.txt"))
+    assert all(0 <= b.taken <= b.executions for b in blocks)
+    always = [b for b in blocks if b.disas[-1].split()[0] in ("b", "b.w", "bl", "blx")]
+    assert always and all(b.taken == b.executions for b in always)
 
 
 def test_bench_refuses_targets_without_qemu(tmp_path):
