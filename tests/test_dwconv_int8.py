@@ -89,7 +89,7 @@ def _check(g, target, feeds, want, tmp_path, in_place=False):
     assert (node.attrs["kernel"], node.attrs.get("variant"), node.attrs.get("form")) == ("s8.dwconv_wide", "dsp", "int8")
     assert (node.attrs.get("placement") == "in_place") == in_place
     code = model.files[f"{model.name}.c"]
-    assert "sxtb16 %0, %1, ror #8" in code and "__smlabb" in code
+    assert "sxtb16 %0, %1, ror #8" in code and "TINYC_LDR_W(w, wq, 0)" in code and "__smlabb" in code
     got = run_on_target(model, t, tmp_path / target, feeds).outputs
     for k, (o, w) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(o[g.outputs[0]], w, err_msg=f"{target} sample {k}")

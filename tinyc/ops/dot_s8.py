@@ -42,7 +42,7 @@ from . import FIXEDPOINT, Kernel, offset_term
 
 REQUANT_FAST = ("s8/requant_fast.c.j2",)
 LDRD = ("s8/ldrd.c.j2",)
-SXTB16_ROR8 = ("s8/sxtb16_ror8.c.j2",)
+WEIGHTS8 = ("s8/weights8.c.j2",)
 # the most arena a depthwise kernel's ring of widened rows may take (it sets the channel block)
 RING_BYTES = 1024
 
@@ -266,7 +266,7 @@ def dwconv_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, form: str =
         return None
     k = dsp_kernel("s8/dwconv_wide.c.j2", dict(p, **shared[0], WP=wp, RING=ring, CB=cb, form=form), shared[1],
                    (ring + 1) * wp * cb * 2, inplace=True)  # and a row of zeros
-    return k if form == "wide" else dataclasses.replace(k, form=form, preamble=k.preamble + SXTB16_ROR8)
+    return k if form == "wide" else dataclasses.replace(k, form=form, preamble=k.preamble + WEIGHTS8)
 
 
 def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel | None:
