@@ -21,7 +21,8 @@ bias, the weights and the requantization constants, see :func:`stream`):
 - ``s8/conv_ring.c.j2`` (DSP, channels a multiple of 4): input rows widened once into a small ring
   of padded int16 rows, so a kernel row's taps are one contiguous run: no im2col.
 - ``s8/dwconv_wide.c.j2`` (depthwise, DSP): the same ring per block of channels; four channels per
-  step with SMLABB/SMLATT, every tap unrolled.
+  step with SMLABB/SMLATT, every tap unrolled. Form "int8": the weights stay int8 (a word of four
+  channels per tap, widened in registers) and the ring holds the activations doubled instead.
 - ``s8/fc_wide.c.j2`` (fully connected with one row, DSP): inputs widened in registers, four output
   channels per word, no scratch.
 
