@@ -86,7 +86,8 @@ def _check(g, target, feeds, want, tmp_path, in_place=False):
     t = get_target(target)
     model = _generate(g, t, ("int8",))
     node = _conv(model)
-    assert (node.attrs["kernel"], node.attrs.get("variant"), node.attrs.get("form")) == ("s8.dwconv_wide", "dsp", "int8")
+    chosen = (node.attrs["kernel"], node.attrs.get("variant"), node.attrs.get("form"))
+    assert chosen == ("s8.dwconv_wide", "dsp", "int8")
     assert (node.attrs.get("placement") == "in_place") == in_place
     code = model.files[f"{model.name}.c"]
     assert "sxtb16 %0, %1, ror #8" in code and "TINYC_LDR_W(w, wq, 0)" in code and "__smlabb" in code
