@@ -144,7 +144,7 @@ class Conv(Op):
 
     def kernel_for(self, node, ins, outs, variants=(), weights="wide"):
         kind = dot_variant(variants)
-        if weights == "int8" and kind == "dsp":  # (until the DSP kernels read int8 weights: the portable ones)
+        if weights == "int8" and kind == "dsp" and node.attrs["group"] == 1:  # (until the DSP kernels read int8 weights: the portable ones)
             return dataclasses.replace(self.kernel(node, ins, outs), form="int8")
         if kind is None or not is_quantized(ins, outs) or not is_nhwc(node):
             return self.kernel(node, ins, outs)
@@ -172,7 +172,7 @@ class Conv(Op):
             if k is None:
                 k = gemm_kernel(kind, p, w2d, b, geo, rows)
         elif p["G"] == p["C"] == p["M"] and "dsp" in variants:
-            k = dwconv_kernel(p, w.data.reshape(p["M"], -1), b)
+            k = dwconv_kernel(p, w.data.reshape(p["M"], -1), b, form=weights)
         return k if k is not None else self.kernel(node, ins, outs)
 
     def _smlald_kernel(self, node, ins, outs) -> Kernel:

@@ -21,7 +21,8 @@ bias, the weights and the requantization constants, see :func:`stream`):
 - ``s8/conv_ring.c.j2`` (DSP, channels a multiple of 4): input rows widened once into a small ring
   of padded int16 rows, so a kernel row's taps are one contiguous run: no im2col.
 - ``s8/dwconv_wide.c.j2`` (depthwise, DSP): the same ring per block of channels; four channels per
-  step with SMLABB/SMLATT, every tap unrolled.
+  step with SMLABB/SMLATT, every tap unrolled. Form "int8": the weights stay int8 (a word of four
+  channels per tap, widened in registers) and the ring holds the activations doubled instead.
 - ``s8/fc_wide.c.j2`` (fully connected with one row, DSP): inputs widened in registers, four output
   channels per word, no scratch.
 
@@ -34,12 +35,15 @@ tinyc.quant.fixedpoint. The builders read the node's requantization as ``p["requ
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from . import FIXEDPOINT, Kernel, offset_term
 
 REQUANT_FAST = ("s8/requant_fast.c.j2",)
 LDRD = ("s8/ldrd.c.j2",)
+WEIGHTS8 = ("s8/weights8.c.j2",)
 # the most arena a depthwise kernel's ring of widened rows may take (it sets the channel block)
 RING_BYTES = 1024
 
@@ -225,20 +229,27 @@ def gemm_scratch(kind: str, K: int, P: int) -> int:
     return rows * 2 * (-(-K // 4) * 4) if kind == "dsp" else rows * (-(-K // 16) * 16)
 
 
-def dwconv_weights(w2d: np.ndarray) -> np.ndarray:
-    """Depthwise (C, taps) int8 -> per group of four channels, per tap, two words: channels
-    (0, 2) then (1, 3), as SXTB16 widens a loaded word of four channels."""
+def dwconv_weights(w2d: np.ndarray, form: str = "wide") -> np.ndarray:
+    """Depthwise (C, taps) -> per group of four channels, per tap, two words of int16: channels
+    (0, 2) then (1, 3), as SXTB16 widens a loaded word of four channels; ``form`` "int8": one
+    word, the four channels' int8 values in order (SXTB16 of it and of it rotated by 8 bits
+    give the same pairs in registers)."""
     c, t = w2d.shape
     w = np.zeros((-(-c // 4) * 4, t), np.int64)
     w[:c] = w2d
     g = w.reshape(-1, 4, t)
+    if form == "int8":
+        b = g & 0xFF
+        return (b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16 | b[:, 3] << 24).astype(np.uint32).view(np.int32).reshape(-1)
     return np.stack([pack16(g[:, 0], g[:, 2]), pack16(g[:, 1], g[:, 3])], axis=-1).reshape(-1).astype(np.int32)
 
 
-def dwconv_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel | None:
+def dwconv_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, form: str = "wide") -> Kernel | None:
     """Depthwise int8 convolution for cores with the DSP extension (``s8/dwconv_wide.c.j2``), or
     None when it does not apply (channels not a multiple of 4, the fast requantization's
-    preconditions, offsets beyond LDRD's reach)."""
+    preconditions, offsets beyond LDRD's reach). ``form``: the weights widened to int16 and
+    doubled ("wide"), or kept int8 ("int8": the ring holds the activations doubled instead, so
+    the accumulators are doubled all the same)."""
     c = p["M"]
     if c % 4 or p["N"] != 1:
         return None
@@ -249,11 +260,14 @@ def dwconv_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel |
     if (p["KW"] - 1) * p["DW"] * cb * 2 > 1020:  # LDRD's immediate offsets
         return None
     # (the kernel finds each block of four channels at a fixed stride: no block is skipped)
-    shared = dsp_stream(p, w2d, bias, 4, dwconv_weights, skip_zero=False)
+    # (dsp_stream hands the layout the weights doubled: the int8 form halves them back)
+    layout = dwconv_weights if form == "wide" else lambda w: dwconv_weights(w // 2, form)
+    shared = dsp_stream(p, w2d, bias, 4, layout, skip_zero=False)
     if shared is None:
         return None
-    return dsp_kernel("s8/dwconv_wide.c.j2", dict(p, **shared[0], WP=wp, RING=ring, CB=cb), shared[1],
-                      (ring + 1) * wp * cb * 2, inplace=True)  # and a row of zeros
+    k = dsp_kernel("s8/dwconv_wide.c.j2", dict(p, **shared[0], WP=wp, RING=ring, CB=cb, form=form), shared[1],
+                   (ring + 1) * wp * cb * 2, inplace=True)  # and a row of zeros
+    return k if form == "wide" else dataclasses.replace(k, form=form, preamble=k.preamble + WEIGHTS8)
 
 
 def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel | None:
