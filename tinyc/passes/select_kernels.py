@@ -7,6 +7,8 @@ decision and the later stages only read them:
 
 - ``kernel``: the template's name (``s8.conv_ring`` is ``s8/conv_ring.c.j2``), ``variant``: the
   target folder it comes from (absent: portable);
+- ``form``: how the kernel stores the weights where the op offers a choice (``Kernel.form``:
+  ``wide`` int16, ``int8``);
 - ``params``: every constant the template uses (geometry, requantization, clamp, ...);
 - ``includes``, ``preamble``: C headers and shared helpers it needs;
 - ``scratch``: arena bytes for its working rows; ``inplace_scratch``: bytes with which it could
@@ -55,18 +57,26 @@ def copy_graph(g: Graph) -> Graph:
 
 
 @rounding.graph_scoped  # the kernels' requantization follows the graph's rounding mode
-def select_kernels(g: Graph, variants: tuple[str, ...]) -> Graph:
+def select_kernels(g: Graph, variants: tuple[str, ...], forms: tuple[str, ...] | None = None) -> Graph:
+    """``forms`` (an internal knob, e.g. for tests): each node takes the first of its kernel
+    options whose weight form is in ``forms`` (else the first option)."""
     g = copy_graph(g)
     for node in g.nodes:
         op = get_op(node.op)
         ins = [None if x is None else g.tensors[x] for x in node.inputs]
         outs = [g.tensors[o] for o in node.outputs]
-        k = op.kernel_for(node, ins, outs, variants)
+        if forms is None:
+            k = op.kernel_for(node, ins, outs, variants)
+        else:
+            options = op.kernel_options(node, ins, outs, variants)
+            k = next((o for o in options if o.form in forms), options[0])
         a = node.attrs
         a["kernel"] = kernel_name(k.template)
         variant = variant_of(k.template, variants)
         if variant is not None:
             a["variant"] = variant
+        if k.form:
+            a["form"] = k.form
         a["params"] = k.params
         if k.includes:
             a["includes"] = list(k.includes)
