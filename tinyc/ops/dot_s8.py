@@ -326,4 +326,6 @@ def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int,
     shared = dsp_stream(p, w2d, bias, 4, gemm_layout(geo, 4, form), form=form)
     if shared is None:
         return None
-    return dsp_kernel("s8/fc_wide.c.j2", dict(p, **shared[0], **geo, N=n, P=rows), shared[1])
+    # (int8 form: each row's inputs widened once into scratch, as the weights' SXTB16 is a step more)
+    scratch = 2 * geo["KP"] if form == "int8" else 0
+    return dsp_kernel("s8/fc_wide.c.j2", dict(p, **shared[0], **geo, N=n, P=rows), shared[1], scratch)
