@@ -89,11 +89,11 @@ def test_int8_form_skips_all_zero_weight_blocks_bit_exact(case, tmp_path, monkey
     _check(model, g, samples, t, tmp_path / "run")
 
 
-def _fc_model(path, w):
-    """A fully connected layer (Gemm, transB) with these float weights, two rows."""
+def _fc_model(path, w, rows):
+    """A fully connected layer (Gemm, transB) with these float weights."""
     graph = helper.make_graph(
         [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, w.shape[1]])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, w.shape[1]])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(w.astype(np.float32), "w"),
          numpy_helper.from_array(np.linspace(-0.5, 0.5, w.shape[0]).astype(np.float32), "b")])
@@ -103,21 +103,23 @@ def _fc_model(path, w):
 
 
 @pytest.mark.emulator
-@pytest.mark.parametrize("heavy, kernel", [
+@pytest.mark.parametrize("heavy, rows, kernel, swap", [
     # K = 300 weights of magnitude 127: 255 * 300 * 127 > 2^23 ...
-    ((0, 2), DSP_GEMM),  # ... in the pairs' first channels only: the int8 DSP kernel still applies
-    ((1,), ("s8.fully_connected", "dsp")),  # ... in a second channel: the int8-weight loops (not SMLAD pairs)
+    ((0, 2), 2, DSP_GEMM, None),  # ... in first channels of pairs only: the int8 DSP kernel as it is
+    ((1, 3), 2, DSP_GEMM, [1, 1, 0]),  # ... in second channels: those pairs stored the other way round
+    ((3, 4), 1, DSP_FC, [0, 1, 0, 0]),  # (fully connected with one row: pairs (0, 1), (2, 3); (4, padding))
+    ((0, 1), 2, ("s8.fully_connected", "dsp"), None),  # ... in both of a pair: the int8-weight loops
 ])
-def test_int8_form_bound_on_the_second_channel_of_a_pair(heavy, kernel, tmp_path, monkeypatch):
+def test_int8_form_bound_on_the_second_channel_of_a_pair(heavy, rows, kernel, swap, tmp_path, monkeypatch):
     need_tools("arm-none-eabi-gcc", "qemu-system-arm")
     rng = np.random.default_rng(3)
     w = rng.standard_normal((5, 300)) * 0.05
     w[list(heavy)] = np.sign(rng.standard_normal((len(heavy), 300)))  # all quantized to +-127
-    _fc_model(tmp_path / "m.onnx", w)
-    g, samples = _prepare(tmp_path / "m.onnx", (2, 300))
+    _fc_model(tmp_path / "m.onnx", w, rows)
+    g, samples = _prepare(tmp_path / "m.onnx", (rows, 300))
     t = get_target(M4)
     model = _generate(g, t, ("int8",), monkeypatch)
     node = _kernel_node(model)
     assert (node.attrs["kernel"], node.attrs.get("variant")) == kernel
-    assert node.attrs["form"] == "int8"
+    assert node.attrs["form"] == "int8" and node.attrs["params"].get("swap") == swap
     _check(model, g, samples, t, tmp_path / "run")

@@ -148,23 +148,27 @@ def stream(words: np.ndarray, start: np.ndarray, rq: dict, skip_zero: bool = Tru
     return np.concatenate(parts).astype(np.int32), (None if all(live) else live)
 
 
-def pair_rows(w2d: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+def pair_rows(w2d: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list[int] | None] | None:
     """The int8 form's pairs of output channels (m, m + 1) (M padded to even with a zero channel):
-    per pair and k the int16 v = w[m, k] + 256 w[m + 1, k] (two bytes for two weights), and the
-    pair's two accumulators' initial values, bias[m] (it sums x * SXTB16(v) = x * w[m]) and
-    bias[m] + 256 bias[m + 1] mod 2^32 (it sums x * v = S_m + 256 S_m+1, wrapping). The kernel
-    takes acc_m+1 = (second - first) >> 8, exact while |acc_m+1| < 2^23 (PAIR_BOUND): None when a
-    pair's high channel can reach it (|bias| + 255 sum |w|)."""
+    per pair and k the int16 v = w[lo, k] + 256 w[hi, k] (two bytes for two weights), the pair's
+    two accumulators' initial values, bias[lo] (it sums x * SXTB16(v) = x * w[lo]) and bias[lo] +
+    256 bias[hi] mod 2^32 (it sums x * v = S_lo + 256 S_hi, wrapping), and which pairs are
+    swapped (None: none). The kernel takes acc_hi = (second - first) >> 8, exact while |acc_hi| <
+    2^23 (PAIR_BOUND; |bias| + 255 sum |w| bounds it): hi is m + 1 unless only m is within the
+    bound (swapped: lo = m + 1); None when neither is."""
     n = w2d.shape[0]
     w = np.zeros((n + n % 2, w2d.shape[1]), np.int64)
     w[:n] = w2d
     b = np.zeros(len(w), np.int64)
     if bias is not None:
         b[:n] = np.asarray(bias, np.int64).reshape(-1)
-    if np.any(np.abs(b[1::2]) + 255 * np.abs(w[1::2]).sum(axis=1) >= PAIR_BOUND):
+    fits = np.abs(b) + 255 * np.abs(w).sum(axis=1) < PAIR_BOUND
+    if not np.all(fits[0::2] | fits[1::2]):
         return None
-    start = np.stack([b[0::2], (b[0::2] + 256 * b[1::2] + 2**31) % 2**32 - 2**31], axis=1)
-    return w[0::2] + 256 * w[1::2], start
+    swap = ~fits[1::2]
+    lo, hi = np.where(swap, 1, 0) + np.arange(0, len(w), 2), np.where(swap, 0, 1) + np.arange(0, len(w), 2)
+    start = np.stack([b[lo], (b[lo] + 256 * b[hi] + 2**31) % 2**32 - 2**31], axis=1)
+    return w[lo] + 256 * w[hi], start, ([int(x) for x in swap] if swap.any() else None)
 
 
 def dsp_stream(p: dict, w2d: np.ndarray, bias: np.ndarray | None, block: int, layout,
@@ -192,7 +196,7 @@ def dsp_stream(p: dict, w2d: np.ndarray, bias: np.ndarray | None, block: int, la
         # (the kernel's stores double both sums for the fast requantization; GW: words per group
         # of four k and pair of channels, 4 in the wide form)
         return dict(rq, doubled=True, form="int8", GW=2, off2=int(pack16(p["in_offset"], p["in_offset"])),
-                    live=blocks), weights
+                    live=blocks, swap=pairs[2] and pairs[2] + [0] * (len(start) - len(pairs[2]))), weights
     start = np.zeros(-(-n // block) * block, np.int64)  # 2 x bias: the weights are doubled too
     if live is not None:
         start[:n] = 2 * live
