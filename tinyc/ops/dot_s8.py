@@ -8,6 +8,13 @@ here (the model's int8 array is then not emitted):
   order is the one SXTB16 widens a loaded word in (bytes 0 and 2, then 1 and 3), so the gathered
   activations need no shuffling.
 - ``mve``: int8 rows padded to a multiple of 16 (one vector load each).
+- ``dsp``, form "int8" (``Kernel.form``; gemm, conv_ring, fc_wide): flash holds a byte per weight.
+  Output channels in pairs (m, m + 1), per k one int16 v = w[m, k] + 256 w[m + 1, k], laid out as
+  the int16 weights are (:func:`pair_rows`). Per word of two v: SMLAD with the activations sums
+  S_m + 256 S_m+1 (mod 2^32), SMLAD with SXTB16 of the word (each v's low byte: w[m]) sums S_m, so
+  S_m+1 is their difference >> 8, exact while |S_m+1| < 2^23 (checked per pair at compile time; a
+  pair whose m + 1 could exceed it is stored the other way round, and a layer with a pair where
+  neither fits takes the portable kernel). One SXTB16 serves both rows of the 2x2 product.
 
 Kernels (DSP ones read one int32 stream per layer: per block of output channels the doubled
 bias, the weights and the requantization constants, see :func:`stream`):
