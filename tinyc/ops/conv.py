@@ -144,8 +144,6 @@ class Conv(Op):
 
     def kernel_for(self, node, ins, outs, variants=(), weights="wide"):
         kind = dot_variant(variants)
-        if weights == "int8" and kind == "dsp" and node.attrs["group"] == 1:  # (until the DSP kernels read int8 weights: the portable ones)
-            return dataclasses.replace(self.kernel(node, ins, outs), form="int8")
         if kind is None or not is_quantized(ins, outs) or not is_nhwc(node):
             return self.kernel(node, ins, outs)
         x, w = ins[0], ins[1]
@@ -168,9 +166,11 @@ class Conv(Op):
                 geo = gemm_geometry(w2d.shape[1], p["C"], pointwise=False)
                 rows = dict(gather="window", P=p["OH"] * p["OW"])
                 if kind == "dsp" and p["KH"] * p["KW"] > 1:  # (a strided 1x1 reads few rows: gather them)
-                    k = conv_ring_kernel(p, w2d, b)
+                    k = conv_ring_kernel(p, w2d, b, weights)
             if k is None:
-                k = gemm_kernel(kind, p, w2d, b, geo, rows)
+                k = gemm_kernel(kind, p, w2d, b, geo, rows, weights)
+            if k is None and weights == "int8" and kind == "dsp":  # (e.g. a pair beyond the int8 form's bound)
+                return dataclasses.replace(self.kernel(node, ins, outs), form="int8")
         elif p["G"] == p["C"] == p["M"] and "dsp" in variants:
             k = dwconv_kernel(p, w.data.reshape(p["M"], -1), b, form=weights)
         return k if k is not None else self.kernel(node, ins, outs)

@@ -8,6 +8,13 @@ here (the model's int8 array is then not emitted):
   order is the one SXTB16 widens a loaded word in (bytes 0 and 2, then 1 and 3), so the gathered
   activations need no shuffling.
 - ``mve``: int8 rows padded to a multiple of 16 (one vector load each).
+- ``dsp``, form "int8" (``Kernel.form``; gemm, conv_ring, fc_wide): flash holds a byte per weight.
+  Output channels in pairs (m, m + 1), per k one int16 v = w[m, k] + 256 w[m + 1, k], laid out as
+  the int16 weights are (:func:`pair_rows`). Per word of two v: SMLAD with the activations sums
+  S_m + 256 S_m+1 (mod 2^32), SMLAD with SXTB16 of the word (each v's low byte: w[m]) sums S_m, so
+  S_m+1 is their difference >> 8, exact while |S_m+1| < 2^23 (checked per pair at compile time; a
+  pair whose m + 1 could exceed it is stored the other way round, and a layer with a pair where
+  neither fits takes the portable kernel). One SXTB16 serves both rows of the 2x2 product.
 
 Kernels (DSP ones read one int32 stream per layer: per block of output channels the doubled
 bias, the weights and the requantization constants, see :func:`stream`):
@@ -46,6 +53,10 @@ LDRD = ("s8/ldrd.c.j2",)
 WEIGHTS8 = ("s8/weights8.c.j2",)
 # the most arena a depthwise kernel's ring of widened rows may take (it sets the channel block)
 RING_BYTES = 1024
+# the int8 form recovers a pair's second channel from the top 24 bits of an int32 (dsp_stream)
+PAIR_BOUND = 2**23
+# output channels per row of the matrix the kernels' weight layout is made of, by form
+CHANNELS_PER_ROW = {"wide": 1, "int8": 2}
 
 
 def dot_variant(variants: tuple[str, ...]) -> str | None:
@@ -148,18 +159,55 @@ def stream(words: np.ndarray, start: np.ndarray, rq: dict, skip_zero: bool = Tru
     return np.concatenate(parts).astype(np.int32), (None if all(live) else live)
 
 
+def pair_rows(w2d: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list[int] | None] | None:
+    """The int8 form's pairs of output channels (m, m + 1) (M padded to even with a zero channel):
+    per pair and k the int16 v = w[lo, k] + 256 w[hi, k] (two bytes for two weights), the pair's
+    two accumulators' initial values, bias[lo] (it sums x * SXTB16(v) = x * w[lo]) and bias[lo] +
+    256 bias[hi] mod 2^32 (it sums x * v = S_lo + 256 S_hi, wrapping), and which pairs are
+    swapped (None: none). The kernel takes acc_hi = (second - first) >> 8, exact while |acc_hi| <
+    2^23 (PAIR_BOUND; |bias| + 255 sum |w| bounds it): hi is m + 1 unless only m is within the
+    bound (swapped: lo = m + 1); None when neither is."""
+    n = w2d.shape[0]
+    w = np.zeros((n + n % 2, w2d.shape[1]), np.int64)
+    w[:n] = w2d
+    b = np.zeros(len(w), np.int64)
+    if bias is not None:
+        b[:n] = np.asarray(bias, np.int64).reshape(-1)
+    fits = np.abs(b) + 255 * np.abs(w).sum(axis=1) < PAIR_BOUND
+    if not np.all(fits[0::2] | fits[1::2]):
+        return None
+    swap = ~fits[1::2]
+    lo, hi = np.where(swap, 1, 0) + np.arange(0, len(w), 2), np.where(swap, 0, 1) + np.arange(0, len(w), 2)
+    start = np.stack([b[lo], (b[lo] + 256 * b[hi] + 2**31) % 2**32 - 2**31], axis=1)
+    return w[lo] + 256 * w[hi], start, ([int(x) for x in swap] if swap.any() else None)
+
+
 def dsp_stream(p: dict, w2d: np.ndarray, bias: np.ndarray | None, block: int, layout,
-               skip_zero: bool = True) -> tuple[dict, dict] | None:
+               skip_zero: bool = True, form: str = "wide") -> tuple[dict, dict] | None:
     """What every DSP kernel shares: the fast requantization (channels with all-zero weights as
     constants) and the stream of ``block`` output channels at a time, weights laid out by
-    ``layout`` (int8 (M, K) doubled -> words). (template parameters, Kernel.weights), or None when
-    the requantization's preconditions fail."""
+    ``layout`` (int8 (M, K) doubled -> words; ``form`` "int8": the (M/2, K) matrix of
+    :func:`pair_rows`). (template parameters, Kernel.weights), or None when the requantization's
+    (or the pairs') preconditions fail."""
     consts = dead_outputs(p, w2d, bias)
     live = live_bias(w2d, bias)
     rq = p["requant"].fast_form(acc_bound(w2d, live), consts, channels=w2d.shape[0])
     if rq is None:
         return None
     n = w2d.shape[0]
+    if form == "int8":
+        pairs = pair_rows(w2d, live)
+        if pairs is None:
+            return None
+        start = np.zeros((-(-n // block) * block // 2, 2), np.int64)
+        start[:len(pairs[1])] = pairs[1]
+        words = layout(pairs[0]).reshape(len(start) * 2 // block, -1)
+        data, blocks = stream(words, start.reshape(-1, block), rq, skip_zero)
+        weights = {1: data} if bias is None else {1: data, 2: None}
+        # (the kernel's stores double both sums for the fast requantization; GW: words per group
+        # of four k and pair of channels, 4 in the wide form)
+        return dict(rq, doubled=True, form="int8", GW=2, off2=int(pack16(p["in_offset"], p["in_offset"])),
+                    live=blocks, swap=pairs[2] and pairs[2] + [0] * (len(start) - len(pairs[2]))), weights
     start = np.zeros(-(-n // block) * block, np.int64)  # 2 x bias: the weights are doubled too
     if live is not None:
         start[:n] = 2 * live
@@ -175,7 +223,13 @@ def dsp_kernel(template: str, q: dict, weights: dict, scratch: int = 0, inplace:
     """``inplace``: the kernel's scratch (its ring or gathered rows) also lets it write the output
     over its input."""
     return Kernel(template, q, preamble=FIXEDPOINT + REQUANT_FAST + LDRD, includes=("string.h",), weights=weights,
-                  scratch=scratch, inplace_scratch=scratch if inplace else None, form="wide")
+                  scratch=scratch, inplace_scratch=scratch if inplace else None, form=q.get("form", "wide"))
+
+
+def gemm_layout(geo: dict, block: int, form: str):
+    """The weight layout of the kernels that take ``block`` output channels at a time (two, or
+    four) in ``form``: :func:`dsp_gemm_weights` of the matrix :func:`dsp_stream` hands it."""
+    return lambda w: dsp_gemm_weights(w, geo, block=block // CHANNELS_PER_ROW[form])
 
 
 def ring_geometry(p: dict) -> tuple[int, int]:
@@ -184,17 +238,19 @@ def ring_geometry(p: dict) -> tuple[int, int]:
     return p["PL"] + p["W"] + right, (p["KH"] - 1) * p["DH"] + 1
 
 
-def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, geo: dict, rows: dict) -> Kernel | None:
+def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, geo: dict, rows: dict,
+                form: str = "wide") -> Kernel | None:
     """The int8 matrix-product kernel (``kind`` "dsp" or "mve") for out[q, m] = requant(bias[m] +
     sum_k (a[q, k] - zp) * w[m, k]) where ``rows`` describes how row q is gathered (template
     parameters of the gather); ``p`` holds the requantization and clamp parameters. None when a
     precondition fails (the caller then uses its portable kernel). It may run in place when each
-    row is gathered whole before its outputs are written (``gather`` "row")."""
+    row is gathered whole before its outputs are written (``gather`` "row"). ``form``: how the DSP
+    kernel stores the weights ("wide" int16, "int8")."""
     m = w2d.shape[0]
     scratch = gemm_scratch(kind, geo["K"], rows["P"])
     inplace = rows["gather"] == "row"
     if kind == "dsp":
-        shared = dsp_stream(p, w2d, bias, 2, lambda w: dsp_gemm_weights(w, geo))
+        shared = dsp_stream(p, w2d, bias, 2, gemm_layout(geo, 2, form), form=form)
         if shared is None:
             return None
         return dsp_kernel("s8/gemm.c.j2", dict(p, **geo, **rows, M=m, **shared[0]), shared[1], scratch, inplace)
@@ -270,14 +326,14 @@ def dwconv_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, form: str =
     return k if form == "wide" else dataclasses.replace(k, form=form, preamble=k.preamble + WEIGHTS8)
 
 
-def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel | None:
+def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, form: str = "wide") -> Kernel | None:
     """Convolution (one group, channels a multiple of 4, no horizontal dilation) for cores with the
     DSP extension without im2col (``s8/conv_ring.c.j2``): input rows widened once into a ring, the
     taps of a kernel row read as one contiguous run. None when it does not apply."""
     if p["C"] % 4 or p["DW"] != 1 or p["N"] != 1:
         return None
     geo = gemm_geometry(w2d.shape[1], p["C"], pointwise=False)
-    shared = dsp_stream(p, w2d, bias, 2, lambda w: dsp_gemm_weights(w, geo))
+    shared = dsp_stream(p, w2d, bias, 2, gemm_layout(geo, 2, form), form=form)
     if shared is None:
         return None
     wp, ring = ring_geometry(p)
@@ -285,14 +341,16 @@ def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kerne
                       inplace=True)
 
 
-def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int) -> Kernel | None:
+def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int, form: str = "wide") -> Kernel | None:
     """Fully connected for cores with the DSP extension when the product has one row per weight
     use (``s8/fc_wide.c.j2``): no scratch; each word of four inputs is widened in registers and
     feeds four output channels' SMLADs; weights widened, doubled and laid out at compile time."""
     n, k = w2d.shape
     geo = gemm_geometry(k, k, pointwise=True)
     geo["wide"] = geo["KP"]  # the last word is read zero-padded, so every group is in SXTB16 order
-    shared = dsp_stream(p, w2d, bias, 4, lambda w: dsp_gemm_weights(w, geo, block=4))
+    shared = dsp_stream(p, w2d, bias, 4, gemm_layout(geo, 4, form), form=form)
     if shared is None:
         return None
-    return dsp_kernel("s8/fc_wide.c.j2", dict(p, **shared[0], **geo, N=n, P=rows), shared[1])
+    # (int8 form: each row's inputs widened once into scratch, as the weights' SXTB16 is a step more)
+    scratch = 2 * geo["KP"] if form == "int8" else 0
+    return dsp_kernel("s8/fc_wide.c.j2", dict(p, **shared[0], **geo, N=n, P=rows), shared[1], scratch)

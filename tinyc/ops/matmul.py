@@ -160,22 +160,23 @@ class Gemm(Op):
         """int8 with constant weights on a core with dot-product instructions: the matrix-product
         kernel of tinyc/ops/dot_s8.py (weights in its own layout)."""
         kind = dot_variant(variants)
-        if weights == "int8" and kind == "dsp":  # (until the DSP kernels read int8 weights: the portable one)
-            return dataclasses.replace(self.kernel(node, ins, outs), form="int8")
         bias = ins[2] if len(ins) > 2 else None
+        portable = self.kernel(node, ins, outs)
+        if weights == "int8" and kind == "dsp":  # (where no DSP kernel applies: the portable one)
+            portable = dataclasses.replace(portable, form="int8")
         if kind is None or not is_quantized(ins, outs) or not ins[1].is_const or node.attrs["transA"] \
                 or (bias is not None and not bias.is_const) or {ins[0].dtype, ins[1].dtype, outs[0].dtype} != {"s8"}:
-            return self.kernel(node, ins, outs)
-        p = self.kernel(node, ins, outs).params
+            return portable
+        p = portable.params
         m, k, n = self._mkn(node, ins)
         w2d = ins[1].data if node.attrs["transB"] else ins[1].data.T
         if kind == "dsp" and m == 1:  # every weight used once: widen the inputs in registers, no scratch
-            g = fc_wide_kernel(p, w2d, None if bias is None else bias.data, m)
+            g = fc_wide_kernel(p, w2d, None if bias is None else bias.data, m, weights)
             if g is not None:
                 return g
         g = gemm_kernel(kind, p, w2d, None if bias is None else bias.data, gemm_geometry(k, k, pointwise=True),
-                        dict(gather="row", ROW=k, P=m))
-        return g if g is not None else self.kernel(node, ins, outs)
+                        dict(gather="row", ROW=k, P=m), weights)
+        return g if g is not None else portable
 
     def kernel(self, node, ins, outs):
         at = node.attrs
