@@ -141,7 +141,7 @@ def _choice(report):
 
 def test_report_json_and_verbose_show_the_choice(tmp_path):
     need_tools("arm-none-eabi-gcc")
-    r, report = _compile(tmp_path, "--verbose")
+    r, report = _compile(tmp_path, "--verbose", "--report")
     assert r.returncode == 0, r.stderr
     assert report["optimize"] == {"mode": "balanced", "flash_budget": 1048576}
     c = _choice(report)
@@ -156,6 +156,8 @@ def test_report_json_and_verbose_show_the_choice(tmp_path):
     assert wide["flash_read_bytes"] >= 2 * 96 * 256 and int8["flash_read_bytes"] >= 96 * 256
     assert "kernel choice (--optimize balanced" in r.stdout
     assert "s8.fc_wide [wide]" in r.stdout and "instead s8.fully_connected [int8]" in r.stdout
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "kernel (--optimize balanced)" in html and "instead: s8.fully_connected [int8]" in html
 
 
 def test_size_mode_and_a_small_budget_keep_the_weights_int8(tmp_path):
