@@ -218,3 +218,18 @@ def test_estimates_against_bench(model, form, tmp_path):
         assert abs(e - layer["instructions"]) <= LAYER_ERROR * layer["instructions"], (node.name, e, layer["instructions"])
         est, meas = est + e, meas + layer["instructions"]
     assert meas and abs(est - meas) <= MODEL_ERROR * meas, (est, meas)
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("choice", [("--optimize", "size"), ("--flash-budget", "50K")])
+def test_smaller_kernels_equal_tflite_micro_on_cortex_m4(choice):
+    """KWS with int8 weights everywhere (size), and mixed (a flash budget: the first and the 1x1
+    convolutions and the fully connected layer switch to int8 weights, the depthwise ones keep
+    widened weights), on the emulated M4: bit-exact against TFLite Micro."""
+    need_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    pytest.importorskip("tflite_micro")
+    kws = "mlperf-tiny/kws_int8"
+    r = run_cli("verify", str(shared_model(kws + ".onnx")), "-t", "cortex-m4", "--samples", "3", *choice,
+                "--against", f"tflm={shared_model(kws + '.tflite')}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "vs TFLite Micro (kws_int8.tflite, tflite-micro package): bit-exact" in r.stdout

@@ -483,6 +483,7 @@ def _list_stages(args) -> int:
     return EXIT_OK
 
 
+CHOICE_BUDGET_HELP = "the flash the per-layer kernel choice must fit (--optimize; default: the board's; 0: none)"
 TARGET_HELP = f"target name (see `tinyc targets`; default {DEFAULT_TARGET})"
 
 
@@ -558,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--weights-blob) that the firmware loads and checks before running")
     v.add_argument("--max-instructions", type=int, help="the emulated run's instruction budget "
                    "(default: from the model's MACs and tensor sizes, generous)")
+    v.add_argument("--flash-budget", metavar="BYTES", help=CHOICE_BUDGET_HELP)
     v.add_argument("--emulator", choices=["qemu", "renode"], default="qemu",
                    help="qemu (default; natively for host) or renode (renode-test with a generated .robot test)")
     add_oracle_arguments(v)
@@ -570,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="machine-readable output")
     b.add_argument("--build-dir", help="keep the firmware, plugin and counts here")
     b.add_argument("--timeout", type=float, default=600.0)
+    b.add_argument("--flash-budget", metavar="BYTES", help=CHOICE_BUDGET_HELP)
     b.set_defaults(fn=cmd_bench)
 
     d = sub.add_parser("diff", help="every layer three ways: float model, int8 reference, generated C on the target")
