@@ -3,7 +3,9 @@ tinyc/kernel_costs.json.
 
 Every calibration model is compiled once per weight form ("wide", "int8": each layer then runs
 each of its kernel options) for the calibration target (cortex-m4: the "dsp" core class) and run
-in QEMU with tinyc's instruction-counting plugin. Per kernel (template, folder, form), the
+in QEMU with tinyc's instruction-counting plugin: the shared MLPerf Tiny and hello-world int8 models,
+the one-of-each-kernel graph of tests/backend/kernels.ir and the one-layer tail-shape cases of
+tests/test_kernel_variants.py. Per kernel (template, folder, form), the
 instructions of its layers are fitted by least squares (of the relative error; non-negative
 coefficients, at most as many terms as distinct layers) to the terms of
 tinyc.kernel_cost.features, and its code bytes are the mean size of its
@@ -36,7 +38,7 @@ from tinyc.elf import Elf  # noqa: E402
 from tinyc.ir_text import parse_graph  # noqa: E402
 from tinyc.kernel_cost import COSTS_FILE, core_class, cost_key, features  # noqa: E402
 from tinyc.passes import run_passes  # noqa: E402
-from tinyc.passes.select_kernels import select_kernels  # noqa: E402
+from tinyc.passes.select_kernels import choose_kernels  # noqa: E402
 from tinyc.targets import get_target  # noqa: E402
 
 TARGET = "cortex-m4"
@@ -47,14 +49,30 @@ SYNTHETIC = ["tests/backend/kernels.ir"]
 FORMS = ("wide", "int8")
 
 
-def layer_rows(model_path: Path, form: str, target, tmp: Path) -> tuple[list[dict], dict]:
+def graphs(models: Path, tmp: Path):
+    """(name, graph) of every calibration model: the shared models, the text-IR graphs, and the
+    one-layer cases of tests/test_kernel_variants.py quantized as that test does."""
+    for m in MODELS:
+        yield m, prepare(models / m, progress=False).graph
+    for m in SYNTHETIC:
+        yield m, parse_graph((ROOT / m).read_text())
+    from tests.test_kernel_variants import CASES, _model
+
+    for name, (shape, op, wshape, attrs, _) in CASES.items():
+        _model(tmp / f"{name}.onnx", shape, op, wshape, attrs)
+        rng = np.random.default_rng(1)
+        np.savez(tmp / f"{name}.npz", x=rng.standard_normal((16,) + shape).astype(np.float32))
+        yield name, prepare(tmp / f"{name}.onnx", quantize="int8", calib=tmp / f"{name}.npz", io="int8",
+                            progress=False).graph
+
+
+def layer_rows(g, name: str, form: str, target, tmp: Path) -> tuple[list[dict], dict]:
     """(one row per layer: cost key, MACs, outputs, instructions, code bytes; the build's sizes)."""
-    g = parse_graph(model_path.read_text()) if model_path.suffix == ".ir" else prepare(model_path, progress=False).graph
-    kg = select_kernels(g, target.template_variants, forms=(form,), target=target)
+    kg = choose_kernels(g, target.template_variants, forms=(form,), target=target)
     kg = run_passes(kg, ["plan-memory"], None, target)
-    model = print_model(kg, target, name="model", source=model_path.name)
+    model = print_model(kg, target, name="model", source=name)
     sample = choose_samples(g, None, 1, 0, None).feeds[0]
-    build = tmp / f"{model_path.stem}-{form}"
+    build = tmp / f"{Path(name).stem}-{form}"
     r = count(model, target, build, sample)
     elf = Elf(build / "firmware.elf")
     sizes = {}
@@ -71,7 +89,7 @@ def layer_rows(model_path: Path, form: str, target, tmp: Path) -> tuple[list[dic
         ins = [None if x is None else kg.tensors[x] for x in node.inputs]
         terms = features(node, ins, [kg.tensors[o] for o in node.outputs], layer["macs"])
         rows.append(dict(key=key, terms=terms, instructions=layer["instructions"],
-                         code_bytes=sizes.get(i, 0), node=node.name, model=model_path.stem, form=form))
+                         code_bytes=sizes.get(i, 0), node=node.name, model=name, form=form))
     report = dict(model.report)
     report["measured"] = measure(model, target)
     return rows, dict(flash=totals(report)[1], weights=model.report["weights_bytes"])
@@ -109,9 +127,9 @@ def main() -> None:
     target = get_target(TARGET)
     rows, builds = [], []
     with tempfile.TemporaryDirectory(prefix="tinyc-calibrate-") as tmp:
-        for m in MODELS + SYNTHETIC:
+        for m, g in graphs(Path(args.models), Path(tmp)):
             for form in FORMS:
-                r, b = layer_rows(ROOT / m if m in SYNTHETIC else Path(args.models) / m, form, target, Path(tmp))
+                r, b = layer_rows(g, m, form, target, Path(tmp))
                 rows += r
                 builds.append((r, b))
                 print(f"{m} {form}: {len(r)} layers, flash {b['flash']:,} B", flush=True)
@@ -127,7 +145,7 @@ def main() -> None:
     data = dict(
         about="tinyc kernel cost model (tinyc/kernel_cost.py), written by benchmarks/calibrate.py from `tinyc bench` "
               f"on {TARGET}: instructions = coef . [MACs, outputs, MACs per output channel, input elements, output pixels, 1]",
-        models=MODELS + SYNTHETIC, cores={core_class(target.template_variants): table}, default=default, overhead_bytes={core_class(target.template_variants): int(overhead)})
+        models=MODELS + SYNTHETIC + ["tests/test_kernel_variants.py cases"], cores={core_class(target.template_variants): table}, default=default, overhead_bytes={core_class(target.template_variants): int(overhead)})
     COSTS_FILE.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {COSTS_FILE.name}: {len(table)} kernels; overhead {overhead}")
     for k, v in table.items():

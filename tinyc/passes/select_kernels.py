@@ -97,13 +97,19 @@ def _choose(g: Graph, kernels: dict[str, list], costs: dict[str, list], target) 
     return {n: pick.get(n, 0) for n in kernels}
 
 
-@rounding.graph_scoped  # the kernels' requantization follows the graph's rounding mode
-def select_kernels(g: Graph, variants: tuple[str, ...], forms: tuple[str, ...] | None = None, target=None) -> Graph:
+def select_kernels(g: Graph, variants: tuple[str, ...], forms: tuple[str, ...] | None = None) -> Graph:
     """Every node's kernel among its op's options (Op.kernel_options): with ``forms``, the first
-    whose weight form is in ``forms`` (else its first); else with ``target``, the choice of the
-    graph's --optimize mode within its flash budget (tinyc/optimize.py; nodes with more than one
-    option record it: ``form`` and ``options``, [form, kernel, estimated instructions, flash
-    bytes, flash bytes read per inference, estimated cycles] each); else the first."""
+    whose weight form is in ``forms`` (else its first option); without, its first option."""
+    return choose_kernels(g, variants, forms)
+
+
+@rounding.graph_scoped  # the kernels' requantization follows the graph's rounding mode
+def choose_kernels(g: Graph, variants: tuple[str, ...], forms: tuple[str, ...] | None = None, target=None) -> Graph:
+    """select_kernels, and with ``target`` (without ``forms``) the choice of the graph's
+    --optimize mode within its flash budget (tinyc/optimize.py); with ``target``, nodes with more
+    than one option record their estimates: ``options``, [form, kernel, estimated instructions,
+    flash bytes, flash bytes read per inference, estimated cycles] each (and ``form``, the chosen
+    option's, in any case)."""
     g = copy_graph(g)
     kernels = {}
     for node in g.nodes:
@@ -167,4 +173,4 @@ class SelectKernels(Pass):
     needs_target = True
 
     def run(self, g: Graph, target) -> Graph:
-        return select_kernels(g, target.template_variants, target=target)
+        return choose_kernels(g, target.template_variants, target=target)
