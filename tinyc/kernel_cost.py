@@ -2,10 +2,9 @@
 and estimated cycles on the target's reference board (the select-kernels pass chooses by them).
 
 - **instructions** = a x MACs + b x outputs + c x gathered inputs + d x input elements + e x
-  output pixels + f (see
-  :func:`features`), the coefficients per kernel (template, the target
-  folder it comes from, weight form) and core class (the target's template variants, e.g. "dsp"),
-  fitted by least squares on `tinyc bench` runs (``benchmarks/calibrate.py`` writes
+  output pixels + f (:func:`features`), the coefficients per kernel (template, the target folder
+  it comes from, weight form) and core class (the target's template variants, e.g. "dsp"), fitted
+  by least squares on `tinyc bench` runs (``benchmarks/calibrate.py`` writes
   ``kernel_costs.json``). A kernel without calibration data takes the coefficients of the same
   template in another form or core class, else the fit over every kernel (``calibrated`` False).
 - **flash bytes** = the constant arrays the kernel reads (its own layout, ``Kernel.weights``, or the
