@@ -81,8 +81,9 @@ def test_laid_out_weights_are_constants_of_the_graph():
 
 
 def test_each_node_chooses_its_kernel_once(monkeypatch):
-    """KWS int8 on cortex-m4 (10 convolution and fully connected nodes): one kernel choice, so
-    one weight packing, per node (the memory planner and code generation used to redo it)."""
+    """KWS int8 on cortex-m4 (10 convolution and fully connected nodes): one kernel choice per
+    node, each of its options (one per weight form) built once, and one weight packing kept (the
+    memory planner and code generation used to redo it)."""
     from tinyc.compiler import prepare
 
     calls: dict[str, int] = {}
@@ -97,7 +98,7 @@ def test_each_node_chooses_its_kernel_once(monkeypatch):
         monkeypatch.setattr(cls, "kernel_for", counted)
     g = prepare(shared_model("mlperf-tiny/kws_int8.onnx"), progress=False).graph
     m = generate(g, get_target("cortex-m4"))
-    assert len(calls) == 10 and set(calls.values()) == {1}
+    assert len(calls) == 10 and set(calls.values()) == {len(REGISTRY["Conv"].weight_forms)} == {2}
     assert sum("laid_out" in n.attrs for n in m.graph.nodes) == 10
 
 

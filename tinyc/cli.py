@@ -50,7 +50,9 @@ def _build(args, target=None, **options):
                   calib=args.calib, method=args.calib_method, percentile=args.percentile, io=args.io,
                   name=getattr(args, "name", None), weights_blob=getattr(args, "weights_blob", False),
                   after_step=_dumper(getattr(args, "dump_ir", None)), inputs=getattr(args, "input", None),
-                  count=getattr(args, "samples", 1), seed=getattr(args, "seed", 0), rounding=getattr(args, "rounding", None))
+                  count=getattr(args, "samples", 1), seed=getattr(args, "seed", 0), rounding=getattr(args, "rounding", None),
+                  optimize=getattr(args, "optimize", None),
+                  flash_budget=_bytes_arg(getattr(args, "flash_budget", None), "--flash-budget"))
     return Build(args.model, target, **{**shared, **options})
 
 
@@ -162,7 +164,26 @@ def cmd_compile(args) -> int:
     print("  wrote " + ", ".join(str(f) for f in files))
     if args.verbose:
         print(model.plan.render())
+        _print_choices(r)
     return EXIT_OK
+
+
+def _print_choices(report) -> None:
+    """--verbose: per layer with kernel options, the choice and what each other option would cost."""
+    rows = [(i, l) for i, l in enumerate(report["layers"]) if "kernel_choice" in l]
+    if not rows:
+        return
+    mode = report["optimize"]["mode"]
+    print(f"kernel choice (--optimize {mode}; estimates: instructions, flash bytes, flash bytes read per inference, cycles):")
+    for i, l in rows:
+        c = l["kernel_choice"]
+        cost = lambda o: (f"{o['kernel']} [{o['form']}] {o['instructions']:,} instr, {o['flash_bytes']:,} B flash, "
+                          f"{o['flash_read_bytes']:,} B read, {o['cycles']:,} cycles")
+        chosen = next(o for o in c["options"] if o["chosen"])
+        print(f"  layer {i} {l['op']}: {cost(chosen)}")
+        for o in c["options"]:
+            if not o["chosen"]:
+                print(f"      instead {cost(o)}")
 
 
 def cmd_run(args) -> int:
@@ -475,10 +496,12 @@ def _list_stages(args) -> int:
     return EXIT_OK
 
 
+CHOICE_BUDGET_HELP = "the flash the per-layer kernel choice must fit (--optimize; default: the board's; 0: none)"
 TARGET_HELP = f"target name (see `tinyc targets`; default {DEFAULT_TARGET})"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import optimize
     from .oracle import add_arguments as add_oracle_arguments
     from .quant import rounding
 
@@ -509,11 +532,14 @@ def build_parser() -> argparse.ArgumentParser:
         if code:
             sp.add_argument("--target", "-t", help=TARGET_HELP)
             sp.add_argument("--name", help="C name prefix (default: the model file name)")
+            sp.add_argument("--optimize", choices=optimize.MODES, default=None,
+                            help="per-layer kernel choice: speed (fewest instructions), size (least flash) or "
+                                 "balanced (fewest estimated cycles on the board; default), within the flash budget")
 
     c = sub.add_parser("compile", help="generate C code and report.json")
     model_args(c)
     c.add_argument("-o", "--output", required=True, help="output folder")
-    c.add_argument("--verbose", "-v", action="store_true", help="print the memory plan")
+    c.add_argument("--verbose", "-v", action="store_true", help="print the memory plan and the per-layer kernel choice")
     c.add_argument("--report", action="store_true", help="also write report.html (see `tinyc report`)")
     c.add_argument("--weights-blob", action="store_true",
                    help="weights in a separate checked file <name>_weights.bin, loaded at run time with <name>_load_weights")
@@ -546,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--weights-blob) that the firmware loads and checks before running")
     v.add_argument("--max-instructions", type=int, help="the emulated run's instruction budget "
                    "(default: from the model's MACs and tensor sizes, generous)")
+    v.add_argument("--flash-budget", metavar="BYTES", help=CHOICE_BUDGET_HELP)
     v.add_argument("--emulator", choices=["qemu", "renode"], default="qemu",
                    help="qemu (default; natively for host) or renode (renode-test with a generated .robot test)")
     add_oracle_arguments(v)
@@ -558,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="machine-readable output")
     b.add_argument("--build-dir", help="keep the firmware, plugin and counts here")
     b.add_argument("--timeout", type=float, default=600.0)
+    b.add_argument("--flash-budget", metavar="BYTES", help=CHOICE_BUDGET_HELP)
     b.set_defaults(fn=cmd_bench)
 
     d = sub.add_parser("diff", help="every layer three ways: float model, int8 reference, generated C on the target")

@@ -125,9 +125,18 @@ def layer_rows(report: dict[str, Any], errors: list[dict] | None, bench: dict | 
             max_error=f"{e['max_error']:.3g}" if e.get("max_error") is not None else "-",
             target="view" if l.get("view") else ("-" if target is None else "equal" if target else
                                                  f"DIFFERS ({e['target_mismatches']} values)"),
-            bad=target is False, view=bool(l.get("view")),
+            bad=target is False, view=bool(l.get("view")), **_choice(l.get("kernel_choice")),
         ))
     return rows
+
+
+def _choice(c: dict | None) -> dict[str, str]:
+    """The layer's kernel (--optimize) and, as its tooltip, every option's estimates."""
+    if c is None:
+        return dict(kernel="", kernel_options="")
+    tips = [f"{'chosen' if o['chosen'] else 'instead'}: {o['kernel']} [{o['form']}] {o['instructions']:,} instructions, "
+            f"{o['flash_bytes']:,} B flash, {o['flash_read_bytes']:,} B read, {o['cycles']:,} cycles" for o in c["options"]]
+    return dict(kernel=f"{c['kernel']} [{c['form']}]", kernel_options="\n".join(tips))
 
 
 def _float(v) -> float | None:
@@ -176,6 +185,7 @@ def render(report: dict[str, Any], target: Target, errors: list[dict] | None = N
         bars=budget_bars(report, target), rows=layer_rows(report, errors, bench), chart=error_chart(errors),
         has_errors=bool(errors and any(e.get("sqnr_db") is not None for e in errors)),
         has_target=bool(errors and any(e.get("target_equal") is not None for e in errors)),
+        has_choice=any("kernel_choice" in l for l in report["layers"]),
         bench=bench, summary=summary or {}, samples_note=samples_note,
         planned=len(report.get("memory_tensors", [])),
     )

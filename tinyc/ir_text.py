@@ -234,12 +234,16 @@ class _Build(Transformer):
 
 def _options(d: dict[str, Any]) -> dict[str, Any]:
     """The graph options of the IR header, checked."""
+    from . import optimize
     from .quant import rounding
 
-    if set(d) - {"rounding"}:
-        raise TinycError(f"unknown graph option(s) {sorted(set(d) - {'rounding'})}")
+    known = {"rounding", "optimize", "flash_budget"}
+    if set(d) - known:
+        raise TinycError(f"unknown graph option(s) {sorted(set(d) - known)}")
     if "rounding" in d:
         rounding.check(d["rounding"])
+    if "optimize" in d:
+        optimize.check(d["optimize"])
     return d
 
 

@@ -53,7 +53,7 @@ class Build:
                  weights_blob: bool = False, passes: list[str] | None = None, inputs: str | os.PathLike | None = None,
                  count: int = 1, seed: int = 0, calib_inputs: bool = False, progress: bool = True,
                  after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None,
-                 rounding: str | None = None):
+                 rounding: str | None = None, optimize: str | None = None, flash_budget: int | None = None):
         from .passes.pipeline import DEFAULT
         from .quant import rounding as rounding_modes
 
@@ -70,6 +70,8 @@ class Build:
         self.after_step = after_step
         self.problems = problems
         self.rounding = rounding_modes.DEFAULT if rounding is None else rounding_modes.check(rounding)
+        # the kernels' choice (tinyc/optimize.py): --optimize and the flash budget it must fit
+        self.optimize, self.flash_budget = optimize, flash_budget
 
     def _after(self, name: str, g: Graph) -> None:
         if self.after_step is not None:
@@ -147,6 +149,7 @@ class Build:
         """The graph passes on the quantized graph, then the I/O types --io asks for: None keeps
         the model's (float for a model tinyc quantizes), "float" makes int8 inputs/outputs float
         (quantized/dequantized in the model), "int8" makes quantized float inputs/outputs int8."""
+        from .optimize import set_options
         from .passes import run_passes
         from .quant.io import add_io_quantization, has_int8_io, strip_io_quantization
 
@@ -158,6 +161,7 @@ class Build:
                                  "--quantize int8 --calib FILE first)")
         elif self.io == "float" and not self.quantize:
             g = add_io_quantization(g)
+        set_options(g, self.optimize, self.flash_budget)
         return g
 
     @cached_property

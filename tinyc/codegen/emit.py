@@ -107,12 +107,26 @@ def _report_layers(g: Graph, layers: list[Layer], mplan: MemoryPlan) -> list[dic
         entry = dict(name=n.name, op=n.op, output_shape=list(g.tensors[n.outputs[0]].shape),
                      macs=by_name[n.name].macs if n.name in by_name else 0,
                      weights_bytes=by_name[n.name].weights_bytes if n.name in by_name else 0)
+        if "options" in n.attrs:  # the kernel options select-kernels chose among
+            entry["kernel_choice"] = kernel_choice(n)
         if n.name in mplan.views:
             entry["view"] = True
         if n.name in mplan.inplace:
             entry["in_place"] = True
         out.append(entry)
     return out
+
+
+OPTION_KEYS = ("form", "kernel", "instructions", "flash_bytes", "flash_read_bytes", "cycles")
+
+
+def kernel_choice(n) -> dict[str, Any]:
+    """report.json's view of a node's kernel choice: the chosen form and every option's estimated
+    costs (tinyc/kernel_cost.py), the chosen one marked."""
+    options = [dict(zip(OPTION_KEYS, o)) for o in n.attrs["options"]]
+    for o in options:
+        o["chosen"] = o["form"] == n.attrs["form"]
+    return dict(form=n.attrs["form"], kernel=n.attrs["kernel"], options=options)
 
 
 @rounding.graph_scoped
@@ -318,6 +332,9 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         report["weights_blob"] = dict(file=b["file"], bytes=len(binaries[b["file"]]), payload_bytes=b["payload_bytes"],
                                       format_version=b["version"], fingerprint_sha256=b["fingerprint_hex"],
                                       crc32=binaries[b["file"]][12:16][::-1].hex())
+    if any("options" in n.attrs for n in g.nodes):  # (targets with kernel options only)
+        from ..optimize import budget_of, mode_of
+        report["optimize"] = dict(mode=mode_of(g), flash_budget=budget_of(g, target))
     return GeneratedModel(name, files, mplan, report, binaries, g)
 
 

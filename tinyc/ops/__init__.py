@@ -43,6 +43,10 @@ class Kernel:
     # "wide" (int8 widened to int16 at compile time: fewer instructions, twice the flash) or
     # "int8" (kept int8 in flash, widened in registers); "" where there is no choice
     form: str = ""
+    # how many times one inference walks the kernel's constant weights (flash read per
+    # inference = weight bytes x this; e.g. once per pair of output pixels); None: once per
+    # output pixel (Op.weight_passes)
+    weight_passes: int | None = None
 
 
 class Op:
@@ -234,6 +238,14 @@ class Op:
             if not any(o.template == k.template and o.form == k.form for o in options):
                 options.append(k)
         return options
+
+    def weight_passes(self, node: Node, ins: list[Tensor | None], outs: list[Tensor], kernel: Kernel) -> int:
+        """How many times ``kernel`` reads all its constant weights in one inference: what the
+        kernel says, else once per output pixel (every element of the output but its last axis,
+        the channels: a dot product per output with the weights in the inner loop)."""
+        if kernel.weight_passes is not None:
+            return kernel.weight_passes
+        return int(np.prod(outs[0].shape[:-1])) if outs and outs[0].shape else 1
 
     def macs(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> int:
         return 0

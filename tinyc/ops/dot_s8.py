@@ -253,7 +253,8 @@ def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, ge
         shared = dsp_stream(p, w2d, bias, 2, gemm_layout(geo, 2, form), form=form)
         if shared is None:
             return None
-        return dsp_kernel("s8/gemm.c.j2", dict(p, **geo, **rows, M=m, **shared[0]), shared[1], scratch, inplace)
+        return dataclasses.replace(dsp_kernel("s8/gemm.c.j2", dict(p, **geo, **rows, M=m, **shared[0]), shared[1], scratch,
+                                              inplace), weight_passes=-(-rows["P"] // 2))  # once per pair of rows
     q = dict(p, **geo, **rows, M=m)
     term = offset_term(p["in_offset"], w2d)
     if term is None:
@@ -275,7 +276,8 @@ def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, ge
     if rq:
         q.update(rq)
     return Kernel("s8/gemm.c.j2", q, preamble=FIXEDPOINT + (REQUANT_FAST if rq else ()), includes=("string.h",),
-                  weights=weights, scratch=scratch, inplace_scratch=scratch if inplace else None, form="int8")
+                  weights=weights, scratch=scratch, inplace_scratch=scratch if inplace else None, form="int8",
+                  weight_passes=-(-rows["P"] // 2))
 
 
 def gemm_scratch(kind: str, K: int, P: int) -> int:
@@ -337,8 +339,9 @@ def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, form: st
     if shared is None:
         return None
     wp, ring = ring_geometry(p)
-    return dsp_kernel("s8/conv_ring.c.j2", dict(p, **shared[0], WP=wp, RING=ring), shared[1], ring * wp * p["C"] * 2,
-                      inplace=True)
+    k = dsp_kernel("s8/conv_ring.c.j2", dict(p, **shared[0], WP=wp, RING=ring), shared[1], ring * wp * p["C"] * 2,
+                   inplace=True)
+    return dataclasses.replace(k, weight_passes=p["OH"] * -(-p["OW"] // 2))  # once per pair of output pixels
 
 
 def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int, form: str = "wide") -> Kernel | None:

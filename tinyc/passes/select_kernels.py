@@ -16,7 +16,12 @@ decision and the later stages only read them:
 - ``laid_out``: ``[input, constant]`` pairs: the kernel reads that constant, the input's values in
   its own layout (e.g. int8 weights widened and interleaved for SMLAD), instead of the input; an
   ordinary constant of the graph named ``<input> (laid out for <node>)``; ``none``: not read at all
-  (e.g. a bias inside the kernel's own table).
+  (e.g. a bias inside the kernel's own table);
+- ``form`` and ``options`` where the op offers more than one kernel (``Op.kernel_options``, e.g.
+  weights widened to int16 or kept int8): the chosen weight form, and every option's
+  ``[form, kernel, estimated instructions, flash bytes, flash bytes read per inference,
+  estimated cycles]`` (tinyc/kernel_cost.py) that ``--optimize`` and the flash budget chose by
+  (tinyc/optimize.py).
 
 The node's op, inputs and attributes stay as they are, so the interpreter runs this graph too.
 """
@@ -56,48 +61,111 @@ def copy_graph(g: Graph) -> Graph:
                                nodes=[Node(n.op, n.name, list(n.inputs), list(n.outputs), dict(n.attrs)) for n in g.nodes])
 
 
-@rounding.graph_scoped  # the kernels' requantization follows the graph's rounding mode
+def _tensors(g: Graph, node: Node) -> tuple[list, list]:
+    return [None if x is None else g.tensors[x] for x in node.inputs], [g.tensors[o] for o in node.outputs]
+
+
+def distinct(options: list) -> list:
+    """The options without repeats: two that run the same template on the model's own arrays (no
+    laid-out weights) are the same kernel whatever their form says."""
+    out = []
+    for k in options:
+        if not any(o.template == k.template and not o.weights and not k.weights for o in out):
+            out.append(k)
+    return out
+
+
+def _costs(g: Graph, nodes, kernels: dict[str, list], variants: tuple[str, ...], target) -> dict[str, list]:
+    from ..kernel_cost import cost_key, option_cost
+
+    costs = {}
+    for node in nodes:
+        op = get_op(node.op)
+        ins, outs = _tensors(g, node)
+        costs[node.name] = [option_cost(op, node, ins, outs, k,
+                                        cost_key(kernel_name(k.template), variant_of(k.template, variants), k.form), target)
+                            for k in kernels[node.name]]
+    return costs
+
+
+def _choose(g: Graph, kernels: dict[str, list], costs: dict[str, list], target) -> dict[str, int]:
+    """The mode's choice within the flash budget (tinyc/optimize.py) among the nodes with options."""
+    from ..kernel_cost import overhead_bytes, core_class
+    from ..optimize import budget_of, choose, mode_of
+
+    options = {n: cs for n, cs in costs.items() if len(cs) > 1}
+    fixed = sum(cs[0].flash_bytes for n, cs in costs.items() if len(cs) == 1) + overhead_bytes(core_class(target.template_variants))
+    pick = choose(options, mode_of(g), budget_of(g, target), fixed)
+    return {n: pick.get(n, 0) for n in kernels}
+
+
 def select_kernels(g: Graph, variants: tuple[str, ...], forms: tuple[str, ...] | None = None) -> Graph:
-    """``forms`` (an internal knob, e.g. for tests): each node takes the first of its kernel
-    options whose weight form is in ``forms`` (else the first option)."""
+    """Every node's kernel among its op's options (Op.kernel_options): with ``forms``, the first
+    whose weight form is in ``forms`` (else its first option); without, its first option."""
+    return choose_kernels(g, variants, forms)
+
+
+@rounding.graph_scoped  # the kernels' requantization follows the graph's rounding mode
+def choose_kernels(g: Graph, variants: tuple[str, ...], forms: tuple[str, ...] | None = None, target=None) -> Graph:
+    """select_kernels, and with ``target`` (without ``forms``) the choice of the graph's
+    --optimize mode within its flash budget (tinyc/optimize.py); with ``target``, nodes with more
+    than one option record their estimates: ``options``, [form, kernel, estimated instructions,
+    flash bytes, flash bytes read per inference, estimated cycles] each (and ``form``, the chosen
+    option's, in any case)."""
     g = copy_graph(g)
+    kernels = {}
     for node in g.nodes:
         op = get_op(node.op)
-        ins = [None if x is None else g.tensors[x] for x in node.inputs]
-        outs = [g.tensors[o] for o in node.outputs]
-        if forms is None:
-            k = op.kernel_for(node, ins, outs, variants)
-        else:
-            options = op.kernel_options(node, ins, outs, variants)
-            k = next((o for o in options if o.form in forms), options[0])
-        a = node.attrs
-        a["kernel"] = kernel_name(k.template)
-        variant = variant_of(k.template, variants)
-        if variant is not None:
-            a["variant"] = variant
+        ins, outs = _tensors(g, node)
+        kernels[node.name] = distinct(op.kernel_options(node, ins, outs, variants))
+    multi = {n for n, ks in kernels.items() if len(ks) > 1}
+    costs = _costs(g, g.nodes, kernels, variants, target) if target is not None and multi else {}
+    if forms is not None:
+        pick = {n: next((i for i, k in enumerate(ks) if k.form in forms), 0) for n, ks in kernels.items()}
+    elif costs:
+        pick = _choose(g, kernels, costs, target)
+    else:
+        pick = {n: 0 for n in kernels}
+    for node in g.nodes:
+        k = kernels[node.name][pick[node.name]]
+        _apply(g, node, k, variants)
         if k.form:
-            a["form"] = k.form
-        a["params"] = k.params
-        if k.includes:
-            a["includes"] = list(k.includes)
-        if k.preamble:
-            a["preamble"] = list(k.preamble)
-        if k.scratch:
-            a["scratch"] = k.scratch
-        if not op.inplace:
-            need = op.inplace_scratch(node, ins, outs, k)
-            if need is not None:
-                a["inplace_scratch"] = need
-        laid_out = []
-        for j, data in sorted(k.weights.items()):
-            if data is None:
-                laid_out.append([j, None])
-            else:
-                t = g.add_const(g.unique_name(f"{node.inputs[j]} (laid out for {node.name})"), data)
-                laid_out.append([j, t.name])
-        if laid_out:
-            a["laid_out"] = laid_out
+            node.attrs["form"] = k.form
+        if node.name in multi and costs:
+            node.attrs["options"] = [[o.form, kernel_name(o.template), c.instructions, c.flash_bytes, c.flash_read_bytes,
+                                      c.cycles] for o, c in zip(kernels[node.name], costs[node.name])]
     return g
+
+
+def _apply(g: Graph, node: Node, k, variants: tuple[str, ...]) -> None:
+    """Record kernel ``k`` in the node's attributes (its weights in its layout: new constants)."""
+    op = get_op(node.op)
+    ins, outs = _tensors(g, node)
+    a = node.attrs
+    a["kernel"] = kernel_name(k.template)
+    variant = variant_of(k.template, variants)
+    if variant is not None:
+        a["variant"] = variant
+    a["params"] = k.params
+    if k.includes:
+        a["includes"] = list(k.includes)
+    if k.preamble:
+        a["preamble"] = list(k.preamble)
+    if k.scratch:
+        a["scratch"] = k.scratch
+    if not op.inplace:
+        need = op.inplace_scratch(node, ins, outs, k)
+        if need is not None:
+            a["inplace_scratch"] = need
+    laid_out = []
+    for j, data in sorted(k.weights.items()):
+        if data is None:
+            laid_out.append([j, None])
+        else:
+            t = g.add_const(g.unique_name(f"{node.inputs[j]} (laid out for {node.name})"), data)
+            laid_out.append([j, t.name])
+    if laid_out:
+        a["laid_out"] = laid_out
 
 
 @register
@@ -107,4 +175,4 @@ class SelectKernels(Pass):
     needs_target = True
 
     def run(self, g: Graph, target) -> Graph:
-        return select_kernels(g, target.template_variants)
+        return choose_kernels(g, target.template_variants, target=target)
