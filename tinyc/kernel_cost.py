@@ -5,7 +5,9 @@ and estimated cycles on the target's reference board (the select-kernels pass ch
   output pixels + f (:func:`features`), the coefficients per kernel (template, the target folder
   it comes from, weight form) and core class (the target's template variants, e.g. "dsp"), fitted
   by least squares on `tinyc bench` runs (``benchmarks/calibrate.py`` writes
-  ``kernel_costs.json``). A kernel without calibration data takes the coefficients of the same
+  ``kernel_costs.json``); a kernel's int8 form, as its wide form's estimate plus their measured
+  difference fitted on the same terms (the forms' choice hangs on a few percent that two separate
+  fits would blur). A kernel without calibration data takes the coefficients of the same
   template in another form or core class, else the fit over every kernel (``calibrated`` False).
 - **flash bytes** = the constant arrays the kernel reads (its own layout, ``Kernel.weights``, or the
   node's constant inputs as they are) + the kernel's code (the mean size of its layer functions
@@ -71,6 +73,9 @@ def _entry(core: str, key: str) -> tuple[dict[str, Any], bool]:
     table = data["cores"].get(core, {})
     if key in table:
         return table[key], True
+    for c in sorted(data["cores"]):  # the same kernel and form calibrated on other cores
+        if key in data["cores"][c]:
+            return data["cores"][c][key], False
     template = key.split(":")[0]
     for c in [core, *sorted(data["cores"])]:
         for k, v in sorted(data["cores"].get(c, {}).items()):
@@ -80,7 +85,12 @@ def _entry(core: str, key: str) -> tuple[dict[str, Any], bool]:
 
 
 def instructions(core: str, key: str, terms: list[float]) -> tuple[int, bool]:
+    """The estimate; an int8 form calibrated as its wide twin plus the measured difference
+    (``delta_of``: the choice between the two hangs on that difference) is estimated so."""
     e, known = _entry(core, key)
+    if "delta_of" in e:
+        base, base_known = instructions(core, e["delta_of"], terms)
+        return max(0, base + round(float(np.dot(e["delta_coef"], terms)))), known and base_known
     return max(0, round(float(np.dot(e["coef"], terms)))), known
 
 
