@@ -285,3 +285,21 @@ def test_smaller_kernels_equal_tflite_micro_on_cortex_m4(choice):
                 "--against", f"tflm={shared_model(kws + '.tflite')}")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "vs TFLite Micro (kws_int8.tflite, tflite-micro package): bit-exact" in r.stdout
+
+
+def test_default_build_under_a_budget_it_would_exceed_compiles_smaller(tmp_path):
+    """KWS on the M4: balanced keeps the depthwise layers' weights widened (41 KB of flash); under
+    a 40,000 B budget the default build compiles with int8 weights there too and fits (measured)."""
+    need_tools("arm-none-eabi-gcc")
+    kws = str(shared_model("mlperf-tiny/kws_int8.onnx"))
+    forms = {}
+    for name, extra in (("free", ()), ("budget", ("--flash-budget", "40000"))):
+        out = tmp_path / name
+        r = run_cli("compile", kws, "-t", "cortex-m4", "-o", str(out), *extra)
+        assert r.returncode == 0, r.stderr
+        report = json.loads((out / "report.json").read_text())
+        forms[name] = [(l["kernel_choice"]["kernel"], l["kernel_choice"]["form"]) for l in report["layers"]
+                       if "kernel_choice" in l]
+        forms[name + " flash"] = report["flash_bytes"]
+    assert ("s8.dwconv_wide", "wide") in forms["free"] and forms["free flash"] > 40000
+    assert {f for _, f in forms["budget"]} == {"int8"} and forms["budget flash"] <= 40000

@@ -30,6 +30,7 @@ from tinyc.compiler import prepare
 from tinyc.emulator.runner import BUDGET_FIXED, build_program, instruction_budget, run_program
 from tinyc.errors import TinycError
 from tinyc.ir import DTYPES
+from tinyc.optimize import set_options
 from tinyc.targets import get_target
 
 from .gen import Recipe, build
@@ -294,6 +295,9 @@ def _compare(case: Case, m: GeneratedModel, raw: bytes, pos: int, target: str) -
     return pos
 
 
+FUZZ_MODES = ("balanced", "speed", "size")
+
+
 def ram_needed(m: GeneratedModel) -> int:
     """The RAM a model's test needs on the emulated machine: its arena and I/O buffers."""
     r = m.report
@@ -311,6 +315,9 @@ def run_batch(cases: list[Case], target_name: str, build_dir: Path, extra_cflags
     flash = target.emulator.flash_bytes if target.emulator.kind == "qemu" else 0
     todo: list[tuple[Case, GeneratedModel]] = []
     for i, case in enumerate(cases):
+        # every kernel choice gets fuzzed: the case's --optimize mode follows its seed (on the DSP
+        # cores speed takes the widened weights, size the int8 ones, balanced a mix)
+        set_options(case.graph, FUZZ_MODES[case.recipe.seed % len(FUZZ_MODES)], None)
         try:
             m = generate(case.graph, target, name=f"m{i}")
         except TinycError as e:  # a clear error (exit 2) for this target: a refusal, not a wrong result
