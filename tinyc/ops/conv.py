@@ -11,7 +11,7 @@ from ..quant.rounding import active as active_rounding
 from .layout import is_nhwc, with_nhwc
 from ..quant.requant16 import product_requant
 from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, offset_term, int8_act_range, act_params, float_activation, is_quantized, register, require_f32, spatial_2d
-from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel
+from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel, mve_ring_kernel
 from .window import as_2d, normalize_window, output_spatial
 
 
@@ -167,8 +167,8 @@ class Conv(Op):
             else:
                 geo = gemm_geometry(w2d.shape[1], p["C"], pointwise=False)
                 rows = dict(gather="window", P=p["OH"] * p["OW"])
-                if kind == "dsp" and p["KH"] * p["KW"] > 1:  # (a strided 1x1 reads few rows: gather them)
-                    k = conv_ring_kernel(p, w2d, b)
+                if p["KH"] * p["KW"] > 1:  # (a strided 1x1 reads few rows: gather them)
+                    k = (conv_ring_kernel if kind == "dsp" else mve_ring_kernel)(p, w2d, b)
             if k is None:
                 k = gemm_kernel(kind, p, w2d, b, geo, rows)
         elif p["G"] == p["C"] == p["M"] and "dsp" in variants:
