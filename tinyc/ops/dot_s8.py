@@ -295,18 +295,26 @@ def mve_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel
     input, so a kernel row's taps are one contiguous run of KW x C bytes (a tail shorter than 16
     read under a predicate). Weights per pair of output channels, per kernel row, per 16 bytes of
     the run (padded with zeros): the two channels' vectors in turn, so one pointer walks them. In
-    place like the DSP ring. None when it does not apply."""
+    place like the DSP ring. None when it does not apply or costs more than the gather."""
     if p["DW"] != 1 or p["N"] != 1:
         return None
-    wp, ring = ring_geometry(p)
     run = p["KW"] * p["C"]
     runp = -(-run // 16) * 16
+    wp, ring = ring_geometry(p)
+    scratch = (ring + 1) * wp * p["C"]
+    # Taken when it lets the layer run in place (same shape, stride 1: the memory planner then
+    # decides), else only when it costs no more than the gather: no more scratch, and at most twice
+    # its vector steps (the gather pads a whole window to 16 once, the ring each kernel row)
+    kp = -(-w2d.shape[1] // 16) * 16
+    same_shape = (p["OH"], p["OW"], p["M"], p["SH"], p["SW"]) == (p["H"], p["W"], p["C"], 1, 1)
+    if not same_shape and (scratch > gemm_scratch("mve", w2d.shape[1], p["OH"] * p["OW"]) or p["KH"] * runp > 2 * kp):
+        return None
     m = w2d.shape[0]
     w = np.zeros((m + m % 2, p["KH"], runp), np.int8)
     w[:m, :, :run] = w2d.reshape(m, p["KH"], run)
     w = w.reshape(-1, 2, p["KH"], runp // 16, 16).transpose(0, 2, 3, 1, 4).reshape(-1)
     return mve_kernel("s8/conv_ring.c.j2", dict(p, M=w2d.shape[0], WP=wp, RING=ring, RUN=run, RUNP=runp), w2d, bias,
-                      np.ascontiguousarray(w), (ring + 1) * wp * p["C"], inplace=True)
+                      np.ascontiguousarray(w), scratch, inplace=True)
 
 
 def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int) -> Kernel | None:
