@@ -80,17 +80,18 @@ def test_int16_activations_with_a_zero_point_are_refused(tmp_path):
 
 
 @pytest.mark.emulator
-def test_cortex_m4_equals_tflite_micro(tmp_path):
-    """Every case on the emulated Cortex-M4, a target with DSP kernels (which are int8 only: the
-    16x8 nodes keep the portable ones)."""
+@pytest.mark.parametrize("target_name", ["cortex-m4", "cortex-m55"])
+def test_cortex_m4_equals_tflite_micro(target_name, tmp_path):
+    """Every case on the emulated Cortex-M4, a target with DSP kernels (16x8 convolutions: SMLALD),
+    and on the Cortex-M55 (Helium first, the same DSP kernel for 16x8 convolutions)."""
     need_arm()
-    target = get_target("cortex-m4")
+    target = get_target(target_name)
     for name in CASES:
         g, feeds, want = _case(name, tmp_path)
         res = run_on_target(generate(g, target), target, tmp_path / name, feeds[:3])
         for k, (got, w) in enumerate(zip(res.outputs, want)):
             got = got[g.outputs[0]]
-            np.testing.assert_array_equal(got, w.reshape(got.shape), err_msg=f"{name} sample {k} (cortex-m4)")
+            np.testing.assert_array_equal(got, w.reshape(got.shape), err_msg=f"{name} sample {k} ({target_name})")
 
 
 def test_int8_and_int16_activations_do_not_mix_in_one_op(tmp_path):

@@ -150,7 +150,7 @@ class Conv(Op):
             return self.kernel(node, ins, outs)
         x, w = ins[0], ins[1]
         bias = ins[2] if len(ins) > 2 else None
-        if kind == "dsp" and x.dtype == "s16" and w.is_const:
+        if "dsp" in variants and x.dtype == "s16" and w.is_const:  # (Helium cores too: no 16x8 Helium kernel)
             return self._smlald_kernel(node, ins, outs)
         if not w.is_const or (bias is not None and not bias.is_const) or x.shape[0] != 1 \
                 or {x.dtype, w.dtype, outs[0].dtype} != {"s8"} or len(x.shape) != 4:
