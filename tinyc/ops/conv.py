@@ -150,7 +150,9 @@ class Conv(Op):
             return self.kernel(node, ins, outs)
         x, w = ins[0], ins[1]
         bias = ins[2] if len(ins) > 2 else None
-        if "dsp" in variants and x.dtype == "s16" and w.is_const:  # (Helium cores too: no 16x8 Helium kernel)
+        if "mve" in variants and x.dtype == "s16" and w.is_const:
+            return self._vmlald_kernel(node, ins, outs)
+        if kind == "dsp" and x.dtype == "s16" and w.is_const:
             return self._smlald_kernel(node, ins, outs)
         if not w.is_const or (bias is not None and not bias.is_const) or x.shape[0] != 1 \
                 or {x.dtype, w.dtype, outs[0].dtype} != {"s8"} or len(x.shape) != 4:
@@ -187,6 +189,18 @@ class Conv(Op):
         quads = w.reshape(w.shape[:-1] + (w.shape[-1] // 4, 4))[..., [0, 2, 1, 3]].reshape(w.shape)
         return Kernel("s16/conv_nhwc_smlald.c.j2", k.params, preamble=k.preamble, includes=("string.h",),
                       weights={1: np.ascontiguousarray(quads)}, inplace_scratch=k.inplace_scratch)
+
+    def _vmlald_kernel(self, node, ins, outs) -> Kernel:
+        """16x8 on Helium: the portable loops taking eight channels per step, VMLALDAVA on int16
+        inputs and int8 weights widened by the load (the tail of a group's channels under a
+        predicate), 64-bit sums; when the bias is int64 or absent and a step keeps at least half
+        its lanes busy (four channels per group: a depthwise layer's single lane is slower than the
+        portable loop), else the portable kernel."""
+        k = self.kernel(node, ins, outs)
+        if not k.params.get("rq64") or k.params["CG"] < 4:
+            return k
+        return Kernel("s16/conv_nhwc_vmlald.c.j2", k.params, preamble=k.preamble, includes=("string.h",),
+                      inplace_scratch=k.inplace_scratch)
 
     def macs(self, node, ins, outs):
         w = ins[1]
