@@ -110,8 +110,7 @@ class Transpose(Op):
 def strided_copy(what: str, dims: list[int], src: list[int], dst: list[int], offset: int, dtype: str) -> Kernel:
     """out[dst . i] = in[offset + src . i] over the loops ``dims`` (Transpose, Slice)."""
     dims, (src, dst) = collapse_loops(dims, src, dst)
-    return Kernel("strided_copy.c.j2", dict(what=what, dims=dims, src=src, dst=dst, offset=offset, ctype=CTYPES[dtype],
-                                            itemsize=DTYPES[dtype].itemsize))
+    return Kernel("strided_copy.c.j2", dict(what=what, dims=dims, src=src, dst=dst, offset=offset, ctype=CTYPES[dtype]))
 
 
 @register
@@ -250,15 +249,8 @@ class Pad(Op):
             if not np.isfinite(node.attrs["value"]):
                 raise UnsupportedError(f"Pad node '{node.name}': constant_value {node.attrs['value']} for a {dt} tensor")
             value = str(int(node.attrs["value"]))
-        # (for kernels that copy contiguous runs: the loops merged where both sides are contiguous,
-        # and whether the fill is all zero bytes)
-        run_dims, (run_src, run_dst) = collapse_loops(list(shape), src, dst)
-        v = float(node.attrs["value"])
-        zero = v == 0.0 and not np.signbit(v) if dt == "f32" else int(value) == 0
         return Kernel("f32/pad.c.j2", dict(dims=list(shape), src=src, dst=dst, base=base, n=outs[0].size,
-                                           value=value, ctype=c_type(node, dt), itemsize=DTYPES[dt].itemsize,
-                                           runs=dict(dims=run_dims, src=run_src, dst=run_dst), zero=zero),
-                      includes=("math.h",))
+                                           value=value, ctype=c_type(node, dt)), includes=("math.h",))
 
     @staticmethod
     def quantized_value(node, x) -> int:
