@@ -43,7 +43,7 @@ def test_the_variants_choose_different_kernels():
         chosen[target] = {n.name: (n.attrs["kernel"], n.attrs.get("variant"), n.attrs.get("placement")) for n in kg.nodes}
     assert chosen["host"]["c3"] == ("s8.conv_nhwc_pair", None, "in_place")
     assert chosen["cortex-m4"]["c3"] == ("s8.conv_ring", "dsp", "in_place")
-    assert chosen["cortex-m55"]["c3"] == ("s8.gemm", "mve", None)  # it gathers windows first: not in place
+    assert chosen["cortex-m55"]["c3"] == ("s8.conv_ring", "mve", "in_place")  # its ring of int8 rows, as the DSP one
     assert chosen["host"]["pw"][2] == chosen["cortex-m4"]["pw"][2] == "in_place"
     assert chosen["cortex-m4"]["dw"][:2] == ("s8.dwconv_wide", "dsp")
     assert chosen["cortex-m4"]["fc"][:2] == ("s8.fc_wide", "dsp")

@@ -80,17 +80,18 @@ def test_int16_activations_with_a_zero_point_are_refused(tmp_path):
 
 
 @pytest.mark.emulator
-def test_cortex_m4_equals_tflite_micro(tmp_path):
-    """Every case on the emulated Cortex-M4, a target with DSP kernels (which are int8 only: the
-    16x8 nodes keep the portable ones)."""
+@pytest.mark.parametrize("target_name", ["cortex-m4", "cortex-m55"])
+def test_cortex_m4_equals_tflite_micro(target_name, tmp_path):
+    """Every case on the emulated Cortex-M4, a target with DSP kernels (16x8 convolutions: SMLALD),
+    and on the Cortex-M55 (Helium first, the same DSP kernel for 16x8 convolutions)."""
     need_arm()
-    target = get_target("cortex-m4")
+    target = get_target(target_name)
     for name in CASES:
         g, feeds, want = _case(name, tmp_path)
         res = run_on_target(generate(g, target), target, tmp_path / name, feeds[:3])
         for k, (got, w) in enumerate(zip(res.outputs, want)):
             got = got[g.outputs[0]]
-            np.testing.assert_array_equal(got, w.reshape(got.shape), err_msg=f"{name} sample {k} (cortex-m4)")
+            np.testing.assert_array_equal(got, w.reshape(got.shape), err_msg=f"{name} sample {k} ({target_name})")
 
 
 def test_int8_and_int16_activations_do_not_mix_in_one_op(tmp_path):
@@ -101,3 +102,44 @@ def test_int8_and_int16_activations_do_not_mix_in_one_op(tmp_path):
     path.write_bytes(model_bytes("ADD", ts, [0, 1], [2], [0, 1], [2], ("AddOptions", dict(fusedActivationFunction=0))))
     with pytest.raises(UnsupportedError, match="do not mix"):
         load_graph(path)
+
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", ["add_broadcast", "sub_relu6", "add_ties_show"])
+def test_helium_add_equals_tflite_micro_on_many_values(name, tmp_path):
+    """The Helium 16x8 Add/Sub (four lanes: VQRDMULH, VRSHR with the ties of negative values moved
+    away from zero) on 40 random samples over the whole int16 range and the extremes; and with an
+    output multiplier of 0.75 (no rounding shift after the sum) on small inputs, where the first
+    operand's rescaling (a shift of one) rounds a tie for every other negative value and the output
+    shows them (rounding those ties up fails this test)."""
+    need_arm()
+    if name == "add_ties_show":
+        q = [((0.001,), (0,), 0), ((0.0013,), (0,), 0), ((2 * 0.0013 / 2**15 / 0.75,), (0,), 0)]
+        ts = [dict(name=n, shape=(1, 5, 9), type="s16", q=qq) for n, qq in zip("aby", q)]
+        data = model_bytes("ADD", ts, [0, 1], [2], [0, 1], [2], ("AddOptions", dict(fusedActivationFunction=0)), version=4)
+    else:
+        data = CASES[name]()
+    g = load_graph(_write(tmp_path / f"{name}.tflite", data))
+    target = get_target("cortex-m55")
+    model = generate(g, target)
+    assert [(n.attrs["kernel"], n.attrs.get("variant")) for n in model.graph.nodes] == [("s16.add_vec", "mve")]
+    if name == "add_ties_show":
+        assert model.graph.nodes[0].attrs["params"]["out_shift"] == 0 > model.graph.nodes[0].attrs["params"]["s1"]
+        rng = np.random.default_rng(3)
+        feeds = [{n: rng.integers(-60, 61, g.tensors[n].shape).astype(np.int16) for n in g.inputs} for _ in range(10)]
+    else:
+        feeds = _feeds(g, count=40, seed=7)
+        for v in (-32768, 32767):
+            feeds.append({n: np.full(g.tensors[n].shape, v if i == 0 else -v - 1, np.int16)
+                          for i, n in enumerate(g.inputs)})
+    want = run_tflm_all(data, [[f[n] for n in g.inputs] for f in feeds])
+    res = run_on_target(model, target, tmp_path / "fw", feeds)
+    for k, (got, w) in enumerate(zip(res.outputs, want)):
+        got = got[g.outputs[0]]
+        np.testing.assert_array_equal(got, w.reshape(got.shape), err_msg=f"{name} sample {k} (cortex-m55)")
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path

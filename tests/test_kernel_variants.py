@@ -22,7 +22,7 @@ from .conftest import need_tools
 PW, DW, FC = ("s8.pwconv_nhwc", None), ("s8.dwconv_nhwc", None), ("s8.fully_connected", None)
 CONV, CONV_ODD_M = ("s8.conv_nhwc_pair", None), ("s8.conv_nhwc", None)
 DSP_GEMM, DSP_RING, DSP_DW, DSP_FC = ("s8.gemm", "dsp"), ("s8.conv_ring", "dsp"), ("s8.dwconv_wide", "dsp"), ("s8.fc_wide", "dsp")
-MVE_GEMM = ("s8.gemm", "mve")
+MVE_GEMM, MVE_RING = ("s8.gemm", "mve"), ("s8.conv_ring", "mve")
 
 CASES = {
     # name: (input shape NCHW, op, weight shape, attrs, kernel: portable, DSP (cortex-m4), Helium (cortex-m55))
@@ -32,7 +32,7 @@ CASES = {
     "pw_wide_channels": ((1, 20, 3, 3), "Conv", (6, 20, 1, 1), {}, (PW, DSP_GEMM, MVE_GEMM)),
     "pw_stride2": ((1, 8, 7, 6), "Conv", (6, 8, 1, 1), dict(strides=[2, 2]), (CONV, DSP_GEMM, MVE_GEMM)),
     "conv3x3_pairs_with_borders": ((1, 8, 6, 7), "Conv", (6, 8, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_RING, MVE_GEMM)),
-    "conv3x3_same_shape_in_place": ((1, 8, 5, 5), "Conv", (8, 8, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_RING, MVE_GEMM)),
+    "conv3x3_same_shape_in_place": ((1, 8, 5, 5), "Conv", (8, 8, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_RING, MVE_RING)),
     "conv3x3_stride2_odd_m": ((1, 8, 7, 7), "Conv", (5, 8, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2]),
                               (CONV_ODD_M, DSP_RING, MVE_GEMM)),
     "conv_asymmetric_dilated": ((1, 4, 9, 8), "Conv", (6, 4, 3, 2), dict(pads=[2, 0, 1, 1], dilations=[2, 1]),
@@ -41,6 +41,15 @@ CASES = {
                                  (CONV, DSP_GEMM, MVE_GEMM)),
     "conv_one_channel_first_layer": ((1, 1, 15, 8), "Conv", (6, 1, 5, 4), dict(pads=[2, 1, 2, 2], strides=[2, 2]),
                                      (CONV, DSP_GEMM, MVE_GEMM)),
+    "conv3x3_long_rows_in_place": ((1, 32, 4, 5), "Conv", (32, 32, 3, 3), dict(pads=[1, 1, 1, 1]),
+                                   (CONV, DSP_RING, MVE_RING)),
+    "conv3x3_row_tail_same_shape": ((1, 6, 5, 6), "Conv", (6, 6, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_GEMM, MVE_RING)),
+    "conv3x3_odd_channels_same_shape": ((1, 5, 5, 5), "Conv", (5, 5, 3, 3), dict(pads=[1, 1, 1, 1]),
+                                      (CONV_ODD_M, DSP_GEMM, MVE_RING)),
+    # (a ring of one-pixel rows is smaller than two gathered windows: Helium's ring off the in-place case)
+    "conv3x1_narrow_stride2_dilated_odd_m": ((1, 8, 7, 1), "Conv", (5, 8, 3, 1),
+                                             dict(pads=[2, 0, 1, 0], strides=[2, 1], dilations=[2, 1]),
+                                             (CONV_ODD_M, DSP_RING, MVE_RING)),
     "conv_three_channels": ((1, 3, 6, 6), "Conv", (4, 3, 3, 3), dict(pads=[1, 1, 1, 1]), (CONV, DSP_GEMM, MVE_GEMM)),
     "depthwise3x3_stride2": ((1, 8, 7, 6), "Conv", (8, 1, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2], group=8),
                              (DW, DSP_DW, DSP_DW)),
@@ -99,11 +108,11 @@ def test_int8_kernel_variants_are_bit_exact_on_every_target_kind(case, tmp_path)
         node = _kernel_node(model)
         assert (node.attrs["kernel"], node.attrs.get("variant")) == kernels[KIND[target]], \
             f"{target}: the case no longer reaches the kernel it is meant for"
-        # (Helium's convolution gathers windows into scratch: not in place)
-        if case.endswith("in_place") and (case.startswith("pw") or kernels[KIND[target]] != MVE_GEMM):
+        # (same shape: in place where the kernel keeps a ring, the DSP gather does not)
+        if case.endswith("in_place") or (case.endswith("same_shape") and kernels[KIND[target]] == MVE_RING):
             assert node.attrs.get("placement") == "in_place", target
         assert ("__smla" in code) == (kernels[KIND[target]] in (DSP_GEMM, DSP_RING, DSP_DW, DSP_FC))
-        assert ("vmladavaq_s8" in code) == (kernels[KIND[target]] == MVE_GEMM)
+        assert ("vmladavaq_s8" in code) == (kernels[KIND[target]] in (MVE_GEMM, MVE_RING))
         got = run_on_target(model, t, tmp_path / target, samples).outputs
         for o, w in zip(got, want):
             np.testing.assert_array_equal(o[g.outputs[0]], w, err_msg=target)

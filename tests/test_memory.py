@@ -167,3 +167,15 @@ def test_int8_arena_beats_tflite_micro_and_the_no_in_place_bound(model, tmp_path
     if model == "kws":  # in-place depthwise and 1x1 convolutions: about half (BENCHMARKS: <= 9,000 B)
         assert rep["arena_bytes"] <= 9_000
         assert any(l.get("in_place") for l in rep["layers"] if l["op"] == "Conv")
+
+
+@pytest.mark.parametrize("model", list(TFLM_PLANNED))
+def test_int8_arena_on_helium_is_at_most_the_dsp_cores(model, tmp_path):
+    """The Helium kernels (cortex-m55) need no more arena than the DSP ones (cortex-m4): their
+    convolution ring runs in place where the DSP ring does, one-row fully connected has no scratch."""
+    arena = {}
+    for t in ("cortex-m4", "cortex-m55"):
+        r = run_cli("compile", str(shared_model(f"mlperf-tiny/{model}_int8.onnx")), "-t", t, "-o", str(tmp_path / t))
+        assert r.returncode == 0, r.stderr
+        arena[t] = json.loads((tmp_path / t / "report.json").read_text())["arena_bytes"]
+    assert arena["cortex-m55"] <= arena["cortex-m4"], arena

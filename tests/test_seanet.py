@@ -76,14 +76,16 @@ def test_host_c_equals_tflite_micro_golden(key, tmp_path):
 
 
 @pytest.mark.emulator
-def test_cortex_m4_equals_tflite_micro_golden(tmp_path):
-    """Every model on the emulated Cortex-M4 (one firmware each: about a minute in all)."""
+@pytest.mark.parametrize("target_name", ["cortex-m4", "cortex-m55"])
+def test_cortex_m4_equals_tflite_micro_golden(target_name, tmp_path):
+    """Every model on the emulated Cortex-M4 and Cortex-M55 (its Helium 16x8 convolution, Add/Sub,
+    padding and slice copies; one firmware each: about a minute in all per target)."""
     need_arm()
-    target = get_target("cortex-m4")
+    target = get_target(target_name)
     for key in MODELS:
         g, feeds, golden = _case(key)
         res = run_on_target(generate(g, target), target, tmp_path / key.replace("/", "_"), [feeds])
-        np.testing.assert_array_equal(res.outputs[0][g.outputs[0]].reshape(-1), golden, err_msg=f"{key} (cortex-m4)")
+        np.testing.assert_array_equal(res.outputs[0][g.outputs[0]].reshape(-1), golden, err_msg=f"{key} ({target_name})")
 
 
 # The tflite-micro package (0.dev20261023) computes LEAKY_RELU's multipliers from the scales in

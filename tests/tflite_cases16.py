@@ -111,6 +111,7 @@ def cases() -> dict[str, object]:
         "conv_valid_stride2": lambda: conv(padding=1, stride=2),
         "conv_int32_bias": lambda: conv(bits=32),
         "conv_1x1": lambda: conv(k=(1, 1), shape=(1, 3, 5, 16), m=7),
+        "conv_13_channels": lambda: conv(shape=(1, 4, 5, 13), m=6),
         "depthwise": lambda: depthwise(),
         "depthwise_multiplier2_stride2_relu6": lambda: depthwise(multiplier=2, stride=2, act=3),
         "fully_connected": lambda: fully_connected(),

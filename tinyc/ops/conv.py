@@ -11,7 +11,7 @@ from ..quant.rounding import active as active_rounding
 from .layout import is_nhwc, with_nhwc
 from ..quant.requant16 import product_requant
 from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, offset_term, int8_act_range, act_params, float_activation, is_quantized, register, require_f32, spatial_2d
-from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel
+from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel, mve_ring_kernel
 from .window import as_2d, normalize_window, output_spatial
 
 
@@ -148,6 +148,8 @@ class Conv(Op):
             return self.kernel(node, ins, outs)
         x, w = ins[0], ins[1]
         bias = ins[2] if len(ins) > 2 else None
+        if "mve" in variants and x.dtype == "s16" and w.is_const:
+            return self._vmlald_kernel(node, ins, outs)
         if kind == "dsp" and x.dtype == "s16" and w.is_const:
             return self._smlald_kernel(node, ins, outs)
         if not w.is_const or (bias is not None and not bias.is_const) or x.shape[0] != 1 \
@@ -165,8 +167,8 @@ class Conv(Op):
             else:
                 geo = gemm_geometry(w2d.shape[1], p["C"], pointwise=False)
                 rows = dict(gather="window", P=p["OH"] * p["OW"])
-                if kind == "dsp" and p["KH"] * p["KW"] > 1:  # (a strided 1x1 reads few rows: gather them)
-                    k = conv_ring_kernel(p, w2d, b, weights)
+                if p["KH"] * p["KW"] > 1:  # (a strided 1x1 reads few rows: gather them)
+                    k = conv_ring_kernel(p, w2d, b, weights) if kind == "dsp" else mve_ring_kernel(p, w2d, b)
             if k is None:
                 k = gemm_kernel(kind, p, w2d, b, geo, rows, weights)
             if k is None and weights == "int8" and kind == "dsp":  # (e.g. a pair beyond the int8 form's bound)
@@ -187,6 +189,18 @@ class Conv(Op):
         quads = w.reshape(w.shape[:-1] + (w.shape[-1] // 4, 4))[..., [0, 2, 1, 3]].reshape(w.shape)
         return Kernel("s16/conv_nhwc_smlald.c.j2", k.params, preamble=k.preamble, includes=("string.h",),
                       weights={1: np.ascontiguousarray(quads)}, inplace_scratch=k.inplace_scratch)
+
+    def _vmlald_kernel(self, node, ins, outs) -> Kernel:
+        """16x8 on Helium: the portable loops taking eight channels per step, VMLALDAVA on int16
+        inputs and int8 weights widened by the load (the tail of a group's channels under a
+        predicate), 64-bit sums; when the bias is int64 or absent and a step keeps at least half
+        its lanes busy (four channels per group: a depthwise layer's single lane is slower than the
+        portable loop), else the portable kernel."""
+        k = self.kernel(node, ins, outs)
+        if not k.params.get("rq64") or k.params["CG"] < 4:
+            return k
+        return Kernel("s16/conv_nhwc_vmlald.c.j2", k.params, preamble=k.preamble, includes=("string.h",),
+                      inplace_scratch=k.inplace_scratch)
 
     def macs(self, node, ins, outs):
         w = ins[1]

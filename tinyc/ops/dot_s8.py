@@ -244,10 +244,11 @@ def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, ge
     sum_k (a[q, k] - zp) * w[m, k]) where ``rows`` describes how row q is gathered (template
     parameters of the gather); ``p`` holds the requantization and clamp parameters. None when a
     precondition fails (the caller then uses its portable kernel). It may run in place when each
-    row is gathered whole before its outputs are written (``gather`` "row"). ``form``: how the DSP
-    kernel stores the weights ("wide" int16, "int8")."""
+    row is gathered whole before its outputs are written (``gather`` "row"); ``gather`` "direct"
+    (Helium, one row): the row is read where it is, the tail of a row under a predicate, no scratch.
+    ``form``: how the DSP kernel stores the weights ("wide" int16, "int8"; Helium's are int8)."""
     m = w2d.shape[0]
-    scratch = gemm_scratch(kind, geo["K"], rows["P"])
+    scratch = 0 if rows["gather"] == "direct" else gemm_scratch(kind, geo["K"], rows["P"])
     inplace = rows["gather"] == "row"
     if kind == "dsp":
         shared = dsp_stream(p, w2d, bias, 2, gemm_layout(geo, 2, form), form=form)
@@ -255,8 +256,28 @@ def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, ge
             return None
         return dataclasses.replace(dsp_kernel("s8/gemm.c.j2", dict(p, **geo, **rows, M=m, **shared[0]), shared[1], scratch,
                                               inplace), weight_passes=-(-rows["P"] // 2))  # once per pair of rows
-    q = dict(p, **geo, **rows, M=m)
-    term = offset_term(p["in_offset"], w2d)
+    kp = -(-geo["K"] // 16) * 16
+    k = mve_kernel("s8/gemm.c.j2", dict(p, **dict(geo, KP=kp), **rows, M=m), w2d, bias,
+                   mve_rows(w2d, kp).reshape(-1), scratch, inplace)
+    return None if k is None else dataclasses.replace(k, weight_passes=-(-rows["P"] // 2))
+
+
+def mve_rows(w2d: np.ndarray, kp: int) -> np.ndarray:
+    """int8 weight rows padded with zeros to ``kp`` and to an even count of channels."""
+    m = w2d.shape[0]
+    wp = np.zeros((m + m % 2, kp), np.int8)
+    wp[:m, :w2d.shape[1]] = w2d
+    return wp
+
+
+def mve_kernel(template: str, q: dict, w2d: np.ndarray, bias: np.ndarray | None, laid_out: np.ndarray,
+               scratch: int, inplace: bool) -> Kernel | None:
+    """What the Helium kernels share: the weights ``laid_out`` (int8, made from ``w2d``), each
+    accumulator's initial value bias + the input offset's share (the table ``start``: the kernels
+    multiply raw int8 inputs, padding at the input zero point) and the fast requantization where it
+    applies. None when a constant leaves int32."""
+    m = w2d.shape[0]
+    term = offset_term(q["in_offset"], w2d)
     if term is None:
         return None
     start = np.zeros(m + m % 2, np.int64)  # each accumulator's initial value: bias + offset term
@@ -265,19 +286,15 @@ def gemm_kernel(kind: str, p: dict, w2d: np.ndarray, bias: np.ndarray | None, ge
     start[:m] += np.asarray(term, np.int64)
     if np.abs(start).max() >= 2**31:
         return None
-    kp = -(-geo["K"] // 16) * 16
-    wp = np.zeros((m + m % 2, kp), np.int8)
-    wp[:m, :geo["K"]] = w2d
-    weights = {1: wp.reshape(-1)}
+    weights = {1: laid_out}
     if bias is not None:
         weights[2] = None  # in the kernel's table of initial values
-    q.update(KP=kp, start=start.tolist())
-    rq = p["requant"].fast_form(acc_bound(w2d, bias))
+    q = dict(q, start=start.tolist())
+    rq = q["requant"].fast_form(acc_bound(w2d, bias))
     if rq:
         q.update(rq)
-    return Kernel("s8/gemm.c.j2", q, preamble=FIXEDPOINT + (REQUANT_FAST if rq else ()), includes=("string.h",),
-                  weights=weights, scratch=scratch, inplace_scratch=scratch if inplace else None, form="int8",
-                  weight_passes=-(-rows["P"] // 2))
+    return Kernel(template, q, preamble=FIXEDPOINT + (REQUANT_FAST if rq else ()), includes=("string.h",),
+                  weights=weights, scratch=scratch, inplace_scratch=scratch if inplace else None, form="int8")
 
 
 def gemm_scratch(kind: str, K: int, P: int) -> int:
@@ -342,6 +359,35 @@ def conv_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, form: st
     k = dsp_kernel("s8/conv_ring.c.j2", dict(p, **shared[0], WP=wp, RING=ring), shared[1], ring * wp * p["C"] * 2,
                    inplace=True)
     return dataclasses.replace(k, weight_passes=p["OH"] * -(-p["OW"] // 2))  # once per pair of output pixels
+
+
+def mve_ring_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None) -> Kernel | None:
+    """Convolution (one group, no horizontal dilation) for Helium without im2col
+    (``s8/conv_ring.c.j2`` of templates/mve/): int8 input rows copied once into a ring of rows
+    padded at the input zero point, plus one row at the zero point for kernel rows outside the
+    input, so a kernel row's taps are one contiguous run of KW x C bytes (a tail shorter than 16
+    read under a predicate). Weights per pair of output channels, per kernel row, per 16 bytes of
+    the run (padded with zeros): the two channels' vectors in turn, so one pointer walks them. In
+    place like the DSP ring. None when it does not apply or costs more than the gather."""
+    if p["DW"] != 1 or p["N"] != 1:
+        return None
+    run = p["KW"] * p["C"]
+    runp = -(-run // 16) * 16
+    wp, ring = ring_geometry(p)
+    scratch = (ring + 1) * wp * p["C"]
+    # Taken when it lets the layer run in place (same shape, stride 1: the memory planner then
+    # decides), else only when it costs no more than the gather: no more scratch, and at most twice
+    # its vector steps (the gather pads a whole window to 16 once, the ring each kernel row)
+    kp = -(-w2d.shape[1] // 16) * 16
+    same_shape = (p["OH"], p["OW"], p["M"], p["SH"], p["SW"]) == (p["H"], p["W"], p["C"], 1, 1)
+    if not same_shape and (scratch > gemm_scratch("mve", w2d.shape[1], p["OH"] * p["OW"]) or p["KH"] * runp > 2 * kp):
+        return None
+    m = w2d.shape[0]
+    w = np.zeros((m + m % 2, p["KH"], runp), np.int8)
+    w[:m, :, :run] = w2d.reshape(m, p["KH"], run)
+    w = w.reshape(-1, 2, p["KH"], runp // 16, 16).transpose(0, 2, 3, 1, 4).reshape(-1)
+    return mve_kernel("s8/conv_ring.c.j2", dict(p, M=w2d.shape[0], WP=wp, RING=ring, RUN=run, RUNP=runp), w2d, bias,
+                      np.ascontiguousarray(w), scratch, inplace=True)
 
 
 def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int, form: str = "wide") -> Kernel | None:

@@ -117,6 +117,19 @@ class Add(_Binary):
                  act_max=out.hi)  # (add_params' "so" is the output shift, loops' the output strides)
         return Kernel("s16/add.c.j2", q, preamble=FIXEDPOINT + FIXEDPOINT16)
 
+    def kernel_for(self, node, ins, outs, variants=(), weights="wide"):
+        """16x8 on Helium: four elements per step (templates/mve/s16/add_vec.c.j2) along rows that
+        both operands and the output walk contiguously (an operand may repeat one row: a broadcast
+        bias), with TFLite's default rounding (double), else the portable kernel."""
+        k = self.kernel(node, ins, outs)
+        p = k.params
+        if "mve" not in variants or k.template != "s16/add.c.j2" or active_rounding() != "double" \
+                or len(p["dims"]) > 2 or not p["sa"][-1] == p["sb"][-1] == p["so"][-1] == 1:
+            return k
+        rows = dict(ROWS=p["dims"][0], SA=p["sa"][0], SB=p["sb"][0], SO=p["so"][0]) if len(p["dims"]) == 2 \
+            else dict(ROWS=1, SA=0, SB=0, SO=0)
+        return Kernel("s16/add_vec.c.j2", dict(p, N=p["dims"][-1], **rows))
+
     def kernel_s8(self, node, ins, outs, loops):
         """Each operand's rescaled value depends on its int8 value only: two 256-entry tables
         (computed here with the reference arithmetic, indexed by the byte), one add, one

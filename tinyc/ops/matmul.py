@@ -175,7 +175,7 @@ class Gemm(Op):
             if g is not None:
                 return g
         g = gemm_kernel(kind, p, w2d, None if bias is None else bias.data, gemm_geometry(k, k, pointwise=True),
-                        dict(gather="row", ROW=k, P=m), weights)
+                        dict(gather="direct" if kind == "mve" and m == 1 else "row", ROW=k, P=m), weights)
         return g if g is not None else portable
 
     def kernel(self, node, ins, outs):

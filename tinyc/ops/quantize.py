@@ -218,3 +218,13 @@ class Requantize(Op):
             return Kernel("s8/rescale.c.j2", p, preamble=FIXEDPOINT)
         p.update(ctype=CTYPES[outs[0].dtype], types=f"{ins[0].dtype} -> {outs[0].dtype}")
         return Kernel("s8/rescale.c.j2", p, preamble=FIXEDPOINT + FIXEDPOINT16)
+
+    def kernel_for(self, node, ins, outs, variants=(), weights="wide"):
+        """Between int8, int16 and int32 on Helium: four values per step
+        (templates/mve/s8/rescale_vec.c.j2) with TFLite's default rounding (double); else the
+        portable loop (int8 to int8: Relu/Clip's kernel)."""
+        k = self.kernel(node, ins, outs)
+        types = {ins[0].dtype, outs[0].dtype}
+        if "mve" not in variants or types == {"s8"} or not types <= {"s8", "s16", "s32"} or active_rounding() != "double":
+            return k
+        return Kernel("s8/rescale_vec.c.j2", dict(k.params, tin=ins[0].dtype, tout=outs[0].dtype))
