@@ -59,6 +59,8 @@ CASES = {
                                              (DW, DW, DW)),
     "fc_k_tail_odd_n": ((1, 22), "Gemm", (5, 22), dict(transB=1), (FC, DSP_FC, MVE_GEMM)),
     "fc_one_row_k_multiple_of_8": ((1, 40), "Gemm", (7, 40), dict(transB=1), (FC, DSP_FC, MVE_GEMM)),
+    # more outputs than inputs (the int8 form copies its widened inputs into scratch), K not a multiple of 4
+    "fc_one_row_more_outputs": ((1, 22), "Gemm", (40, 22), dict(transB=1), (FC, DSP_FC, MVE_GEMM)),
     "fc_not_transposed": ((2, 16), "MatMul", (16, 9), {}, (FC, DSP_GEMM, MVE_GEMM)),
     "fc_three_rows": ((3, 40), "Gemm", (6, 40), dict(transB=1), (FC, DSP_GEMM, MVE_GEMM)),
 }

@@ -14,6 +14,7 @@ every DSP and Helium kernel template.
 """
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import threading
@@ -27,6 +28,7 @@ import pytest
 from tinyc.codegen import generate
 from tinyc.compiler import prepare
 from tinyc.errors import TinycError
+from tinyc.optimize import set_options
 from tinyc.quant.rounding import set_graph
 from tinyc.targets import get_target
 from tinyc.toolchain import STRICT_CFLAGS, compile_object, have_tools
@@ -186,7 +188,14 @@ def _int8_jobs(rounding: str, tmp: Path) -> list[tuple[str, str, object]]:
         graphs += [(key, _shared(key, tmp)) for key in ("kws_int8", "ic_int8", "ad_int8", "hello_world_int8")]
     for _, g in graphs:
         set_graph(g, rounding)
-    return [(label, target, g) for label, g in graphs for target in ("cortex-m4", "cortex-m55", "cortex-m0plus")]
+    jobs = [(label, target, g) for label, g in graphs for target in ("cortex-m4", "cortex-m55", "cortex-m0plus")]
+    # the DSP kernels' int8 weight form too (--optimize size takes it wherever there is one)
+    for label, g in graphs:
+        small = copy.copy(g)
+        small.options = dict(g.options)
+        set_options(small, "size", None)
+        jobs.append((f"{label} (--optimize size)", "cortex-m4", small))
+    return jobs
 
 
 @pytest.mark.parametrize("rounding", ["double", "single"])

@@ -31,7 +31,9 @@ bias, the weights and the requantization constants, see :func:`stream`):
   step with SMLABB/SMLATT, every tap unrolled. Form "int8": the weights stay int8 (a word of four
   channels per tap, widened in registers) and the ring holds the activations doubled instead.
 - ``s8/fc_wide.c.j2`` (fully connected with one row, DSP): inputs widened in registers, four output
-  channels per word, no scratch.
+  channels per word, no scratch. Form "int8": the inputs widened once into scratch (an LDRD per
+  four), or ``s8/fc_wide_direct.c.j2``, widened in registers, where that copy would take more
+  arena than the layer's input and output rows together (2 x K > K + N).
 
 Blocks of output channels whose weights are all zero (pruned) run no multiply-accumulates and keep
 no weights: their output is the requantized bias, a constant of the requantization table.
@@ -400,6 +402,10 @@ def fc_wide_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, rows: int,
     shared = dsp_stream(p, w2d, bias, 4, gemm_layout(geo, 4, form), form=form)
     if shared is None:
         return None
-    # (int8 form: each row's inputs widened once into scratch, as the weights' SXTB16 is a step more)
-    scratch = 2 * geo["KP"] if form == "int8" else 0
-    return dsp_kernel("s8/fc_wide.c.j2", dict(p, **shared[0], **geo, N=n, P=rows), shared[1], scratch)
+    # (int8 form: each row's inputs widened once into scratch, as the weights' SXTB16 is a step more,
+    # unless that copy would take more arena than the layer's input and output rows together: then
+    # widened in registers as in the wide form)
+    xscratch = form == "int8" and 2 * geo["KP"] <= k + n
+    q = dict(p, **shared[0], **geo, N=n, P=rows, **({"xscratch": xscratch} if form == "int8" else {}))
+    template = "s8/fc_wide_direct.c.j2" if form == "int8" and not xscratch else "s8/fc_wide.c.j2"
+    return dsp_kernel(template, q, shared[1], 2 * geo["KP"] if xscratch else 0)
