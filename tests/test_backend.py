@@ -46,7 +46,7 @@ def test_the_variants_choose_different_kernels():
     assert chosen["cortex-m55"]["c3"] == ("s8.conv_ring", "mve", "in_place")  # its ring of int8 rows, as the DSP one
     assert chosen["host"]["pw"][2] == chosen["cortex-m4"]["pw"][2] == "in_place"
     assert chosen["cortex-m4"]["dw"][:2] == ("s8.dwconv_wide", "dsp")
-    assert chosen["cortex-m4"]["fc"][:2] == ("s8.fc_wide", "dsp")
+    assert chosen["cortex-m4"]["fc"][:2] == ("s8.fc_wide_direct", "dsp")  # int8 weights, inputs widened in registers
     assert all(c["flatten"][2] == "view" for c in chosen.values())
 
 
