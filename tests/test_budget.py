@@ -72,3 +72,27 @@ def test_budgets_make_compile_fail_with_one_line(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run_cli("compile", kws, "-t", "cortex-m4", "-o", str(tmp_path / "e"), "--ram-budget", "lots")
     assert r.returncode == 2 and "--ram-budget 'lots'" in r.stderr
+
+
+def test_verify_names_the_library_routines_a_soft_float_firmware_holds(tmp_path):
+    """A float model on a core without FPU: the firmware's code beyond the model is the soft-float
+    routines (and memcpy/memset/strlen) plus the test harness, each figure from binutils' nm."""
+    need_arm()
+    r = run_cli("verify", str(shared_model("hello-world/hello_world_float.onnx")), "-t", "cortex-m0plus",
+                "--samples", "2", "--build-dir", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stdout.splitlines() if "the firmware's other code" in l)
+    nm = _nm_sizes(tmp_path / "b" / "firmware.elf")
+    for routine in ("__aeabi_fadd", "__aeabi_fmul", "memset"):  # what a float layer calls on Armv6-M
+        assert f"{routine} {nm[routine]:,}" in line, line
+    elf = re.search(r"code [\d,]+ B (?:= ELF|!= ELF ([\d,]+) B)", r.stdout)
+    library, harness = (int(re.search(p, line).group(1).replace(",", "")) for p in (r"([\d,]+) B of C library",
+                                                                                   r"([\d,]+) B of test harness"))
+    text = subprocess.run(["arm-none-eabi-nm", "-S", str(tmp_path / "b" / "firmware.elf")], capture_output=True,
+                          text=True, check=True).stdout
+    functions = {}  # address -> size of every function (aliases once)
+    for row in text.splitlines():
+        parts = row.split()
+        if len(parts) == 4 and parts[2] in "tTwW":
+            functions[parts[0]] = int(parts[1], 16)
+    assert int(elf.group(1).replace(",", "")) + library + harness == sum(functions.values())

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .codegen import GeneratedModel
-from .elf import Elf
+from .elf import Elf, Symbol
 from .errors import TinycError
 from .targets import Target
 from .toolchain import compile_object, have_tools, stack_usage
@@ -74,9 +74,24 @@ HARNESS = re.compile(r"(main|Reset_Handler|\w+_Handler|tinyc_io_\w+|semihost|tin
 def model_code_bytes(elf: Elf, model: str) -> int:
     """Bytes of the model's functions in a linked firmware: layers (gcc's clones included), the run
     function, the weights blob's check and tinyc's helpers that were not inlined."""
-    return sum(s.size for s in elf.symbols if s.section.startswith(".text") and
-               (re.fullmatch(r"layer\d+_\w+", s.name.split(".")[0]) or s.name in (f"{model}_run", f"{model}_load_weights")
-                or s.name.split(".")[0] == "blob_read32" or (s.name.startswith("tinyc_") and not HARNESS.fullmatch(s.name))))
+    return sum(s.size for s in elf.symbols if s.section.startswith(".text") and _is_model_code(s.name, model))
+
+
+def _is_model_code(name: str, model: str) -> bool:
+    return bool(re.fullmatch(r"layer\d+_\w+", name.split(".")[0]) or name in (f"{model}_run", f"{model}_load_weights")
+                or name.split(".")[0] == "blob_read32" or (name.startswith("tinyc_") and not HARNESS.fullmatch(name)))
+
+
+def other_code(firmware: Path, model: str) -> tuple[list[tuple[str, int]], int]:
+    """The linked firmware's code beyond the model's, from its symbols: the C library and compiler
+    runtime routines (memcpy, soft-float, expf, ...) as (name, bytes), largest first, and the test
+    harness's bytes. Aliases (one routine under several names, as __gtsf2 and __gesf2) count once."""
+    code: dict[int, Symbol] = {}
+    for s in sorted(Elf(firmware).symbols, key=lambda s: s.name):
+        if s.section.startswith(".text") and s.size and not _is_model_code(s.name, model):
+            code.setdefault(s.value, s)
+    library = sorted(((s.name, s.size) for s in code.values() if not HARNESS.fullmatch(s.name)), key=lambda r: (-r[1], r[0]))
+    return library, sum(s.size for s in code.values() if HARNESS.fullmatch(s.name))
 
 
 def weight_bytes(elf: Elf) -> int:

@@ -198,6 +198,7 @@ def cmd_run(args) -> int:
 def cmd_verify(args) -> int:
     from .emulator import run_on_target
     from .oracle import from_args
+    from .progress import status
 
     target = _target(args)
     build = _build(args, target)
@@ -215,20 +216,33 @@ def cmd_verify(args) -> int:
         return _verify_renode(args, build)
     where = "natively" if target.emulator.kind == "native" else f"in {target.emulator.system} -M {target.emulator.machine}"
     print(f"tinyc verify: {args.model} on {target.name}, {where}; inputs: {origin}")
-    elf_rows = []
+    elf_rows, other = [], ([], 0)
     with tempfile.TemporaryDirectory(prefix="tinyc-verify-") as tmp:
         build_dir = Path(args.build_dir) if args.build_dir else Path(tmp)
-        result = run_on_target(model, target, build_dir, samples, timeout=args.timeout,
-                               max_instructions=args.max_instructions)
+        _reference_with_progress(build)
+        status(f"tinyc: verify: building and running the firmware on {len(samples)} sample(s) {where}")
+        try:
+            result = run_on_target(model, target, build_dir, samples, timeout=args.timeout,
+                                   max_instructions=args.max_instructions)
+        finally:
+            status("")
         if target.emulator.kind == "qemu":
-            from .budget import cross_check
+            from .budget import cross_check, other_code
 
             elf_rows = cross_check({**model.report, "measured": build.sizes}, build_dir / "firmware.elf")
+            other = other_code(build_dir / "firmware.elf", model.name)
     if elf_rows:
         # report.json's figures against what the linked firmware holds (symbol sizes, no padding)
         print("  firmware ELF vs report: " + ", ".join(
             f"{what} {want:,} B " + ("= ELF" if want == got else f"!= ELF {got:,} B (differs by {got - want:+,} B)")
             for what, want, got in elf_rows))
+        if any(what == "code" and want != got for what, want, got in elf_rows):
+            print("  (code: the report counts the model's object file, padding between functions included, "
+                  "before the linker relaxes its calls; the ELF the model's functions once linked)")
+        library, harness = other
+        print(f"  the firmware's other code: {sum(n for _, n in library):,} B of C library and compiler routines the "
+              f"model and the test harness call ({', '.join(f'{name} {n:,}' for name, n in library[:6])}"
+              f"{', ...' if len(library) > 6 else ''}), {harness:,} B of test harness (startup, file I/O)")
     ok = _compare_outputs(g.outputs, result.outputs, build, args.rtol)
     against = _against(oracle, tol, g, samples, result.outputs)
     if ok and against is None:
@@ -239,6 +253,15 @@ def cmd_verify(args) -> int:
     if against is not None:
         print(f"FAIL {against}")
     return EXIT_MISMATCH
+
+
+def _reference_with_progress(build) -> None:
+    """Run the reference interpreter on the samples now, with progress on a terminal (nothing
+    elsewhere)."""
+    from .progress import Progress
+
+    build.reference_step = Progress(len(build.samples.feeds), "verify: reference interpreter").step
+    build.reference  # noqa: B018 (computes and keeps it)
 
 
 def _against(oracle, tol, g, samples, outputs) -> str | None:

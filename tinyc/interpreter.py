@@ -12,7 +12,7 @@ feeds in order as one sequence.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -47,10 +47,17 @@ def initial_state(g: Graph) -> dict[str, np.ndarray]:
     return {n: np.full(g.tensors[n].shape, v, DTYPES[g.tensors[n].dtype]) for n, v in g.states.items()}
 
 
-def run_sequence(g: Graph, feeds: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """Outputs of consecutive runs from the initial state, the state carried from each to the next."""
+def run_sequence(g: Graph, feeds: list[Mapping[str, np.ndarray]],
+                 step: Callable[[int], None] | None = None) -> list[dict[str, np.ndarray]]:
+    """Outputs of consecutive runs from the initial state, the state carried from each to the next.
+    ``step``: called with the number of runs done after each (progress)."""
     state = initial_state(g)
-    return [run(g, f, state=state) for f in feeds]
+    outs = []
+    for f in feeds:
+        outs.append(run(g, f, state=state))
+        if step is not None:
+            step(len(outs))
+    return outs
 
 
 @graph_scoped

@@ -67,6 +67,7 @@ class Build:
         self.passes = DEFAULT if passes is None else passes
         self.inputs, self.count, self.seed, self.calib_inputs = inputs, count, seed, calib_inputs
         self.progress = progress
+        self.reference_step: Callable[[int], None] | None = None  # progress of the run step, per sample
         self.after_step = after_step
         self.problems = problems
         self.rounding = rounding_modes.DEFAULT if rounding is None else rounding_modes.check(rounding)
@@ -237,4 +238,4 @@ class Build:
         stateful model carries its state from each sample to the next, as the firmware does)."""
         from . import interpreter
 
-        return interpreter.run_sequence(self.graph, self.samples.feeds)
+        return interpreter.run_sequence(self.graph, self.samples.feeds, self.reference_step)

@@ -9,15 +9,15 @@ The histogram methods make a second pass over the data.
 """
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
 from .. import interpreter
 from ..errors import TinycError
 from ..ir import Graph
+from ..progress import Progress
 from ..ops import get_op
 
 METHODS = ("minmax", "percentile", "mse")
@@ -44,24 +44,6 @@ class Stats:
         self.hist += h
 
 
-@dataclass
-class Progress:
-    """Progress on stderr: a line every 10% (or at the end) for runs of 20 samples or more."""
-
-    total: int
-    label: str
-    out: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
-    _shown: int = -1
-
-    def step(self, done: int) -> None:
-        if self.total < 20:
-            return
-        tenth = done * 10 // self.total
-        if tenth > self._shown and tenth > 0:
-            self._shown = tenth
-            self.out(f"tinyc: {self.label}: {done}/{self.total} samples ({tenth * 10}%)")
-
-
 def collect(g: Graph, samples: list[dict[str, np.ndarray]], names: Iterable[str], method: str = "minmax",
             percentile: float = 99.99, progress: bool = True) -> dict[str, tuple[float, float]]:
     """(lo, hi) for each named tensor, over all samples."""
@@ -74,7 +56,8 @@ def collect(g: Graph, samples: list[dict[str, np.ndarray]], names: Iterable[str]
     internal: dict[tuple[str, str], Stats] = {}
     passes = ["range"] + (["histogram"] if method != "minmax" else [])
     for what in passes:
-        p = Progress(len(samples), f"calibration ({what})")
+        # one updating line on a terminal, the final count elsewhere; runs under 20 samples are quiet
+        p = Progress(len(samples), f"calibration ({what})", final=True, keep=True, min_total=20)
         for i, feeds in enumerate(samples):
             env = interpreter.run(g, feeds, keep_all=True)
             for n in names:
