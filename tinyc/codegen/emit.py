@@ -309,7 +309,8 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         arena_bytes=arena_bytes(g, target.alignment), alignment=target.alignment, includes=sorted(includes),
         weights_bytes=sum(w["nbytes"] for w in weights), blob=None,
         states=states, state_bytes=sum(st["nbytes"] for st in states), state_init=any(st["init"] for st in states),
-        guards=arch_guards(target, name),
+        guards=arch_guards(target, name, any(g.tensors[t].dtype in ("f32", "f64") for n in runs
+                                             for t in n.inputs + n.outputs if t is not None)),
         arena_attributes=f'__attribute__((section("{arena_section}"), aligned({target.alignment})))' if arena_section else "",
     )
     binaries: dict[str, bytes] = {}
