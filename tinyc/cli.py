@@ -136,7 +136,8 @@ def cmd_compile(args) -> int:
         return _list_stages(args)
 
     target = _target(args)
-    build = _build(args, target, count=4, seed=0, calib_inputs=True)  # --report's samples
+    build = _build(args, target, count=4, seed=0, calib_inputs=True,  # --report's samples
+                   arena_section=args.arena_section)
     r = build.report
     build.enforce(_bytes_arg(args.ram_budget, "--ram-budget"), _bytes_arg(args.flash_budget, "--flash-budget"))
     model = build.model
@@ -566,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--report", action="store_true", help="also write report.html (see `tinyc report`)")
     c.add_argument("--weights-blob", action="store_true",
                    help="weights in a separate checked file <name>_weights.bin, loaded at run time with <name>_load_weights")
+    c.add_argument("--arena-section", metavar="NAME",
+                   help="put the arena in linker section NAME (the default of <NAME>_ARENA_ATTRIBUTES in the code)")
     c.add_argument("--passes", action=_ListStages, help="list the build's steps (with --quantize: quantize too) and exit")
     c.add_argument("--dump-ir", metavar="all|after=PASS", help="print the text IR after every pass, or after PASS")
     c.add_argument("--ram-budget", metavar="BYTES", help="fail when the model needs more RAM (default: the target board's; 0: none)")

@@ -53,7 +53,8 @@ class Build:
                  weights_blob: bool = False, passes: list[str] | None = None, inputs: str | os.PathLike | None = None,
                  count: int = 1, seed: int = 0, calib_inputs: bool = False, progress: bool = True,
                  after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None,
-                 rounding: str | None = None, optimize: str | None = None, flash_budget: int | None = None):
+                 rounding: str | None = None, optimize: str | None = None, flash_budget: int | None = None,
+                 arena_section: str | None = None):
         from .passes.pipeline import DEFAULT
         from .quant import rounding as rounding_modes
 
@@ -64,6 +65,7 @@ class Build:
         self.quantize, self.calib, self.method, self.percentile, self.io = quantize, calib, method, percentile, io
         self.name = name or self.path.stem
         self.weights_blob = weights_blob
+        self.arena_section = arena_section  # the arena's linker section (codegen's ARENA_ATTRIBUTES default)
         self.passes = DEFAULT if passes is None else passes
         self.inputs, self.count, self.seed, self.calib_inputs = inputs, count, seed, calib_inputs
         self.progress = progress
@@ -178,7 +180,7 @@ class Build:
         from .codegen import generate
 
         return generate(self.graph, self.target, name=self.name, source=self.path.name, weights_blob=self.weights_blob,
-                        after_pass=self.after_step)
+                        after_pass=self.after_step, arena_section=self.arena_section)
 
     @cached_property
     def quality(self) -> dict | None:

@@ -26,6 +26,7 @@ from ..quant import rounding
 from ..resources import data_dir
 from ..targets import Target
 from . import blob
+from .guards import arch_guards
 from .cnames import CTYPES, c_array_body, c_comment, c_float, c_identifier
 
 
@@ -131,20 +132,22 @@ def kernel_choice(n) -> dict[str, Any]:
 
 @rounding.graph_scoped
 def generate(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
-             weights_blob: bool = False, after_pass=None) -> GeneratedModel:
+             weights_blob: bool = False, after_pass=None, arena_section: str | None = None) -> GeneratedModel:
     """The C files and report of ``g`` for ``target``: the back-end passes (select-kernels,
     plan-memory; ``after_pass(name, graph)`` sees each result) and then :func:`print_model`.
     ``dump``: a debug build whose run function hands every layer's outputs, right after the
     layer, to ``<name>_debug_dump(node, output, data, bytes)`` (defined by the debug firmware).
     ``weights_blob``: the weights go to ``<name>_weights.bin`` (see codegen/blob.py) instead of
     const arrays, and the code gets ``<name>_load_weights`` to point at a checked blob. The
-    caller's graph is not changed."""
+    caller's graph is not changed. ``arena_section``: the default of ``<NAME>_ARENA_ATTRIBUTES``
+    places the arena in that linker section."""
     from ..passes import run_passes
     from ..passes.pipeline import KERNELS
 
     g.verify()
     kg = run_passes(g, KERNELS, after_pass, target)
-    return print_model(kg, target, name=name, source=source, dump=dump, weights_blob=weights_blob)
+    return print_model(kg, target, name=name, source=source, dump=dump, weights_blob=weights_blob,
+                       arena_section=arena_section)
 
 
 def _refs(g: Graph, inputs, outputs) -> dict[str, str]:
@@ -262,18 +265,20 @@ def _copies(g: Graph, outputs, ref: dict[str, str]) -> list[dict[str, Any]]:
 
 def _glue(env, name: str, source: str, target: Target, uses_math: bool) -> dict[str, str]:
     """Build-system glue so that the folder drops into a firmware: CMake library / ESP-IDF
-    component, Makefile fragment, ESP-IDF manifest."""
-    esp = [target.name] if target.name.startswith("esp32") else ["esp32", "esp32s3", "esp32c3"]
+    component, Makefile fragment, and for an ESP32 target the ESP-IDF manifest (listing that
+    target only)."""
     glue = dict(name=name, macro=name.upper(), version=__version__, source=c_comment(source or name), target=target,
-                uses_math=uses_math, esp_targets=esp)
-    return {"CMakeLists.txt": env.get_template("integration/CMakeLists.txt.j2").render(**glue),
-            f"{name}.mk": env.get_template("integration/model.mk.j2").render(**glue),
-            "idf_component.yml": env.get_template("integration/idf_component.yml.j2").render(**glue)}
+                uses_math=uses_math, esp_targets=[target.name])
+    files = {"CMakeLists.txt": env.get_template("integration/CMakeLists.txt.j2").render(**glue),
+             f"{name}.mk": env.get_template("integration/model.mk.j2").render(**glue)}
+    if target.name.startswith("esp32"):
+        files["idf_component.yml"] = env.get_template("integration/idf_component.yml.j2").render(**glue)
+    return files
 
 
 @rounding.graph_scoped
 def print_model(g: Graph, target: Target, name: str | None = None, source: str = "", dump: bool = False,
-                weights_blob: bool = False) -> GeneratedModel:
+                weights_blob: bool = False, arena_section: str | None = None) -> GeneratedModel:
     """Print a graph that has been through select-kernels and plan-memory as C: every decision
     is read from the nodes' attributes; this only renders templates and constants."""
     name = c_identifier(name or g.name)
@@ -288,6 +293,8 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
                    init=int(v)) for n, v in g.states.items()]
     if any(st["init"] and g.tensors[st["name"]].dtype not in ("s8", "u8") for st in states):
         raise UnsupportedError("a model state of more than one byte per element must start at 0")
+    if arena_section is not None and not re.fullmatch(r"[A-Za-z0-9_.$]+", arena_section):
+        raise TinycError(f"--arena-section '{arena_section}': a section name is letters, digits, '_', '.' and '$'")
     weights, array_bytes, reads = _weight_arrays(g, runs, ref, weights_blob)
     layers = [_layer(env, g, g.nodes.index(n), n, ref, reads[n.name], array_bytes, dump) for n in runs]
     copies = _copies(g, outputs, ref)
@@ -302,6 +309,9 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         arena_bytes=arena_bytes(g, target.alignment), alignment=target.alignment, includes=sorted(includes),
         weights_bytes=sum(w["nbytes"] for w in weights), blob=None,
         states=states, state_bytes=sum(st["nbytes"] for st in states), state_init=any(st["init"] for st in states),
+        guards=arch_guards(target, name, any(g.tensors[t].dtype in ("f32", "f64") for n in runs
+                                             for t in n.inputs + n.outputs if t is not None)),
+        arena_attributes=f'__attribute__((section("{arena_section}"), aligned({target.alignment})))' if arena_section else "",
     )
     binaries: dict[str, bytes] = {}
     if weights_blob:
