@@ -175,3 +175,9 @@ def test_import_tinyc_stays_cheap():
     code = "import sys, tinyc; print(sorted(m for m in ('numpy', 'onnx', 'tinyc.api') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_weights_blob_files_equal_the_cli(tmp_path):
+    build = tinyc.compile(MLP, weights_blob=True)
+    assert any(isinstance(v, bytes) for v in build.files.values())
+    assert _as_bytes(build.files) == _cli_files(tmp_path, str(MLP), "-t", "host", "--weights-blob")

@@ -42,8 +42,9 @@ def stages(quantize: bool) -> list[tuple[str, str]]:
 
 
 class Build:
-    """A model (a file, or in memory: ONNX or TFLite bytes or an onnx.ModelProto), the options every command shares (shapes, bound inputs, quantization, I/O types,
-    target, C name) and the steps' results as properties.
+    """A model (a file, or in memory: ONNX or TFLite bytes or an onnx.ModelProto), the options
+    every command shares (shapes, bound inputs, quantization, I/O types, target, C name) and the
+    steps' results as properties.
 
     ``after_step(name, graph)`` sees the graph after import, after quantization, after every
     graph pass and after the back-end passes select-kernels and plan-memory (--dump-ir). ``problems``: a list makes the import record every unsupported op
