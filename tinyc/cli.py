@@ -101,48 +101,29 @@ def _human(n: float) -> str:
     return str(n)
 
 
-# at most this many samples go through the interpreter for the per-layer error of a report
-REPORT_SAMPLES = 32
-
-
 def _html_report(args, build, emulate=False, bench=False) -> str:
-    """The HTML page of a build whose report is complete, on its samples."""
-    from .diff import compare_target, layer_errors, run_debug_build, summarize
-    from .htmlreport import render
+    """The HTML page of a build whose report is complete, on its samples (tinyc/api.py)."""
+    from .api import html_report
 
-    g, target, model = build.graph, build.target, build.model
-    samples = build.samples.feeds[:REPORT_SAMPLES]
-    rows, refs, _ = layer_errors(g, samples) if samples else ([], [], [])
-    bench_data = None
-    if emulate or bench:
-        with tempfile.TemporaryDirectory(prefix="tinyc-report-") as tmp:
-            if emulate:
-                dumps = run_debug_build(g, target, Path(tmp) / "debug", samples, name=model.name,
-                                        source=build.path.name, timeout=args.timeout)
-                compare_target(rows, refs, dumps, args.rtol)
-            if bench:
-                from .bench import count
-
-                bench_data = count(model, target, Path(tmp) / "bench", samples[0], timeout=args.timeout)
-                bench_data.pop("outputs")
-    note = f"on {len(samples)} sample(s) ({build.samples.origin})" if samples else ""
-    return render(model.report, target, [r.to_json() for r in rows], bench_data, summarize(rows) if rows else None, note)
+    return html_report(build, emulate, bench, timeout=getattr(args, "timeout", 600.0), rtol=getattr(args, "rtol", 1e-4))
 
 
 def cmd_compile(args) -> int:
-    from .compiler import write_output
+    from .api import Build as ApiBuild
 
     if args.passes:
         return _list_stages(args)
 
     target = _target(args)
+    # the API's build (tinyc.compile): report, budgets and the files written
     build = _build(args, target, count=4, seed=0, calib_inputs=True,  # --report's samples
                    arena_section=args.arena_section)
+    api = ApiBuild(build, _bytes_arg(args.ram_budget, "--ram-budget"))
+    out = api.write(args.output)
     r = build.report
-    build.enforce(_bytes_arg(args.ram_budget, "--ram-budget"), _bytes_arg(args.flash_budget, "--flash-budget"))
     model = build.model
     q = r.get("quantization", {}).get("outputs")
-    files = write_output(model, Path(args.output))
+    files = [out / name for name in api.files]
     print(f"tinyc: {args.model} -> {args.output} (target {target.name})")
     print(f"  {len(r['layers'])} layers, {r['macs_total']:,} MACs")
     print(f"  arena {_human(r['arena_bytes'])} ({r['arena_bytes']:,} B; lower bound {r['arena_lower_bound_bytes']:,} B, "
@@ -282,24 +263,15 @@ _TOLERANCE_FAIL = "FAIL (tolerance {rtol:g} relative to the largest reference va
 def _compare_outputs(names, outputs, build, rtol: float) -> bool:
     """Print each output against the reference (and the -i folder's expected outputs): the worst
     sample and how many mismatch; True when all match."""
-    from .verify import compare
+    from .verify import check_outputs
 
-    ok = True
-    checks = [("reference", build.reference)]
+    truths = [("reference", build.reference)]
     if build.samples.expected is not None:
-        checks.append(("expected data", build.samples.expected))
-    for label, truth in checks:
-        for name in names:
-            comps = [compare(name, got[name], t[name], rtol) for got, t in zip(outputs, truth) if name in t]
-            if not comps:
-                continue
-            worst = max(comps, key=lambda c: (not c.ok, c.max_rel if not c.exact else c.max_abs))
-            bad = sum(not c.ok for c in comps)
-            ok &= bad == 0
-            tag = "ok" if bad == 0 else f"MISMATCH in {bad} of {len(comps)} samples"
-            print(f"  output '{name}' {list(worst.shape)} vs {label}: {worst.describe()} "
-                  f"(worst of {len(comps)} sample{'s' if len(comps) > 1 else ''})  {tag}")
-    return ok
+        truths.append(("expected data", build.samples.expected))
+    checks = check_outputs(names, outputs, truths, rtol)
+    for c in checks:
+        print(c.line())
+    return all(c.ok for c in checks)
 
 
 def _verify_renode(args, build) -> int:
@@ -412,7 +384,7 @@ def cmd_diff(args) -> int:
     if target.emulator.kind in ("qemu", "native"):
         with tempfile.TemporaryDirectory(prefix="tinyc-diff-") as tmp:
             build_dir = Path(args.build_dir) if args.build_dir else Path(tmp)
-            dumps = run_debug_build(g, target, build_dir, samples, name=build.name, source=build.path.name,
+            dumps = run_debug_build(g, target, build_dir, samples, name=build.name, source=build.source_name,
                                     timeout=args.timeout)
         compare_target(rows, refs, dumps, args.rtol)
     else:

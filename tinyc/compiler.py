@@ -34,22 +34,32 @@ def prepare(model_path: str | os.PathLike, input_shapes: dict[str, tuple[int, ..
     return build
 
 
+def output_files(model: GeneratedModel) -> dict[str, str | bytes]:
+    """What `tinyc compile -o DIR` writes, by file name in the order written: the C files and build
+    glue (text), the weights blob if any (bytes) and report.json."""
+    files: dict[str, str | bytes] = dict(model.files)
+    files.update(sorted(model.binaries.items()))
+    files["report.json"] = json.dumps(model.report, indent=2) + "\n"
+    return files
+
+
 def write_output(model: GeneratedModel, out_dir: Path) -> list[Path]:
     """Write the C files, the weights blob if any and report.json into ``out_dir`` (created if
     needed); nothing else."""
+    return write_files(output_files(model), out_dir)
+
+
+def write_files(files: dict[str, str | bytes], out_dir: Path) -> list[Path]:
+    """Write ``files`` (name -> text or bytes) into ``out_dir`` (created if needed)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise TinycError(f"output path {out_dir} exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for fname, text in model.files.items():
+    for fname, content in files.items():
         p = out_dir / fname
-        p.write_text(text)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
         written.append(p)
-    for fname, data in sorted(model.binaries.items()):
-        p = out_dir / fname
-        p.write_bytes(data)
-        written.append(p)
-    p = out_dir / "report.json"
-    p.write_text(json.dumps(model.report, indent=2) + "\n")
-    written.append(p)
     return written

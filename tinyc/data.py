@@ -78,14 +78,30 @@ def load_samples(path: str | Path, g: Graph, flag: str = "--input") -> tuple[lis
                 data = {k: z[k] for k in z.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise TinycError(f"{p}: not a .npz file ({str(e).splitlines()[0]})") from None
-        if set(g.inputs) <= set(data):
-            arrays = {k: data[k] for k in g.inputs}
-        elif len(g.inputs) == 1 and len(data) == 1:
-            arrays = {g.inputs[0]: next(iter(data.values()))}
-        else:
-            missing = sorted(set(g.inputs) - set(data))
-            raise TinycError(f"{p}: no array for input(s) {', '.join(missing)} (arrays: {', '.join(sorted(data)) or 'none'})")
+        arrays = _pick_inputs(g, data, str(p))
     return conform(g, arrays, f"{flag} {p.name}"), expected
+
+
+def _pick_inputs(g: Graph, data: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    """The array of each input from arrays by name (a one-input model: its only array, whatever its name)."""
+    if set(g.inputs) <= set(data):
+        return {k: data[k] for k in g.inputs}
+    if len(g.inputs) == 1 and len(data) == 1:
+        return {g.inputs[0]: next(iter(data.values()))}
+    missing = sorted(set(g.inputs) - set(data))
+    raise TinycError(f"{where}: no array for input(s) {', '.join(missing)} (arrays: {', '.join(sorted(data)) or 'none'})")
+
+
+def samples_from(source, g: Graph, flag: str = "--input") -> list[dict[str, np.ndarray]]:
+    """Samples from a file (as load_samples) or from memory: a dict input name -> array (one
+    sample, or N stacked on a new first axis) or a list of such dicts, checked as a file's are."""
+    if isinstance(source, dict):
+        return conform(g, _pick_inputs(g, source, flag), flag)
+    if isinstance(source, (list, tuple)):
+        if not source or not all(isinstance(d, dict) for d in source):
+            raise TinycError(f"{flag}: give a non-empty list of dicts input name -> array")
+        return [s for i, d in enumerate(source) for s in conform(g, _pick_inputs(g, d, f"{flag}[{i}]"), f"{flag}[{i}]")]
+    return load_samples(source, g, flag)[0]
 
 
 def random_samples(g: Graph, count: int, seed: int) -> list[dict[str, np.ndarray]]:

@@ -21,9 +21,14 @@ import numpy as np
 from .codegen import GeneratedModel
 from .data import Samples
 from .errors import TinycError
-from .frontend.tflite import is_tflite
+from .frontend.tflite import FILE_IDENTIFIER, is_tflite
 from .ir import Graph
 from .targets import Target
+
+
+def _is_tflite_bytes(data: bytes) -> bool:
+    """A TFLite flatbuffer: the file identifier at bytes 4..8 (anything else is taken for ONNX)."""
+    return bytes(data[4:8]) == FILE_IDENTIFIER
 
 
 def stages(quantize: bool) -> list[tuple[str, str]]:
@@ -37,18 +42,20 @@ def stages(quantize: bool) -> list[tuple[str, str]]:
 
 
 class Build:
-    """A model, the options every command shares (shapes, bound inputs, quantization, I/O types,
-    target, C name) and the steps' results as properties.
+    """A model (a file, or in memory: ONNX or TFLite bytes or an onnx.ModelProto), the options
+    every command shares (shapes, bound inputs, quantization, I/O types, target, C name) and the
+    steps' results as properties.
 
     ``after_step(name, graph)`` sees the graph after import, after quantization, after every
     graph pass and after the back-end passes select-kernels and plan-memory (--dump-ir). ``problems``: a list makes the import record every unsupported op
     or attribute in it and go on (tinyc check) instead of stopping at the first. Samples (the
     run step's inputs): the file ``inputs``, else the calibration samples when
-    ``calib_inputs``, else ``count`` random ones from ``seed``."""
+    ``calib_inputs``, else ``count`` random ones from ``seed``. ``calib``: a file, or samples in
+    memory (tinyc/data.py samples_from)."""
 
-    def __init__(self, model_path: str | os.PathLike, target: Target | None = None, *,
+    def __init__(self, model: str | os.PathLike | bytes | Any, target: Target | None = None, *,
                  input_shapes: dict[str, tuple[int, ...]] | None = None, bind: dict[str, np.ndarray] | None = None,
-                 quantize: str | None = None, calib: str | os.PathLike | None = None, method: str = "minmax",
+                 quantize: str | None = None, calib: str | os.PathLike | dict | list | None = None, method: str = "minmax",
                  percentile: float = 99.99, io: str | None = None, name: str | None = None,
                  weights_blob: bool = False, passes: list[str] | None = None, inputs: str | os.PathLike | None = None,
                  count: int = 1, seed: int = 0, calib_inputs: bool = False, progress: bool = True,
@@ -58,12 +65,17 @@ class Build:
         from .passes.pipeline import DEFAULT
         from .quant import rounding as rounding_modes
 
-        self.path = Path(model_path)
+        # the model: a file (path), or in memory: a serialized ONNX or TFLite model (bytes) or an onnx.ModelProto
+        self.source = model if isinstance(model, (bytes, bytearray)) or hasattr(model, "SerializeToString") else Path(model)
+        self.path = self.source if isinstance(self.source, Path) else None
+        self.tflite = is_tflite(self.path) if self.path else isinstance(model, (bytes, bytearray)) and _is_tflite_bytes(model)
         self.target = target  # needed from emit on
         self.input_shapes = dict(input_shapes or {})  # "" names the only input
         self.bind = bind or {}
         self.quantize, self.calib, self.method, self.percentile, self.io = quantize, calib, method, percentile, io
-        self.name = name or self.path.stem
+        self.name = name or (self.path.stem if self.path else "model")
+        # the model file's name in the generated files; in memory: the C name with the format's suffix
+        self.source_name = self.path.name if self.path else self.name + (".tflite" if self.tflite else ".onnx")
         self.weights_blob = weights_blob
         self.arena_section = arena_section  # the arena's linker section (codegen's ARENA_ATTRIBUTES default)
         self.passes = DEFAULT if passes is None else passes
@@ -85,25 +97,37 @@ class Build:
         """import: the model as tinyc IR, as written (for a model tinyc quantizes, the float model)."""
         from .quant.rounding import set_graph
 
-        g = self._import_tflite() if is_tflite(self.path) else self._import_onnx()
+        g = self._import_tflite() if self.tflite else self._import_onnx()
         set_graph(g, self.rounding)  # the requantization rounding the graph is compiled with
         self._after("import", g)
         return g
 
     def _import_onnx(self) -> Graph:
-        from .frontend.onnx import import_model, load_model_proto
+        from .frontend.onnx import check_model_proto, import_model, load_model_proto, parse_model_proto
 
-        proto = load_model_proto(self.path)
+        if self.path:
+            proto = load_model_proto(self.path)
+        elif isinstance(self.source, (bytes, bytearray)):
+            proto = parse_model_proto(bytes(self.source), "the model (bytes)")
+        else:
+            proto = check_model_proto(self.source, "the model (ModelProto)")
         inits = {i.name for i in proto.graph.initializer}
         shapes = self._shapes([i.name for i in proto.graph.input if i.name not in inits])
-        return import_model(proto, shapes, name=self.path.stem, problems=self.problems, bind=self.bind)
+        return import_model(proto, shapes, name=self._stem, problems=self.problems, bind=self.bind)
 
     def _import_tflite(self) -> Graph:
         from .frontend import tflite
 
-        model = tflite.load(self.path)
+        from .frontend.tflite_file import read_model
+
+        model = tflite.load(self.path) if self.path else read_model(bytes(self.source), "the model (bytes)")
         shapes = self._shapes(tflite.input_names(model))
-        return tflite.import_model(model, shapes, name=self.path.stem, problems=self.problems, bind=self.bind)
+        return tflite.import_model(model, shapes, name=self._stem, problems=self.problems, bind=self.bind)
+
+    @property
+    def _stem(self) -> str:
+        """The imported graph's name: the file's stem, "model" in memory."""
+        return self.path.stem if self.path else "model"
 
     def _shapes(self, input_names: list[str]) -> dict[str, tuple[int, ...]]:
         """--input-shape with the unnamed shape given to the only input."""
@@ -117,9 +141,9 @@ class Build:
     @cached_property
     def calibration(self) -> list[dict[str, np.ndarray]]:
         """The --calib samples (none without --calib)."""
-        from .data import load_samples
+        from .data import samples_from
 
-        return load_samples(self.calib, self.imported, "--calib")[0] if self.calib else []
+        return samples_from(self.calib, self.imported, "--calib") if self.calib else []
 
     def _quantized(self) -> Graph:
         """quantize: a copy of the imported graph (which stays the float model), with --quantize
@@ -179,7 +203,7 @@ class Build:
         printing, all in tinyc.codegen.generate)."""
         from .codegen import generate
 
-        return generate(self.graph, self.target, name=self.name, source=self.path.name, weights_blob=self.weights_blob,
+        return generate(self.graph, self.target, name=self.name, source=self.source_name, weights_blob=self.weights_blob,
                         after_pass=self.after_step, arena_section=self.arena_section)
 
     @cached_property

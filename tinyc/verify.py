@@ -42,3 +42,46 @@ def compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float) -> Compari
     max_rel = max_abs / scale if scale > 0 else max_abs
     bad = int(np.count_nonzero(diff > rtol * (scale if scale > 0 else 1.0)))
     return Comparison(name, tuple(got.shape), False, max_abs, max_rel, bad, bad == 0)
+
+
+@dataclass
+class OutputCheck:
+    """One output against one truth (the reference interpreter or the expected data) over all
+    samples: the worst sample's comparison and how many samples mismatch."""
+
+    output: str
+    against: str  # "reference" or "expected data"
+    worst: Comparison
+    samples: int
+    mismatched: int  # samples
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatched == 0
+
+    @property
+    def max_abs_error(self) -> float:
+        return self.worst.max_abs
+
+    @property
+    def max_rel_error(self) -> float:
+        return self.worst.max_rel
+
+    def line(self) -> str:
+        """The line `tinyc verify` prints."""
+        tag = "ok" if self.ok else f"MISMATCH in {self.mismatched} of {self.samples} samples"
+        return (f"  output '{self.output}' {list(self.worst.shape)} vs {self.against}: {self.worst.describe()} "
+                f"(worst of {self.samples} sample{'s' if self.samples > 1 else ''})  {tag}")
+
+
+def check_outputs(names: list[str], outputs: list[dict[str, np.ndarray]],
+                  truths: list[tuple[str, list[dict[str, np.ndarray]]]], rtol: float) -> list[OutputCheck]:
+    """Every output of the target's ``outputs`` (one dict per sample) against each (label, truth)."""
+    checks = []
+    for label, truth in truths:
+        for name in names:
+            comps = [compare(name, got[name], t[name], rtol) for got, t in zip(outputs, truth) if name in t]
+            if comps:
+                worst = max(comps, key=lambda c: (not c.ok, c.max_rel if not c.exact else c.max_abs))
+                checks.append(OutputCheck(name, label, worst, len(comps), sum(not c.ok for c in comps)))
+    return checks

@@ -64,20 +64,36 @@ def load_model_proto(path: str | os.PathLike) -> onnx.ModelProto:
         raise TinycError(f"not a file: {p}")
     if p.stat().st_size > MAX_MODEL_FILE_BYTES:
         raise TinycError(f"{p}: {p.stat().st_size:,} bytes, over protobuf's limit of 2 GiB (keep the weights as external data)")
-    data = p.read_bytes()
+    return parse_model_proto(p.read_bytes(), str(p), p.resolve().parent)
+
+
+def parse_model_proto(data: bytes, source: str, base: Path | None = None) -> onnx.ModelProto:
+    """Parse a serialized model (read from ``source``, which errors name); external data is read
+    from the folder ``base`` (None: an in-memory model, whose external data must be loaded)."""
     if not data:
-        raise TinycError(f"{p}: empty file, not an ONNX model")
+        raise TinycError(f"{source}: empty file, not an ONNX model")
     m = onnx.ModelProto()
     try:
         m.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as e:
-        raise TinycError(f"{p}: not an ONNX model or truncated file ({str(e).splitlines()[0] or 'protobuf parse error'})") from None
+        raise TinycError(f"{source}: not an ONNX model or truncated file ({str(e).splitlines()[0] or 'protobuf parse error'})") from None
+    return check_model_proto(m, source, base)
+
+
+def check_model_proto(m: onnx.ModelProto, source: str, base: Path | None = None) -> onnx.ModelProto:
+    """``m`` checked (graph, IR version, outputs, text fields), with its external data loaded
+    from the folder ``base`` (None: an in-memory model, whose external data must be loaded)."""
     if not m.HasField("graph") or m.ir_version <= 0 or not m.graph.output:
-        raise TinycError(f"{p}: not an ONNX model (no graph, IR version or outputs)")
+        raise TinycError(f"{source}: not an ONNX model (no graph, IR version or outputs)")
     bad = _not_utf8(m)
     if bad:
-        raise TinycError(f"{p}: corrupt model: a text field ({bad}) is not valid UTF-8")
-    _load_external_data(m, p.resolve().parent)
+        raise TinycError(f"{source}: corrupt model: a text field ({bad}) is not valid UTF-8")
+    if base is None:
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(m.graph)):
+            raise TinycError(f"{source}: the model has external data; load it first "
+                             "(onnx.load(path, load_external_data=True)) or give the model's path")
+        return m
+    _load_external_data(m, base)
     return m
 
 
