@@ -54,7 +54,8 @@ class Build:
                  count: int = 1, seed: int = 0, calib_inputs: bool = False, progress: bool = True,
                  after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None,
                  rounding: str | None = None, optimize: str | None = None, flash_budget: int | None = None,
-                 arena_section: str | None = None):
+                 arena_section: str | None = None, eval: str | os.PathLike | None = None,
+                 labels: str | os.PathLike | None = None, keep_float: list[str] | None = None):
         from .passes.pipeline import DEFAULT
         from .quant import rounding as rounding_modes
 
@@ -75,6 +76,8 @@ class Build:
         self.rounding = rounding_modes.DEFAULT if rounding is None else rounding_modes.check(rounding)
         # the kernels' choice (tinyc/optimize.py): --optimize and the flash budget it must fit
         self.optimize, self.flash_budget = optimize, flash_budget
+        # held-out data for the quantization's figures, and layers kept float (tinyc/quant/mixed.py)
+        self.eval, self.labels, self.keep_float = eval, labels, tuple(keep_float or ())
 
     def _after(self, name: str, g: Graph) -> None:
         if self.after_step is not None:
@@ -134,6 +137,11 @@ class Build:
         if self.calib and not self.quantize:
             raise TinycError("--calib is only used with --quantize int8 (calibration data quantizes a float model); "
                              "give samples to run with -i")
+        if (self.eval or self.labels or self.keep_float) and self.quantize != "int8":
+            flag = "--eval" if self.eval else "--labels" if self.labels else "--keep-float"
+            raise TinycError(f"{flag} is for a model tinyc quantizes: add --quantize int8 --calib FILE.npz")
+        if self.labels and not self.eval:
+            raise TinycError("--labels needs --eval FILE.npz (the samples they label)")
         if not self.quantize:
             return g
         if not self.calibration:
@@ -143,7 +151,7 @@ class Build:
         if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
             raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
         g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), self.calibration, self.method, self.percentile, self.io,
-                           self.progress, scheme=self.quantize)
+                           self.progress, scheme=self.quantize, keep_float=self.keep_float)
         self._after("quantize", g)
         return g
 
@@ -198,6 +206,30 @@ class Build:
         return quality(f_out, q_out, g)
 
     @cached_property
+    def evaluation(self) -> dict | None:
+        """--eval: int8 against float on the held-out samples (tinyc/quant/evaluate.py), with
+        --labels both accuracies, and the per-layer sensitivity ranking; None without --eval."""
+        from . import interpreter
+        from .data import load_samples
+        from .passes import run_passes
+        from .passes.pipeline import BEFORE_QUANTIZATION
+        from .quant import evaluate
+        from .quant.ptq import qdq_graph
+
+        if not self.eval:
+            return None
+        g = self.graph
+        samples = load_samples(self.eval, self.imported, "--eval")[0]
+        labels = evaluate.load_labels(self.labels, len(samples), self.imported) if self.labels else None
+        f_out = [interpreter.run(self.imported, s) for s in samples]
+        res = evaluate.evaluate(self.imported, g, samples, f_out, labels)
+        owners: dict[str, tuple[str, str]] = {}
+        qdq = qdq_graph(run_passes(copy.deepcopy(self.imported), BEFORE_QUANTIZATION), self.calibration, self.method,
+                        self.percentile, False, owners=owners)
+        res["sensitivity"], res["input_only_sqnr_db"] = evaluate.sensitivity(qdq, owners, samples, f_out)
+        return res
+
+    @cached_property
     def sizes(self) -> dict[str, Any] | None:
         """measure: code, data, bss and stack bytes of the compiled object (None on a native target
         or without the target's compiler)."""
@@ -215,6 +247,9 @@ class Build:
         if self.quality is not None:
             r["quantization"] = dict(method=self.method if self.quantize else "from the model (QDQ)",
                                      rounding=r["rounding"], outputs=self.quality)
+        if self.evaluation is not None:
+            r["quantization"]["eval"] = {k: v for k, v in self.evaluation.items() if k != "sensitivity"}
+            r["quantization"]["sensitivity"] = self.evaluation["sensitivity"]
         if self.sizes is not None:
             r["measured"] = self.sizes
         r["ram_bytes"], r["flash_bytes"] = totals(r)
