@@ -227,7 +227,29 @@ class Build:
         qdq = qdq_graph(run_passes(copy.deepcopy(self.imported), BEFORE_QUANTIZATION), self.calibration, self.method,
                         self.percentile, False, owners=owners)
         res["sensitivity"], res["input_only_sqnr_db"] = evaluate.sensitivity(qdq, owners, samples, f_out)
+        if self.method != "minmax":  # the same figures with minmax calibration, for advice
+            twin = self._twin(method="minmax")
+            mm = evaluate.evaluate(self.imported, twin.graph, samples, f_out)["outputs"]
+            res["minmax_sqnr_db"] = {n: v["sqnr_db"] for n, v in mm.items()}
+            res["advice"] = evaluate.method_advice(self.method, res, mm)
         return res
+
+    def _twin(self, **options: Any) -> Build:
+        """This build with other options (``options``: attributes), sharing the imported model and
+        the calibration samples; no --eval."""
+        twin = copy.copy(self)
+        keep = ("imported", "calibration")
+        twin.__dict__ = {k: v for k, v in self.__dict__.items()
+                         if k in keep or not isinstance(getattr(type(self), k, None), cached_property)}
+        twin.eval = twin.labels = twin.after_step = None
+        for k, v in options.items():
+            setattr(twin, k, v)
+        return twin
+
+    @cached_property
+    def all_int8(self) -> Build | None:
+        """With --keep-float: the same model with every layer int8 (its cost is against this one)."""
+        return self._twin(keep_float=()) if self.keep_float else None
 
     @cached_property
     def sizes(self) -> dict[str, Any] | None:
@@ -253,6 +275,13 @@ class Build:
         if self.sizes is not None:
             r["measured"] = self.sizes
         r["ram_bytes"], r["flash_bytes"] = totals(r)
+        if self.all_int8 is not None and "quantization" in r:
+            a = self.all_int8.report
+            r["quantization"]["keep_float"] = dict(
+                layers=list(self.keep_float), ram_bytes=r["ram_bytes"] - a["ram_bytes"],
+                flash_bytes=r["flash_bytes"] - a["flash_bytes"], all_int8_ram_bytes=a["ram_bytes"],
+                all_int8_flash_bytes=a["flash_bytes"], bytes_measured="measured" in r,
+                instructions="tinyc bench --keep-float measures them against all-int8")
         return r
 
     def enforce(self, ram_budget: int | None = None, flash_budget: int | None = None) -> None:

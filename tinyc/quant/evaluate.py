@@ -106,3 +106,38 @@ def sensitivity(qdq: Graph, owners: dict[str, tuple[str, str]], samples: list[di
             ranking.append(dict(layer=layer, sqnr_db=round(db, 2)))
     ranking.sort(key=lambda r: r["sqnr_db"])
     return ranking, input_db
+
+
+def render(res: dict, scheme: str = "int8") -> list[str]:
+    """The CLI's lines for an evaluation (``Build.evaluation``)."""
+    lines = []
+    for name, v in res["outputs"].items():
+        lines.append(f"{scheme} vs float on {res['samples']} --eval samples, output '{name}': SQNR {v['sqnr_db']:.1f} dB, "
+                     f"max abs error {v['max_abs_error']:.3g}, top-1 agreement {v['top1_agreement']:.1%}")
+    if "float_accuracy" in res:
+        lines.append(f"accuracy against --labels (output '{res['labels_output']}'): float {res['float_accuracy']:.1%}, "
+                     f"{scheme} {res['int8_accuracy']:.1%}")
+    rank = res.get("sensitivity") or []
+    if rank:
+        w = rank[0]
+        lines.append(f"most sensitive layer: '{w['layer']}' (only it in {scheme}: output SQNR {w['sqnr_db']:.1f} dB); "
+                     "ranking, worst first: " + ", ".join(f"{r['layer']} {r['sqnr_db']:.1f} dB" for r in rank[:8])
+                     + (", ..." if len(rank) > 8 else ""))
+    if res.get("input_only_sqnr_db") is not None:
+        lines.append(f"(the inputs' quantization alone, in every int8 model: {res['input_only_sqnr_db']:.1f} dB; "
+                     "not ranked)")
+    advice = res.get("advice")
+    if advice:
+        lines.append(advice)
+    return lines
+
+
+def method_advice(method: str, res: dict, minmax_outputs: dict) -> str | None:
+    """A line when --calib-method ``method`` gives a lower SQNR on the eval samples than minmax."""
+    worse = [(n, v["sqnr_db"], minmax_outputs[n]["sqnr_db"]) for n, v in res["outputs"].items()
+             if minmax_outputs[n]["sqnr_db"] > v["sqnr_db"]]
+    if not worse:
+        return None
+    n, a, b = worse[0]
+    return (f"advice: --calib-method {method} gives {a:.1f} dB on the --eval samples (output '{n}'), minmax "
+            f"{b:.1f} dB: use --calib-method minmax")
