@@ -379,6 +379,10 @@ def cmd_bench(args) -> int:
     with tempfile.TemporaryDirectory(prefix="tinyc-bench-") as tmp:
         build_dir = Path(args.build_dir) if args.build_dir else Path(tmp)
         r = count(build.model, target, build_dir, sample, timeout=args.timeout)
+        if build.all_int8 is not None:  # --keep-float: what it costs against all-int8
+            a = count(build.all_int8.model, target, build_dir / "all_int8", sample, timeout=args.timeout)
+            r["keep_float"] = dict(layers=list(build.keep_float), instructions=r["instructions_total"] - a["instructions_total"],
+                                   all_int8_instructions=a["instructions_total"])
     r.pop("outputs")
     if args.json:
         print(json.dumps(r, indent=2))
@@ -407,6 +411,10 @@ def cmd_bench(args) -> int:
     print(f"  memory traffic in total (the library included): flash read {r['flash_read_bytes']:,} B in "
           f"{r['flash_line_reads']:,} line reads, SRAM read {r['sram_read_bytes']:,} B, written {r['sram_write_bytes']:,} B, "
           f"other {r['other_access_bytes']:,} B")
+    if "keep_float" in r:
+        k = r["keep_float"]
+        print(f"  --keep-float {','.join(k['layers'])}: {k['instructions']:+,} instructions against all-int8 "
+              f"({k['all_int8_instructions']:,})")
     if est:
         print(f"  estimate: {r['estimated_cycles']:,} cycles = {r['estimated_latency_us']:,} us "
               f"({r['estimated_latency_us'] / 1000:,.2f} ms) per inference -- "

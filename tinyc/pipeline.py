@@ -142,6 +142,7 @@ class Build:
             raise TinycError(f"{flag} is for a model tinyc quantizes: add --quantize int8 --calib FILE.npz")
         if self.labels and not self.eval:
             raise TinycError("--labels needs --eval FILE.npz (the samples they label)")
+        self._eval_data  # noqa: B018 (bad --eval or --labels are errors before calibration)
         if not self.quantize:
             return g
         if not self.calibration:
@@ -206,11 +207,19 @@ class Build:
         return quality(f_out, q_out, g)
 
     @cached_property
+    def _eval_data(self) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+        """The --eval samples and the --labels (None without), checked."""
+        from .data import load_samples
+        from .quant import evaluate
+
+        samples = load_samples(self.eval, self.imported, "--eval")[0] if self.eval else []
+        return samples, evaluate.load_labels(self.labels, len(samples), self.imported) if self.labels else None
+
+    @cached_property
     def evaluation(self) -> dict | None:
         """--eval: int8 against float on the held-out samples (tinyc/quant/evaluate.py), with
         --labels both accuracies, and the per-layer sensitivity ranking; None without --eval."""
         from . import interpreter
-        from .data import load_samples
         from .passes import run_passes
         from .passes.pipeline import BEFORE_QUANTIZATION
         from .quant import evaluate
@@ -219,8 +228,7 @@ class Build:
         if not self.eval:
             return None
         g = self.graph
-        samples = load_samples(self.eval, self.imported, "--eval")[0]
-        labels = evaluate.load_labels(self.labels, len(samples), self.imported) if self.labels else None
+        samples, labels = self._eval_data
         f_out = [interpreter.run(self.imported, s) for s in samples]
         res = evaluate.evaluate(self.imported, g, samples, f_out, labels)
         owners: dict[str, tuple[str, str]] = {}
