@@ -188,3 +188,14 @@ def test_calibration_method_advice(tmp_path):
     assert ev["minmax_sqnr_db"]["probs"] > ev["outputs"]["probs"]["sqnr_db"]
     lines = [l for l in r.stdout.splitlines() if "advice:" in l]
     assert len(lines) == 1 and "--calib-method minmax" in lines[0]
+
+
+def test_html_report_shows_eval_sensitivity_and_keep_float(tmp_path):
+    model, _ = _outlier_model(tmp_path)
+    r = run_cli("report", str(model), "-t", "host", "--quantize", "int8", "--calib", str(tmp_path / "calib.npz"),
+                "--eval", str(tmp_path / "eval.npz"), "--keep-float", "scale_mul", "-o", str(tmp_path / "r.html"))
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert 'id="eval"' in html and 'id="keep-float"' in html
+    table = html[html.index('id="sensitivity"'):]
+    assert table.index("scale_mul") < table.index("fc0")
