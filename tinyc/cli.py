@@ -52,7 +52,8 @@ def _build(args, target=None, **options):
                   after_step=_dumper(getattr(args, "dump_ir", None)), inputs=getattr(args, "input", None),
                   count=getattr(args, "samples", 1), seed=getattr(args, "seed", 0), rounding=getattr(args, "rounding", None),
                   optimize=getattr(args, "optimize", None),
-                  flash_budget=_bytes_arg(getattr(args, "flash_budget", None), "--flash-budget"))
+                  flash_budget=_bytes_arg(getattr(args, "flash_budget", None), "--flash-budget"),
+                  eval=args.eval, labels=args.labels, keep_float=[x for x in (args.keep_float or "").split(",") if x])
     return Build(args.model, target, **{**shared, **options})
 
 
@@ -139,6 +140,7 @@ def cmd_compile(args) -> int:
         for name, v in q.items():
             print(f"  {args.quantize or 'int8'} vs float on {v['samples']} calibration samples, output '{name}': SQNR {v['sqnr_db']:.1f} dB, "
                   f"max abs error {v['max_abs_error']:.3g}, top-1 agreement {v['top1_agreement']:.1%}")
+    _print_quant_feedback(build)
     if args.report:
         html = Path(args.output) / "report.html"
         html.write_text(_html_report(args, build))
@@ -148,6 +150,21 @@ def cmd_compile(args) -> int:
         print(model.plan.render())
         _print_choices(r)
     return EXIT_OK
+
+
+def _print_quant_feedback(build) -> None:
+    """--eval's figures and --keep-float's cost (tinyc/quant/evaluate.py)."""
+    from .quant.evaluate import render
+
+    if build.evaluation is not None:
+        for line in render(build.evaluation, build.quantize):
+            print("  " + line)
+    k = build.report.get("quantization", {}).get("keep_float")
+    if k is not None:
+        how = "measured" if k["bytes_measured"] else "estimated"
+        print(f"  --keep-float {','.join(k['layers'])}: RAM {k['ram_bytes']:+,} B, flash {k['flash_bytes']:+,} B against "
+              f"all-int8 ({how}; {k['all_int8_ram_bytes']:,} B and {k['all_int8_flash_bytes']:,} B); instructions: "
+              "tinyc bench --keep-float")
 
 
 def _print_choices(report) -> None:
@@ -225,6 +242,7 @@ def cmd_verify(args) -> int:
         print(f"  the firmware's other code: {sum(n for _, n in library):,} B of C library and compiler routines the "
               f"model and the test harness call ({', '.join(f'{name} {n:,}' for name, n in library[:6])}"
               f"{', ...' if len(library) > 6 else ''}), {harness:,} B of test harness (startup, file I/O)")
+    _print_quant_feedback(build)
     ok = _compare_outputs(g.outputs, result.outputs, build, args.rtol)
     against = _against(oracle, tol, g, samples, result.outputs)
     if ok and against is None:
@@ -333,6 +351,10 @@ def cmd_bench(args) -> int:
     with tempfile.TemporaryDirectory(prefix="tinyc-bench-") as tmp:
         build_dir = Path(args.build_dir) if args.build_dir else Path(tmp)
         r = count(build.model, target, build_dir, sample, timeout=args.timeout)
+        if build.all_int8 is not None:  # --keep-float: what it costs against all-int8
+            a = count(build.all_int8.model, target, build_dir / "all_int8", sample, timeout=args.timeout)
+            r["keep_float"] = dict(layers=list(build.keep_float), instructions=r["instructions_total"] - a["instructions_total"],
+                                   all_int8_instructions=a["instructions_total"])
     r.pop("outputs")
     if args.json:
         print(json.dumps(r, indent=2))
@@ -361,6 +383,10 @@ def cmd_bench(args) -> int:
     print(f"  memory traffic in total (the library included): flash read {r['flash_read_bytes']:,} B in "
           f"{r['flash_line_reads']:,} line reads, SRAM read {r['sram_read_bytes']:,} B, written {r['sram_write_bytes']:,} B, "
           f"other {r['other_access_bytes']:,} B")
+    if "keep_float" in r:
+        k = r["keep_float"]
+        print(f"  --keep-float {','.join(k['layers'])}: {k['instructions']:+,} instructions against all-int8 "
+              f"({k['all_int8_instructions']:,})")
     if est:
         print(f"  estimate: {r['estimated_cycles']:,} cycles = {r['estimated_latency_us']:,} us "
               f"({r['estimated_latency_us'] / 1000:,.2f} ms) per inference -- "
@@ -395,7 +421,8 @@ def cmd_diff(args) -> int:
         summary["against"] = against.json
     if args.json:
         print(json.dumps(dict(model=args.model, target=target.name, samples=len(samples), inputs=origin,
-                              layers=[r.to_json() for r in rows], **summary), indent=2))
+                              layers=[r.to_json() for r in rows], **summary,
+                              **({"eval": build.evaluation} if build.evaluation else {})), indent=2))
     else:
         where = "natively" if target.emulator.kind == "native" else f"in {target.emulator.system} -M {target.emulator.machine}"
         print(f"tinyc diff: {args.model} on {target.name} ({where}), {len(samples)} sample(s): {origin}")
@@ -404,6 +431,7 @@ def cmd_diff(args) -> int:
         print(render_table(rows, summary, target.name, oracle.kind if oracle else None))
         if against:
             print(against.text)
+        _print_quant_feedback(build)
     return EXIT_MISMATCH if summary["first_divergence"] or (against and not against.ok) else EXIT_OK
 
 
@@ -520,6 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--calib", metavar="FILE", help="calibration inputs (.npz etc.; N samples stacked)")
         q.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "mse"])
         q.add_argument("--percentile", type=float, default=99.99, help="for --calib-method percentile")
+        q.add_argument("--eval", metavar="FILE.npz", help="held-out inputs: SQNR, max error and top-1 agreement of int8 "
+                       "against float on them, and the per-layer sensitivity ranking")
+        q.add_argument("--labels", metavar="FILE.npy", help="with --eval: class index per sample (shape (N,)); adds the "
+                       "float and int8 accuracy")
+        q.add_argument("--keep-float", metavar="LAYER,...", help="layers (node names, as the sensitivity ranking "
+                       "prints them) that stay float in the int8 model")
         q.add_argument("--io", choices=["float", "int8"],
                        help="int8 models: float I/O (quantized/dequantized in the generated code) or int8 I/O "
                             "(default: the model's own; float for --quantize)")

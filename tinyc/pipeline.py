@@ -61,7 +61,8 @@ class Build:
                  count: int = 1, seed: int = 0, calib_inputs: bool = False, progress: bool = True,
                  after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None,
                  rounding: str | None = None, optimize: str | None = None, flash_budget: int | None = None,
-                 arena_section: str | None = None):
+                 arena_section: str | None = None, eval: str | os.PathLike | None = None,
+                 labels: str | os.PathLike | None = None, keep_float: list[str] | None = None):
         from .passes.pipeline import DEFAULT
         from .quant import rounding as rounding_modes
 
@@ -87,6 +88,8 @@ class Build:
         self.rounding = rounding_modes.DEFAULT if rounding is None else rounding_modes.check(rounding)
         # the kernels' choice (tinyc/optimize.py): --optimize and the flash budget it must fit
         self.optimize, self.flash_budget = optimize, flash_budget
+        # held-out data for the quantization's figures, and layers kept float (tinyc/quant/mixed.py)
+        self.eval, self.labels, self.keep_float = eval, labels, tuple(keep_float or ())
 
     def _after(self, name: str, g: Graph) -> None:
         if self.after_step is not None:
@@ -158,6 +161,12 @@ class Build:
         if self.calib and not self.quantize:
             raise TinycError("--calib is only used with --quantize int8 (calibration data quantizes a float model); "
                              "give samples to run with -i")
+        if (self.eval or self.labels or self.keep_float) and self.quantize != "int8":
+            flag = "--eval" if self.eval else "--labels" if self.labels else "--keep-float"
+            raise TinycError(f"{flag} is for a model tinyc quantizes: add --quantize int8 --calib FILE.npz")
+        if self.labels and not self.eval:
+            raise TinycError("--labels needs --eval FILE.npz (the samples they label)")
+        self._eval_data  # noqa: B018 (bad --eval or --labels are errors before calibration)
         if not self.quantize:
             return g
         if not self.calibration:
@@ -167,7 +176,7 @@ class Build:
         if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
             raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
         g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), self.calibration, self.method, self.percentile, self.io,
-                           self.progress, scheme=self.quantize)
+                           self.progress, scheme=self.quantize, keep_float=self.keep_float)
         self._after("quantize", g)
         return g
 
@@ -222,6 +231,59 @@ class Build:
         return quality(f_out, q_out, g)
 
     @cached_property
+    def _eval_data(self) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+        """The --eval samples and the --labels (None without), checked."""
+        from .data import load_samples
+        from .quant import evaluate
+
+        samples = load_samples(self.eval, self.imported, "--eval")[0] if self.eval else []
+        return samples, evaluate.load_labels(self.labels, len(samples), self.imported) if self.labels else None
+
+    @cached_property
+    def evaluation(self) -> dict | None:
+        """--eval: int8 against float on the held-out samples (tinyc/quant/evaluate.py), with
+        --labels both accuracies, and the per-layer sensitivity ranking; None without --eval."""
+        from . import interpreter
+        from .passes import run_passes
+        from .passes.pipeline import BEFORE_QUANTIZATION
+        from .quant import evaluate
+        from .quant.ptq import qdq_graph
+
+        if not self.eval:
+            return None
+        g = self.graph
+        samples, labels = self._eval_data
+        f_out = [interpreter.run(self.imported, s) for s in samples]
+        res = evaluate.evaluate(self.imported, g, samples, f_out, labels)
+        owners: dict[str, tuple[str, str]] = {}
+        qdq = qdq_graph(run_passes(copy.deepcopy(self.imported), BEFORE_QUANTIZATION), self.calibration, self.method,
+                        self.percentile, False, owners=owners)
+        res["sensitivity"], res["input_only_sqnr_db"] = evaluate.sensitivity(qdq, owners, samples, f_out)
+        if self.method != "minmax":  # the same figures with minmax calibration, for advice
+            twin = self._twin(method="minmax")
+            mm = evaluate.evaluate(self.imported, twin.graph, samples, f_out)["outputs"]
+            res["minmax_sqnr_db"] = {n: v["sqnr_db"] for n, v in mm.items()}
+            res["advice"] = evaluate.method_advice(self.method, res, mm)
+        return res
+
+    def _twin(self, **options: Any) -> Build:
+        """This build with other options (``options``: attributes), sharing the imported model and
+        the calibration samples; no --eval."""
+        twin = copy.copy(self)
+        keep = ("imported", "calibration")
+        twin.__dict__ = {k: v for k, v in self.__dict__.items()
+                         if k in keep or not isinstance(getattr(type(self), k, None), cached_property)}
+        twin.eval = twin.labels = twin.after_step = None
+        for k, v in options.items():
+            setattr(twin, k, v)
+        return twin
+
+    @cached_property
+    def all_int8(self) -> Build | None:
+        """With --keep-float: the same model with every layer int8 (its cost is against this one)."""
+        return self._twin(keep_float=()) if self.keep_float else None
+
+    @cached_property
     def sizes(self) -> dict[str, Any] | None:
         """measure: code, data, bss and stack bytes of the compiled object (None on a native target
         or without the target's compiler)."""
@@ -239,9 +301,19 @@ class Build:
         if self.quality is not None:
             r["quantization"] = dict(method=self.method if self.quantize else "from the model (QDQ)",
                                      rounding=r["rounding"], outputs=self.quality)
+        if self.evaluation is not None:
+            r["quantization"]["eval"] = {k: v for k, v in self.evaluation.items() if k != "sensitivity"}
+            r["quantization"]["sensitivity"] = self.evaluation["sensitivity"]
         if self.sizes is not None:
             r["measured"] = self.sizes
         r["ram_bytes"], r["flash_bytes"] = totals(r)
+        if self.all_int8 is not None and "quantization" in r:
+            a = self.all_int8.report
+            r["quantization"]["keep_float"] = dict(
+                layers=list(self.keep_float), ram_bytes=r["ram_bytes"] - a["ram_bytes"],
+                flash_bytes=r["flash_bytes"] - a["flash_bytes"], all_int8_ram_bytes=a["ram_bytes"],
+                all_int8_flash_bytes=a["flash_bytes"], bytes_measured="measured" in r,
+                instructions="tinyc bench --keep-float measures them against all-int8")
         return r
 
     def enforce(self, ram_budget: int | None = None, flash_budget: int | None = None) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, QuantParams, Tensor
 from ..ops import get_op
+from ..quant.mixed import is_kept
 from . import Pass, register
 from .dce import remove_dead
 
@@ -193,6 +194,8 @@ class _Lowering:
             return None  # quantizes a graph input: stays as the boundary QuantizeLinear
         if p.op == "DequantizeLinear":
             return self._requantize(q, p, y)
+        if is_kept(p):
+            return None  # a float layer (--keep-float): its output is quantized as a graph input's is
         lo = hi = None
         op = get_op(p.op)
         if op.activation == "clamp" and self.single_use(f):
@@ -398,7 +401,7 @@ def _finish_boundaries(g: Graph) -> None:
                 out.data = value
                 continue
             users = cons.get(n.outputs[0], [])
-            if users:
+            if users and not all(is_kept(u) for u in users):
                 u = users[0]
                 if get_op(u.op).lowers_to_int8:  # e.g. onnxruntime's quantize_static leaves LogSoftmax in float by default
                     raise UnsupportedError(f"{u.op} node '{u.name}' reads int8 values but its output is not quantized (no "
@@ -410,7 +413,7 @@ def _finish_boundaries(g: Graph) -> None:
             n.attrs = {}
         elif n.op == "QuantizeLinear" and len(n.inputs) > 1:
             src = n.inputs[0]
-            if src not in g.inputs:
+            if src not in g.inputs and not is_kept(next((m for m in g.nodes if src in m.outputs), None)):
                 p = next((m for m in g.nodes if src in m.outputs), None)
                 what = f"{p.op} node '{p.name}'" if p else f"'{src}'"
                 raise UnsupportedError(f"QuantizeLinear node '{n.name}' quantizes the float output of {what}, which "

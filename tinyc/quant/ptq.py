@@ -41,8 +41,8 @@ def activations_to_quantize(g: Graph, scheme: str = "int8") -> list[str]:
     except an output that only feeds a fused Relu/Clip or a bias Add (it never exists in int8)."""
     cons = _consumers(g)
     int16 = scheme == "int16x8"
-    bad = sorted({f"{n.op} ('{n.name}')" for n in g.nodes
-                  if not get_op(n.op).lowers_to_int8 or (int16 and not get_op(n.op).int16x8)})
+    bad = sorted({f"{n.op} ('{n.name}')" for n in g.nodes if not n.attrs.get("keep_float") and (
+                  not get_op(n.op).lowers_to_int8 or (int16 and not get_op(n.op).int16x8))})
     if bad:
         raise UnsupportedError(f"{scheme} quantization: no {'16x8' if int16 else 'int8'} kernel for " + ", ".join(bad))
     names = [i for i in g.inputs if g.tensors[i].dtype == "f32"]
@@ -154,11 +154,36 @@ def _quantize_weight(g: Graph, n: Node, idx: int, axis: int, min_scale: np.ndarr
 
 
 def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str = "minmax",
-                   percentile: float = 99.99, io: str = "float", progress: bool = True, scheme: str = "int8") -> Graph:
+                   percentile: float = 99.99, io: str = "float", progress: bool = True, scheme: str = "int8",
+                   keep_float: tuple[str, ...] = ()) -> Graph:
     """Calibrate on ``samples`` and return the int8 (or 16x8) graph (integer ops after lower-qdq)."""
+    return lower(qdq_graph(g, samples, method, percentile, progress, scheme, keep_float), io)
+
+
+def lower(g: Graph, io: str = "float") -> Graph:
+    """The QDQ graph of ``qdq_graph`` as integer ops (--io int8: without the I/O quantization)."""
+    g = lower_qdq(g)
+    if io == "int8":
+        g = strip_io_quantization(g)
+    return g
+
+
+def qdq_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str = "minmax", percentile: float = 99.99,
+              progress: bool = True, scheme: str = "int8", keep_float: tuple[str, ...] = (),
+              owners: dict[str, tuple[str, str]] | None = None) -> Graph:
+    """The float graph calibrated on ``samples`` with QuantizeLinear/DequantizeLinear on every
+    activation and weight an integer kernel reads or writes. ``keep_float``: nodes (by name) that
+    stay float (``keep_float`` attribute; their weights stay float, their input and output are
+    dequantized and quantized around them). ``owners`` (filled in): each DequantizeLinear's name ->
+    (the layer it belongs to, the float tensor it stands for; "" for a graph input's)."""
+    from .mixed import mark_keep_float
+
+    mark_keep_float(g, keep_float)
     if scheme == "int8":
-        g.nodes = [m for n in list(g.nodes) for m in (get_op(n.op).int8_form(n, g) or [n])]
+        g.nodes = [m for n in list(g.nodes) for m in
+                   ((None if n.attrs.get("keep_float") else get_op(n.op).int8_form(n, g)) or [n])]
     names = activations_to_quantize(g, scheme)
+    prod = {o: n for n in g.nodes for o in n.outputs}
     ranges = calibrate.collect(g, samples, names, method, percentile, progress)
     for key in [k for k in ranges if isinstance(k, tuple)]:  # a node's internal values (Op.internal_ranges)
         n = next(n for n in g.nodes if n.name == key[0])
@@ -177,6 +202,9 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
         if bias is not None and bias.is_const and n.inputs[0] in params and scheme == "int8":
             # |bias / (x_scale * w_scale)| must stay well inside int32 (16x8 biases are int64)
             floor = np.abs(bias.data.astype(np.float64)).reshape(-1) / (params[n.inputs[0]][0] * 2.0**30)
+        if n.attrs.get("keep_float"):
+            continue
+        before = list(n.inputs)
         if weight is not None:
             _quantize_weight(g, n, *weight, floor)
         elif op.quantizes_const_operands:
@@ -185,11 +213,18 @@ def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str =
             for idx, x in enumerate(n.inputs):
                 if x is not None and g.tensors[x].is_const and g.tensors[x].dtype == "f32" and not fc_bias:
                     _quantize_operand(g, n, idx, scheme)
+        if owners is not None:  # the constants now read through a DequantizeLinear
+            by_out = {m.outputs[0]: m for m in g.nodes}
+            owners.update({by_out[new].name: (n.name, old) for old, new in zip(before, n.inputs) if old != new})
     for name in names:
         _add_qdq(g, name, *params[name], scheme)
-    g = lower_qdq(g)
-    if io == "int8":
-        g = strip_io_quantization(g)
+        if owners is not None:
+            p = prod.get(name)
+            inner = prod.get(p.inputs[0]) if p is not None and p.inputs else None
+            if p is not None and get_op(p.op).activation == "clamp" and inner is not None and p.inputs[0] not in names:
+                p = inner  # a fused activation: the layer is the op it is fused into
+            q = next(m for m in g.nodes if m.name == f"{name}/quantize")
+            owners[f"{name}/dequantize"] = (p.name if p is not None else "", q.inputs[0])
     return g
 
 
