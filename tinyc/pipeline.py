@@ -54,7 +54,7 @@ class Build:
                  count: int = 1, seed: int = 0, calib_inputs: bool = False, progress: bool = True,
                  after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None,
                  rounding: str | None = None, optimize: str | None = None, flash_budget: int | None = None,
-                 arena_section: str | None = None):
+                 arena_section: str | None = None, placeholder_calib: bool = False):
         from .passes.pipeline import DEFAULT
         from .quant import rounding as rounding_modes
 
@@ -75,6 +75,9 @@ class Build:
         self.rounding = rounding_modes.DEFAULT if rounding is None else rounding_modes.check(rounding)
         # the kernels' choice (tinyc/optimize.py): --optimize and the flash budget it must fit
         self.optimize, self.flash_budget = optimize, flash_budget
+        # --quantize without --calib (tinyc check, fit advice): random samples stand in for calibration
+        # data; sizes and kernels do not depend on the ranges they give, accuracy does
+        self.placeholder_calib = placeholder_calib
 
     def _after(self, name: str, g: Graph) -> None:
         if self.after_step is not None:
@@ -136,16 +139,36 @@ class Build:
                              "give samples to run with -i")
         if not self.quantize:
             return g
-        if not self.calibration:
-            raise TinycError(f"--quantize {self.quantize} needs calibration data: --calib FILE.npz")
+        samples = self.calibration or self._placeholder_samples()
         if self.io == "int8" and self.quantize != "int8":
             raise TinycError(f"--io int8 is for int8 models; a --quantize {self.quantize} model has float I/O")
         if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
             raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
-        g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), self.calibration, self.method, self.percentile, self.io,
-                           self.progress, scheme=self.quantize)
+        g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), samples, self.method, self.percentile, self.io,
+                           self.progress and bool(self.calibration), scheme=self.quantize)
         self._after("quantize", g)
         return g
+
+    def _placeholder_samples(self) -> list[dict[str, np.ndarray]]:
+        """Random inputs of the model's shapes in place of calibration data (placeholder_calib)."""
+        from .data import random_samples
+
+        if not self.placeholder_calib:
+            raise TinycError(f"--quantize {self.quantize} needs calibration data: --calib FILE.npz")
+        return random_samples(self.imported, 2, 0)
+
+    def variant(self, **changes: Any) -> "Build":
+        """The same build with some options changed (fit advice): the import is shared, every later
+        step is computed anew."""
+        b = copy.copy(self)
+        kept = ("imported",) if "calib" in changes else ("imported", "calibration")
+        for key, value in vars(type(self)).items():
+            if isinstance(value, cached_property) and key not in kept:
+                b.__dict__.pop(key, None)
+        for key, value in changes.items():
+            setattr(b, key, value)
+        b.after_step = None
+        return b
 
     @cached_property
     def graph(self) -> Graph:
@@ -221,10 +244,12 @@ class Build:
         return r
 
     def enforce(self, ram_budget: int | None = None, flash_budget: int | None = None) -> None:
-        """A model over budget (the board's, when not given; 0: none) is an error."""
+        """A model over budget (the board's, when not given; 0: none) is an error listing the
+        options that would make it fit."""
         from .budget import enforce
+        from .fit import options
 
-        enforce(self.report, self.target, ram_budget, flash_budget)
+        enforce(self.report, self.target, ram_budget, flash_budget, lambda r, f: options(self, r, f))
 
     @cached_property
     def samples(self) -> Samples:
