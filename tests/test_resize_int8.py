@@ -61,3 +61,74 @@ def test_int8_resize_bilinear_equals_tflite_micro(case, tmp_path):
         got = run_on_target(model, get_target(target), tmp_path / target, feeds).outputs
         for k, (o, w) in enumerate(zip(got, want)):
             np.testing.assert_array_equal(o[g.outputs[0]], w, err_msg=f"{target} sample {k}")
+
+
+def _unet(path, mode):
+    """A small U-Net: conv, two 2x2 max-pool downsamplings, two bilinear x2 upsamplings with an Add
+    and a Concat skip connection, a conv head."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, nodes = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up2")], []
+
+    def conv(x, y, cin, cout, name, relu=True):
+        w = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2 / (9 * cin))).astype(np.float32)
+        inits.extend([numpy_helper.from_array(w, name + ".w"),
+                      numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(np.float32), name + ".b")])
+        nodes.append(helper.make_node("Conv", [x, name + ".w", name + ".b"], [y + "_c" if relu else y], pads=[1, 1, 1, 1], name=name))
+        if relu:
+            nodes.append(helper.make_node("Relu", [y + "_c"], [y], name=name + "_relu"))
+
+    def up(x, y, name):
+        nodes.append(helper.make_node("Resize", [x, "", "up2"], [y], mode="linear", coordinate_transformation_mode=mode, name=name))
+
+    conv("x", "e1", 1, 8, "enc1")
+    nodes.append(helper.make_node("MaxPool", ["e1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], name="down1"))
+    conv("p1", "e2", 8, 16, "enc2")
+    nodes.append(helper.make_node("MaxPool", ["e2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2], name="down2"))
+    conv("p2", "m", 16, 16, "mid")
+    up("m", "u2", "up2_bilinear")
+    nodes.append(helper.make_node("Add", ["u2", "e2"], ["s2"], name="skip2"))
+    conv("s2", "d2", 16, 8, "dec2")
+    up("d2", "u1", "up1_bilinear")
+    nodes.append(helper.make_node("Concat", ["u1", "e1"], ["c1"], axis=1, name="skip1"))
+    conv("c1", "y", 16, 2, "head", relu=False)
+    g = helper.make_graph(nodes, "unet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 16, 16])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, path)
+
+
+@pytest.mark.parametrize("mode", ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"])
+def test_unet_with_bilinear_upsampling_quantizes_and_verifies(mode, tmp_path):
+    import onnxruntime as ort
+
+    from tinyc.pipeline import Build
+
+    from .conftest import run_cli
+
+    _unet(tmp_path / "unet.onnx", mode)
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16, 1, 1, 16, 16)).astype(np.float32))
+    held_out = [{"x": rng.standard_normal((1, 1, 16, 16)).astype(np.float32)} for _ in range(8)]
+    r = run_cli("check", str(tmp_path / "unet.onnx"), "-t", "cortex-m4", "--quantize", "int8")
+    assert r.returncode == 0 and "fits" in r.stdout, r.stdout + r.stderr
+    build = Build(tmp_path / "unet.onnx", get_target("cortex-m4"), quantize="int8", calib=tmp_path / "calib.npz", progress=False)
+    g = build.graph
+    assert [g.tensors[n.inputs[0]].dtype for n in g.nodes if n.op == "Resize"] == ["s8", "s8"]
+    kernels = [n.attrs.get("kernel") for n in build.model.graph.nodes if n.op == "Resize"]
+    assert kernels == ["s8.resize_bilinear"] * 2, kernels
+    # int8 vs float (onnxruntime) on held-out inputs
+    sess = ort.InferenceSession(str(tmp_path / "unet.onnx"))
+    want = np.concatenate([sess.run(None, s)[0] for s in held_out])
+    got = np.concatenate([interpreter.run(g, s)[g.outputs[0]] for s in held_out])
+    sqnr = 10 * np.log10(np.sum(want ** 2) / np.sum((want - got) ** 2))
+    print(f"{mode}: int8 vs float SQNR {sqnr:.1f} dB on {len(held_out)} held-out inputs")
+    assert sqnr > 30
+    if mode == "half_pixel":
+        need_arm()
+    r = run_cli("verify", str(tmp_path / "unet.onnx"), "-t", "host" if mode != "half_pixel" else "cortex-m4",
+                "--quantize", "int8", "--calib", str(tmp_path / "calib.npz"))
+    assert r.returncode == 0 and "PASS" in r.stdout, r.stdout + r.stderr

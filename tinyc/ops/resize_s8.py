@@ -1,5 +1,6 @@
 """int8 bilinear Resize with TFLite's RESIZE_BILINEAR integer semantics (ResizeBilinearInteger):
-per resized axis, the step in/out in 1/1024 (rounded to nearest; (in - 1) / (out - 1) with
+per resized axis (of an ONNX model: half_pixel, pytorch_half_pixel as half_pixel, align_corners
+or asymmetric), the step in/out in 1/1024 (rounded to nearest; (in - 1) / (out - 1) with
 align_corners), the source coordinate y * step (+ step / 2 - 512 with half-pixel centres), the
 two source rows floor and ceil of it (clamped to the axis) with weights 1024 - frac and frac; the
 output is the weighted sum divided by 2^(10 x resized axes), rounded as the graph's rounding mode
@@ -15,7 +16,8 @@ from ..quant.fixedpoint import _trunc_div_pow2
 from ..quant.rounding import SINGLE
 
 ONE = 1 << 10
-MODES = ("half_pixel", "align_corners", "asymmetric")
+MODES = ("half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel")  # (the last: PyTorch's bilinear export,
+# half_pixel for outputs longer than 1)
 
 
 def check(node, shape) -> list[int]:
@@ -30,6 +32,8 @@ def check(node, shape) -> list[int]:
         raise UnsupportedError(f"{what}: int8 linear has coordinate_transformation_mode {', '.join(MODES)} "
                                f"(TFLite's), not {a['coordinate_transformation_mode']}")
     resized = [ax for ax, (n_in, n_out) in enumerate(zip(shape, a["sizes"])) if n_in != n_out]
+    if a["coordinate_transformation_mode"] == "pytorch_half_pixel" and any(a["sizes"][ax] == 1 for ax in resized):
+        raise UnsupportedError(f"{what}: int8 linear with pytorch_half_pixel needs outputs longer than 1")
     if len(shape) != 4 or 0 in resized or len(resized) > 2:
         raise UnsupportedError(f"{what}: int8 linear resizes the two spatial axes of a 4-D tensor "
                                f"(input {list(shape)}, output {list(a['sizes'])})")
@@ -43,7 +47,7 @@ def axis_table(mode: str, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray
     else:
         step = (ONE * n_in + n_out // 2) // n_out
     v = np.arange(n_out, dtype=np.int64) * step
-    if mode == "half_pixel":
+    if mode in ("half_pixel", "pytorch_half_pixel"):
         v = v + step // 2 - ONE // 2
     lo = np.maximum(v, 0) // ONE  # (C's division of a value >= -512 truncates to 0 below zero)
     hi = np.minimum((v + ONE - 1) // ONE, n_in - 1)
