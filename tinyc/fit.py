@@ -37,8 +37,8 @@ def _candidates(build: "Build") -> list[tuple[str, dict]]:
 
 
 def options(build: "Build", ram_budget: int, flash_budget: int) -> list[str]:
-    """The options that change the model's RAM or flash, each with its totals or savings and whether
-    the model then fits; then the targets whose boards hold the model as it is (or, with none,
+    """The options that lower the RAM or flash the model is over budget in, each with its totals and
+    savings and whether the model then fits; then the targets whose boards hold the model as it is (or, with none,
     a smaller model variant)."""
     from .targets import all_targets
 
@@ -52,8 +52,8 @@ def options(build: "Build", ram_budget: int, flash_budget: int) -> list[str]:
             r, f = totals(build.variant(**changes).report)
         except TinycError:
             continue
-        if (r, f) == (ram, flash):
-            continue
+        if not ((ram_budget and ram > ram_budget and r < ram) or (flash_budget and flash > flash_budget and f < flash)):
+            continue  # no help where the model is over
         alone = alone or (flag == "--quantize int8" and fits(r, f))
         delta = ", ".join(f"{what} {d:+,} B" for what, d in (("RAM", r - ram), ("flash", f - flash)) if d)
         out.append(f"{flag} (RAM {r:,} B, flash {f:,} B: {delta}; {'fits' if fits(r, f) else 'does not fit'})")
