@@ -13,7 +13,7 @@ from tinyc.check import check
 from tinyc.pipeline import Build
 from tinyc.targets import get_target
 
-from .conftest import ROOT, need_tools, run_cli
+from .conftest import ROOT, need_tools, run_cli, shared_model
 
 DIGITS = ROOT / "examples" / "digits"
 
@@ -112,3 +112,23 @@ def test_verify_warns_when_the_board_is_too_small(tmp_path):
     assert "flash budget of 4,096 B" in warnings[0] and "verify goes on" in warnings[0]
     r = run_cli("verify", str(model), "-t", "cortex-m4")
     assert r.returncode == 0 and "warning:" not in r.stderr
+
+
+def test_mlperf_ad_float_over_flash_gets_int8_sizes_without_calibration(tmp_path):
+    """MLPerf Tiny's float AD model (1.06 MB of weights) on cortex-m4's 1 MiB: check --quantize int8
+    without data gives the sizes compile --quantize int8 gives with the real samples, and the float
+    compile's error offers --quantize int8 with those bytes."""
+    need_tools("arm-none-eabi-gcc")
+    model = shared_model("mlperf-tiny/ad_float.onnx")
+    np.savez(tmp_path / "calib.npz", input_1=np.load(shared_model("mlperf-tiny/samples.npz"))["ad_float"][:8])
+    res = check(Build(model, get_target("cortex-m4"), quantize="int8", problems=[], placeholder_calib=True))
+    rep = _compiled(tmp_path, "q", str(model), "--quantize", "int8", "--calib", str(tmp_path / "calib.npz"))
+    assert (res.details["arena_bytes"], res.details["io_bytes"], res.ram_bytes) == \
+        (rep["arena_bytes"], rep["io_bytes"], rep["ram_bytes"])
+    # one layer's requantization takes the fast form (a table of 12 B per channel, less code) with
+    # the real ranges only: the weights differ by that table (1,536 B of 290,944), the flash by 364 B
+    assert rep["weights_bytes"] - res.details["weights_bytes"] == 128 * 12
+    assert abs(rep["flash_bytes"] - res.flash_bytes) <= rep["flash_bytes"] // 200
+    r = run_cli("compile", str(model), "-t", "cortex-m4", "-o", str(tmp_path / "f"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert _option(r.stderr, "--quantize int8") == (res.ram_bytes, res.flash_bytes, "fits")

@@ -474,9 +474,9 @@ def cmd_check(args) -> int:
     res = check(build)
     print(f"tinyc check: {args.model} for {target.name} ({target.board or 'no board'})")
     if args.quantize and not args.calib:
-        print(f"  --quantize {args.quantize} without --calib: placeholder ranges from random inputs; kernels, arena, "
-              "I/O and weights do not depend on them (code only by a few bytes of constants), accuracy does: measure it "
-              "with --calib")
+        print(f"  --quantize {args.quantize} without --calib: placeholder ranges from random inputs; kernels, arena "
+              "and I/O do not depend on them, weights and code only where a requantization's form does (a few bytes "
+              "per channel), accuracy does: measure it with --calib")
     if res.problems:
         for p in res.problems:
             print(f"  cannot compile: {p}")

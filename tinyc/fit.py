@@ -1,6 +1,6 @@
 """Fit advice: when a model is over the board's RAM or flash budget, the options that would make
 it fit, each with its effect in bytes computed by building the model that way (quantization with
-placeholder ranges: the sizes do not depend on them) rather than estimated."""
+placeholder ranges: arena and I/O do not depend on them, weights and code barely) rather than estimated."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -76,7 +76,8 @@ class Build:
         # the kernels' choice (tinyc/optimize.py): --optimize and the flash budget it must fit
         self.optimize, self.flash_budget = optimize, flash_budget
         # --quantize without --calib (tinyc check, fit advice): random samples stand in for calibration
-        # data; sizes and kernels do not depend on the ranges they give, accuracy does
+        # data; kernels, arena and I/O do not depend on the ranges they give (weights and code only
+        # where a requantization's form does), accuracy does
         self.placeholder_calib = placeholder_calib
 
     def _after(self, name: str, g: Graph) -> None:
