@@ -54,10 +54,13 @@ def test_check_quantize_int8_needs_no_calibration_and_gives_compiles_sizes(tmp_p
     assert res.flash_bytes - rep["flash_bytes"] in range(-16, 17)
 
 
-def test_check_quantize_int8_names_ops_without_int8_kernel(tmp_path):
+def test_check_quantize_int8_names_every_op_without_int8_kernel(tmp_path):
     w = np.random.default_rng(0).standard_normal((4, 1, 3, 3)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w"], ["h"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Resize", ["h", "", "sc"], ["y"], mode="cubic", name="up_cubic")]
+             helper.make_node("Resize", ["h", "", "sc"], ["u"], mode="cubic", name="up_cubic"),
+             helper.make_node("Resize", ["u", "", "sc"], ["v"], mode="linear",
+                              coordinate_transformation_mode="tf_crop_and_resize", name="up_crop"),
+             helper.make_node("ReduceSumSquare", ["v"], ["y"], axes=[2, 3], name="rss")]
     g = helper.make_graph(nodes, "rc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                           [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc")])
@@ -65,8 +68,10 @@ def test_check_quantize_int8_names_ops_without_int8_kernel(tmp_path):
     m.ir_version = 8
     onnx.save(m, tmp_path / "m.onnx")
     r = run_cli("check", str(tmp_path / "m.onnx"), "-t", "cortex-m4", "--quantize", "int8")
-    assert r.returncode == 2 and "'up_cubic'" in r.stdout, r.stdout + r.stderr
-    assert run_cli("check", str(tmp_path / "m.onnx"), "-t", "cortex-m4").returncode == 0  # float has a kernel
+    assert r.returncode == 2, r.stdout + r.stderr
+    for name in ("ReduceSumSquare ('rss')", "'up_cubic'", "'up_crop'"):
+        assert name in r.stdout, name
+    assert run_cli("check", str(tmp_path / "m.onnx"), "-t", "cortex-m4").returncode == 0  # float has kernels
 
 
 def _option(stderr, flag):
