@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .codegen import GeneratedModel
 from .elf import Elf, Symbol
@@ -48,11 +48,15 @@ def totals(report: dict[str, Any]) -> tuple[int, int]:
     return ram, m["code_bytes"] + m["rodata_bytes"] + m["data_bytes"] + blob
 
 
-def enforce(report: dict[str, Any], target: Target, ram_budget: int | None, flash_budget: int | None) -> None:
-    """A model that does not fit is an error naming what it needs and the budget."""
+def enforce(report: dict[str, Any], target: Target, ram_budget: int | None, flash_budget: int | None,
+            advice: Callable[[int, int], list[str]] | None = None) -> None:
+    """A model that does not fit is an error naming what it needs and the budget, and with
+    ``advice(ram_budget, flash_budget)`` the options that would make it fit (tinyc/fit.py)."""
     ram, flash = totals(report)
     ram_budget = target.ram_bytes if ram_budget is None else ram_budget
     flash_budget = target.flash_bytes if flash_budget is None else flash_budget
+    fix = lambda what: (f"; options: {', '.join(advice(ram_budget, flash_budget))}, or raise it with --{what}-budget"
+                        if advice else f"; raise it with --{what}-budget or pick a bigger target")
     where = f" ({target.board})" if target.board else ""
     m = report.get("measured") or {}
     if ram_budget and ram > ram_budget:
@@ -60,11 +64,11 @@ def enforce(report: dict[str, Any], target: Target, ram_budget: int | None, flas
                 (f" + state {report['state_bytes']:,}" if "state_bytes" in report else "") + \
                 (f" + stack ~{m['stack_bytes_estimate']:,}" if "stack_bytes_estimate" in m else "")
         raise TinycError(f"the model needs {ram:,} B of RAM ({parts}), more than the RAM budget of {ram_budget:,} B"
-                         f"{where}; raise it with --ram-budget or pick a bigger target")
+                         f"{where}{fix('ram')}")
     if flash_budget and flash > flash_budget:
         parts = f"weights {report['weights_bytes']:,}" + (f", code {m['code_bytes']:,}" if m else "")
         raise TinycError(f"the model needs {flash:,} B of flash ({parts}), more than the flash budget of {flash_budget:,} B"
-                         f"{where}; raise it with --flash-budget or pick a bigger target")
+                         f"{where}{fix('flash')}")
 
 
 # The test firmware's own functions (startup, file I/O, fault handlers): not part of the model.

@@ -205,6 +205,7 @@ def cmd_verify(args) -> int:
     samples, expected, origin = build.samples.feeds, build.samples.expected, build.samples.origin
     oracle, tol = from_args(args, build)
     model = build.model
+    _warn_fit(build, target, args)
     if args.emulator == "renode":
         if args.weights_blob:
             raise TinycError("--weights-blob is not supported with --emulator renode yet (the Renode firmware "
@@ -253,6 +254,19 @@ def cmd_verify(args) -> int:
     if against is not None:
         print(f"FAIL {against}")
     return EXIT_MISMATCH
+
+
+def _warn_fit(build, target, args) -> None:
+    """verify runs what compile would refuse for the board (the emulated machine may be bigger), and says so."""
+    from .budget import enforce
+
+    if target.emulator.kind == "native":
+        return
+    try:
+        enforce({**build.model.report, **({"measured": build.sizes} if build.sizes else {})}, target, None,
+                _bytes_arg(args.flash_budget, "--flash-budget"))
+    except TinycError as e:
+        print(f"tinyc: warning: {e} (compile would refuse it; verify goes on)", file=sys.stderr)
 
 
 def _reference_with_progress(build) -> None:
@@ -456,8 +470,13 @@ def cmd_check(args) -> int:
     from .check import check
 
     target = _target(args)
-    res = check(_build(args, target, problems=[]))
+    build = _build(args, target, problems=[], placeholder_calib=True)
+    res = check(build)
     print(f"tinyc check: {args.model} for {target.name} ({target.board or 'no board'})")
+    if args.quantize and not args.calib:
+        print(f"  --quantize {args.quantize} without --calib: placeholder ranges from random inputs; kernels, arena "
+              "and I/O do not depend on them, weights and code only where a requantization's form does (a few bytes "
+              "per channel), accuracy does: measure it with --calib")
     if res.problems:
         for p in res.problems:
             print(f"  cannot compile: {p}")
@@ -472,6 +491,9 @@ def cmd_check(args) -> int:
           + (f" + state {state:,} B" if state else "") + (f" + stack ~{stack:,} B" if stack else "") + f") of {budget(target.ram_bytes)}")
     print(f"  flash {res.flash_bytes:,} B ({how}; weights {res.details['weights_bytes']:,} B) of {budget(target.flash_bytes)}")
     if not res.fits(target):
+        from .fit import options
+
+        print(f"  options: {', '.join(options(build, target.ram_bytes, target.flash_bytes))}")
         print(f"tinyc: error: the model does not fit {target.name}'s board ({target.board})", file=sys.stderr)
         return EXIT_USAGE
     print("  fits")

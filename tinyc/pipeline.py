@@ -62,7 +62,8 @@ class Build:
                  after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None,
                  rounding: str | None = None, optimize: str | None = None, flash_budget: int | None = None,
                  arena_section: str | None = None, eval: str | os.PathLike | None = None,
-                 labels: str | os.PathLike | None = None, keep_float: list[str] | None = None):
+                 labels: str | os.PathLike | None = None, keep_float: list[str] | None = None,
+                 placeholder_calib: bool = False):
         from .passes.pipeline import DEFAULT
         from .quant import rounding as rounding_modes
 
@@ -90,6 +91,10 @@ class Build:
         self.optimize, self.flash_budget = optimize, flash_budget
         # held-out data for the quantization's figures, and layers kept float (tinyc/quant/mixed.py)
         self.eval, self.labels, self.keep_float = eval, labels, tuple(keep_float or ())
+        # --quantize without --calib (tinyc check, fit advice): random samples stand in for calibration
+        # data; kernels, arena and I/O do not depend on the ranges they give (weights and code only
+        # where a requantization's form does), accuracy does
+        self.placeholder_calib = placeholder_calib
 
     def _after(self, name: str, g: Graph) -> None:
         if self.after_step is not None:
@@ -169,16 +174,37 @@ class Build:
         self._eval_data  # noqa: B018 (bad --eval or --labels are errors before calibration)
         if not self.quantize:
             return g
-        if not self.calibration:
-            raise TinycError(f"--quantize {self.quantize} needs calibration data: --calib FILE.npz")
+        samples = self.calibration or self._placeholder_samples()
         if self.io == "int8" and self.quantize != "int8":
             raise TinycError(f"--io int8 is for int8 models; a --quantize {self.quantize} model has float I/O")
         if any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
             raise TinycError("the model is already quantized (QDQ); compile it without --quantize")
-        g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), self.calibration, self.method, self.percentile, self.io,
-                           self.progress, scheme=self.quantize, keep_float=self.keep_float)
+        g = quantize_graph(run_passes(g, BEFORE_QUANTIZATION), samples, self.method, self.percentile, self.io,
+                           self.progress and bool(self.calibration), scheme=self.quantize, keep_float=self.keep_float)
         self._after("quantize", g)
         return g
+
+    def _placeholder_samples(self) -> list[dict[str, np.ndarray]]:
+        """Random inputs of the model's shapes in place of calibration data (placeholder_calib)."""
+        from .data import random_samples
+
+        if not self.placeholder_calib:
+            raise TinycError(f"--quantize {self.quantize} needs calibration data: --calib FILE.npz")
+        return random_samples(self.imported, 2, 0)
+
+    def variant(self, **changes: Any) -> "Build":
+        """The same build with some options changed (fit advice, the all-int8 twin of --keep-float,
+        minmax for --eval's advice): the import (and, unless ``calib`` changes, the calibration
+        samples) is shared, every later step is computed anew; no --eval."""
+        b = copy.copy(self)
+        kept = ("imported",) if "calib" in changes else ("imported", "calibration")
+        for key, value in vars(type(self)).items():
+            if isinstance(value, cached_property) and key not in kept:
+                b.__dict__.pop(key, None)
+        b.after_step = b.eval = b.labels = None
+        for key, value in changes.items():
+            setattr(b, key, value)
+        return b
 
     @cached_property
     def graph(self) -> Graph:
@@ -260,28 +286,16 @@ class Build:
                         self.percentile, False, owners=owners)
         res["sensitivity"], res["input_only_sqnr_db"] = evaluate.sensitivity(qdq, owners, samples, f_out)
         if self.method != "minmax":  # the same figures with minmax calibration, for advice
-            twin = self._twin(method="minmax")
+            twin = self.variant(method="minmax")
             mm = evaluate.evaluate(self.imported, twin.graph, samples, f_out)["outputs"]
             res["minmax_sqnr_db"] = {n: v["sqnr_db"] for n, v in mm.items()}
             res["advice"] = evaluate.method_advice(self.method, res, mm)
         return res
 
-    def _twin(self, **options: Any) -> Build:
-        """This build with other options (``options``: attributes), sharing the imported model and
-        the calibration samples; no --eval."""
-        twin = copy.copy(self)
-        keep = ("imported", "calibration")
-        twin.__dict__ = {k: v for k, v in self.__dict__.items()
-                         if k in keep or not isinstance(getattr(type(self), k, None), cached_property)}
-        twin.eval = twin.labels = twin.after_step = None
-        for k, v in options.items():
-            setattr(twin, k, v)
-        return twin
-
     @cached_property
     def all_int8(self) -> Build | None:
         """With --keep-float: the same model with every layer int8 (its cost is against this one)."""
-        return self._twin(keep_float=()) if self.keep_float else None
+        return self.variant(keep_float=()) if self.keep_float else None
 
     @cached_property
     def sizes(self) -> dict[str, Any] | None:
@@ -317,10 +331,12 @@ class Build:
         return r
 
     def enforce(self, ram_budget: int | None = None, flash_budget: int | None = None) -> None:
-        """A model over budget (the board's, when not given; 0: none) is an error."""
+        """A model over budget (the board's, when not given; 0: none) is an error listing the
+        options that would make it fit."""
         from .budget import enforce
+        from .fit import options
 
-        enforce(self.report, self.target, ram_budget, flash_budget)
+        enforce(self.report, self.target, ram_budget, flash_budget, lambda r, f: options(self, r, f))
 
     @cached_property
     def samples(self) -> Samples:

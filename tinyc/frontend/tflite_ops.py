@@ -293,6 +293,22 @@ def _concat(c: _Op, op) -> None:
     c.emit("Concat", ins, {"axis": int(opts.Axis())}, opts.FusedActivationFunction())  # (Concat checks the axis)
 
 
+def _resize_bilinear(c: _Op, op) -> None:
+    """RESIZE_BILINEAR on NHWC: a linear Resize of axes 1 and 2 (int8: TFLite's integer arithmetic)."""
+    r = c.r
+    opts = c.options("ResizeBilinearOptions")
+    x = c.input(0, rank=4)
+    size = [int(v) for v in np.asarray(r.const(c.input(1))).reshape(-1)]
+    if len(size) != 2 or min(size) <= 0:
+        c.fail(f"size {size} (expected two positive lengths)")
+    if opts.AlignCorners() and opts.HalfPixelCenters():
+        c.fail("align_corners and half_pixel_centers are both set (TFLite refuses it)")
+    mode = "align_corners" if opts.AlignCorners() else "half_pixel" if opts.HalfPixelCenters() else "asymmetric"
+    n, _, _, ch = r.shape(x)
+    c.emit("Resize", [r.value(x)], {"mode": "linear", "coordinate_transformation_mode": mode,
+                                     "sizes": [int(n), *size, int(ch)]})
+
+
 def _strided_slice(c: _Op, op) -> None:
     r = c.r
     opts = c.options("StridedSliceOptions")
@@ -492,6 +508,7 @@ _MAP: dict[str, Callable] = {
     "PADV2": _pad,
     "CONCATENATION": _concat,
     "STRIDED_SLICE": _strided_slice,
+    "RESIZE_BILINEAR": _resize_bilinear,
     "TRANSPOSE": _transpose,
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,

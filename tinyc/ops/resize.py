@@ -10,7 +10,8 @@ import numpy as np
 
 from ..codegen.cnames import CTYPES, c_float
 from ..errors import UnsupportedError
-from . import Kernel, Op, axes_in_range, copy_kernel, register
+from ..quant.rounding import active as active_rounding
+from . import Kernel, Op, axes_in_range, copy_kernel, register, resize_s8
 
 MODES = ("nearest", "linear", "cubic")
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -88,7 +89,8 @@ class Resize(Op):
     name = "Resize"
     int8_pass_through = True
     limits = ("nearest, linear, cubic; every coordinate_transformation_mode and nearest_mode; antialias, axes, "
-              "keep_aspect_ratio_policy; constant scales/sizes/roi; C for float32 (nearest: any type, int8 too). "
+              "keep_aspect_ratio_policy; constant scales/sizes/roi; C for float32 (nearest: any type, int8 too; "
+              "linear int8 as TFLite's RESIZE_BILINEAR: 4-D, spatial axes, half_pixel/align_corners/asymmetric). "
               "A fractional scale x length follows the ONNX reference")
     attr_inputs = {1: "roi", 2: "scales", 3: "sizes"}
 
@@ -204,14 +206,23 @@ class Resize(Op):
             y = np.clip(np.rint(y), info.min, info.max)
         return [y.astype(x.dtype)]
 
-    def qreference(self, node, xs, ins, outs):
-        """int8: nearest only (values pass through; a Requantize follows if the output's parameters differ)."""
+    def int8_form(self, node, g):
         if node.attrs["mode"] != "nearest":
-            raise UnsupportedError(f"Resize node '{node.name}': int8 has mode nearest only (this one is {node.attrs['mode']})")
+            resize_s8.check(node, g.tensors[node.inputs[0]].shape)
+        return None
+
+    def qreference(self, node, xs, ins, outs):
+        """int8: nearest, or linear with TFLite's integer arithmetic (values pass through; a
+        Requantize follows if the output's parameters differ)."""
+        if node.attrs["mode"] != "nearest":
+            return [resize_s8.reference(node, xs[0], active_rounding())]
         return self.reference(node, xs)
 
     def kernel(self, node, ins, outs):
         x = ins[0]
+        if x.dtype == "s8" and node.attrs["mode"] != "nearest" and node.attrs["sizes"] != list(x.shape):
+            return Kernel("s8/resize_bilinear.c.j2", resize_s8.kernel_params(node, x.shape, active_rounding()),
+                          includes=("stdint.h",))
         if x.dtype != "f32" and node.attrs["mode"] != "nearest":
             raise UnsupportedError(f"Resize node '{node.name}': {node.attrs['mode']} mode has a C kernel for f32 only")
         if x.dtype not in CTYPES:

@@ -36,15 +36,17 @@ def _consumers(g: Graph) -> dict[str, list[Node]]:
 SCHEMES = {"int8": (np.int8, "s8"), "int16x8": (np.int16, "s16")}
 
 
-def activations_to_quantize(g: Graph, scheme: str = "int8") -> list[str]:
+def activations_to_quantize(g: Graph, scheme: str = "int8", refused: list[str] | None = None) -> list[str]:
     """Float activations that get their own int8 parameters: graph inputs and node outputs,
-    except an output that only feeds a fused Relu/Clip or a bias Add (it never exists in int8)."""
+    except an output that only feeds a fused Relu/Clip or a bias Add (it never exists in int8).
+    ``refused``: what the nodes' int8 forms refused, told with the ops that have none."""
     cons = _consumers(g)
     int16 = scheme == "int16x8"
     bad = sorted({f"{n.op} ('{n.name}')" for n in g.nodes if not n.attrs.get("keep_float") and (
                   not get_op(n.op).lowers_to_int8 or (int16 and not get_op(n.op).int16x8))})
-    if bad:
-        raise UnsupportedError(f"{scheme} quantization: no {'16x8' if int16 else 'int8'} kernel for " + ", ".join(bad))
+    if bad or refused:
+        raise UnsupportedError("; ".join(([f"{scheme} quantization: no {'16x8' if int16 else 'int8'} kernel for "
+                                           + ", ".join(bad)] if bad else []) + (refused or [])))
     names = [i for i in g.inputs if g.tensors[i].dtype == "f32"]
     for n in g.nodes:
         for o in n.outputs:
@@ -153,6 +155,15 @@ def _quantize_weight(g: Graph, n: Node, idx: int, axis: int, min_scale: np.ndarr
     n.inputs = [out if i == idx else x for i, x in enumerate(n.inputs)]
 
 
+def _int8_form(n, g: Graph, refused: list[str]) -> list | None:
+    """The node's int8 form; what it refuses goes to ``refused`` (every such node is told at once)."""
+    try:
+        return get_op(n.op).int8_form(n, g)
+    except UnsupportedError as e:
+        refused.append(str(e))
+        return None
+
+
 def quantize_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str = "minmax",
                    percentile: float = 99.99, io: str = "float", progress: bool = True, scheme: str = "int8",
                    keep_float: tuple[str, ...] = ()) -> Graph:
@@ -179,10 +190,11 @@ def qdq_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str = "min
     from .mixed import mark_keep_float
 
     mark_keep_float(g, keep_float)
+    refused: list[str] = []
     if scheme == "int8":
         g.nodes = [m for n in list(g.nodes) for m in
-                   ((None if n.attrs.get("keep_float") else get_op(n.op).int8_form(n, g)) or [n])]
-    names = activations_to_quantize(g, scheme)
+                   ((None if n.attrs.get("keep_float") else _int8_form(n, g, refused)) or [n])]
+    names = activations_to_quantize(g, scheme, refused)
     prod = {o: n for n in g.nodes for o in n.outputs}
     ranges = calibrate.collect(g, samples, names, method, percentile, progress)
     for key in [k for k in ranges if isinstance(k, tuple)]:  # a node's internal values (Op.internal_ranges)
