@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from ..ir import Graph, Node
+from ..ops import get_op
 from . import Pass, register
 from .rewrite import consumers, only_use, rounds
 
@@ -76,7 +77,7 @@ def _replace(g: Graph, old: list[Node], op: str, inputs: list[str], attrs: dict)
 def _trailing(n: Node | None, rank: int) -> int | None:
     """The first axis of a mean with kept dimensions over trailing axes (canonicalize has made a
     mean over all axes after the second a GlobalAveragePool), else None."""
-    if n is not None and n.op == "GlobalAveragePool" and rank > 2:
+    if n is not None and n.op == get_op("ReduceMean").global_pool and rank > 2:
         return 2
     if n is None or n.op != "ReduceMean":
         return None
@@ -105,6 +106,8 @@ def _per_axes(g: Graph, name: str | None, inner: tuple[int, ...]) -> str | None:
 
 
 def _layernorm(g: Graph, cons, m1: Node) -> bool:
+    if not m1.inputs or m1.inputs[0] is None:
+        return False
     x = m1.inputs[0]
     shape = g.tensors[x].shape
     axis = _trailing(m1, len(shape))
@@ -153,6 +156,8 @@ def _gelu_tail(g: Graph, cons, n: Node, x: str) -> list[Node] | None:
 
 
 def _gelu_erf(g: Graph, cons, erf: Node) -> bool:
+    if erf.op != "Erf":
+        return False
     p = next((n for n in g.nodes if erf.inputs[0] in n.outputs), None)
     if p is None or p.op != "Div" or only_use(g, p.outputs[0], cons) is not erf or not _is(g, p.inputs[1], _SQRT2):
         return False
@@ -166,7 +171,7 @@ def _gelu_erf(g: Graph, cons, erf: Node) -> bool:
 
 def _gelu_tanh(g: Graph, cons, sq: Node) -> bool:
     x = sq.inputs[0]
-    if sq.inputs != [x, x] or g.tensors[x].dtype != "f32":
+    if sq.op != "Mul" or sq.inputs != [x, x] or g.tensors[x].dtype != "f32":
         return False
     cube = _next(g, cons, sq, "Mul")
     if cube is None or _other(cube, "Mul", sq.outputs[0]) != x:
@@ -184,7 +189,7 @@ def _gelu_tanh(g: Graph, cons, sq: Node) -> bool:
     return True
 
 
-_MATCHERS = {"ReduceMean": _layernorm, "GlobalAveragePool": _layernorm, "Erf": _gelu_erf, "Mul": _gelu_tanh}
+_MATCHERS = (_layernorm, _gelu_erf, _gelu_tanh)  # each checks the op it starts from
 
 
 @register
@@ -195,6 +200,6 @@ class FuseTransformer(Pass):
     def run(self, g: Graph) -> Graph:
         for _ in rounds(g, self.name):
             cons = consumers(g)
-            if not any(n.op in _MATCHERS and _MATCHERS[n.op](g, cons, n) for n in list(g.nodes)):
+            if not any(match(g, cons, n) for n in list(g.nodes) for match in _MATCHERS):
                 return g
         return g
