@@ -170,7 +170,8 @@ def _litert(model: bytes, x: np.ndarray) -> np.ndarray:
     return it.get_tensor(it.get_output_details()[0]["index"])
 
 
-GELU_Q = [((0.05, -3), (0.03, -100)), ((0.0123, 10), (0.0077, -120)), ((0.1, 0), (0.05, -128)), ((0.02, 5), (0.02, 5))]
+GELU_Q = [((0.05, -3), (0.03, -100)), ((0.0123, 10), (0.0077, -120)), ((0.1, 0), (0.05, -128)), ((0.02, 5), (0.02, 5)),
+          ((0.03125, -121), (0.0625, -96))]  # (the last: tanh's float32 rounding decides one entry)
 
 
 def _gelu_graphs(tmp_path: Path):
@@ -192,6 +193,25 @@ def test_int8_gelu_equals_tflite(tmp_path: Path):
         np.testing.assert_array_equal(interpreter.run(g, feeds)[g.outputs[0]], want, err_msg=name)
         res = run_on_target(generate(g, host), host, tmp_path / name, [feeds])
         np.testing.assert_array_equal(res.outputs[0][g.outputs[0]], want, err_msg=name)
+
+
+def test_int8_gelu_tables_equal_tflite_on_random_parameters():
+    """200 random quantizations (power-of-two scales and equal scales among them), both forms: the
+    256-entry table equals LiteRT's reference GELU on every input."""
+    from types import SimpleNamespace
+
+    from tinyc.ops.gelu import int8_table
+
+    rng = np.random.default_rng(1)
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    for k in range(200):
+        si = float(rng.choice([rng.uniform(0.001, 0.2), 2.0 ** -int(rng.integers(3, 8))]))
+        so = float(rng.choice([rng.uniform(0.001, 0.2), 2.0 ** -int(rng.integers(3, 8)), si]))
+        zi, zo = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+        want = _litert(_gelu_tflite(bool(k % 2), (si, zi), (so, zo)), x).reshape(-1)
+        got = int8_table("tanh" if k % 2 else "none", "tflite", SimpleNamespace(scale=si, zero_point=zi),
+                         SimpleNamespace(scale=so, zero_point=zo))
+        np.testing.assert_array_equal(got, want, err_msg=f"{k}: {si} {zi} -> {so} {zo}")
 
 
 @pytest.mark.emulator

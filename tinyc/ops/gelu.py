@@ -1,5 +1,5 @@
-"""Gelu (ONNX opset 20; TFLite's GELU): x * Phi(x), with ``approximate="none"`` (the normal CDF by
-erf) or ``"tanh"`` (0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))).
+"""Gelu (ONNX opset 20; TFLite's GELU): x * Phi(x), with ``approximate="none"`` (the normal CDF,
+computed as 0.5 x erfc(-x / sqrt 2), TFLite's form: no cancellation for negative x) or ``"tanh"`` (0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))).
 
 int8 is a 256-entry table computed at compile time. From an ONNX QDQ model the table is the QDQ
 meaning (dequantize, Gelu in float, quantize with round-half-to-even and saturation); a node from a
@@ -16,28 +16,34 @@ from ..codegen.cnames import c_float
 from ..errors import UnsupportedError
 from ..quant.affine import quantize
 from . import Kernel, Op, is_quantized, register, require_f32
-from .activations import erf
-
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _SQRT_2_PI = math.sqrt(2.0 / math.pi)
 _CUBIC = 0.044715
+_ERFC = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def erfc(x: np.ndarray) -> np.ndarray:
+    """1 - erf(x), correctly rounded to float32 (no cancellation for large x)."""
+    return _ERFC(np.asarray(x, np.float64)).astype(np.float32)
 
 
 def gelu(x: np.ndarray, approximate: str) -> np.ndarray:
-    """Gelu of float32 ``x``, each step in float32 as the C kernel computes it."""
+    """Gelu of float32 ``x``, each step in float32 as the C kernel computes it (tanh and erfc
+    correctly rounded to float32, as TFLite's table gets them)."""
     x = np.asarray(x, np.float32)
     half = np.float32(0.5)
     with np.errstate(invalid="ignore", over="ignore"):
         if approximate == "tanh":
             inner = np.float32(_SQRT_2_PI) * (x + np.float32(_CUBIC) * x * x * x)
-            return (half * x * (np.float32(1.0) + np.tanh(inner))).astype(np.float32)
-        return (half * x * (np.float32(1.0) + erf(x * np.float32(_SQRT1_2)))).astype(np.float32)
+            t = np.tanh(inner.astype(np.float64)).astype(np.float32)  # correctly rounded (numpy's float32 tanh is not)
+            return (half * x * (np.float32(1.0) + t)).astype(np.float32)
+        return (half * x * erfc(-x * np.float32(_SQRT1_2))).astype(np.float32)
 
 
 def c_expression(approximate: str, v: str) -> str:
     if approximate == "tanh":
         return (f"0.5f * {v} * (1.0f + tanhf({c_float(_SQRT_2_PI)} * ({v} + {c_float(_CUBIC)} * {v} * {v} * {v})))")
-    return f"0.5f * {v} * (1.0f + erff({v} * {c_float(_SQRT1_2)}))"
+    return f"0.5f * {v} * erfcf(-{v} * {c_float(_SQRT1_2)})"
 
 
 def int8_table(approximate: str, recipe: str | None, qx, qy) -> np.ndarray:
