@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.utils
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -354,3 +355,26 @@ def test_int8_block_of_layernorm_linear_gelu_against_float(tmp_path: Path):
         want = _ort(model, s)[0].astype(np.float64)
         signal, noise = signal + (want ** 2).sum(), noise + ((got["y"] - want) ** 2).sum()
     assert 10 * np.log10(signal / noise) > 30  # measured 33.9 dB
+
+
+@pytest.mark.parametrize("opset", [16, 17])
+def test_layernorm_and_gelu_of_the_torchscript_exports(opset, tmp_path: Path):
+    """The first LayerNorm and the GELU of examples/transformer's TorchScript exports, cut out with
+    onnx.utils (the whole files need shape folding): opset 16's decomposed forms and opset 17's
+    LayerNormalization + decomposed erf GELU become LayerNormalization and Gelu, equal to
+    onnxruntime on the cut-out model."""
+    need_tools("gcc")
+    src = ROOT / "examples" / "transformer" / f"digits_transformer_opset{opset}.onnx"
+    norm = "/block/norm1/Add_1_output_0" if opset == 16 else "/block/norm1/LayerNormalization_output_0"
+    onnx.utils.extract_model(str(src), str(tmp_path / "cut.onnx"), ["/block/Add_output_0", "/block/linear1/Add_output_0"],
+                             [norm, "/block/Mul_1_output_0"])
+    g = prepare(tmp_path / "cut.onnx", progress=False).graph
+    assert [(n.op, n.attrs) for n in g.nodes] == [("LayerNormalization", {"axis": 2, "epsilon": pytest.approx(1e-5)}),
+                                                  ("Gelu", {"approximate": "none"})]
+    rng = np.random.default_rng(2)
+    feeds = {"/block/Add_output_0": rng.standard_normal((1, 8, 32)).astype(np.float32) * 2,
+             "/block/linear1/Add_output_0": rng.standard_normal((1, 8, 64)).astype(np.float32) * 3}
+    host = get_target("host")
+    res = run_on_target(generate(g, host), host, tmp_path / "fw", [feeds])
+    for name, want in zip(g.outputs, _ort(onnx.load(tmp_path / "cut.onnx"), feeds)):
+        assert rel_err(res.outputs[0][name], want) < 1e-5, name
