@@ -32,7 +32,7 @@ REPORT_SAMPLES = 32
 
 # the compile options of `tinyc compile` by keyword (their command-line flag in errors)
 OPTIONS = ("input_shapes", "bind", "method", "percentile", "io", "rounding", "optimize", "flash_budget",
-           "ram_budget", "name", "weights_blob", "arena_section", "passes", "progress")
+           "ram_budget", "name", "weights_blob", "arena_section", "passes", "progress", "eval", "labels", "keep_float")
 
 Feeds = Union[dict[str, np.ndarray], list[dict[str, np.ndarray]]]
 
@@ -53,7 +53,10 @@ def compile(model: str | os.PathLike | bytes | Any, target: str | Target = "host
     "single"), ``optimize`` ("speed", "balanced", "size"), ``flash_budget`` / ``ram_budget``
     (bytes; None: the board's, 0: none), ``name`` (the C name; default: the file's stem, "model"
     in memory), ``weights_blob``, ``arena_section``, ``passes`` (graph pass names), ``progress``
-    (calibration progress on a terminal; default True).
+    (calibration progress on a terminal; default True); with ``quantize="int8"``: ``eval`` (a
+    held-out .npz: int8 vs float figures and the per-layer sensitivity in
+    ``report["quantization"]["eval"]``), ``labels`` (a .npy of its class labels: both
+    accuracies), ``keep_float`` (layer names that stay float, with their cost in the report).
 
     The model is built, measured (with the target's cross compiler when there is one) and
     checked against the budgets here: a model that `tinyc compile` refuses raises TinycError

@@ -267,6 +267,14 @@ def _unary(onnx_op: str, **attrs) -> Callable:
     return f
 
 
+def _gelu(c: _Op, op) -> None:
+    approximate = "tanh" if c.options("GeluOptions").Approximate() else "none"
+    a = {"approximate": approximate}
+    if c.r.is_quantized(c.input(0)):
+        a["recipe"] = "tflite"  # TFLite's int8 table (its rounding), not the QDQ meaning
+    c.emit("Gelu", [c.r.value(c.input(0))], a)
+
+
 def _pad(c: _Op, op) -> None:
     r = c.r
     x = c.input(0)
@@ -504,6 +512,7 @@ _MAP: dict[str, Callable] = {
     "RELU_N1_TO_1": _unary("Clip", min=-1.0, max=1.0),
     "LEAKY_RELU": _unary("LeakyRelu"),
     "HARD_SWISH": _unary("HardSwish"),
+    "GELU": _gelu,
     "PAD": _pad,
     "PADV2": _pad,
     "CONCATENATION": _concat,

@@ -5,6 +5,7 @@ Float32 C expressions evaluate in single precision like the numpy definitions; o
 each op is a 256-entry table computed at compile time."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -38,10 +39,18 @@ MATH = {
     "Exp": ({}, lambda x, a, b: np.exp(x), lambda v, a, b: f"expf({v})"),
     "Log": ({}, lambda x, a, b: np.log(x), lambda v, a, b: f"logf({v})"),
     "Tanh": ({}, lambda x, a, b: np.tanh(x), lambda v, a, b: f"tanhf({v})"),
+    "Erf": ({}, lambda x, a, b: erf(x), lambda v, a, b: f"erff({v})"),
     "Elu": ({"alpha": 1.0}, lambda x, a, b: np.where(x < 0, np.float32(a) * (np.exp(x) - 1), x),
             lambda v, a, b: f"{v} < 0.0f ? {c_float(a)} * (expf({v}) - 1.0f) : {v}"),
 }
 _ALL = {**ACTIVATIONS, **MATH}
+_ERF = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, correctly rounded to float32 (libm's erf in double on each element;
+    C's erff is within 1 ulp of it)."""
+    return _ERF(np.asarray(x, np.float64)).astype(np.float32)
 # ops whose int8 table can follow TFLite's fixed-point recipe (attribute recipe="tflite")
 TFLITE_RECIPES = ("LeakyRelu", "HardSwish")
 # ops with TFLite's int16 (16x8) form (tinyc/quant/int16_lut.py): name -> whether it is TANH

@@ -293,6 +293,12 @@ class _Lowering:
                         name: str | None = None) -> Node:
         """An int8 Gemm (one output per weight row, int32 bias) from a MatMul or Gemm."""
         x = self.activation(a_name, p)
+        rows = len(x.shape) > 2 and p.op == "MatMul"  # (N-D input: over rows of its last axis, as views)
+        if rows:
+            flat = self.g.add_tensor(Tensor(self.g.unique_name(f"{x.name}/rows"), (int(np.prod(x.shape[:-1])), x.shape[-1]),
+                                            x.dtype, quant=x.quant))
+            self.extra.append(Node("Reshape", f"{p.name}/rows", [x.name], [flat.name], {"shape": list(flat.shape)}))
+            x = flat
         if len(x.shape) != 2:
             raise UnsupportedError(f"{p.op} node '{p.name}': int8 fully connected needs a 2-D input, got {list(x.shape)}")
         w = self.weight(w_name, p, 0 if trans_b else 1)
@@ -307,6 +313,11 @@ class _Lowering:
         n_out = w.shape[0] if trans_b else w.shape[1]
         b = self.bias(bias_name, p, x, w, n_out)
         attrs = dict(alpha=1.0, beta=1.0, transA=0, transB=trans_b, act_min=act[0], act_max=act[1])
+        if rows:
+            y = self.y
+            mid = self.g.add_tensor(Tensor(self.g.unique_name(f"{y.name}/rows"), (x.shape[0], n_out), y.dtype, quant=y.quant))
+            self.extra.append(Node("Gemm", name or p.name, [x.name, w.name] + ([b] if b else []), [mid.name], attrs))
+            return Node("Reshape", f"{name or p.name}/unflatten", [mid.name], out, {"shape": list(y.shape)})
         return Node("Gemm", name or p.name, [x.name, w.name] + ([b] if b else []), out, attrs)
 
     def _requantize(self, q: Node, dq: Node, y: Tensor) -> Node:

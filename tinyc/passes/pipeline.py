@@ -4,6 +4,7 @@ from __future__ import annotations
 
 DEFAULT = [
     "canonicalize",  # fold constant subgraphs, drop no-op nodes
+    "fuse-transformer",  # decomposed LayerNorm/GELU of older exports -> LayerNormalization, Gelu
     "hoist-quantize",  # QuantizeLinear before data movement/max pooling of float inputs (exact)
     "lower-qdq",  # quantized clusters -> integer ops
     "fuse-pad",  # zero padding -> Conv/pool pads
@@ -19,7 +20,7 @@ DEFAULT = [
 
 # Run on a float model before tinyc quantizes it: everything that keeps float semantics and makes
 # the graph the one the int8 kernels will see (activations are fused by lower-qdq afterwards).
-BEFORE_QUANTIZATION = ["canonicalize", "fuse-pad", "fold-batchnorm", "fuse-matmul-add", "dead-code"]
+BEFORE_QUANTIZATION = ["canonicalize", "fuse-transformer", "fuse-pad", "fold-batchnorm", "fuse-matmul-add", "dead-code"]
 # (fold-dead-channels needs the activations fused, so it runs in DEFAULT on the float graph only)
 
 # The back end, for one target (codegen runs them; --dump-ir after=select-kernels shows the result).
