@@ -18,11 +18,11 @@ from .elementwise import INTEGER_CTYPES, _Binary
 
 @register
 class Mod(_Binary):
-    """ONNX Mod: ``fmod=0`` the remainder takes the divisor's sign (integers, numpy's ``mod``),
-    ``fmod=1`` the dividend's (C's ``%`` and ``fmodf``)."""
+    """ONNX Mod: ``fmod=0`` the remainder takes the divisor's sign (numpy's ``mod``), ``fmod=1``
+    the dividend's (C's ``%`` and ``fmodf``)."""
 
     name = "Mod"
-    limits = "folded when constant; C for integers and, with fmod=1, float32"
+    limits = "folded when constant; C for integers, float32 and float64"
     inplace = True
 
     def normalize(self, attrs, ins, opset):
@@ -30,8 +30,8 @@ class Mod(_Binary):
         fmod = int(attrs.get("fmod", 0))
         if fmod not in (0, 1):
             raise UnsupportedError(f"Mod fmod={fmod} (0 or 1)")
-        if fmod == 0 and ins[0].dtype.startswith("f"):
-            raise UnsupportedError("Mod of floats needs fmod=1")
+        if fmod == 0 and ins[0].dtype.startswith("f") and opset < 28:
+            raise UnsupportedError(f"Mod of floats with fmod=0 needs opset 28 (the model's is {opset}); set fmod=1")
         return {"fmod": fmod}
 
     def reference(self, node, xs):
@@ -42,10 +42,13 @@ class Mod(_Binary):
 
     def kernel(self, node, ins, outs):
         dt = ins[0].dtype
-        if ins[1].dtype != dt or (dt not in INTEGER_CTYPES and dt != "f32") or "act" in node.attrs:
+        if ins[1].dtype != dt or (dt not in INTEGER_CTYPES | {"f32", "f64"}) or "act" in node.attrs:
             raise UnsupportedError(f"Mod node '{node.name}': no C kernel for {dt} % {ins[1].dtype}")
-        if dt == "f32":
-            expr = "fmodf(a, b)"
+        r = "fmodf(a, b)" if dt == "f32" else "fmod(a, b)"
+        if dt.startswith("f") and node.attrs["fmod"]:
+            expr = r
+        elif dt.startswith("f"):  # (the divisor's sign, as numpy's mod)
+            expr = f"{r} != 0 && (({r} < 0) != (b < 0)) ? {r} + b : {r}"
         elif node.attrs["fmod"] or dt.startswith("u"):
             expr = "b == 0 ? 0 : a % b"  # (numpy: 0 for a zero divisor)
         else:
