@@ -49,10 +49,12 @@ class Mod(_Binary):
             expr = r
         elif dt.startswith("f"):  # (the divisor's sign, as numpy's mod)
             expr = f"{r} != 0 && (({r} < 0) != (b < 0)) ? {r} + b : {r}"
-        elif node.attrs["fmod"] or dt.startswith("u"):
+        elif dt.startswith("u"):
             expr = "b == 0 ? 0 : a % b"  # (numpy: 0 for a zero divisor)
+        elif node.attrs["fmod"]:  # (b = -1 too: the minimum % -1 overflows in C; the remainder is 0)
+            expr = "b == 0 || b == -1 ? 0 : a % b"
         else:
-            expr = "b == 0 ? 0 : (a % b != 0 && ((a % b < 0) != (b < 0)) ? a % b + b : a % b)"
+            expr = "b == 0 || b == -1 ? 0 : (a % b != 0 && ((a % b < 0) != (b < 0)) ? a % b + b : a % b)"
         return Kernel("f32/binary.c.j2", dict(self.loops(ins, outs), op=self.name, expr=expr, ctype=CTYPES[dt],
                                                   **act_params(node)),
                       includes=("math.h",))
@@ -110,14 +112,18 @@ class Range(Op):
     def infer(self, node, ins):
         if len(ins) != 3 or any(t is None or t.data is None or t.data.size != 1 for t in ins):
             raise UnsupportedError("Range needs three constant scalars")
-        return [(self.reference(node, [t.data for t in ins])[0].shape, ins[0].dtype)]
+        return [((self._count([t.data for t in ins]),), ins[0].dtype)]
+
+    @staticmethod
+    def _count(xs) -> int:
+        start, limit, delta = (np.asarray(x, np.float64).reshape(()) for x in xs)
+        if delta == 0 or not np.isfinite([start, limit, delta]).all():
+            raise UnsupportedError("Range needs a nonzero delta and finite bounds")
+        return max(int(np.ceil((limit - start) / delta)), 0)
 
     def reference(self, node, xs):
-        start, limit, delta = (np.asarray(x).reshape(()) for x in xs)
-        if delta == 0:
-            raise UnsupportedError("Range with delta 0")
-        n = max(int(np.ceil((limit - start) / delta)), 0)
-        return [(start + np.arange(n, dtype=start.dtype) * delta).astype(start.dtype)]
+        start, delta = (np.asarray(x).reshape(()) for x in (xs[0], xs[2]))
+        return [(start + np.arange(self._count(xs), dtype=start.dtype) * delta).astype(start.dtype)]
 
 
 @register
