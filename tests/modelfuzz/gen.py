@@ -444,6 +444,15 @@ NOT_GENERATED = {
     "DequantizeLinear": "written by the int8 routes, not by the layers",
     "QLinearConv": "the ort_qop route (onnxruntime's QOperator format) writes it",
     "QLinearMatMul": "the ort_qop route (onnxruntime's QOperator format) writes it",
+    "Mod": "shape arithmetic, folded at import: tests/test_shape_folding.py, ONNX node cases",
+    "Equal": "shape arithmetic, folded at import: tests/test_shape_folding.py, ONNX node cases",
+    "Less": "shape arithmetic, folded at import: tests/test_shape_folding.py, ONNX node cases",
+    "Greater": "shape arithmetic, folded at import: tests/test_shape_folding.py, ONNX node cases",
+    "And": "shape arithmetic, folded at import: tests/test_shape_folding.py, ONNX node cases",
+    "Not": "shape arithmetic, folded at import: tests/test_shape_folding.py, ONNX node cases",
+    "Where": "shape arithmetic, folded at import: tests/test_shape_folding.py, ONNX node cases",
+    "Range": "shape arithmetic, folded at import: tests/test_shape_folding.py, ONNX node cases",
+    "ConstantOfShape": "shape arithmetic, folded at import: tests/test_shape_folding.py, ONNX node cases",
 }
 HEADS = ["none", "gemm", "gemm_softmax", "gemm_logsoftmax", "softmax"]
 MAX_ELEMENTS = 40_000  # per value: keeps emulated runs short

@@ -202,14 +202,35 @@ def _reshaped(r, i: int, shape: tuple[int, ...]) -> str:
     int8 and then dequantized, so the op's cluster starts at its DequantizeLinear."""
     if r.shape(i) == tuple(shape):
         return r.value(i)
+    return _moved(r, i, "Reshape", {"shape": list(shape)}, "reshaped")
+
+
+def _moved(r, i: int, op: str, attrs: dict, suffix: str) -> str:
+    """Tensor ``i`` through the data-movement ``op`` as a float op reads it (see _reshaped)."""
     int8 = r.is_quantized(i) and r.data(i) is None
     src = r.define(i) if int8 else r.value(i)
-    name = r.g.unique_name(f"{r.tname(i)}/reshaped")
-    r.node("Reshape", name, [src], [name], {"shape": list(shape)})
+    name = r.g.unique_name(f"{r.tname(i)}/{suffix}")
+    r.node(op, name, [src], [name], attrs)
     if not int8:
         return name
     r.g.tensors[name].quant = r.g.tensors[src].quant
     return r.dequantize(name, r.g.tensors[src].quant)
+
+
+def _batch_matmul(c: _Op, op) -> None:
+    """BATCH_MATMUL: MatMul (numpy broadcasting of the batch dimensions, as TFLite's); adj_x/adj_y
+    as a Transpose of the operand's last two axes (TFLite Micro transposes into a buffer too)."""
+    r = c.r
+    opts = c.options("BatchMatMulOptions")
+    ins = []
+    for k, adj in ((0, opts.AdjX()), (1, opts.AdjY())):
+        i = c.input(k)
+        rank = len(r.shape(i))
+        if not 2 <= rank <= 5:
+            c.fail(f"input {k} '{r.tname(i)}' has rank {rank}; BATCH_MATMUL takes ranks 2 to 5", UnsupportedError)
+        perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+        ins.append(_moved(r, i, "Transpose", {"perm": perm}, "adjoint") if adj else r.value(i))
+    c.emit("MatMul", ins, {})
 
 
 def _binary(onnx_op: str, options: str | None) -> Callable:
@@ -496,6 +517,7 @@ _MAP: dict[str, Callable] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
     "FULLY_CONNECTED": _fully_connected,
+    "BATCH_MATMUL": _batch_matmul,
     "ADD": _binary("Add", "AddOptions"),
     "SUB": _binary("Sub", "SubOptions"),
     "MUL": _binary("Mul", "MulOptions"),

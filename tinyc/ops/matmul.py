@@ -9,17 +9,33 @@ from ..errors import UnsupportedError
 from ..quant.requant16 import product_requant
 from ..quant.rounding import active as active_rounding
 from .dot_s8 import dot_variant, fc_wide_kernel, gemm_geometry, gemm_kernel
-from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, offset_term, int8_act_range, act_params, broadcast_strides, float_activation, is_quantized, register, require_f32
+from ..ir import Node
+from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, offset_term, int8_act_range, act_params, broadcast_strides, collapse_loops, float_activation, is_quantized, register, require_f32
 
 
 @register
 class MatMul(Op):
     name = "MatMul"
-    limits = "numpy rules, second operand 2-D or same batch; int8 as fully connected (2-D)"
+    limits = ("numpy rules, second operand 2-D or same batch; int8 as fully connected (2-D, constant weights) "
+              "or activation x activation (TFLite BATCH_MATMUL, batch broadcast)")
     hosts_activation = True
 
     def lower_int8(self, cx, node, out, act):
-        return cx.fully_connected(node, node.inputs[0], node.inputs[1], None, out, act, trans_b=0)
+        w = cx.dq_source(node.inputs[1])
+        if w is not None and w.is_const:
+            return cx.fully_connected(node, node.inputs[0], node.inputs[1], None, out, act, trans_b=0)
+        # both operands int8 per tensor (TFLite BATCH_MATMUL): sum (a - a_zp) (b - b_zp), requantized
+        a, b = (cx.activation(x, node) for x in node.inputs)
+        return Node(node.op, node.name, [a.name, b.name], out, dict(node.attrs, act_min=act[0], act_max=act[1]))
+
+    def qreference(self, node, xs, ins, outs):
+        """TFLite BATCH_MATMUL int8: int32 sums of (a - a_zp) (b - b_zp) over K, requantized per
+        tensor by a_scale * b_scale / y_scale (double product, as fully connected), + y_zp,
+        clamped (to the fused activation; BATCH_MATMUL itself has none)."""
+        a = xs[0].astype(np.int64) - int(ins[0].quant.zero_point)
+        b = xs[1].astype(np.int64) - int(ins[1].quant.zero_point)
+        acc = np.matmul(a, b).astype(np.int32).astype(np.int64)  # (int32 accumulator)
+        return [product_requant(ins, outs, 1, int8_act_range(node), active_rounding()).apply(acc)]
 
     def int8_weight(self, node, ins):
         return (1, 1) if ins[1].is_const else None
@@ -41,6 +57,8 @@ class MatMul(Op):
         return int(np.prod(outs[0].shape)) * k
 
     def kernel(self, node, ins, outs):
+        if is_quantized(ins, outs):
+            return _batch_matmul_s8(node, ins, outs)
         require_f32(node, ins)
         a, b = ins[0].shape, ins[1].shape
         if len(a) < 1 or len(b) < 1:
@@ -60,6 +78,25 @@ class MatMul(Op):
             BATCH=batch, M=m, N=n, K=k, A_BS=a_bs, B_BS=b_bs, Y_BS=m * n,
             A_SM=k, A_SK=1, B_SK=n, B_SN=1, alpha=1.0, has_c=False, act_min=None, act_max=None, act_expr=None,
         ))
+
+
+def _batch_matmul_s8(node, ins, outs) -> Kernel:
+    """int8 x int8 batched product: loops over the output's batch dimensions with each operand's
+    (broadcast) batch strides, then (M x K) * (K x N) with per-tensor requantization."""
+    a, b, y = ins[0], ins[1], outs[0]
+    if {a.dtype, b.dtype, y.dtype} != {"s8"} or len(a.shape) < 2 or len(b.shape) < 2:
+        raise UnsupportedError(f"MatMul node '{node.name}': int8 needs int8 operands of rank 2 or more, "
+                               f"got {a.dtype}{list(a.shape)} x {b.dtype}{list(b.shape)} -> {y.dtype}")
+    if a.quant.axis is not None or b.quant.axis is not None:
+        raise UnsupportedError(f"MatMul node '{node.name}': int8 operands must be quantized per tensor")
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    batch = list(y.shape[:-2])
+    dims, (sa, sb, sy) = collapse_loops(batch, broadcast_strides(a.shape[:-2], tuple(batch)),
+                                        broadcast_strides(b.shape[:-2], tuple(batch)), broadcast_strides(tuple(batch), tuple(batch)))
+    rq = product_requant(ins, outs, 1, int8_act_range(node), active_rounding())
+    return Kernel("s8/batch_matmul.c.j2", dict(
+        dims=dims, sa=[s * m * k for s in sa], sb=[s * k * n for s in sb], sy=[s * m * n for s in sy], M=m, K=k, N=n,
+        a_offset=-int(a.quant.zero_point), b_offset=-int(b.quant.zero_point), **rq.params()), preamble=FIXEDPOINT)
 
 
 def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:

@@ -44,7 +44,7 @@ class Slice(Op):
     name = "Slice"
     int8_pass_through = True
     int16x8 = True
-    limits = "constant starts/ends/axes/steps (any sign); not to an empty tensor"
+    limits = "constant starts/ends/axes/steps (any sign); not to an empty tensor at run time"
     quant_transparent = True
     attr_inputs = {1: "starts", 2: "ends", 3: "axes", 4: "steps"}
 
@@ -54,7 +54,7 @@ class Slice(Op):
         flat = {k: None if attrs.get(k) is None else [int(v) for v in np.asarray(attrs[k]).reshape(-1)]
                 for k in ("starts", "ends", "axes", "steps")}
         first, step, count = resolve_slice(ins[0].shape, flat["starts"], flat["ends"], flat["axes"], flat["steps"])
-        if 0 in count:
+        if 0 in count and not ins[0].is_const:  # (a constant one is folded: shape arithmetic)
             raise UnsupportedError(f"Slice gives an empty tensor (shape {count})")
         return {"first": first, "step": step, "count": count}
 

@@ -53,7 +53,7 @@ def activations_to_quantize(g: Graph, scheme: str = "int8", refused: list[str] |
             users = cons.get(o, [])
             fused = (get_op(n.op).hosts_activation and len(users) == 1 and o not in g.outputs and
                      (get_op(users[0].op).activation == "clamp" or
-                      (n.op == "MatMul" and users[0].op == "Add" and
+                      (n.op == "MatMul" and g.tensors[n.inputs[1]].is_const and users[0].op == "Add" and
                        any(x != o and g.tensors[x].is_const for x in users[0].inputs))))
             if not fused:
                 names.append(o)
@@ -202,6 +202,8 @@ def qdq_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str = "min
         n.attrs.setdefault("calibrated", {})[key[1]] = [float(v) for v in ranges.pop(key)]
     params = choose_params(g, ranges, scheme)
     cons = _consumers(g)
+    # MatMuls with constant weights: fully connected layers, a constant Add after them their bias
+    weighted = {n.outputs[0] for n in g.nodes if n.op == "MatMul" and g.tensors[n.inputs[1]].is_const}
     for n in list(g.nodes):
         op = get_op(n.op)
         weight = op.int8_weight(n, [None if x is None else g.tensors[x] for x in n.inputs])
@@ -220,7 +222,7 @@ def qdq_graph(g: Graph, samples: list[dict[str, np.ndarray]], method: str = "min
         if weight is not None:
             _quantize_weight(g, n, *weight, floor)
         elif op.quantizes_const_operands:
-            fc_bias = n.op == "Add" and any(p.op == "MatMul" and len(cons.get(p.outputs[0], [])) == 1
+            fc_bias = n.op == "Add" and any(p.outputs[0] in weighted and len(cons.get(p.outputs[0], [])) == 1
                                             for p in g.nodes if p.outputs[0] in n.inputs)
             for idx, x in enumerate(n.inputs):
                 if x is not None and g.tensors[x].is_const and g.tensors[x].dtype == "f32" and not fc_bias:
