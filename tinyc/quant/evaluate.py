@@ -11,7 +11,10 @@ DequantizeLinear on every activation and every weight an int8 kernel uses (tinyc
 the float tensor it stands for, so only that layer's weights and its output are quantized (its
 input is its producer's output, counted there); the SQNR of the model's outputs against the float
 model is the layer's figure. Layers are ranked worst (lowest SQNR) first. The graph inputs'
-quantization is measured the same way but kept out of the ranking: every int8 model has it.
+quantization is measured the same way but kept out of the ranking: every int8 model has it. So
+are layers whose op passes its input's quantization through (views, Transpose, Gather, MaxPool:
+``Op.commutes_with_quantize``): their output is their input's grid, whose error is counted at the
+layer that made it.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import numpy as np
 from .. import interpreter
 from ..errors import TinycError
 from ..ir import Graph, Node
+from ..ops import get_op
 from .ptq import quality
 
 INPUT = ""  # the owner of the graph inputs' quantization
@@ -94,7 +98,9 @@ def sensitivity(qdq: Graph, owners: dict[str, tuple[str, str]], samples: list[di
     """[{layer, sqnr_db}] worst first, and the SQNR with only the graph inputs quantized (None
     when no input is)."""
     f = np.concatenate([np.concatenate([np.ravel(o[k]) for k in sorted(o)]) for o in float_outputs])
-    layers = list(dict.fromkeys(v[0] for v in owners.values()))
+    nodes = {n.name: n for n in qdq.nodes}
+    layers = [name for name in dict.fromkeys(v[0] for v in owners.values())
+              if name not in nodes or not get_op(nodes[name].op).commutes_with_quantize(nodes[name])]
     ranking, input_db = [], None
     for layer in layers:
         g = _only(qdq, owners, layer)
