@@ -22,7 +22,7 @@ class MatMul(Op):
 
     def lower_int8(self, cx, node, out, act):
         w = cx.dq_source(node.inputs[1])
-        if w is not None and w.is_const:
+        if (w is not None and w.is_const) or cx.g.tensors[node.inputs[1]].is_const:  # (a float one: its error)
             return cx.fully_connected(node, node.inputs[0], node.inputs[1], None, out, act, trans_b=0)
         # both operands int8 per tensor (TFLite BATCH_MATMUL): sum (a - a_zp) (b - b_zp), requantized
         a, b = (cx.activation(x, node) for x in node.inputs)

@@ -281,8 +281,8 @@ class _Lowering:
         for i in (0, 1):
             mm = self.prod.get(add.inputs[i])
             other = add.inputs[1 - i]
-            w = None if mm is None else self.dq_source(mm.inputs[1])
-            if mm is not None and mm.op == "MatMul" and self.single_use(add.inputs[i]) and w is not None and w.is_const:
+            w = self.dq_source(mm.inputs[1]) if mm is not None and mm.op == "MatMul" else None
+            if w is not None and w.is_const and self.single_use(add.inputs[i]):
                 src = self.dq_source(other)
                 t = self.g.tensors[other]
                 if (src is not None and src.is_const and src.dtype == "s32") or (t.is_const and t.dtype == "f32"):
