@@ -295,6 +295,12 @@ SINGLE_OPS = {
     "reduce_mean_spatial_keepdims0": ("ReduceMean", 1, (1, 6, 5, 7), 0.04, 2, dict(axes=[2, 3], keepdims=0)),
     "reduce_max_spatial": ("ReduceMax", 1, (1, 6, 5, 7), 0.05, 1, dict(axes=[2, 3])),
     "gather": ("Gather", 1, (5, 8), 0.08, 1, dict(axis=1, _consts=[("idx", np.array([7, 0, 3, 3], np.int64))])),
+    # issue 21: activation x activation MatMul (BATCH_MATMUL), LayerNorm, bilinear Resize
+    "batch_matmul": ("MatMul", 2, (2, 4, 4), 3.0, 3, {}),
+    "layernorm": ("LayerNormalization", 1, (2, 3, 8), 0.03, 0, dict(axis=-1, _opset=17, _consts=[
+        ("ln_s", np.linspace(0.5, 1.5, 8, dtype=np.float32)), ("ln_b", np.linspace(-0.4, 0.3, 8, dtype=np.float32))])),
+    "resize_bilinear": ("Resize", 1, (1, 3, 4, 5), 0.07, 2, dict(mode="linear", _consts=[
+        ("roi", np.array([], np.float32)), ("sc", np.array([1, 1, 2, 2], np.float32))])),
 }
 
 

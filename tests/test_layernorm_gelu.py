@@ -74,10 +74,26 @@ def test_float_cortex_m4_matches_onnxruntime(tmp_path: Path):
         assert rel_err(res.outputs[0][g.outputs[0]], _ort(model, feeds)[0]) < 1e-5, name
 
 
-def test_layernorm_mean_outputs_are_refused():
-    model, _ = single_node("LayerNormalization", [X, ("s", W(8))], out_count=2, opset=17)
-    with pytest.raises(TinycError, match="only output Y"):
-        import_model(model, name="case")
+@pytest.mark.parametrize("count", [2, 3])
+def test_layernorm_mean_and_inv_std_dev_outputs_match_onnxruntime(count, tmp_path: Path):
+    need_tools("gcc")
+    model, feeds = single_node("LayerNormalization", [X, ("s", W(3, 8))], out_count=count, opset=17, axis=1)
+    want = _ort(model, feeds)
+    g = import_model(model, name="case")
+    host = get_target("host")
+    got = run_on_target(generate(g, host), host, tmp_path, [feeds]).outputs[0]
+    assert len(g.outputs) == count
+    for name, w in zip(g.outputs, want):
+        assert got[name].shape == w.shape and rel_err(got[name], w) < 1e-5, name
+        assert rel_err(interpreter.run(g, feeds)[name], w) < 1e-5, name
+
+
+def test_layernorm_statistics_outputs_are_refused_in_int8(tmp_path: Path):
+    model, feeds = single_node("LayerNormalization", [X, ("s", W(8))], out_count=2, opset=17)
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.stack([feeds["x"]] * 2))
+    with pytest.raises(TinycError, match="int8 has output Y only"):
+        prepare(tmp_path / "m.onnx", quantize="int8", calib=tmp_path / "calib.npz", progress=False).graph
 
 
 # -- the fuse-transformer pass on PyTorch's decomposed forms (TorchScript exporter, opset 16)

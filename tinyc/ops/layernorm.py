@@ -1,6 +1,7 @@
 """LayerNormalization (ONNX opset 17): each row over the axes from ``axis`` to the last is
 normalized, (x - mean) / sqrt(var + epsilon), then scaled by Scale and shifted by B (broadcast to
-those axes). Only output Y: the Mean and InvStdDev outputs (training) are refused.
+those axes). The optional Mean and InvStdDev outputs (float32, the normalized axes kept as 1s)
+are written by the float kernel; int8 has output Y only.
 
 float: two passes over each row in float32 (mean, then the centered variance).
 int8 (per-tensor input and output): tinyc's integer design, tinyc/quant/layernorm_int.py (integer
@@ -18,7 +19,7 @@ from . import Kernel, Op, axes_in_range, is_quantized, register, require_f32
 class LayerNormalization(Op):
     name = "LayerNormalization"
     limits = ("axis (negative too), epsilon, stash_type 1; Scale and optional B broadcast over the normalized axes; "
-              "output Y only; int8 (per tensor) by an integer design with a fixed-point rsqrt, Scale and B constant, at "
+              "Mean/InvStdDev outputs in float; int8 (per tensor, output Y only) by an integer design with a fixed-point rsqrt, Scale and B constant, at "
               "most 4096 values per row")
 
     def normalize(self, attrs, ins, opset):
@@ -29,16 +30,14 @@ class LayerNormalization(Op):
         return {"axis": axis, "epsilon": float(attrs.get("epsilon", 1e-5))}
 
     def infer(self, node, ins):
-        if len(node.outputs) > 1:
-            raise UnsupportedError(f"LayerNormalization node '{node.name}': only output Y is supported "
-                                   "(Mean and InvStdDev are for training)")
         shape = ins[0].shape
         inner = tuple(shape[node.attrs["axis"]:])
         for t in ins[1:]:
             if t is not None and np.broadcast_shapes(t.shape, inner) != inner:
                 raise UnsupportedError(f"LayerNormalization node '{node.name}': {t.name} {list(t.shape)} does not "
                                        f"broadcast to the normalized axes {list(inner)}")
-        return [(shape, ins[0].dtype)]
+        stats = tuple(shape[:node.attrs["axis"]]) + (1,) * len(inner)  # Mean, InvStdDev
+        return [(shape, ins[0].dtype)] + [(stats, "f32")] * (len(node.outputs) - 1)
 
     def reference(self, node, xs):
         x = xs[0]
@@ -46,11 +45,16 @@ class LayerNormalization(Op):
         v = x.astype(np.float64).reshape(-1, int(np.prod(inner)))
         mean = v.mean(axis=1, keepdims=True)
         var = ((v - mean) ** 2).mean(axis=1, keepdims=True)
-        y = (v - mean) / np.sqrt(var + node.attrs["epsilon"])
+        inv = 1.0 / np.sqrt(var + node.attrs["epsilon"])
+        y = (v - mean) * inv
         y = y * _per_position(xs[1], inner, 1.0) + _per_position(xs[2] if len(xs) > 2 else None, inner, 0.0)
-        return [y.reshape(x.shape).astype(np.float32)]
+        stats = x.shape[:node.attrs["axis"]] + (1,) * len(inner)
+        return [y.reshape(x.shape).astype(x.dtype)] + [s.reshape(stats).astype(np.float32)
+                                                        for s in (mean, inv)][:len(node.outputs) - 1]
 
     def lower_int8(self, cx, node, out, act):
+        if len(node.outputs) > 1:
+            raise UnsupportedError(f"LayerNormalization node '{node.name}': int8 has output Y only (not Mean, InvStdDev)")
         x = cx.activation(node.inputs[0], node)
         for i in node.inputs[1:]:
             if i is not None and not cx.g.tensors[i].is_const:
@@ -92,7 +96,7 @@ class LayerNormalization(Op):
             steps.append(int(t is not None and (i in weights or t.size == n)))
         bias = len(ins) > 2 and ins[2] is not None
         return Kernel("f32/layernorm.c.j2", dict(rows=rows, n=n, epsilon=node.attrs["epsilon"], bias=bias,
-                                                 scale_step=steps[0], bias_step=steps[1]),
+                                                 scale_step=steps[0], bias_step=steps[1], stats=len(outs) - 1),
                       includes=("math.h",), weights=weights)
 
 
