@@ -66,18 +66,18 @@ def gelu(b: Builder, x: str, r: random.Random) -> str:
         return b.node("Gelu", [x], shape, approximate=form[3:])
     if form == "bare_erf":
         return b.node("Erf", [x], shape)
-    if form == "erf":  # PyTorch: x * 0.5 * (1 + erf(x / sqrt 2))   (or x / 1.4142 as Mul by 0.7071)
-        s = (b.node("Div", [x, _scalar(b, math.sqrt(2.0), "sqrt2")], shape, fused=_FUSED) if r.random() < 0.7
+    if form == "erf":  # PyTorch: x * 0.5 * (1 + erf(x / sqrt 2)); sometimes x * 0.7071 (not fused)
+        s = (b.node("Div", [x, _scalar(b, math.sqrt(2.0), "sqrt2")], shape, fused=_FUSED) if r.random() < 0.8
              else b.node("Mul", [x, _scalar(b, 1.0 / math.sqrt(2.0), "rsqrt2")], shape))
         e = b.node("Add", [b.node("Erf", [s], shape), _scalar(b, 1.0, "one")], shape)
         y = b.node("Mul", [x, e], shape)
         return b.node("Mul", [y, _scalar(b, 0.5, "half")], shape)
-    # tanh: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))
-    cube = b.node("Pow", [x, _scalar(b, 3.0, "three")], shape)
-    inner = b.node("Add", [x, b.node("Mul", [cube, _scalar(b, 0.044715, "c")], shape)], shape)
+    # tanh, as PyTorch writes it: x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x * x * x)))
+    cube = b.node("Mul", [b.node("Mul", [x, x], shape), x], shape)
+    inner = b.node("Add", [b.node("Mul", [cube, _scalar(b, 0.044715, "c")], shape), x], shape)
     t = b.node("Tanh", [b.node("Mul", [inner, _scalar(b, math.sqrt(2.0 / math.pi), "k")], shape)], shape)
-    h = b.node("Mul", [x, _scalar(b, 0.5, "half")], shape)
-    return b.node("Mul", [h, b.node("Add", [t, _scalar(b, 1.0, "one")], shape)], shape)
+    y = b.node("Mul", [x, b.node("Add", [t, _scalar(b, 1.0, "one")], shape)], shape)
+    return b.node("Mul", [y, _scalar(b, 0.5, "half")], shape)
 
 
 def _swap_last(shape: tuple[int, ...]) -> list[int]:
