@@ -78,9 +78,12 @@ def steps_bound(model: onnx.ModelProto) -> int | None:
             s = consts[ins[1]]
             z = consts[ins[2]] if len(ins) > 2 and ins[2] else np.zeros_like(s)
             if op == "DequantizeLinear" and ins[0] in consts:  # a weight or a bias
-                consts[n.output[0]] = (consts[ins[0]] - z.reshape(-1, *[1] * (consts[ins[0]].ndim - 1)) if s.size > 1
-                                       else consts[ins[0]] - z) * (s.reshape(-1, *[1] * (consts[ins[0]].ndim - 1))
-                                                                  if s.size > 1 else s)
+                q = consts[ins[0]]
+                if s.size > 1:  # per channel along the node's axis (ONNX's default 1)
+                    shape = [1] * q.ndim
+                    shape[_attr(n, "axis", 1) % q.ndim] = -1
+                    s, z = s.reshape(shape), z.reshape(shape)
+                consts[n.output[0]] = (q - z) * s
                 continue
             step = float(s.max())
             # the rounding step (QuantizeLinear), with the int8 range as the magnitude
