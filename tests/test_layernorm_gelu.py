@@ -283,6 +283,27 @@ def _int8_layernorm_build(tmp_path: Path, axis=-1, shape=(6, 32)):
     return model, p.graph, samples
 
 
+def test_int8_layernorm_of_onnxruntime_qdq_is_within_one_step(tmp_path: Path):
+    """onnxruntime's quantize_static writes Scale as a DequantizeLinear of int8 and B of int32:
+    tinyc takes them dequantized, and its integer reference is within one output step of
+    onnxruntime running the QDQ graph."""
+    from .modelfuzz.quantize import ort_quantize
+
+    model, _, samples = _int8_layernorm_build(tmp_path, axis=1, shape=(2, 4, 16))
+    qdq = ort_quantize(model, samples, per_channel=False)
+    assert {"DequantizeLinear"} == {n.op_type for n in qdq.graph.node if n.output[0] in
+                                    {i for m in qdq.graph.node if m.op_type == "LayerNormalization" for i in m.input[1:]}}
+    onnx.save(qdq, tmp_path / "qdq.onnx")
+    g = prepare(tmp_path / "qdq.onnx", progress=False).graph
+    assert [n.op for n in g.nodes if n.op == "LayerNormalization"]
+    scale = float(numpy_helper.to_array(next(t for t in qdq.graph.initializer if t.name == next(
+        n.input[1] for n in qdq.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == "y"))))
+    for feeds in samples:
+        got = interpreter.run(g, feeds)[g.outputs[0]].astype(np.float64)
+        want = _ort(qdq, feeds)[0].astype(np.float64)
+        assert np.abs(np.round((got - want) / scale)).max() <= 1
+
+
 def test_int8_layernorm_host_c_equals_reference_and_float(tmp_path: Path):
     need_tools("gcc")
     model, g, samples = _int8_layernorm_build(tmp_path)

@@ -8,9 +8,9 @@ constant in the largest-element norm):
 
 - Conv, Gemm, MatMul with constant weights: the largest L1 norm of a weight row (one output);
 - Add, Sub: the sum of both; Mul: each difference times the other operand's largest magnitude
-  (from its quantization range);
+  (from its quantization range); MatMul of two activations: that, times the inner dimension;
 - data movement, pooling, means, Relu, Clip, Max, Min, Concat: 1; Sigmoid 1/4; HardSigmoid alpha;
-  HardSwish 3/2; LeakyRelu max(1, alpha); Tanh, Softmax 1; LogSoftmax 2.
+  HardSwish 3/2; LeakyRelu max(1, alpha); Tanh, Softmax 1; LogSoftmax 2; Gelu, Erf 1.13.
 
 ``steps_bound(model)`` is that difference at the graph output, in steps of the output's scale
 (its own rounding included). An op outside this list gives no bound (None).
@@ -26,7 +26,8 @@ from onnx import numpy_helper
 UNIT = {"Reshape", "Flatten", "Transpose", "Identity", "Slice", "Concat", "MaxPool", "GlobalMaxPool", "ReduceMax",
         "Pad", "Relu", "Max", "Min", "Clip", "AveragePool", "GlobalAveragePool", "ReduceMean", "Resize", "Squeeze",
         "Unsqueeze", "Tanh", "Softmax", "Split", "Abs", "Neg", "DepthToSpace"}
-GAIN = {"Sigmoid": 0.25, "HardSwish": 1.5, "LogSoftmax": 2.0, "PRelu": 1.0}
+GAIN = {"Sigmoid": 0.25, "HardSwish": 1.5, "LogSoftmax": 2.0, "PRelu": 1.0,
+        "Gelu": 1.13, "Erf": 1.13}  # (the largest slopes: 1.1290 for both Gelus, 2 / sqrt(pi) = 1.1284 for Erf)
 
 
 # ops that onnxruntime's quantizer may leave float after the last DequantizeLinear, which keep its
@@ -43,6 +44,16 @@ def _attr(n: onnx.NodeProto, name: str, default):
 
 def _times(a: float, b: float) -> float:
     return 0.0 if a == 0.0 else a * b
+
+
+def _shape_k(model: onnx.ModelProto, name: str) -> int | None:
+    """The last dimension of a value (MatMul's inner one), by ONNX's shape inference."""
+    g = onnx.shape_inference.infer_shapes(model).graph
+    for v in list(g.value_info) + list(g.input) + list(g.output):
+        if v.name == name:
+            dims = v.type.tensor_type.shape.dim
+            return int(dims[-1].dim_value) if dims and dims[-1].dim_value > 0 else None
+    return None
 
 
 def steps_bound(model: onnx.ModelProto) -> int | None:
@@ -67,16 +78,24 @@ def steps_bound(model: onnx.ModelProto) -> int | None:
             s = consts[ins[1]]
             z = consts[ins[2]] if len(ins) > 2 and ins[2] else np.zeros_like(s)
             if op == "DequantizeLinear" and ins[0] in consts:  # a weight or a bias
-                consts[n.output[0]] = (consts[ins[0]] - z.reshape(-1, *[1] * (consts[ins[0]].ndim - 1)) if s.size > 1
-                                       else consts[ins[0]] - z) * (s.reshape(-1, *[1] * (consts[ins[0]].ndim - 1))
-                                                                  if s.size > 1 else s)
+                q = consts[ins[0]]
+                if s.size > 1:  # per channel along the node's axis (ONNX's default 1)
+                    shape = [1] * q.ndim
+                    shape[_attr(n, "axis", 1) % q.ndim] = -1
+                    s, z = s.reshape(shape), z.reshape(shape)
+                consts[n.output[0]] = (q - z) * s
                 continue
             step = float(s.max())
             # the rounding step (QuantizeLinear), with the int8 range as the magnitude
             dev[n.output[0]] = d(ins[0]) + (step if op == "QuantizeLinear" else 0.0)
             mag[n.output[0]] = step * float(max(abs(-128 - z.min()), abs(127 - z.max())))
             continue
-        if op in ("Conv", "Gemm", "MatMul"):
+        if op == "MatMul" and ins[1] not in consts:  # two activations: K products of (a + da)(b + db)
+            k = _shape_k(model, ins[0])
+            if k is None:
+                return None
+            out = k * (_times(d(ins[0]), m(ins[1])) + _times(d(ins[1]), m(ins[0])) + d(ins[0]) * d(ins[1]))
+        elif op in ("Conv", "Gemm", "MatMul"):
             w = consts.get(ins[1])
             if w is None:
                 return None

@@ -47,6 +47,7 @@ class Builder:
         self.history: list[str] = []  # values in creation order (candidates for skips)
         self.count = 0
         self.ops: list[str] = []
+        self.opset = OPSET  # a layer may need a later one (Gelu: 20)
 
     def fresh(self, prefix: str) -> str:
         self.count += 1
@@ -57,8 +58,10 @@ class Builder:
         self.inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
-    def node(self, op: str, inputs: list[str], shape: tuple[int, ...], n_out: int = 1, **attrs) -> str:
-        if self.int8 and op in INT8_MISSING:
+    def node(self, op: str, inputs: list[str], shape: tuple[int, ...], n_out: int = 1, fused: bool = False,
+             **attrs) -> str:
+        """``fused``: part of a pattern tinyc fuses before quantizing (not subject to INT8_MISSING)."""
+        if self.int8 and op in INT8_MISSING and not fused:
             raise Skip(op)
         out = self.fresh(op.lower())
         name = f"/{self.fresh('n')}/{op}"
@@ -421,12 +424,14 @@ def depth_to_space(b: Builder, x: str, r: random.Random) -> str:
     return b.node("DepthToSpace", [x], (n, c // (k * k), sp[0] * k, sp[1] * k), blocksize=k, mode=r.choice(["DCR", "CRD"]))
 
 
+from . import xfmr  # noqa: E402 -- its layers use the Builder above
+
 LAYERS: dict[str, Callable[[Builder, str, random.Random], str]] = {
     "conv": conv, "pool": pool, "global_pool": global_pool, "activation": activation, "batchnorm": batchnorm,
     "se": se_block, "residual": residual, "concat": concat, "upsample": upsample, "transpose": transpose_sandwich,
     "reshape": reshape_layout, "slice": slice_, "pad": pad, "const_binary": const_binary, "matmul": matmul,
     "unary_math": unary_math, "reduce": reduce, "gather": gather, "split": split, "conv_transpose": conv_transpose,
-    "shape_ops": shape_ops, "depth_to_space": depth_to_space,
+    "shape_ops": shape_ops, "depth_to_space": depth_to_space, **xfmr.LAYERS,
 }
 # How often each kind is drawn (convolutions most: they carry the kernels and the layouts).
 WEIGHTS = {"conv": 6, "pool": 3, "global_pool": 1, "activation": 3, "batchnorm": 1, "se": 2, "residual": 2,
@@ -493,7 +498,8 @@ def random_recipe(seed: int, max_steps: int = 8, int8: bool = False) -> Recipe:
     steps = [(r.choices(kinds, weights=[WEIGHTS[k] for k in kinds])[0], r.randrange(2**31))
              for _ in range(r.randint(1, max_steps))]
     steps.append(("head", r.randrange(2**31)))
-    return Recipe((1, c, *sp), steps, nhwc_input=rank == 4 and r.random() < 0.25, seed=seed, int8=int8)
+    nhwc = rank == 4 and r.random() < 0.25
+    return Recipe((1, c, *sp), xfmr.add_steps(steps, seed), nhwc_input=nhwc, seed=seed, int8=int8)
 
 
 def build(recipe: Recipe) -> tuple[onnx.ModelProto, list[str]]:
@@ -513,14 +519,14 @@ def build(recipe: Recipe) -> tuple[onnx.ModelProto, list[str]]:
         b.history.append(x)
     for kind, seed in recipe.steps:
         r = random.Random(seed)
-        snapshot = (len(b.nodes), len(b.inits), dict(b.shapes), list(b.history), b.count, list(b.ops))
+        snapshot = (len(b.nodes), len(b.inits), dict(b.shapes), list(b.history), b.count, list(b.ops), b.opset)
         try:
             y = (head if kind == "head" else LAYERS[kind])(b, x, r)
             s = b.shapes[y]
         except Skip:
             y, s = None, (0,)
         if min(s) < 1 or int(np.prod(s)) > MAX_ELEMENTS:
-            n_nodes, n_inits, b.shapes, b.history, b.count, b.ops = snapshot
+            n_nodes, n_inits, b.shapes, b.history, b.count, b.ops, b.opset = snapshot
             del b.nodes[n_nodes:], b.inits[n_inits:]
             continue
         x = y
@@ -528,7 +534,13 @@ def build(recipe: Recipe) -> tuple[onnx.ModelProto, list[str]]:
         x = b.node("Relu", [x], b.shapes[x])
     out = helper.make_tensor_value_info("output", TensorProto.FLOAT, list(b.shapes[x]))
     b.nodes.append(helper.make_node("Identity", [x], ["output"], name="/out/Identity"))
+    if b.opset >= 18:  # the Reduce ops' axes: an input from opset 18 on
+        for n in b.nodes:
+            axes = [a for a in n.attribute if a.name == "axes"]
+            if n.op_type.startswith("Reduce") and axes:
+                n.input.append(b.const(np.array(axes[0].ints, np.int64), "axes"))
+                n.attribute.remove(axes[0])
     graph = helper.make_graph(b.nodes, "fuzz", [inp], [out], b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tinyc-modelfuzz")
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", b.opset)], producer_name="tinyc-modelfuzz")
+    model.ir_version = 8 if b.opset <= 17 else 9
     return model, sorted(set(b.ops))

@@ -15,6 +15,7 @@ Oracles:
 from __future__ import annotations
 
 import dataclasses
+import random
 import shutil
 import tempfile
 import traceback
@@ -152,9 +153,10 @@ def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:
     if route == "ptq":
         np.savez(calib_path, input=np.stack([c["input"] for c in case.calib]))
     try:
-        prepared = prepare(path, quantize="int8" if route == "ptq" else None,
-                           calib=calib_path if route == "ptq" else None, progress=False)
-        case.graph = prepared.graph
+        if route == "ptq":
+            case.graph = _ptq_graph(case, path, calib_path)
+        else:
+            case.graph = prepare(path, progress=False).graph
         case.ref = [interpreter.run(case.graph, feeds) for feeds in case.samples]
     except TinycError as e:
         case.status, case.refusal = "refused", str(e).splitlines()[0]
@@ -207,6 +209,32 @@ def prepare_case(recipe: Recipe, route: str, workdir: Path) -> Case:
                           + ("" if same_nonfinite else " (infinities or NaN differ)"))
                 break
     return case
+
+
+KEEP_FLOAT = 0.3  # of the ptq cases: one random layer stays float (--keep-float)
+
+
+def _ptq_graph(case: Case, path: Path, calib_path: Path):
+    """tinyc's int8 graph of the case, sometimes with one random layer kept float (a seeded choice
+    among the ONNX nodes of ops that lower to int8; one that a pass fused away is drawn again)."""
+    from tinyc.ops import REGISTRY
+    from tinyc.pipeline import Build
+
+    r = random.Random(f"keep-{case.recipe.seed}")
+    names = [n.name for n in case.model.graph.node
+             if n.op_type in REGISTRY and REGISTRY[n.op_type].lowers_to_int8 and not REGISTRY[n.op_type].view]
+    keep = r.random() < KEEP_FLOAT
+    while True:
+        kept = [names.pop(r.randrange(len(names)))] if keep and names else []
+        try:
+            graph = Build(path, quantize="int8", calib=calib_path, progress=False, keep_float=kept).graph
+        except TinycError as e:
+            if kept and str(e).startswith("--keep-float: no layer named"):
+                continue
+            raise
+        if kept:
+            case.ops.append("keep-float")
+        return graph
 
 
 def _against_tflm(case: Case, want: list[np.ndarray], oracle: str) -> None:

@@ -56,10 +56,8 @@ class LayerNormalization(Op):
         if len(node.outputs) > 1:
             raise UnsupportedError(f"LayerNormalization node '{node.name}': int8 has output Y only (not Mean, InvStdDev)")
         x = cx.activation(node.inputs[0], node)
-        for i in node.inputs[1:]:
-            if i is not None and not cx.g.tensors[i].is_const:
-                raise UnsupportedError(f"LayerNormalization node '{node.name}': int8 needs constant Scale and B")
-        return type(node)(node.op, node.name, [x.name, *node.inputs[1:]], out, dict(node.attrs))
+        consts = [None if i is None else cx.float_const(i, node, what) for i, what in zip(node.inputs[1:], ("Scale", "B"))]
+        return type(node)(node.op, node.name, [x.name, *consts], out, dict(node.attrs))
 
     def _int8_params(self, node, ins, outs) -> dict:
         n = int(np.prod(ins[0].shape[node.attrs["axis"]:]))

@@ -191,6 +191,8 @@ class Resize(Op):
 
     def reference(self, node, xs):
         x = xs[0]
+        if x.dtype == np.float32 and node.attrs["mode"] != "nearest":
+            return [self._interpolate_f32(node, x)]
         y = x.astype(np.float64)
         mask = np.zeros(node.attrs["sizes"], bool)
         for ax, idx, w, outside in self.tables(node, x.shape):
@@ -205,6 +207,27 @@ class Resize(Op):
             info = np.iinfo(x.dtype)
             y = np.clip(np.rint(y), info.min, info.max)
         return [y.astype(x.dtype)]
+
+    def _interpolate_f32(self, node, x: np.ndarray) -> np.ndarray:
+        """float32 interpolation exactly as the C kernel computes it: per output, over the taps
+        (the first resized axis outermost) acc += w_a * w_b * ... * x, each step rounded to float32
+        (a result quantized next, under --keep-float, then rounds as the C does)."""
+        tables = self.tables(node, x.shape)
+        grids = np.meshgrid(*[np.arange(n) for n in node.attrs["sizes"]], indexing="ij")
+        acc = np.zeros(node.attrs["sizes"], np.float32)
+        for taps in np.ndindex(*[idx.shape[1] for _, idx, _, _ in tables]):
+            index = list(grids)
+            w = None
+            for (ax, idx, wt, _), t in zip(tables, taps):
+                index[ax] = idx[:, t][grids[ax]]
+                wa = wt[:, t].astype(np.float32)[grids[ax]]
+                w = wa if w is None else (w * wa).astype(np.float32)
+            acc = (acc + (w * x[tuple(index)]).astype(np.float32)).astype(np.float32)
+        mask = np.zeros(node.attrs["sizes"], bool)
+        for ax, _, _, outside in tables:
+            if outside is not None:
+                mask |= outside.reshape((1,) * ax + (-1,) + (1,) * (x.ndim - ax - 1))
+        return np.where(mask, np.float32(node.attrs["extrapolation_value"]), acc).astype(np.float32)
 
     def int8_form(self, node, g):
         if node.attrs["mode"] != "nearest":

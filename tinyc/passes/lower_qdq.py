@@ -106,6 +106,23 @@ class _Lowering:
             return None
         return self.g.tensors[p.inputs[0]]
 
+    def float_const(self, name: str, where: Node, what: str) -> str:
+        """A constant operand an int8 kernel takes in float (LayerNormalization's Scale and B): the
+        constant itself, or the integer constant behind a DequantizeLinear, dequantized in float32
+        as the graph means it."""
+        if self.g.tensors[name].is_const:
+            return name
+        src = self.dq_source(name)
+        if src is None or not src.is_const or src.quant is None:
+            raise UnsupportedError(f"{where.op} node '{where.name}': int8 needs constant {what}")
+        q, shape = src.quant, [1] * len(src.shape)
+        if q.axis is not None:
+            shape[q.axis] = -1
+        zp = np.asarray(q.zero_point, np.int64).reshape(shape if np.size(q.zero_point) > 1 else ())
+        scale = np.asarray(q.scale, np.float32).reshape(shape if np.size(q.scale) > 1 else ())
+        values = (src.data.astype(np.int64) - zp).astype(np.float32) * scale
+        return self.g.add_const(self.g.unique_name(f"{where.name}/{what}"), values.astype(np.float32)).name
+
     def single_use(self, name: str) -> bool:
         return len(self.cons.get(name, [])) == 1 and name not in self.g.outputs
 
