@@ -31,7 +31,7 @@ from .verify import OutputCheck
 REPORT_SAMPLES = 32
 
 # the compile options of `tinyc compile` by keyword (their command-line flag in errors)
-OPTIONS = ("input_shapes", "bind", "method", "percentile", "io", "rounding", "optimize", "flash_budget",
+OPTIONS = ("input_shapes", "bind", "method", "percentile", "io", "rounding", "optimize", "patch", "flash_budget",
            "ram_budget", "name", "weights_blob", "arena_section", "passes", "progress", "eval", "labels", "keep_float")
 
 Feeds = Union[dict[str, np.ndarray], list[dict[str, np.ndarray]]]
@@ -50,7 +50,8 @@ def compile(model: str | os.PathLike | bytes | Any, target: str | Target = "host
     ``options`` (`tinyc compile`'s options by keyword): ``input_shapes`` (dict input name ->
     shape; "" names the only input), ``bind`` (dict input name -> array), ``method`` ("minmax",
     "percentile", "mse"), ``percentile``, ``io`` ("float", "int8"), ``rounding`` ("double",
-    "single"), ``optimize`` ("speed", "balanced", "size"), ``flash_budget`` / ``ram_budget``
+    "single"), ``optimize`` ("speed", "balanced", "size"), ``patch`` ("auto", "off", "8",
+    "8x1@LAYER": --patch), ``flash_budget`` / ``ram_budget``
     (bytes; None: the board's, 0: none), ``name`` (the C name; default: the file's stem, "model"
     in memory), ``weights_blob``, ``arena_section``, ``passes`` (graph pass names), ``progress``
     (calibration progress on a terminal; default True); with ``quantize="int8"``: ``eval`` (a

@@ -51,7 +51,7 @@ def _build(args, target=None, **options):
                   name=getattr(args, "name", None), weights_blob=getattr(args, "weights_blob", False),
                   after_step=_dumper(getattr(args, "dump_ir", None)), inputs=getattr(args, "input", None),
                   count=getattr(args, "samples", 1), seed=getattr(args, "seed", 0), rounding=getattr(args, "rounding", None),
-                  optimize=getattr(args, "optimize", None),
+                  optimize=getattr(args, "optimize", None), patch=getattr(args, "patch", None),
                   flash_budget=_bytes_arg(getattr(args, "flash_budget", None), "--flash-budget"),
                   eval=args.eval, labels=args.labels, keep_float=[x for x in (args.keep_float or "").split(",") if x])
     return Build(args.model, target, **{**shared, **options})
@@ -587,6 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--optimize", choices=optimize.MODES, default=None,
                             help="per-layer kernel choice: speed (fewest instructions), size (least flash) or "
                                  "balanced (fewest estimated cycles on the board; default), within the flash budget")
+            sp.add_argument("--patch", metavar="auto|off|BANDS[x1][@LAYER]", default=None,
+                            help="run the first stage of a CNN in row bands, each of its tensors kept as a window of "
+                                 "rows (nothing recomputed): auto (default: where it lowers the arena by 10%%), off, "
+                                 "or BANDS bands of the stage ending at LAYER")
 
     c = sub.add_parser("compile", help="generate C code and report.json")
     model_args(c)

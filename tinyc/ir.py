@@ -98,6 +98,8 @@ class Graph:
     outputs: list[str] = field(default_factory=list)
     # set by the plan-memory pass: the arena plan (buffers, lower bounds) behind the nodes' offsets
     memory_plan: Any = field(default=None, repr=False, compare=False)
+    # set by the patch pass when it runs a first stage in bands: what it did, for the report
+    patch: Any = field(default=None, repr=False, compare=False)
     # compile options the graph's meaning depends on (printed in the text IR's header), e.g.
     # "rounding" (tinyc/quant/rounding.py); absent keys take their defaults
     options: dict[str, Any] = field(default_factory=dict)

@@ -237,13 +237,16 @@ def _options(d: dict[str, Any]) -> dict[str, Any]:
     from . import optimize
     from .quant import rounding
 
-    known = {"rounding", "optimize", "flash_budget"}
+    known = {"rounding", "optimize", "flash_budget", "patch"}
     if set(d) - known:
         raise TinycError(f"unknown graph option(s) {sorted(set(d) - known)}")
     if "rounding" in d:
         rounding.check(d["rounding"])
     if "optimize" in d:
         optimize.check(d["optimize"])
+    if "patch" in d:
+        from .passes.patch import check as check_patch
+        check_patch(d["patch"])
     return d
 
 

@@ -38,6 +38,7 @@ class Buffer:
     last: int  # index of the last node that reads it
     offset: int = -1
     tensors: list[str] = field(default_factory=list)
+    at: dict[str, int] = field(default_factory=dict)  # tensor -> its byte offset inside (placed by a pass)
 
     def overlaps(self, other: "Buffer") -> bool:
         return self.first <= other.last and other.first <= self.last
@@ -58,7 +59,8 @@ class MemoryPlan:
         self._by_tensor = {t: b for b in self.buffers for t in b.tensors}
 
     def offset(self, tensor: str) -> int:
-        return self._by_tensor[tensor].offset
+        b = self._by_tensor[tensor]
+        return b.offset + b.at.get(tensor, 0)
 
     def __contains__(self, tensor: str) -> bool:
         return tensor in self._by_tensor
@@ -83,7 +85,7 @@ class MemoryPlan:
             for t in b.tensors:
                 if t in g.tensors:
                     first = producer.get(t, b.first)
-                    out.append(dict(name=t, buffer=b.name, offset=b.offset, size=g.tensors[t].nbytes, first_use=first,
+                    out.append(dict(name=t, buffer=b.name, offset=b.offset + b.at.get(t, 0), size=g.tensors[t].nbytes, first_use=first,
                                     last_use=max(first, last_read.get(t, first)), kind="activation"))
                 else:
                     out.append(dict(name=t, buffer=b.name, offset=b.offset, size=b.size, first_use=b.first,
@@ -122,11 +124,15 @@ def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set
         for x in n.inputs:
             if x is not None:
                 last_read[x] = i
+    hosts: dict[str, Buffer] = {}  # placed tensors' buffers (node attribute ``at``), by name
     for i, n in enumerate(g.nodes):
         for x in n.inputs:
             if x in group:
                 group[x].last = max(group[x].last, i)
         out = n.outputs[0]
+        if "at" in n.attrs:
+            _place(g, n, i, group, hosts, bufs, views, inplace, scratch, io)
+            continue
         if out in io:  # writes the caller's buffer: never in place
             target, scratch_bytes = None, 0
         else:
@@ -152,6 +158,35 @@ def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set
     for b in bufs:  # a buffer lives until its last tensor's last reader
         b.last = max([b.last] + [last_read.get(t, b.first) for t in b.tensors])
     return bufs, views, inplace, scratch
+
+
+def _place(g: Graph, n: Node, i: int, group, hosts, bufs, views, inplace, scratch, io) -> None:
+    """A node whose output a pass placed (``at``: [buffer, byte offset, buffer bytes]; the patch
+    pass's windows of rows): the output joins that buffer at that offset; a view runs no code; a
+    node reading the buffer it writes (a move within it) runs in place. A buffer named after a
+    graph input is the caller's (views of its rows): not planned."""
+    from .ops import get_op
+
+    host, off, size = n.attrs["at"]
+    out = n.outputs[0]
+    if get_op(n.op).view:
+        views.add(n.name)
+    if host in io:
+        return
+    b = hosts.get(host)
+    if b is None:
+        b = hosts[host] = Buffer(host, size, i, i)
+        bufs.append(b)
+    b.tensors.append(out)
+    b.at[out] = off
+    b.last = max(b.last, i)
+    if any(group.get(x) is b for x in n.inputs):
+        inplace.add(n.name)
+    group[out] = b
+    if not get_op(n.op).view and n.attrs.get("scratch"):
+        sb = Buffer(f"{n.name}/scratch", n.attrs["scratch"], i, i, tensors=[f"{n.name}/scratch"])
+        bufs.append(sb)
+        scratch[n.name] = sb.name
 
 
 def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> tuple[str | None, int]:

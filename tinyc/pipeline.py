@@ -61,6 +61,7 @@ class Build:
                  count: int = 1, seed: int = 0, calib_inputs: bool = False, progress: bool = True,
                  after_step: Callable[[str, Graph], None] | None = None, problems: list[str] | None = None,
                  rounding: str | None = None, optimize: str | None = None, flash_budget: int | None = None,
+                 patch: str | None = None,
                  arena_section: str | None = None, eval: str | os.PathLike | None = None,
                  labels: str | os.PathLike | None = None, keep_float: list[str] | None = None,
                  placeholder_calib: bool = False):
@@ -89,6 +90,9 @@ class Build:
         self.rounding = rounding_modes.DEFAULT if rounding is None else rounding_modes.check(rounding)
         # the kernels' choice (tinyc/optimize.py): --optimize and the flash budget it must fit
         self.optimize, self.flash_budget = optimize, flash_budget
+        # --patch: the first stage in row bands (tinyc/passes/patch.py), checked here
+        from .passes.patch import check as check_patch
+        self.patch = None if patch is None else check_patch(patch)
         # held-out data for the quantization's figures, and layers kept float (tinyc/quant/mixed.py)
         self.eval, self.labels, self.keep_float = eval, labels, tuple(keep_float or ())
         # --quantize without --calib (tinyc check, fit advice): random samples stand in for calibration
@@ -213,6 +217,7 @@ class Build:
         (quantized/dequantized in the model), "int8" makes quantized float inputs/outputs int8."""
         from .optimize import set_options
         from .passes import run_passes
+        from .passes.patch import set_option as set_patch
         from .quant.io import add_io_quantization, has_int8_io, strip_io_quantization
 
         g = run_passes(self._quantized(), self.passes, self.after_step)
@@ -224,6 +229,7 @@ class Build:
         elif self.io == "float" and not self.quantize:
             g = add_io_quantization(g)
         set_options(g, self.optimize, self.flash_budget)
+        set_patch(g, self.patch)
         return g
 
     @cached_property

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import TinycError, UnsupportedError
-from ..ir import Graph
+from ..ir import Graph, itemsize
 from ..memory import MemoryPlan, plan as plan_memory
 from ..ops import get_op
 from ..quant import rounding
@@ -163,9 +163,11 @@ def _refs(g: Graph, inputs, outputs) -> dict[str, str]:
                 ref[o] = f"({_ctype(g, o)} *)(void *)(arena + {off})"
     for k, st in enumerate(g.states):  # the model state's static arrays
         ref[st] = f"state{k}"
-    for n in g.nodes:  # a view of a graph input reads the caller's buffer
+    for n in g.nodes:  # a view of a graph input reads the caller's buffer (rows of it: from an offset)
         if n.attrs.get("placement") == "view" and n.outputs[0] not in ref:
-            ref[n.outputs[0]] = ref[n.inputs[0]]
+            at = n.attrs.get("at")
+            ref[n.outputs[0]] = ref[n.inputs[0]] if at is None else \
+                f"{ref[at[0]]} + {at[1] // itemsize(g.tensors[n.outputs[0]].dtype)}"
     return ref
 
 

@@ -253,6 +253,15 @@ class Op:
     def kernel(self, node: Node, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
         raise UnsupportedError(f"{self.name} (node '{node.name}') has no C kernel")
 
+    def band(self, node: Node, ins: list[Tensor | None], outs: list[Tensor], start: int, stop: int):
+        """How the node computes only output rows ``start .. stop`` (axis 1; the patch pass,
+        tinyc/ops/band.py): a Band, or None when it cannot. Elementwise ops can; sliding windows
+        (Conv, pooling) and Transpose say how themselves."""
+        if self.pointwise:
+            from .band import pointwise_band
+            return pointwise_band(node, ins, outs, start, stop)
+        return None
+
 
 REGISTRY: dict[str, Op] = {}
 

@@ -122,6 +122,10 @@ class Conv(Op):
     def _requant(node, ins, outs):
         return product_requant(ins, outs, ins[1].shape[0], int8_act_range(node), active_rounding())
 
+    def band(self, node, ins, outs, start, stop):
+        from .band import window_band
+        return window_band(node, ins, outs, start, stop)
+
     def inplace_scratch(self, node, ins, outs, kernel):
         """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
         so input rows r - pad_top .. r are kept in a ring of pad_top + 1 rows (the portable

@@ -28,6 +28,10 @@ class _Pool(Op):
         x = ins[0]
         return [(x.shape[:2] + output_spatial(node.attrs, x.shape[2:]), x.dtype)]
 
+    def band(self, node, ins, outs, start, stop):
+        from .band import window_band
+        return window_band(node, ins, outs, start, stop)
+
     def _params(self, node, ins, outs, any_type: bool = False):
         """Window geometry as 3-D (D, H, W; unit axes in front for 1-D and 2-D) and element strides."""
         if not is_quantized(ins, outs) and not any_type:

@@ -97,6 +97,14 @@ class Transpose(Op):
     def reference(self, node, xs):
         return [np.asarray(np.transpose(xs[0], node.attrs["perm"]), order="C")]
 
+    def band(self, node, ins, outs, start, stop):
+        """Output rows (axis 1) are input ``perm[1]``'s: a layout change of the image."""
+        from .band import Band, rows_tensor
+        perm = node.attrs["perm"]
+        if not rows_tensor(ins[0]) or not rows_tensor(outs[0]) or perm[0] != 0:
+            return None
+        return Band([(perm[1], start, stop)], dict(node.attrs))
+
     def kernel(self, node, ins, outs):
         shape, perm = ins[0].shape, node.attrs["perm"]
         in_strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]

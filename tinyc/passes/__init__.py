@@ -41,7 +41,7 @@ def run_passes(g: Graph, names: list[str], after: Callable[[str, Graph], None] |
 
 
 def _load_all() -> None:
-    from . import canonicalize, dce, dead_channels, fold_batchnorm, fuse, fuse_transformer, hoist_quantize, layout, lower_qdq, plan_memory, select_kernels  # noqa: F401
+    from . import canonicalize, dce, dead_channels, fold_batchnorm, fuse, fuse_transformer, hoist_quantize, layout, lower_qdq, patch, plan_memory, select_kernels  # noqa: F401
 
 
 _load_all()

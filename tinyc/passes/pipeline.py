@@ -25,6 +25,7 @@ BEFORE_QUANTIZATION = ["canonicalize", "fuse-transformer", "fuse-pad", "fold-bat
 
 # The back end, for one target (codegen runs them; --dump-ir after=select-kernels shows the result).
 KERNELS = [
+    "patch",  # the memory-heavy first stage of a CNN in row bands (--patch; off where it does not pay)
     "select-kernels",  # every node -> its C kernel for the target, weights in the kernel's layout
     "plan-memory",  # activations and scratch -> arena offsets; views and in-place execution
 ]
@@ -37,6 +38,7 @@ FRONTEND = {
 
 # After the graph passes: code generation (tinyc/codegen) and the sizes of the compiled code.
 BACKEND = {
+    "patch": "the first stage of a CNN in row bands, its tensors as windows of rows, where that lowers the arena (--patch)",
     "select-kernels": "a C kernel for every node, by op, types and the target's features (weights in its layout)",
     "plan-memory": "arena offsets for every tensor from its lifetime (views and in-place outputs share)",
     "emit": "the C source and header, build files, weights and report.json",

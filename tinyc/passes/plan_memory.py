@@ -20,7 +20,7 @@ from . import Pass, register
 
 def plan_memory(g: Graph, alignment: int) -> Graph:
     mplan = plan(g, alignment)
-    offsets = {t: b.offset for b in mplan.buffers for t in b.tensors}
+    offsets = {t: b.offset + b.at.get(t, 0) for b in mplan.buffers for t in b.tensors}
     for n in g.nodes:
         a = n.attrs
         if n.name in mplan.views:
