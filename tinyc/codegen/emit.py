@@ -68,6 +68,7 @@ class Layer:
     weights_bytes: int = 0  # bytes of the constant arrays this layer reads
     dumps: list[tuple[int, str, int]] = field(default_factory=list)  # debug build: (output, pointer, bytes)
     bound: list[str] = field(default_factory=list)  # pointers fixed at compile time, declared inside
+    emit: bool = True  # False: it calls another layer's function (bands of one layer share theirs)
 
 
 @dataclass
@@ -255,6 +256,28 @@ def _layer(env, g: Graph, i: int, node, ref: dict[str, str], reads: dict[int, st
     return layer
 
 
+def _share_bands(layers: list[Layer], runs) -> list[Layer]:
+    """Band nodes (the patch pass's, attribute ``band_of``) whose functions would be the same but
+    for the arena and weight pointers they bind share one function, which takes those pointers as
+    arguments: a layer run in 28 bands is one or a few functions, not 28."""
+    groups: dict[tuple, list[Layer]] = {}
+    for layer, n in zip(layers, runs):
+        if "band_of" in n.attrs:
+            key = (layer.body, tuple(layer.params), tuple(b.split(" = ")[0] for b in layer.bound), tuple(layer.unused))
+            groups.setdefault(key, []).append(layer)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        first = group[0]
+        for layer in group:
+            layer.params = layer.params + [b.split(" = ")[0] for b in layer.bound]
+            layer.args = layer.args + [b.split(" = ")[1].rstrip(";") for b in layer.bound]
+            layer.bound = []
+            if layer is not first:
+                layer.fn, layer.emit = first.fn, False
+    return layers
+
+
 def _copies(g: Graph, outputs, ref: dict[str, str]) -> list[dict[str, Any]]:
     """Outputs that no node writes (a graph input or a constant passed through) are copied."""
     produced = {o for n in g.nodes for o in n.outputs}
@@ -298,7 +321,8 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
     if arena_section is not None and not re.fullmatch(r"[A-Za-z0-9_.$]+", arena_section):
         raise TinycError(f"--arena-section '{arena_section}': a section name is letters, digits, '_', '.' and '$'")
     weights, array_bytes, reads = _weight_arrays(g, runs, ref, weights_blob)
-    layers = [_layer(env, g, g.nodes.index(n), n, ref, reads[n.name], array_bytes, dump) for n in runs]
+    index = {n.name: i for i, n in enumerate(g.nodes)}
+    layers = _share_bands([_layer(env, g, index[n.name], n, ref, reads[n.name], array_bytes, dump) for n in runs], runs)
     copies = _copies(g, outputs, ref)
     includes = {h for n in runs for h in n.attrs.get("includes", ())}
     if copies or states or any("scratch_offset" in n.attrs for n in runs):

@@ -39,6 +39,7 @@ from . import Pass, register
 DEFAULT = "auto"
 MIN_GAIN = 0.10  # auto: the layer-by-layer bound must drop at least this much
 NEAR_BEST = 1.05  # auto: peaks within this factor of the best count as equal; fewer steps win
+BAND_ROWS = (1, 2, 3, 4, 6, 8, 12, 16)  # auto: the rows of Y per band it tries
 ROW_ALIGN = 4  # a window's rows start at multiples of its row bytes: keep those word-aligned
 
 _SPEC = re.compile(r"(?P<bands>\d+)(?:x(?P<cols>\d+))?(?:@(?P<layer>.+))?$")
@@ -70,32 +71,36 @@ class Stage:
 
 
 @dataclass
+class Step:
+    """One band node: ``node`` computes its output rows ``rows`` reading ``reads`` (input index ->
+    (axis, first, stop)), with the band node's ``attrs``; ``band``: the band of Y it serves."""
+
+    node: Node
+    band: int
+    rows: tuple[int, int]
+    reads: dict[int, tuple[int, int, int]]
+    attrs: dict
+    low: int = 0  # the output window's first row after the move before this step (not for Y)
+    moved: int = 0  # rows moved to the window's top before this step
+
+
+@dataclass
 class Schedule:
-    """A stage cut into bands: per band, each node's new output rows; each tensor's window."""
+    """A stage cut into bands: the steps in order (each layer's rows pulled in chunks as its
+    readers need them, so the first band does not hold the whole receptive field at once) and
+    each window's capacity in rows."""
 
     stage: Stage
     bands: list[tuple[int, int]]  # Y's rows per band
-    new: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # tensor -> rows written per band
-    reads: dict[str, list[dict[int, tuple[int, int, int]]]] = field(default_factory=dict)  # node -> per band: input -> rows
-    attrs: dict[str, list[dict]] = field(default_factory=dict)  # node -> per band: band node attrs
-    low: dict[str, list[int]] = field(default_factory=dict)  # window tensor -> first row kept, per band
+    steps: list[Step] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)  # window tensor -> capacity in rows
 
     def window_bytes(self, g: Graph, t: str) -> int:
         return self.rows[t] * row_bytes(g.tensors[t])
 
-    def steps(self) -> int:
-        return sum(1 for rs in self.new.values() for r in rs if r[1] > r[0])
-
     def moved_bytes(self, g: Graph) -> int:
         """Bytes the windows' moves copy in one inference."""
-        total = 0
-        for t, low in self.low.items():
-            for b in range(1, len(low)):
-                hi_prev = max(r1 for _, r1 in self.new[t][:b])
-                if low[b] > low[b - 1] and hi_prev > low[b]:
-                    total += (hi_prev - low[b]) * row_bytes(g.tensors[t])
-        return total
+        return sum(st.moved * row_bytes(g.tensors[st.node.outputs[0]]) for st in self.steps)
 
 
 def row_bytes(t: Tensor) -> int:
@@ -128,74 +133,95 @@ def stages(g: Graph) -> list[Stage]:
     return out
 
 
-def schedule(g: Graph, stage: Stage, nbands: int) -> Schedule | None:
-    """The bands' rows of every node and the windows they need; None where a window's rows
-    would not stay word-aligned."""
+def schedule(g: Graph, stage: Stage, nbands: int, fine: bool = True) -> Schedule | None:
+    """Y in ``nbands`` bands; each tensor's rows computed when a reader needs them, one row per
+    step (``fine``) or its share of a band per step; then the windows (see :func:`_windows`). None where an op cannot run in
+    bands or a window's rows would not stay word-aligned."""
     h = g.tensors[stage.output].shape[ROW_AXIS]
     per = -(-h // nbands)
     bands = [(s, min(s + per, h)) for s in range(0, h, per)]
     sc = Schedule(stage, bands)
-    done: dict[str, int] = {}
-    for n in stage.nodes:
-        sc.new[n.outputs[0]] = []
-        sc.reads[n.name] = []
-        sc.attrs[n.name] = []
-        done[n.outputs[0]] = 0
-    reads_at: dict[str, list[tuple[int, int]]] = {}  # tensor -> rows read in the current band
-    for b, (_, stop) in enumerate(bands):
-        need = {stage.output: stop}
-        reads_at = {}
-        for n in reversed(stage.nodes):
-            t = n.outputs[0]
-            r0, r1 = done[t], max(done[t], need.get(t, 0))
-            sc.new[t].append((r0, r1))
-            reads, attrs = {}, {}
-            if r1 > r0:
-                ins = [None if x is None else g.tensors[x] for x in n.inputs]
-                band = get_op(n.op).band(n, ins, [g.tensors[t]], r0, r1)
-                if band is None:
-                    return None
-                attrs = band.attrs
-                for j, r in enumerate(band.rows):
-                    if r is None:
-                        continue
-                    x = n.inputs[j]
-                    reads[j] = r
-                    need[x] = max(need.get(x, 0), r[2])
-                    reads_at.setdefault(x, []).append((r[1], r[2]))
-            sc.reads[n.name].append(reads)
-            sc.attrs[n.name].append(attrs)
+    producer = {n.outputs[0]: n for n in stage.nodes}
+    done = {t: 0 for t in producer}
+    # a step computes one row (fine: the smallest windows), or the tensor's share of a band
+    chunk = {t: 1 if fine else max(1, round(per * g.tensors[t].shape[ROW_AXIS] / h)) for t in producer}
+
+    def ensure(t: str, stop: int, band: int) -> bool:
+        n = producer.get(t)
+        if n is None:
+            return True  # a stage input: all there
+        while done[t] < stop:
+            r0 = done[t]
+            r1 = min(stop, r0 + chunk[t])
+            ins = [None if x is None else g.tensors[x] for x in n.inputs]
+            b = get_op(n.op).band(n, ins, [g.tensors[t]], r0, r1)
+            if b is None:
+                return False
+            reads = {j: r for j, r in enumerate(b.rows) if r is not None}
+            for j, (_, _, e) in reads.items():
+                if not ensure(n.inputs[j], e, band):
+                    return False
+            sc.steps.append(Step(n, band, (r0, r1), reads, b.attrs))
             done[t] = r1
-        for n in stage.nodes:  # the windows: rows read and written in this band
-            t = n.outputs[0]
-            if t == stage.output:
-                continue
-            low = sc.low.setdefault(t, [])
-            r0, r1 = sc.new[t][b]
-            starts = [a for a, _ in reads_at.get(t, [])] + ([r0] if r1 > r0 else [])
-            lo = min(starts) if starts else (low[-1] if low else 0)
-            if low and lo < low[-1]:
-                return None  # (a window never slides back up)
-            low.append(lo)
-            sc.rows[t] = max(sc.rows.get(t, 0), done[t] - lo)
-    viewed = {n.inputs[j] for n in stage.nodes for reads in sc.reads[n.name] for j, (axis, _, _) in reads.items()
-              if n.inputs[j] in stage.inputs and _contiguous(g.tensors[n.inputs[j]], axis)}
+        return True
+
+    for b, (_, stop) in enumerate(bands):
+        if not ensure(stage.output, stop, b):
+            return None
+    _windows(sc)
+    viewed = {st.node.inputs[j] for st in sc.steps for j, (axis, _, _) in st.reads.items()
+              if st.node.inputs[j] in stage.inputs and _contiguous(g.tensors[st.node.inputs[j]], axis)}
     for t in list(sc.rows) + [stage.output] + sorted(viewed):
         if row_bytes(g.tensors[t]) % ROW_ALIGN:
             return None
     return sc
 
 
+def _windows(sc: Schedule) -> None:
+    """Each window's rows over the steps: before a step writes new rows of tensor T, the rows of T
+    that later steps still read move to the window's top (``Step.low``, ``Step.moved``); the
+    capacity is the most rows a window ever holds."""
+    y = sc.stage.output
+    reads: dict[str, list[tuple[int, int]]] = {}  # tensor -> (step, first row read), in order
+    for i, st in enumerate(sc.steps):
+        for j, (_, a, _) in st.reads.items():
+            reads.setdefault(st.node.inputs[j], []).append((i, a))
+    future: dict[str, list[int]] = {}  # tensor -> per read: the smallest first row read from then on
+    for t, rs in reads.items():
+        m, out = 1 << 60, []
+        for _, a in reversed(rs):
+            m = min(m, a)
+            out.append(m)
+        future[t] = out[::-1]
+    nxt = {t: 0 for t in reads}
+    low: dict[str, int] = {}
+    for i, st in enumerate(sc.steps):
+        t = st.node.outputs[0]
+        if t == y:
+            continue
+        rs = reads.get(t, [])
+        k = nxt.get(t, 0)
+        while k < len(rs) and rs[k][0] < i:
+            k += 1
+        nxt[t] = k
+        r0, r1 = st.rows
+        lo = min(future[t][k], r0) if k < len(rs) else r0
+        old = low.get(t, 0)
+        lo = max(lo, old)
+        st.low, st.moved = lo, max(0, r0 - lo) if lo > old else 0
+        low[t] = lo
+        sc.rows[t] = max(sc.rows.get(t, 0), r1 - lo)
+
+
 def stage_bytes(g: Graph, sc: Schedule) -> int:
     """The stage's live bytes: every window, Y, and the largest copy of input rows (an input whose
     rows are not contiguous, e.g. NCHW under a layout Transpose)."""
     copies = 0
-    for n in sc.stage.nodes:
-        for reads in sc.reads[n.name]:
-            for j, (axis, a, e) in reads.items():
-                x = g.tensors[n.inputs[j]]
-                if n.inputs[j] in sc.stage.inputs and not _contiguous(x, axis):
-                    copies = max(copies, x.nbytes // x.shape[axis] * (e - a))
+    for st in sc.steps:
+        for j, (axis, a, e) in st.reads.items():
+            x = g.tensors[st.node.inputs[j]]
+            if st.node.inputs[j] in sc.stage.inputs and not _contiguous(x, axis):
+                copies = max(copies, x.nbytes // x.shape[axis] * (e - a))
     return sum(sc.window_bytes(g, t) for t in sc.rows) + g.tensors[sc.stage.output].nbytes + copies
 
 
@@ -205,6 +231,8 @@ def _contiguous(t: Tensor, axis: int) -> bool:
 
 
 def live_per_step(g: Graph) -> list[int]:
+    """The bytes live at each step as the planner sees them (with the kernels' in-place execution
+    and scratch when ``g`` has been through select-kernels)."""
     from ..memory import lifetimes
 
     bufs = lifetimes(g)[0]
@@ -218,50 +246,49 @@ class Choice:
     bound_before: int
 
 
-def candidates(g: Graph, layer: str | None = None, nbands: int | None = None) -> tuple[list[Choice], int]:
-    live = live_per_step(g)
+def candidates(g: Graph, live: list[int], layer: str | None = None, nbands: int | None = None) -> list[Choice]:
+    """Every stage, band count and step size with its estimated peak; ``live``: the bytes live at
+    each step of the graph run layer by layer."""
     before = max(live, default=0)
     out = []
     for st in stages(g):
         if layer is not None and st.nodes[-1].name != layer:
             continue
-        k = len(st.nodes)
-        rest = max(live[k:], default=0)
+        rest = max(live[len(st.nodes):], default=0)
         h = g.tensors[st.output].shape[ROW_AXIS]
-        counts = [nbands] if nbands is not None else sorted({-(-h // r) for r in range(1, h // 2 + 1)})
+        counts = [nbands] if nbands is not None else sorted({-(-h // r) for r in BAND_ROWS if r <= h // 2})
         for nb in counts:
-            if nb < 2 and nbands is None:
-                continue
-            sc = schedule(g, st, nb)
-            if sc is not None:
-                out.append(Choice(sc, max(stage_bytes(g, sc), rest), before))
-    return out, before
+            for fine in (True, False):
+                sc = schedule(g, st, nb, fine)
+                if sc is not None:
+                    out.append(Choice(sc, max(stage_bytes(g, sc), rest), before))
+    return out
 
 
-def choose(g: Graph) -> Choice | None:
+def choose(g: Graph, live: list[int]) -> Choice | None:
     """auto: the smallest estimated peak; within 5% of it the fewest band steps; only if it lowers
     the layer-by-layer bound by 10%."""
-    options, before = candidates(g)
+    options = candidates(g, live)
     if not options:
         return None
     best = min(c.peak for c in options)
-    if best > (1 - MIN_GAIN) * before:
+    if best > (1 - MIN_GAIN) * max(live):
         return None
     near = [c for c in options if c.peak <= best * NEAR_BEST]
-    return min(near, key=lambda c: (c.schedule.steps(), c.peak, len(c.schedule.stage.nodes)))
+    return min(near, key=lambda c: (len(c.schedule.steps), c.peak, len(c.schedule.stage.nodes)))
 
 
-def forced(g: Graph, spec: str) -> Choice:
+def forced(g: Graph, live: list[int], spec: str) -> Choice:
     m = _SPEC.match(spec)
     nb, layer = int(m["bands"]), m["layer"]
     if layer is not None and layer not in {n.name for n in g.nodes}:
         raise TinycError(f"--patch {spec}: no layer '{layer}' in the graph")
-    options, _ = candidates(g, layer, nb)
+    options = candidates(g, live, layer, nb)
     if not options:
         where = f"ending at '{layer}'" if layer else "at the start of the graph"
         raise TinycError(f"--patch {spec}: no stage {where} can run in {nb} bands (the stage must be convolutions, "
                          "pooling and elementwise ops on N=1 images, left by one tensor, rows of 4-byte multiples)")
-    return min(options, key=lambda c: (c.peak, -len(c.schedule.stage.nodes)))
+    return min(options, key=lambda c: (c.peak, -len(c.schedule.stage.nodes), len(c.schedule.steps)))
 
 
 # -- rewriting ---------------------------------------------------------------------------------
@@ -270,87 +297,74 @@ def rewrite(g: Graph, choice: Choice) -> Graph:
     sc = choice.schedule
     st = sc.stage
     nodes: list[Node] = []
-    win = {t: f"{t}@window" for t in sc.rows}
     ywin = f"{st.output}@window"
-    current: dict[str, str] = {}  # window tensor -> its SSA tensor holding the window now
+    current: dict[str, str] = {}  # window tensor -> the SSA tensor holding its rows now (at its top)
+    low: dict[str, int] = {}  # window tensor -> the image row at its top
     y_parts: list[str] = []
 
-    def tensor(name: str, like: str, nrows: int) -> str:
+    def tensor(name: str, like: str, nrows: int, axis: int = ROW_AXIS) -> str:
         t = g.tensors[like]
         shape = list(t.shape)
-        shape[ROW_AXIS] = nrows
+        shape[axis] = nrows
         name = g.unique_name(name)
         g.add_tensor(Tensor(name, tuple(shape), t.dtype, quant=t.quant))
         return name
 
-    def at(host: str, t: str, row: int, size: int) -> list:
+    def at(host: str, t: str, row: int) -> list:
+        size = g.tensors[t].nbytes if host == ywin or host == t else sc.window_bytes(g, t)
         return [host, row * row_bytes(g.tensors[t]), size]
 
-    def view(x: str, first: int, count: int, host: str, base: str, origin_row: int, size: int, b: int) -> str:
-        """Rows first .. first+count of x, the SSA tensor holding window ``base`` now (at the
-        window's top; its row 0 is image row origin_row); x itself when that is all of it."""
-        if first == 0 and count == g.tensors[x].shape[ROW_AXIS]:
+    def view(t: str, a: int, e: int, k: int) -> str:
+        """Rows a .. e of window tensor t (in its SSA tensor now); that tensor itself when it is all."""
+        x, lo = current[t], low[t]
+        if a == lo and e - a == g.tensors[x].shape[ROW_AXIS]:
             return x
-        v = tensor(f"{base}@{b}[{origin_row + first}:{origin_row + first + count}]", base, count)
-        nodes.append(Node("RowView", v, [x], [v], dict(rows=[first, count], at=at(host, base, first, size))))
+        v = tensor(f"{t}[{a}:{e}]@{k}", t, e - a)
+        nodes.append(Node("RowView", v, [x], [v], dict(rows=[a - lo, e - a], at=at(f"{t}@window", t, a - lo))))
         return v
 
-    for b in range(len(sc.bands)):
-        # rows each window keeps move to its top
-        for t in sc.rows:
-            low = sc.low[t]
-            if b == 0 or t not in current:
-                continue
-            hi_prev = max(r1 for _, r1 in sc.new[t][:b])
-            if low[b] > low[b - 1]:
-                size = sc.window_bytes(g, t)
-                if hi_prev > low[b]:
-                    kept = view(current[t], low[b] - low[b - 1], hi_prev - low[b], win[t], t, low[b - 1], size, b)
-                    moved = tensor(f"{t}@{b}.kept", t, hi_prev - low[b])
-                    nodes.append(Node("RowMove", f"{t}@{b}.move", [kept], [moved], dict(at=at(win[t], t, 0, size))))
-                    current[t] = moved
-                else:
-                    del current[t]
-        for n in st.nodes:
-            t = n.outputs[0]
-            r0, r1 = sc.new[t][b]
-            if r1 <= r0:
-                continue
-            inputs = list(n.inputs)
-            for j, (axis, a, e) in sc.reads[n.name][b].items():
-                x = n.inputs[j]
-                if x in st.inputs:
-                    xt = g.tensors[x]
-                    if _contiguous(xt, axis):
-                        v = tensor(f"{x}@{b}[{a}:{e}]", x, e - a)
-                        nodes.append(Node("RowView", v, [x], [v],
-                                          dict(rows=[a, e - a], at=[x, a * row_bytes(xt), xt.nbytes])))
-                    else:  # rows that are not contiguous (NCHW under a layout Transpose): copied
-                        v = _axis_tensor(g, x, axis, e - a, f"{x}@{b}[{a}:{e}]")
-                        nodes.append(Node("Slice", v, [x], [v], _slice_attrs(xt, axis, a, e)))
-                    inputs[j] = v
-                else:
-                    lo = sc.low[x][b]
-                    inputs[j] = view(current[x], a - lo, e - a, win[x], x, lo, sc.window_bytes(g, x), b)
-            if t == st.output:
-                out = tensor(f"{t}@{b}", t, r1 - r0)
-                place = at(ywin, t, r0, g.tensors[t].nbytes)
-                y_parts.append(out)
+    for k, step in enumerate(sc.steps):
+        n, b = step.node, step.band
+        t = n.outputs[0]
+        r0, r1 = step.rows
+        if t != st.output and t in current and step.low > low[t]:  # the rows still read move to the top
+            if step.moved:
+                kept = view(t, step.low, r0, k)
+                moved = tensor(f"{t}[{step.low}:{r0}]@{k}.kept", t, r0 - step.low)
+                nodes.append(Node("RowMove", f"{t}@{k}.move", [kept], [moved], dict(at=at(f"{t}@window", t, 0))))
+                current[t] = moved
             else:
-                lo = sc.low[t][b]
-                out = tensor(f"{t}@{b}.new", t, r1 - r0)
-                place = at(win[t], t, r0 - lo, sc.window_bytes(g, t))
-            attrs = dict(sc.attrs[n.name][b], band=b, band_of=n.name, at=place)
-            nodes.append(Node(n.op, f"{n.name}@{b}", inputs, [out], attrs))
-            if t != st.output:
-                parts = ([current[t]] if t in current else []) + [out]
-                if len(parts) == 1:
-                    current[t] = out
-                else:
-                    joined = tensor(f"{t}@{b}", t, sum(g.tensors[p].shape[ROW_AXIS] for p in parts))
-                    nodes.append(Node("RowJoin", f"{t}@{b}.join", parts, [joined],
-                                      dict(at=at(win[t], t, 0, sc.window_bytes(g, t)))))
-                    current[t] = joined
+                del current[t]
+            low[t] = step.low
+        inputs = list(n.inputs)
+        for j, (axis, a, e) in step.reads.items():
+            x = n.inputs[j]
+            if x not in st.inputs:
+                inputs[j] = view(x, a, e, k)
+                continue
+            xt = g.tensors[x]
+            v = tensor(f"{x}[{a}:{e}]@{k}", x, e - a, axis)
+            if _contiguous(xt, axis):
+                nodes.append(Node("RowView", v, [x], [v], dict(rows=[a, e - a], at=[x, a * row_bytes(xt), xt.nbytes])))
+            else:  # rows that are not contiguous (NCHW under a layout Transpose): copied
+                nodes.append(Node("Slice", v, [x], [v], _slice_attrs(xt, axis, a, e)))
+            inputs[j] = v
+        if t == st.output:
+            out = tensor(f"{t}[{r0}:{r1}]", t, r1 - r0)
+            place = at(ywin, t, r0)
+            y_parts.append(out)
+        else:
+            lo = low.setdefault(t, step.low)
+            out = tensor(f"{t}[{r0}:{r1}]", t, r1 - r0)
+            place = at(f"{t}@window", t, r0 - lo)
+        nodes.append(Node(n.op, f"{n.name}@{k}", inputs, [out], dict(step.attrs, band=b, band_of=n.name, at=place)))
+        if t != st.output:
+            if t not in current:
+                current[t] = out
+            else:
+                joined = tensor(f"{t}[{low[t]}:{r1}]", t, r1 - low[t])
+                nodes.append(Node("RowJoin", f"{t}@{k}.join", [current[t], out], [joined], dict(at=at(f"{t}@window", t, 0))))
+                current[t] = joined
     y = st.output
     nodes.append(Node("RowJoin", f"{y}.join", y_parts, [y], dict(at=[ywin, 0, g.tensors[y].nbytes])))
     g.nodes = nodes + g.nodes[len(st.nodes):]
@@ -391,19 +405,27 @@ def summary(g: Graph, choice: Choice) -> dict:
         grid=[len(sc.bands), 1],
         rows_per_band=sc.bands[0][1] - sc.bands[0][0],
         windows={t: dict(rows=sc.rows[t], bytes=sc.window_bytes(g, t)) for t in sc.rows},
+        stage_bytes=stage_bytes(g, sc),
         arena_lower_bound_before=choice.bound_before,
         estimated_peak=choice.peak,
         recomputed_macs=0,
         moved_bytes=sc.moved_bytes(g),
-        band_steps=sc.steps(),
+        band_steps=len(sc.steps),
     )
 
 
-def patch(g: Graph) -> Graph:
+def patch(g: Graph, target=None) -> Graph:
+    """The pass: with ``target``, the layer-by-layer figures it compares against come from the
+    target's kernels (their in-place execution and scratch, select-kernels on a copy)."""
     spec = g.options.get("patch", DEFAULT)
-    if spec == "off":
+    if spec == "off" or not stages(g):
         return g
-    choice = choose(g) if spec == "auto" else forced(g, spec)
+    kg = g
+    if target is not None:
+        from .select_kernels import choose_kernels
+        kg = choose_kernels(g, target.template_variants, target=target)
+    live = live_per_step(kg)
+    choice = choose(g, live) if spec == "auto" else forced(g, live, spec)
     if choice is None:
         return g
     import copy
@@ -418,6 +440,7 @@ def patch(g: Graph) -> Graph:
 class Patch(Pass):
     name = "patch"
     description = "the first stage of a CNN in row bands with windows of rows (below the layer-by-layer arena)"
+    needs_target = True
 
-    def run(self, g: Graph) -> Graph:
-        return patch(g)
+    def run(self, g: Graph, target) -> Graph:
+        return patch(g, target)

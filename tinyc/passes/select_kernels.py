@@ -30,6 +30,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import numpy as np
+
 from ..ir import Graph, Node
 from ..ops import get_op
 from ..quant import rounding
@@ -119,11 +121,20 @@ def choose_kernels(g: Graph, variants: tuple[str, ...], forms: tuple[str, ...] |
         ins, outs = _tensors(g, node)
         kernels[node.name] = distinct(op.kernel_options(node, ins, outs, variants))
     multi = {n for n, ks in kernels.items() if len(ks) > 1}
-    costs = _costs(g, g.nodes, kernels, variants, target) if target is not None and multi else {}
+    # the bands of one layer (the patch pass's ``band_of``) choose once, by their first band
+    first = {}
+    for node in g.nodes:
+        first.setdefault(node.attrs.get("band_of", node.name), node.name)
+    choosers = [n for n in g.nodes if first[n.attrs.get("band_of", n.name)] == n.name]
+    costs = _costs(g, choosers, kernels, variants, target) if target is not None and multi else {}
     if forms is not None:
         pick = {n: next((i for i, k in enumerate(ks) if k.form in forms), 0) for n, ks in kernels.items()}
     elif costs:
-        pick = _choose(g, kernels, costs, target)
+        pick = _choose(g, {n.name: kernels[n.name] for n in choosers}, costs, target)
+        for node in g.nodes:  # the other bands take their first band's form
+            if node.name not in pick:
+                form = kernels[first[node.attrs["band_of"]]][pick[first[node.attrs["band_of"]]]].form
+                pick[node.name] = next((i for i, k in enumerate(kernels[node.name]) if k.form == form), 0)
     else:
         pick = {n: 0 for n in kernels}
     for node in g.nodes:
@@ -131,7 +142,7 @@ def choose_kernels(g: Graph, variants: tuple[str, ...], forms: tuple[str, ...] |
         _apply(g, node, k, variants)
         if k.form:
             node.attrs["form"] = k.form
-        if node.name in multi and costs:
+        if node.name in multi and node.name in costs:
             node.attrs["options"] = [[o.form, kernel_name(o.template), c.instructions, c.flash_bytes, c.flash_read_bytes,
                                       c.cycles] for o, c in zip(kernels[node.name], costs[node.name])]
     return g
@@ -161,9 +172,13 @@ def _apply(g: Graph, node: Node, k, variants: tuple[str, ...]) -> None:
     for j, data in sorted(k.weights.items()):
         if data is None:
             laid_out.append([j, None])
-        else:
-            t = g.add_const(g.unique_name(f"{node.inputs[j]} (laid out for {node.name})"), data)
-            laid_out.append([j, t.name])
+            continue
+        name = f"{node.inputs[j]} (laid out for {a.get('band_of', node.name)})"
+        t = g.tensors.get(name)  # the bands of one layer share its laid-out weights
+        if not ("band_of" in a and t is not None and t.is_const and t.data.dtype == data.dtype
+                and np.array_equal(t.data, data)):
+            t = g.add_const(g.unique_name(name), data)
+        laid_out.append([j, t.name])
     if laid_out:
         a["laid_out"] = laid_out
 
