@@ -146,10 +146,21 @@ def cmd_compile(args) -> int:
         html.write_text(_html_report(args, build))
         files.append(html)
     print("  wrote " + ", ".join(str(f) for f in files))
+    if "patch" in r:
+        print("  " + patch_line(r["patch"]))
     if args.verbose:
         print(model.plan.render())
         _print_choices(r)
     return EXIT_OK
+
+
+def patch_line(p: dict) -> str:
+    """One line on the patch pass's decision (report.json ``patch``)."""
+    st = p["stage"]
+    return (f"patch: layers '{st['first']}' .. '{st['last']}' ({st['layers']}) in {p['grid'][0]}x{p['grid'][1]} bands of "
+            f"{p['rows_per_band']} row(s) of '{st['output']}', {p['band_steps']} steps; arena "
+            f"{p['arena_lower_bound_before_bytes']:,} B layer by layer (lower bound) -> {p['arena_bytes']:,} B; recomputed "
+            f"MACs {p['recomputed_macs']:,} ({p['recomputed_macs_pct']}%), windows move {p['moved_bytes']:,} B")
 
 
 def _print_quant_feedback(build) -> None:

@@ -174,6 +174,10 @@ def render(report: dict[str, Any], target: Target, errors: list[dict] | None = N
              ("lower-bound", "arena lower bound", f"{report['arena_lower_bound_bytes']:,} B"),
              ("weights", "weights", f"{report['weights_bytes']:,} B"),
              ("macs", "MACs", f"{report['macs_total']:,}")]
+    if "patch" in report:
+        p = report["patch"]
+        cards.append(("patch", f"patched ({p['grid'][0]}x{p['grid'][1]} bands)",
+                      f"{p['arena_lower_bound_before_bytes']:,} B -> {p['arena_bytes']:,} B"))
     if m.get("code_bytes") is not None:
         cards.append(("code", f"code ({m.get('measured_with', '')})", f"{m['code_bytes']:,} B"))
     if bench:

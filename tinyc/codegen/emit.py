@@ -368,10 +368,25 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         report["weights_blob"] = dict(file=b["file"], bytes=len(binaries[b["file"]]), payload_bytes=b["payload_bytes"],
                                       format_version=b["version"], fingerprint_sha256=b["fingerprint_hex"],
                                       crc32=binaries[b["file"]][12:16][::-1].hex())
+    if g.patch is not None:  # the patch pass ran the first stage in bands
+        report["patch"] = patch_report(g.patch, mplan.arena_bytes, report["macs_total"])
     if any("options" in n.attrs for n in g.nodes):  # (targets with kernel options only)
         from ..optimize import budget_of, mode_of
         report["optimize"] = dict(mode=mode_of(g), flash_budget=budget_of(g, target))
     return GeneratedModel(name, files, mplan, report, binaries, g)
+
+
+def patch_report(summary: dict, arena: int, macs: int) -> dict:
+    """report.json's ``patch``: the stage, its grid (bands x 1), the arena's layer-by-layer lower
+    bound before and the planned arena after, the recomputed MACs (none: windows keep the halos)
+    and the bytes the windows' moves copy."""
+    stage = summary["stage"]
+    return dict(stage=dict(first=stage[0], last=stage[-1], layers=len(stage), output=summary["output"]),
+                grid=summary["grid"], rows_per_band=summary["rows_per_band"], band_steps=summary["band_steps"],
+                arena_lower_bound_before_bytes=summary["arena_lower_bound_before"], arena_bytes=arena,
+                stage_bytes=summary["stage_bytes"], recomputed_macs=summary["recomputed_macs"],
+                recomputed_macs_pct=round(100.0 * summary["recomputed_macs"] / macs, 2) if macs else 0.0,
+                moved_bytes=summary["moved_bytes"], windows=summary["windows"])
 
 
 def _report(g: Graph, name: str, source: str, target: Target, mplan: MemoryPlan, ctx: dict, layers: list[Layer]) -> dict:
