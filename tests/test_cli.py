@@ -199,7 +199,7 @@ def test_passes_lists_the_whole_build_in_order(tmp_path):
     assert r.returncode == 0, r.stderr
     names = [line.split()[1] for line in r.stdout.splitlines()]
     assert names == ["import", *DEFAULT, *BACKEND]
-    assert list(BACKEND) == ["select-kernels", "plan-memory", "emit", "measure"]
+    assert list(BACKEND) == ["patch", "select-kernels", "plan-memory", "emit", "measure"]
     r = run_cli("compile", "--passes", "--quantize", "int8")  # the options after --passes count too
     assert [line.split()[1] for line in r.stdout.splitlines()][:3] == ["import", "quantize", DEFAULT[0]]
 

@@ -22,7 +22,7 @@ forces ``B`` bands. The cost model estimates, for every possible cut and band co
 as the larger of the stage's (windows + Y) and the planner's layer-by-layer bound of the rest;
 it takes the smallest peak, then, within 5% of it, the fewest band steps (each step is a kernel
 call; the moves copy a few rows); and applies it only when it lowers the layer-by-layer bound
-by at least 10%.
+by at least 10% and 1 KiB.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from . import Pass, register
 
 DEFAULT = "auto"
 MIN_GAIN = 0.10  # auto: the layer-by-layer bound must drop at least this much
+MIN_GAIN_BYTES = 1024  # ... and by at least this many bytes (below, the band steps' code costs more)
 NEAR_BEST = 1.05  # auto: peaks within this factor of the best count as equal; fewer steps win
 BAND_ROWS = (1, 2, 3, 4, 6, 8, 12, 16)  # auto: the rows of Y per band it tries
 ROW_ALIGN = 4  # a window's rows start at multiples of its row bytes: keep those word-aligned
@@ -272,7 +273,7 @@ def choose(g: Graph, live: list[int]) -> Choice | None:
     if not options:
         return None
     best = min(c.peak for c in options)
-    if best > (1 - MIN_GAIN) * max(live):
+    if best > (1 - MIN_GAIN) * max(live) or max(live) - best < MIN_GAIN_BYTES:
         return None
     near = [c for c in options if c.peak <= best * NEAR_BEST]
     return min(near, key=lambda c: (len(c.schedule.steps), c.peak, len(c.schedule.stage.nodes)))
@@ -420,11 +421,12 @@ def patch(g: Graph, target=None) -> Graph:
     spec = g.options.get("patch", DEFAULT)
     if spec == "off" or not stages(g):
         return g
-    kg = g
+    live = live_per_step(g)
+    if spec == "auto" and choose(g, live) is None:
+        return g  # (not even against the bound without the kernels' in-place execution)
     if target is not None:
         from .select_kernels import choose_kernels
-        kg = choose_kernels(g, target.template_variants, target=target)
-    live = live_per_step(kg)
+        live = live_per_step(choose_kernels(g, target.template_variants, target=target))
     choice = choose(g, live) if spec == "auto" else forced(g, live, spec)
     if choice is None:
         return g
