@@ -71,25 +71,24 @@ def test_reference_equals_tflite_micro_and_activations_use_the_int8_range(vww):
         assert np.mean(v == -128) < 0.5 and np.mean(v == 127) < 0.01 and len(np.unique(v)) > 100, t
 
 
-def test_host_c_equals_tflite_micro(vww, tmp_path):
-    need_tools("cc")
+def _target_equals_tflite_micro(vww, build_dir, target_name: str) -> None:
     g = load_graph(vww)
     feeds = _feeds(g)
-    host = get_target("host")
-    res = run_on_target(generate(g, host), host, tmp_path / "fw", feeds)
+    target = get_target(target_name)
+    res = run_on_target(generate(g, target), target, build_dir, feeds)
     for k, (got, want) in enumerate(zip(res.outputs, _tflm(vww, feeds))):
-        np.testing.assert_array_equal(got[g.outputs[0]], want.reshape(1, 2), err_msg=f"sample {k} (host C)")
+        np.testing.assert_array_equal(got[g.outputs[0]], want.reshape(1, 2), err_msg=f"sample {k} ({target_name})")
+
+
+def test_host_c_equals_tflite_micro(vww, tmp_path):
+    need_tools("cc")
+    _target_equals_tflite_micro(vww, tmp_path / "fw", "host")
 
 
 @pytest.mark.emulator
 def test_cortex_m4_equals_tflite_micro(vww, tmp_path):
     need_arm()
-    g = load_graph(vww)
-    feeds = _feeds(g)
-    target = get_target("cortex-m4")
-    res = run_on_target(generate(g, target), target, tmp_path / "fw", feeds)
-    for k, (got, want) in enumerate(zip(res.outputs, _tflm(vww, feeds))):
-        np.testing.assert_array_equal(got[g.outputs[0]], want.reshape(1, 2), err_msg=f"sample {k} (cortex-m4)")
+    _target_equals_tflite_micro(vww, tmp_path / "fw", "cortex-m4")
 
 
 def _layer_bytes() -> list[tuple[str, int, int]]:
