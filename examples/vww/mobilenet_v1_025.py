@@ -171,7 +171,8 @@ def build(seed: int = SEED) -> TfliteBuilder:
         common = dict(padding=fb.Padding.SAME, strideW=L["stride"], strideH=L["stride"],
                       fusedActivationFunction=fb.ActivationFunctionType.RELU6)
         if L["kind"] == "dw":
-            B.op(Op.DEPTHWISE_CONV_2D, [x, w, b], [y], *options(fb, "DepthwiseConv2DOptions", depthMultiplier=1, **common))
+            B.op(Op.DEPTHWISE_CONV_2D, [x, w, b], [y],
+                 *options(fb, "DepthwiseConv2DOptions", depthMultiplier=1, **common))
         else:
             B.op(Op.CONV_2D, [x, w, b], [y], *options(fb, "Conv2DOptions", **common))
         x, in_q = y, out_q
