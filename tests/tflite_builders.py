@@ -3,9 +3,24 @@ oracle. The flatbuffer is written with the schema classes that package ships; te
 reason where it is missing (outside CI)."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import numpy as np
 
-from .conftest import unavailable
+from .conftest import ROOT, unavailable
+
+
+def examples_module(name: str):
+    """examples/NAME.py (or examples/DIR/NAME.py for ``DIR/NAME``), imported once under its file's
+    name, as the example scripts import each other (examples/ is not a package)."""
+    short = name.rsplit("/", 1)[-1]
+    if short not in sys.modules:
+        spec = importlib.util.spec_from_file_location(short, ROOT / "examples" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[short] = module
+        spec.loader.exec_module(module)
+    return sys.modules[short]
 
 
 def _schema():

@@ -4,7 +4,7 @@ package ships (its object API: ModelT and friends). They are the seeds of the .t
 runs each of them (tests/test_tflite_file.py checks it), so they are valid TFLite by its judgment,
 not only by tinyc's.
 
-    TfliteBuilder   tensors, operators and buffers, then ``model()`` (a ModelT) or ``bytes()``
+    TfliteBuilder   tensors, operators and buffers, then ``model()`` (a ModelT); examples/tflite_builder.py
     SEEDS           name -> builder function (a numpy Generator -> TfliteBuilder)
     seed_model(name) / serialize(model)
 """
@@ -12,75 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tflite_builders import _schema
+from .tflite_builders import _schema, examples_module
+
+_builder = examples_module("tflite_builder")
+serialize, _options = _builder.serialize, _builder.options
 
 
-class TfliteBuilder:
-    """One subgraph built tensor by tensor and operator by operator."""
+class TfliteBuilder(_builder.TfliteBuilder):
+    """The examples' builder; a test skips (fails in CI) where tflite-micro is missing."""
 
     def __init__(self, description: str = "tinyc test model"):
-        self.flatbuffers, self.fb = _schema()
-        self.description = description
-        self.buffers = [self.fb.BufferT()]  # buffer 0: the empty one every file starts with
-        self.tensors: list = []
-        self.operators: list = []
-        self.codes: list[int] = []
-
-    def quant(self, scale, zero_point, dim: int = 0):
-        q = self.fb.QuantizationParametersT()
-        q.scale = [float(s) for s in np.atleast_1d(scale)]
-        q.zeroPoint = [int(z) for z in np.atleast_1d(zero_point)]
-        q.quantizedDimension = dim
-        return q
-
-    def tensor(self, name: str, shape, ttype: int, data: np.ndarray | None = None, q=None) -> int:
-        t = self.fb.TensorT()
-        t.name, t.shape, t.type, t.quantization = name, [int(d) for d in shape], ttype, q
-        t.buffer = 0
-        if data is not None:
-            b = self.fb.BufferT()
-            b.data = list(np.ascontiguousarray(data).tobytes())
-            self.buffers.append(b)
-            t.buffer = len(self.buffers) - 1
-        self.tensors.append(t)
-        return len(self.tensors) - 1
-
-    def op(self, code: int, inputs: list[int], outputs: list[int], options_type: int = 0, options=None) -> None:
-        if code not in self.codes:
-            self.codes.append(code)
-        o = self.fb.OperatorT()
-        o.opcodeIndex, o.inputs, o.outputs = self.codes.index(code), list(inputs), list(outputs)
-        o.builtinOptionsType, o.builtinOptions = options_type, options
-        self.operators.append(o)
-
-    def model(self, inputs: list[int], outputs: list[int]):
-        fb = self.fb
-        codes = []
-        for c in self.codes:
-            oc = fb.OperatorCodeT()
-            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = c, min(c, 127), 1
-            codes.append(oc)
-        sub = fb.SubGraphT()
-        sub.tensors, sub.operators, sub.inputs, sub.outputs, sub.name = self.tensors, self.operators, inputs, outputs, "main"
-        m = fb.ModelT()
-        m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, codes, [sub], self.buffers
-        m.description = self.description
-        return m
-
-
-def serialize(model) -> bytes:
-    """A ModelT as .tflite bytes (file identifier TFL3)."""
-    flatbuffers, _ = _schema()
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
-
-
-def _options(fb, cls: str, **fields):
-    o = getattr(fb, cls + "T")()
-    for k, v in fields.items():
-        setattr(o, k, v)
-    return getattr(fb.BuiltinOptions, cls), o
+        _schema()
+        super().__init__(description)
 
 
 # --------------------------------------------------------------------------------------------
