@@ -62,7 +62,7 @@ def _cnn(path, h: int = 16):
 
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
-    return _cnn(tmp_path_factory.mktemp("patch") / "cnn.onnx")
+    return _cnn(tmp_path_factory.mktemp("patch") / "cnn.onnx", 32)
 
 
 @pytest.mark.parametrize("quantize", [None, "int8"])

@@ -173,10 +173,12 @@ def _place(g: Graph, n: Node, i: int, group, hosts, bufs, views, inplace, scratc
         views.add(n.name)
     if host in io:
         return
-    b = hosts.get(host)
+    b = group.get(host) if host in g.tensors else hosts.get(host)  # a planned tensor's bytes, or a window
     if b is None:
         b = hosts[host] = Buffer(host, size, i, i)
         bufs.append(b)
+    elif host in g.tensors:
+        off += b.at.get(host, 0)
     b.tensors.append(out)
     b.at[out] = off
     b.last = max(b.last, i)

@@ -90,6 +90,13 @@ class QuantizeLinear(Op):
         # x / scale in float32, as ONNX says
         return [quantize(x, _broadcast(scale.astype(np.float32), axis, x.ndim), _broadcast(zp, axis, x.ndim), out_dtype)]
 
+    def band(self, node, ins, outs, start, stop):
+        """Per tensor: elementwise (the patch pass may quantize the input rows a band needs)."""
+        if outs[0].quant is None or outs[0].quant.axis is not None:
+            return None
+        from .band import pointwise_band
+        return pointwise_band(node, ins, outs, start, stop)
+
     def kernel(self, node, ins, outs):
         q = outs[0].quant
         if q is None or q.axis is not None or outs[0].dtype not in _BOUNDARY or ins[0].dtype != "f32":

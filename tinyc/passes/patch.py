@@ -66,9 +66,10 @@ def set_option(g: Graph, spec: str | None) -> None:
 
 @dataclass
 class Stage:
-    nodes: list[Node]  # the prefix, in order
+    nodes: list[Node]  # in order
     output: str  # Y: the only tensor read after it
-    inputs: list[str]  # graph inputs it reads
+    inputs: list[str]  # the tensors from before it that it reads (graph inputs or whole tensors)
+    start: int = 0  # the index of its first node
 
 
 @dataclass
@@ -108,29 +109,44 @@ def row_bytes(t: Tensor) -> int:
     return t.nbytes // t.shape[ROW_AXIS]
 
 
+STARTS = 3  # a stage may begin after up to two nodes run whole (e.g. the input's quantization)
+
+
 def stages(g: Graph) -> list[Stage]:
-    """Every prefix of the graph that can run in bands and is left by one tensor, shortest first."""
+    """Every run of nodes from near the graph's start (:data:`STARTS`) that can run in bands and is
+    left by one tensor, shortest first for each start."""
+    out: list[Stage] = []
+    for start in range(min(STARTS, len(g.nodes))):
+        out += _stages_from(g, start)
+    return out
+
+
+def _stages_from(g: Graph, start: int) -> list[Stage]:
     consumers = g.consumers()
+    before = set(g.inputs) | {o for n in g.nodes[:start] for o in n.outputs}
     out: list[Stage] = []
     inside: set[str] = set()
-    for k, n in enumerate(g.nodes):
+    for k in range(start, len(g.nodes)):
+        n = g.nodes[k]
         ins = [None if x is None else g.tensors[x] for x in n.inputs]
         outs = [g.tensors[o] for o in n.outputs]
         if len(outs) != 1 or not rows_tensor(outs[0]) or n.outputs[0] in g.outputs:
             break
-        if any(x is not None and x not in inside and not g.tensors[x].is_const and x not in g.inputs for x in n.inputs):
+        if any(x is not None and x not in inside and x not in before and not g.tensors[x].is_const for x in n.inputs):
             break
-        h = outs[0].shape[ROW_AXIS]
-        band = get_op(n.op).band(n, ins, outs, 0, h)
-        if band is None or any(r is not None and not rows_tensor(ins[j]) for j, r in enumerate(band.rows)):
+        band = get_op(n.op).band(n, ins, outs, 0, outs[0].shape[ROW_AXIS])
+        # rows along another axis (NCHW under a layout Transpose) only of a tensor computed before
+        if band is None or any(r is not None and (not rows_tensor(ins[j]) or (r[0] != ROW_AXIS and n.inputs[j] in inside))
+                               for j, r in enumerate(band.rows)):
             break
         inside.add(n.outputs[0])
         later = {x for x in inside if any(c > k for c in consumers.get(x, []))}
         if len(later) == 1 and k + 1 < len(g.nodes):
             y = later.pop()
             if not any(c <= k for c in consumers.get(y, [])):
-                out.append(Stage(g.nodes[:k + 1], y, [x for x in g.inputs if x in consumers and
-                                                      any(c <= k for c in consumers[x])]))
+                nodes = g.nodes[start:k + 1]
+                ext = sorted({x for m in nodes for x in m.inputs if x in before})
+                out.append(Stage(nodes, y, ext, start))
     return out
 
 
@@ -223,7 +239,8 @@ def stage_bytes(g: Graph, sc: Schedule) -> int:
             x = g.tensors[st.node.inputs[j]]
             if st.node.inputs[j] in sc.stage.inputs and not _contiguous(x, axis):
                 copies = max(copies, x.nbytes // x.shape[axis] * (e - a))
-    return sum(sc.window_bytes(g, t) for t in sc.rows) + g.tensors[sc.stage.output].nbytes + copies
+    whole = sum(g.tensors[x].nbytes for x in sc.stage.inputs if x not in g.inputs)  # (arena tensors from before)
+    return sum(sc.window_bytes(g, t) for t in sc.rows) + g.tensors[sc.stage.output].nbytes + copies + whole
 
 
 def _contiguous(t: Tensor, axis: int) -> bool:
@@ -255,7 +272,8 @@ def candidates(g: Graph, live: list[int], layer: str | None = None, nbands: int 
     for st in stages(g):
         if layer is not None and st.nodes[-1].name != layer:
             continue
-        rest = max(live[len(st.nodes):], default=0)
+        end = st.start + len(st.nodes)
+        rest = max(live[:st.start] + live[end:], default=0)
         h = g.tensors[st.output].shape[ROW_AXIS]
         counts = [nbands] if nbands is not None else sorted({-(-h // r) for r in BAND_ROWS if r <= h // 2})
         for nb in counts:
@@ -345,7 +363,7 @@ def rewrite(g: Graph, choice: Choice) -> Graph:
                 continue
             xt = g.tensors[x]
             v = tensor(f"{x}[{a}:{e}]@{k}", x, e - a, axis)
-            if _contiguous(xt, axis):
+            if _contiguous(xt, axis):  # (rows of a graph input, or of a tensor in the arena: its bytes)
                 nodes.append(Node("RowView", v, [x], [v], dict(rows=[a, e - a], at=[x, a * row_bytes(xt), xt.nbytes])))
             else:  # rows that are not contiguous (NCHW under a layout Transpose): copied
                 nodes.append(Node("Slice", v, [x], [v], _slice_attrs(xt, axis, a, e)))
@@ -368,7 +386,7 @@ def rewrite(g: Graph, choice: Choice) -> Graph:
                 current[t] = joined
     y = st.output
     nodes.append(Node("RowJoin", f"{y}.join", y_parts, [y], dict(at=[ywin, 0, g.tensors[y].nbytes])))
-    g.nodes = nodes + g.nodes[len(st.nodes):]
+    g.nodes = g.nodes[:st.start] + nodes + g.nodes[st.start + len(st.nodes):]
     g.patch = summary(g, choice)
     return _drop_unused(g, st)
 
@@ -419,7 +437,7 @@ def patch(g: Graph, target=None) -> Graph:
     """The pass: with ``target``, the layer-by-layer figures it compares against come from the
     target's kernels (their in-place execution and scratch, select-kernels on a copy)."""
     spec = g.options.get("patch", DEFAULT)
-    if spec == "off" or not stages(g):
+    if spec == "off" or (spec == "auto" and not stages(g)):
         return g
     live = live_per_step(g)
     if spec == "auto" and choose(g, live) is None:
