@@ -139,9 +139,9 @@ class Conv(Op):
 
     def inplace_params(self, node, params):
         smaller = (params["OH"], params["OW"]) != (params["H"], params["W"]) or params["SH"] != 1 or params["SW"] != 1
-        # (a smaller output: the portable kernels' ring, maybe none; a DSP ring kernel has its own)
-        rows = (dw_inplace.ring_rows(params) or 0) if smaller else node.attrs["pads"][0] + 1
-        return dict(params, inplace=True, ring_rows=rows)
+        if smaller:  # the portable kernels' ring, maybe none, filled ahead (a DSP ring kernel has its own)
+            return dict(params, inplace=True, ring_rows=dw_inplace.ring_rows(params), ring_ahead=True)
+        return dict(params, inplace=True, ring_rows=node.attrs["pads"][0] + 1)
 
     @staticmethod
     def _ring_rows_scratch(node, x) -> int:
@@ -256,10 +256,8 @@ class Conv(Op):
         if is_nhwc(node) and len(ins[0].shape) == 4:
             k.inplace_scratch = self._ring_rows_scratch(node, ins[0])
             if dw_inplace.applies(k.params):  # (its ring's rows, maybe none)
-                rows = dw_inplace.ring_rows(k.params)
-                if rows is not None:
-                    x = ins[0]
-                    k.inplace_smaller = rows * x.shape[2] * x.shape[3] * DTYPES[x.dtype].itemsize
+                x = ins[0]
+                k.inplace_smaller = dw_inplace.ring_rows(k.params) * x.shape[2] * x.shape[3] * DTYPES[x.dtype].itemsize
         return k
 
     def _portable_kernel(self, node, ins, outs):

@@ -36,16 +36,22 @@ def writes_behind_reads(p: dict) -> bool:
     return bool(np.all(later[1:] > q))
 
 
-def ring_rows(p: dict) -> int | None:
+def saved_through(p: dict) -> np.ndarray:
+    """Per output row oh, the last input row its writes overwrite (output pixels up to the end of
+    row oh over the input pixels of the same index): the rows a kernel saves before writing it."""
+    return ((np.arange(p["OH"]) + 1) * p["OW"] - 1) // p["W"]
+
+
+def ring_rows(p: dict) -> int:
     """Input rows the portable kernels (templates/portable/_nhwc.j2) keep in scratch to write this
-    smaller output over their input: none when the writes stay behind the reads; pad_top + 1 when
-    output rows are as wide as input rows at stride 1 (output row oh then overwrites input row oh,
-    as for a same-size output); None when neither holds."""
+    smaller output over their input: none when the writes stay behind the reads; else, before each
+    output row, the input rows it overwrites are saved (``saved_through``) and read from the ring
+    from then on, which keeps the rows from the first one the output row reads to the last saved
+    (pad_top + 1 when output rows are as wide as input rows at stride 1, as for a same-size output)."""
     if writes_behind_reads(p):
         return 0
-    if p["OW"] == p["W"] and p["SH"] == 1 and p["OH"] <= p["H"]:
-        return p["PT"] + 1
-    return None
+    first = np.maximum(np.arange(p["OH"]) * p["SH"] - p["PT"], 0)
+    return int(max(1, (saved_through(p) - first + 1).max()))
 
 
 def ring_filled_ahead(p: dict) -> bool:
@@ -55,8 +61,7 @@ def ring_filled_ahead(p: dict) -> bool:
     still intact."""
     oh = np.arange(p["OH"])
     filled = np.minimum(oh * p["SH"] - p["PT"] + (p["KH"] - 1) * p["DH"], p["H"] - 1)
-    overwritten = ((oh + 1) * p["OW"] - 1) // p["W"]
-    return bool(np.all(overwritten <= filled))
+    return bool(np.all(saved_through(p) <= filled))
 
 
 def applies(p: dict) -> bool:
