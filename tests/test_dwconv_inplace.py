@@ -139,3 +139,94 @@ def test_int8_depthwise_in_place_equals_tflite_micro(case, tmp_path):
     _check(g, feeds, want, TARGETS, tmp_path, smaller=not (stride == 1 and padding == SAME))
     kernels = {name: (_dw(generate(g, get_target(name))).attrs["kernel"]) for name in ("host", "cortex-m4")}
     assert kernels == {"host": "s8.dwconv_nhwc", "cortex-m4": "s8.dwconv_nhwc" if c % 4 else "s8.dwconv_wide"}
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("case", ["c3_3x3_s2_same", "c8_5x5_s2_valid"])
+def test_16x8_depthwise_in_place_equals_tflite_micro(case, tmp_path):
+    """int16 activations: the portable loops (s8/conv_nhwc, 64-bit sums) on every core."""
+    need_tools("cc")
+    need_arm()
+    data = _tflite(*CASES[case], int16=True)
+    (tmp_path / "m.tflite").write_bytes(data)
+    g = load_graph(tmp_path / "m.tflite")
+    feeds = _feeds(g)
+    want = run_tflm_all(data, [[f[g.inputs[0]]] for f in feeds])
+    _check(g, feeds, want, ("host", "cortex-m4"), tmp_path)
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("attrs", [dict(pads=[1, 1, 1, 1], strides=[2, 2]), dict(pads=[2, 2, 2, 2], strides=[2, 2]),
+                                   dict(), dict(pads=[1, 0, 1, 0])], ids=["3x3_s2_same", "5x5_s2_same", "5x5_valid",
+                                                                          "3x3_valid_wide"])
+def test_float_depthwise_in_place_equals_reference(attrs, tmp_path):
+    """float32 (f32/conv_nhwc): the reference interpreter's outputs, and bit for bit the C not in
+    place; 20 channels, the NCHW model's layout transposes around the layer."""
+    need_tools("cc")
+    need_arm()
+    k = 5 if attrs.get("pads", [0])[0] == 2 or not attrs else 3
+    shape = (1, 20, 9, 8)
+    _model(tmp_path / "m.onnx", shape, "Conv", (20, 1, k, k), dict(attrs, group=20))
+    g = prepare(tmp_path / "m.onnx", progress=False).graph
+    rng = np.random.default_rng(2)
+    feeds = [{g.inputs[0]: rng.standard_normal(shape).astype(np.float32)} for _ in range(2)]
+    want = [interpreter.run(g, f)[g.outputs[0]] for f in feeds]
+    _check(g, feeds, want, TARGETS, tmp_path, exact=False)
+
+
+def _three_layers(tmp_path, expand: int):
+    """ONNX NCHW: depthwise 3x3 stride 2 -> 1x1 convolution to ``expand`` x the channels -> Relu."""
+    from onnx import TensorProto, helper, numpy_helper
+    import onnx
+    rng = np.random.default_rng(5)
+    c = 8
+    inits = [numpy_helper.from_array((rng.standard_normal((c, 1, 3, 3)) * 0.3).astype(np.float32), "w"),
+             numpy_helper.from_array((rng.standard_normal((c * expand, c, 1, 1)) * 0.3).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["d"], pads=[1, 1, 1, 1], strides=[2, 2], group=c),
+             helper.make_node("Conv", ["d", "w2"], ["e"]), helper.make_node("Relu", ["e"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16, 1, c, 12, 12)).astype(np.float32))
+    return prepare(tmp_path / "m.onnx", quantize="int8", calib=tmp_path / "calib.npz", io="int8", progress=False).graph
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m4"])
+def test_the_planner_takes_it_only_where_the_arena_gets_smaller(target, tmp_path):
+    """After the stride-2 depthwise layer, a 1x1 convolution to 4x the channels: the peak is there,
+    where the aliased buffer would keep the input's size, so the plan without the alias is kept and
+    the C is byte for byte that of tinyc without the feature. With 1x the channels the peak is the
+    depthwise step, and the alias is taken (the 1x1 layer then runs in place over it too): one
+    buffer of the input's size holds the input and the output."""
+    t = get_target(target)
+    g = _three_layers(tmp_path, 4)
+    model, other = generate(g, t), _not_in_place(g, t)
+    n = _dw(model)
+    assert n.attrs["inplace_smaller"] is True and n.attrs.get("placement") is None
+    assert model.files == other.files
+    kg = run_passes(g, KERNELS, target=t)
+    every = plan(kg, t.alignment)  # what plan() kept
+    assert every.arena_bytes == model.report["arena_bytes"]
+
+    g1 = _three_layers(tmp_path, 1)
+    model, other = generate(g1, t), _not_in_place(g1, t)
+    n = _dw(model)
+    assert n.attrs.get("placement") == "in_place"
+    assert model.report["arena_bytes"] < other.report["arena_bytes"]
+    buf = next(b for b in model.graph.memory_plan.buffers if n.inputs[0] in b.tensors)
+    assert n.outputs[0] in buf.tensors and buf.size == model.graph.tensors[n.inputs[0]].nbytes
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m4"])
+def test_decision_golden(target):
+    """tests/backend/dwconv_inplace.ir (Transpose -> depthwise 3x3 stride 2 -> Transpose) after
+    select-kernels and plan-memory: ``inplace_scratch`` and ``inplace_smaller`` on the node, then
+    ``placement: in_place`` with the output at the input's offset and the kernel's in-place
+    parameters (portable: ``ring_rows`` 0, no ring; DSP: its own ring)."""
+    g = parse_graph((BACKEND / "dwconv_inplace.ir").read_text())
+    kg = run_passes(g, KERNELS, target=get_target(target))
+    assert print_graph(kg) == (BACKEND / f"dwconv_inplace.{target}.expected.ir").read_text()
+    n = next(n for n in kg.nodes if n.op == "Conv")
+    assert n.attrs["placement"] == "in_place" and n.attrs["offsets"][0] == kg.memory_plan.offset(n.inputs[0])

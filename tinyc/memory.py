@@ -176,8 +176,9 @@ def _alias_target(g: Graph, n: Node, i: int, group, last_read, smaller) -> tuple
             return None, 0
         need = n.attrs.get("inplace_scratch")
         later = max(last_read.get(m, -1) for m in group[x].tensors)
-        fits = group[x].size == out.nbytes or (n.name in smaller and n.attrs.get("inplace_smaller")
-                                               and out.nbytes < g.tensors[x].nbytes)
+        # (the input's own bytes: its buffer may be larger, holding a smaller output over its input)
+        fits = g.tensors[x].nbytes == out.nbytes or (n.name in smaller and n.attrs.get("inplace_smaller")
+                                                     and out.nbytes < g.tensors[x].nbytes)
         if need is None or later != i or n.inputs.count(x) != 1 or not fits:
             return None, 0
         return x, need
