@@ -10,7 +10,11 @@ Aliasing (planner v1):
 - in place: an elementwise op (``Op.inplace``: Relu, Clip, Add, Sub, Mul, Div, Requantize) may
   write its output over an input of the same size and type that nothing reads afterwards; so may a
   node whose kernel says how (attribute ``inplace_scratch``, set by select-kernels: a stride-1 NHWC
-  Conv keeps a few input rows in a scratch buffer, which is planned in the arena for that one step).
+  Conv keeps a few input rows in a scratch buffer, which is planned in the arena for that one step);
+  a node with ``inplace_smaller`` (a depthwise Conv at stride 2 or with valid padding) may write its
+  smaller output from the start of its input's bytes: the buffer keeps the input's size for the
+  output's life, which helps only where the step is the peak, so the planner plans with and without
+  each such alias and keeps the smaller arena (on a tie, without: such models keep their plan).
 A kernel's own working memory (attribute ``scratch``, e.g. im2col rows) is planned the same way.
 Tensors that alias form one buffer whose live range covers all of them.
 
@@ -106,11 +110,13 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
-def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set[str], dict[str, str]]:
+def lifetimes(g: Graph, alias: bool = True, smaller: frozenset[str] = frozenset()
+              ) -> tuple[list[Buffer], set[str], set[str], dict[str, str]]:
     """Buffers (with their tensors), the view nodes, the in-place nodes and every node's scratch
     (in-place rows, or a kernel's own working rows such as im2col), from the graph and the kernel
     attributes select-kernels put on its nodes (none on a graph before it: no scratch, in place
-    only by the ``inplace`` trait)."""
+    only by the ``inplace`` trait). ``smaller``: the nodes with ``inplace_smaller`` allowed to
+    put their output over their larger input."""
     from .ops import get_op
 
     io = set(g.inputs) | set(g.outputs)
@@ -136,7 +142,7 @@ def lifetimes(g: Graph, alias: bool = True) -> tuple[list[Buffer], set[str], set
         if out in io:  # writes the caller's buffer: never in place
             target, scratch_bytes = None, 0
         else:
-            target, scratch_bytes = _alias_target(g, n, i, group, last_read, io) if alias else (None, 0)
+            target, scratch_bytes = _alias_target(g, n, i, group, last_read, smaller) if alias else (None, 0)
         if target is None and not get_op(n.op).view:
             scratch_bytes = n.attrs.get("scratch", 0)
         if scratch_bytes:
@@ -191,7 +197,7 @@ def _place(g: Graph, n: Node, i: int, group, hosts, bufs, views, inplace, scratc
         scratch[n.name] = sb.name
 
 
-def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> tuple[str | None, int]:
+def _alias_target(g: Graph, n: Node, i: int, group, last_read, smaller) -> tuple[str | None, int]:
     """(the input the output may share bytes with, scratch bytes needed for it)."""
     from .ops import get_op
 
@@ -207,7 +213,10 @@ def _alias_target(g: Graph, n: Node, i: int, group, last_read, io) -> tuple[str 
             return None, 0
         need = n.attrs.get("inplace_scratch")
         later = max(last_read.get(m, -1) for m in group[x].tensors)
-        if need is None or later != i or n.inputs.count(x) != 1 or group[x].size != out.nbytes:
+        # (the input's own bytes: its buffer may be larger, holding a smaller output over its input)
+        fits = g.tensors[x].nbytes == out.nbytes or (n.name in smaller and n.attrs.get("inplace_smaller")
+                                                     and out.nbytes < g.tensors[x].nbytes)
+        if need is None or later != i or n.inputs.count(x) != 1 or not fits:
             return None, 0
         return x, need
     for x in n.inputs:
@@ -276,10 +285,25 @@ def refine(bufs: list[Buffer], alignment: int, bound: int, tries: int = REFINE_T
     return arena_of(best_order)
 
 
-def plan(g: Graph, alignment: int = 16, alias: bool = True) -> MemoryPlan:
-    bufs, views, inplace, scratch = lifetimes(g, alias)
-    steps = len(g.nodes)
-    bound = lower_bound(bufs, steps)
+def _plan(g: Graph, alignment: int, alias: bool, smaller: frozenset[str]) -> MemoryPlan:
+    bufs, views, inplace, scratch = lifetimes(g, alias, smaller)
+    bound = lower_bound(bufs, len(g.nodes))
     arena = refine(bufs, alignment, bound) if len(bufs) > 1 else greedy_by_size(bufs, alignment)
-    plain = lifetimes(g, alias=False)[0]
-    return MemoryPlan(bufs, arena, bound, alignment, lower_bound(plain, steps), views, inplace, scratch)
+    return MemoryPlan(bufs, arena, bound, alignment, views=views, inplace=inplace, scratch=scratch)
+
+
+def plan(g: Graph, alignment: int = 16, alias: bool = True) -> MemoryPlan:
+    """The plan without outputs over larger inputs; with all of them when that is smaller, then
+    without each one in turn where it does not help (ties: without)."""
+    best = _plan(g, alignment, alias, frozenset())
+    candidates = frozenset(n.name for n in g.nodes if n.attrs.get("inplace_smaller")) if alias else frozenset()
+    if candidates:
+        every = _plan(g, alignment, alias, candidates)
+        if every.arena_bytes < best.arena_bytes:
+            best, chosen = every, candidates & every.inplace
+            for name in sorted(chosen, key=[n.name for n in g.nodes].index):
+                trial = _plan(g, alignment, alias, chosen - {name})
+                if trial.arena_bytes <= best.arena_bytes:
+                    best, chosen = trial, chosen - {name}
+    best.no_alias_lower_bound_bytes = lower_bound(lifetimes(g, alias=False)[0], len(g.nodes))
+    return best

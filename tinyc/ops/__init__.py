@@ -39,6 +39,9 @@ class Kernel:
     # bytes of scratch with which it can write its output over input 0 (e.g. a ring of input
     # rows), None when it cannot; the op decides whether the node's geometry allows it at all
     inplace_scratch: int | None = None
+    # the same for an output smaller than input 0, written from the start of its bytes (a
+    # depthwise layer at stride 2 or with valid padding: tinyc/ops/dw_inplace.py), None when it cannot
+    inplace_smaller: int | None = None
     # how the kernel stores the op's weights where the op offers a choice (Op.weight_forms):
     # "wide" (int8 widened to int16 at compile time: fewer instructions, twice the flash) or
     # "int8" (kept int8 in flash, widened in registers); "" where there is no choice
@@ -209,7 +212,9 @@ class Op:
 
     def inplace_scratch(self, node: Node, ins: list[Tensor | None], outs: list[Tensor], kernel: Kernel) -> int | None:
         """Bytes of scratch with which ``kernel`` (this node's) writes the output over input 0, or
-        None if it cannot (ops with the ``inplace`` trait need no scratch and are not asked)."""
+        None if it cannot (ops with the ``inplace`` trait need no scratch and are not asked). An
+        output smaller than input 0 is then written from the start of input 0's bytes, which the
+        memory planner takes only where that lowers the arena."""
         return None
 
     def inplace_params(self, node: Node, params: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from ..ir import DTYPES, Node
 from ..quant.rounding import active as active_rounding
 from .layout import is_nhwc, with_nhwc
 from ..quant.requant16 import product_requant
+from . import dw_inplace
 from . import FIXEDPOINT, FIXEDPOINT16, Kernel, Op, offset_term, int8_act_range, act_params, float_activation, is_quantized, register, require_f32, spatial_2d
 from .dot_s8 import conv_ring_kernel, dot_variant, dwconv_kernel, gemm_geometry, gemm_kernel, mve_ring_kernel
 from .window import as_2d, normalize_window, output_spatial
@@ -130,13 +131,20 @@ class Conv(Op):
         """NHWC, stride 1, output the input's size and type: output row r overwrites input row r,
         so input rows r - pad_top .. r are kept in a ring of pad_top + 1 rows (the portable
         kernels), or the kernel's own scratch serves (tinyc/ops/dot_s8.py: a matrix product runs
-        in place only for 1x1, as it gathers each row first)."""
+        in place only for 1x1, as it gathers each row first). A depthwise layer with a smaller
+        output (stride 2, valid padding) where its kernel says how (``Kernel.inplace_smaller``,
+        tinyc/ops/dw_inplace.py)."""
         x, y = ins[0], outs[0]
-        if not is_nhwc(node) or x.shape != y.shape or x.dtype != y.dtype or node.attrs["strides"] != [1, 1]:
+        if not is_nhwc(node) or x.dtype != y.dtype:
             return None
-        return kernel.inplace_scratch
+        if x.shape == y.shape and node.attrs["strides"] == [1, 1]:
+            return kernel.inplace_scratch
+        return kernel.inplace_smaller if y.nbytes < x.nbytes else None
 
     def inplace_params(self, node, params):
+        smaller = (params["OH"], params["OW"]) != (params["H"], params["W"]) or params["SH"] != 1 or params["SW"] != 1
+        if smaller:  # the portable kernels' ring, maybe none, filled ahead (a DSP ring kernel has its own)
+            return dict(params, inplace=True, ring_rows=dw_inplace.ring_rows(params), ring_ahead=True)
         return dict(params, inplace=True, ring_rows=node.attrs["pads"][0] + 1)
 
     @staticmethod
@@ -251,6 +259,9 @@ class Conv(Op):
         k = self._portable_kernel(node, ins, outs)
         if is_nhwc(node) and len(ins[0].shape) == 4:
             k.inplace_scratch = self._ring_rows_scratch(node, ins[0])
+            if dw_inplace.applies(k.params):  # (its ring's rows, maybe none)
+                x = ins[0]
+                k.inplace_smaller = dw_inplace.ring_rows(k.params) * x.shape[2] * x.shape[3] * DTYPES[x.dtype].itemsize
         return k
 
     def _portable_kernel(self, node, ins, outs):

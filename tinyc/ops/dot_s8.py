@@ -48,7 +48,7 @@ import dataclasses
 
 import numpy as np
 
-from . import FIXEDPOINT, Kernel, offset_term
+from . import FIXEDPOINT, Kernel, dw_inplace, offset_term
 
 REQUANT_FAST = ("s8/requant_fast.c.j2",)
 LDRD = ("s8/ldrd.c.j2",)
@@ -344,6 +344,8 @@ def dwconv_kernel(p: dict, w2d: np.ndarray, bias: np.ndarray | None, form: str =
         return None
     k = dsp_kernel("s8/dwconv_wide.c.j2", dict(p, **shared[0], WP=wp, RING=ring, CB=cb, form=form), shared[1],
                    (ring + 1) * wp * cb * 2, inplace=True)  # and a row of zeros
+    if dw_inplace.applies(p) and dw_inplace.ring_filled_ahead(p):  # a smaller output over its input
+        k = dataclasses.replace(k, inplace_smaller=k.scratch)
     return k if form == "wide" else dataclasses.replace(k, form=form, preamble=k.preamble + WEIGHTS8)
 
 

@@ -253,7 +253,8 @@ def live_per_step(g: Graph) -> list[int]:
     and scratch when ``g`` has been through select-kernels)."""
     from ..memory import lifetimes
 
-    bufs = lifetimes(g)[0]
+    smaller = frozenset(n.name for n in g.nodes if n.attrs.get("inplace_smaller"))  # (where the planner may)
+    bufs = lifetimes(g, smaller=smaller)[0]
     return [sum(b.size for b in bufs if b.first <= s <= b.last) for s in range(len(g.nodes))]
 
 

@@ -12,7 +12,9 @@ decision and the later stages only read them:
 - ``params``: every constant the template uses (geometry, requantization, clamp, ...);
 - ``includes``, ``preamble``: C headers and shared helpers it needs;
 - ``scratch``: arena bytes for its working rows; ``inplace_scratch``: bytes with which it could
-  write its output over input 0 (the memory planner decides whether it does);
+  write its output over input 0 (the memory planner decides whether it does); ``inplace_smaller``:
+  that output is smaller than input 0 (a depthwise layer at stride 2 or with valid padding, written
+  from the start of the input's bytes: the planner takes it only where the arena gets smaller);
 - ``laid_out``: ``[input, constant]`` pairs: the kernel reads that constant, the input's values in
   its own layout (e.g. int8 weights widened and interleaved for SMLAD), instead of the input; an
   ordinary constant of the graph named ``<input> (laid out for <node>)``; ``none``: not read at all
@@ -168,6 +170,8 @@ def _apply(g: Graph, node: Node, k, variants: tuple[str, ...]) -> None:
         need = op.inplace_scratch(node, ins, outs, k)
         if need is not None:
             a["inplace_scratch"] = need
+            if outs[0].nbytes < ins[0].nbytes:  # from the start of the input's bytes, where the planner finds it pays
+                a["inplace_smaller"] = True
     laid_out = []
     for j, data in sorted(k.weights.items()):
         if data is None:
