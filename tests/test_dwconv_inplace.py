@@ -83,6 +83,13 @@ def _feeds(g, count=3):
     return feeds + [{g.inputs[0]: np.full(x.shape, v, info.dtype)} for v in (info.min, info.max)]
 
 
+def _layer_by_layer(g):
+    """These tests are about one layer run whole: the patch pass (which would run it in bands,
+    tests/test_patch.py) is off."""
+    g.options["patch"] = "off"
+    return g
+
+
 def _dw(model):
     return next(n for n in model.graph.nodes if n.op == "Conv")
 
@@ -131,7 +138,7 @@ def test_int8_depthwise_in_place_equals_tflite_micro(case, tmp_path):
     c, h, w, k, stride, padding = CASES[case]
     data = _tflite(c, h, w, k, stride, padding)
     (tmp_path / "m.tflite").write_bytes(data)
-    g = load_graph(tmp_path / "m.tflite")
+    g = _layer_by_layer(load_graph(tmp_path / "m.tflite"))
     feeds = _feeds(g)
     want = run_tflm_all(data, [[f[g.inputs[0]]] for f in feeds])
     for f, wv in zip(feeds, want):
@@ -149,7 +156,7 @@ def test_16x8_depthwise_in_place_equals_tflite_micro(case, tmp_path):
     need_arm()
     data = _tflite(*CASES[case], int16=True)
     (tmp_path / "m.tflite").write_bytes(data)
-    g = load_graph(tmp_path / "m.tflite")
+    g = _layer_by_layer(load_graph(tmp_path / "m.tflite"))
     feeds = _feeds(g)
     want = run_tflm_all(data, [[f[g.inputs[0]]] for f in feeds])
     _check(g, feeds, want, ("host", "cortex-m4"), tmp_path)
@@ -167,7 +174,7 @@ def test_float_depthwise_in_place_equals_reference(attrs, tmp_path):
     k = 5 if attrs.get("pads", [0])[0] == 2 or not attrs else 3
     shape = (1, 20, 9, 8)
     _model(tmp_path / "m.onnx", shape, "Conv", (20, 1, k, k), dict(attrs, group=20))
-    g = prepare(tmp_path / "m.onnx", progress=False).graph
+    g = _layer_by_layer(prepare(tmp_path / "m.onnx", progress=False).graph)
     rng = np.random.default_rng(2)
     feeds = [{g.inputs[0]: rng.standard_normal(shape).astype(np.float32)} for _ in range(2)]
     want = [interpreter.run(g, f)[g.outputs[0]] for f in feeds]
@@ -190,7 +197,8 @@ def _three_layers(tmp_path, expand: int):
     m.ir_version = 8
     onnx.save(m, tmp_path / "m.onnx")
     np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16, 1, c, 12, 12)).astype(np.float32))
-    return prepare(tmp_path / "m.onnx", quantize="int8", calib=tmp_path / "calib.npz", io="int8", progress=False).graph
+    return _layer_by_layer(prepare(tmp_path / "m.onnx", quantize="int8", calib=tmp_path / "calib.npz", io="int8",
+                                   progress=False).graph)
 
 
 @pytest.mark.parametrize("target", ["host", "cortex-m4"])
