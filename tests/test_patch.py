@@ -85,6 +85,7 @@ def test_every_stage_and_band_count_equals_layer_by_layer_in_the_reference(cnn, 
                 if sc is None:
                     continue
                 pg = P.rewrite(_copy(g), P.Choice(sc, 0, max(live)))
+                pg.patch = P.summary(pg, [P.Choice(sc, 0, max(live))])
                 pg.verify()
                 for f, w in zip(feeds, want):
                     got = interpreter.run(pg, f)
@@ -115,6 +116,7 @@ def test_windows_hold_a_few_rows_and_nothing_is_recomputed(cnn):
     assert rows["c1"] == 3 and rows["dw1"] == 1 and rows["pw1"] == 5 and rows["ex"] == 3 and rows["dw2"] == 1
     assert rows["dil"] == 2  # read by ex (1 row) and, one row behind the depthwise's halo, by the Add
     pg = P.rewrite(_copy(g), P.Choice(sc, 0, 0))
+    pg.patch = P.summary(pg, [P.Choice(sc, 0, 0)])
 
     def macs(graph, nodes):
         return sum(get_op(n.op).macs(n, [None if x is None else graph.tensors[x] for x in n.inputs],
@@ -155,7 +157,7 @@ def test_compile_reports_the_patch(cnn, tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
     p = rep["patch"]
-    assert p["stage"]["last"] == "mp" and p["grid"] == [4, 1] and p["recomputed_macs"] == 0
+    assert [st["last"] for st in p["stages"]] == ["mp"] and p["stages"][0]["grid"] == [4, 1] and p["recomputed_macs"] == 0
     assert p["arena_bytes"] == rep["arena_bytes"] < p["arena_lower_bound_before_bytes"]
     assert "patch: layers" in r.stdout and f"-> {rep['arena_bytes']:,} B" in r.stdout
     assert 'id="patch-note"' in (out / "report.html").read_text()

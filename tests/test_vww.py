@@ -140,4 +140,4 @@ def test_bands_take_the_arena_below_half_the_layer_by_layer_bound(vww, tmp_path)
     assert p["arena_lower_bound_before_bytes"] == 55_328
     assert report["arena_bytes"] == p["arena_bytes"] <= 0.5 * 55_328
     assert p["recomputed_macs"] == 0 and p["recomputed_macs_pct"] == 0.0
-    assert p["stage"]["first"] == "conv_0" and p["grid"][1] == 1
+    assert p["stages"][0]["first"] == "conv_0" and all(st["grid"][1] == 1 for st in p["stages"])

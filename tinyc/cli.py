@@ -156,11 +156,11 @@ def cmd_compile(args) -> int:
 
 def patch_line(p: dict) -> str:
     """One line on the patch pass's decision (report.json ``patch``)."""
-    st = p["stage"]
-    return (f"patch: layers '{st['first']}' .. '{st['last']}' ({st['layers']}) in {p['grid'][0]}x{p['grid'][1]} bands of "
-            f"{p['rows_per_band']} row(s) of '{st['output']}', {p['band_steps']} steps; arena "
-            f"{p['arena_lower_bound_before_bytes']:,} B layer by layer (lower bound) -> {p['arena_bytes']:,} B; recomputed "
-            f"MACs {p['recomputed_macs']:,} ({p['recomputed_macs_pct']}%), windows move {p['moved_bytes']:,} B")
+    parts = [f"'{st['first']}' .. '{st['last']}' ({st['layers']} layers, {st['grid'][0]}x{st['grid'][1]} bands, "
+             f"{st['band_steps']} steps)" for st in p["stages"]]
+    return (f"patch: {'; '.join(parts)}; arena {p['arena_lower_bound_before_bytes']:,} B layer by layer (lower bound) "
+            f"-> {p['arena_bytes']:,} B; recomputed MACs {p['recomputed_macs']:,} ({p['recomputed_macs_pct']}%), "
+            f"windows move {p['moved_bytes']:,} B")
 
 
 def _print_quant_feedback(build) -> None:

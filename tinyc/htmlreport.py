@@ -176,7 +176,7 @@ def render(report: dict[str, Any], target: Target, errors: list[dict] | None = N
              ("macs", "MACs", f"{report['macs_total']:,}")]
     if "patch" in report:
         p = report["patch"]
-        cards.append(("patch", f"patched ({p['grid'][0]}x{p['grid'][1]} bands)",
+        cards.append(("patch", f"patched ({len(p['stages'])} stage{'s' if len(p['stages']) > 1 else ''} in bands)",
                       f"{p['arena_lower_bound_before_bytes']:,} B -> {p['arena_bytes']:,} B"))
     if m.get("code_bytes") is not None:
         cards.append(("code", f"code ({m.get('measured_with', '')})", f"{m['code_bytes']:,} B"))

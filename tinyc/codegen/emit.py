@@ -377,16 +377,16 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
 
 
 def patch_report(summary: dict, arena: int, macs: int) -> dict:
-    """report.json's ``patch``: the stage, its grid (bands x 1), the arena's layer-by-layer lower
-    bound before and the planned arena after, the recomputed MACs (none: windows keep the halos)
-    and the bytes the windows' moves copy."""
-    stage = summary["stage"]
-    return dict(stage=dict(first=stage[0], last=stage[-1], layers=len(stage), output=summary["output"]),
-                grid=summary["grid"], rows_per_band=summary["rows_per_band"], band_steps=summary["band_steps"],
-                arena_lower_bound_before_bytes=summary["arena_lower_bound_before"], arena_bytes=arena,
-                stage_bytes=summary["stage_bytes"], recomputed_macs=summary["recomputed_macs"],
+    """report.json's ``patch``: each stage run in bands (its first and last layer, grid bands x 1,
+    steps, windows), the arena's layer-by-layer lower bound before and the planned arena after,
+    the recomputed MACs (none: windows keep the halos) and the bytes the windows' moves copy."""
+    stages = [dict(first=s["stage"][0], last=s["stage"][-1], layers=len(s["stage"]), output=s["output"], grid=s["grid"],
+                   rows_per_band=s["rows_per_band"], band_steps=s["band_steps"], stage_bytes=s["stage_bytes"],
+                   moved_bytes=s["moved_bytes"], windows=s["windows"]) for s in summary["stages"]]
+    return dict(stages=stages, arena_lower_bound_before_bytes=summary["arena_lower_bound_before"], arena_bytes=arena,
+                recomputed_macs=summary["recomputed_macs"],
                 recomputed_macs_pct=round(100.0 * summary["recomputed_macs"] / macs, 2) if macs else 0.0,
-                moved_bytes=summary["moved_bytes"], windows=summary["windows"])
+                moved_bytes=sum(s["moved_bytes"] for s in stages), band_steps=sum(s["band_steps"] for s in stages))
 
 
 def _report(g: Graph, name: str, source: str, target: Target, mplan: MemoryPlan, ctx: dict, layers: list[Layer]) -> dict:

@@ -40,7 +40,6 @@ DEFAULT = "auto"
 MIN_GAIN = 0.10  # auto: the layer-by-layer bound must drop at least this much
 MIN_GAIN_BYTES = 1024  # ... and by at least this many bytes (below, the band steps' code costs more)
 NEAR_BEST = 1.05  # auto: peaks within this factor of the best count as equal; fewer steps win
-BAND_ROWS = (1, 2, 3, 4, 6, 8, 12, 16)  # auto: the rows of Y per band it tries
 ROW_ALIGN = 4  # a window's rows start at multiples of its row bytes: keep those word-aligned
 
 _SPEC = re.compile(r"(?P<bands>\d+)(?:x(?P<cols>\d+))?(?:@(?P<layer>.+))?$")
@@ -109,14 +108,12 @@ def row_bytes(t: Tensor) -> int:
     return t.nbytes // t.shape[ROW_AXIS]
 
 
-STARTS = 3  # a stage may begin after up to two nodes run whole (e.g. the input's quantization)
-
-
-def stages(g: Graph) -> list[Stage]:
-    """Every run of nodes from near the graph's start (:data:`STARTS`) that can run in bands and is
+def stages(g: Graph, starts=None) -> list[Stage]:
+    """Every run of nodes beginning at one of ``starts`` (default: the graph's first three nodes, so
+    that a stage may begin after the input's quantization or layout) that can run in bands and is
     left by one tensor, shortest first for each start."""
     out: list[Stage] = []
-    for start in range(min(STARTS, len(g.nodes))):
+    for start in (range(min(3, len(g.nodes))) if starts is None else starts):
         out += _stages_from(g, start)
     return out
 
@@ -261,54 +258,92 @@ def live_per_step(g: Graph) -> list[int]:
 @dataclass
 class Choice:
     schedule: Schedule
-    peak: int  # estimated: max(stage, the rest's layer-by-layer bound)
-    bound_before: int
+    peak: int  # estimated: the graph's peak with this stage (and the ones chosen before) in bands
+    bound_before: int  # the layer-by-layer bound
+    profile: list[int] = field(default_factory=list)  # bytes live per step of the original graph, after
 
 
-def candidates(g: Graph, live: list[int], layer: str | None = None, nbands: int | None = None) -> list[Choice]:
-    """Every stage, band count and step size with its estimated peak; ``live``: the bytes live at
-    each step of the graph run layer by layer."""
-    before = max(live, default=0)
+def _bypass(g: Graph, st: Stage) -> int:
+    """Bytes of arena tensors from before the stage that it does not read but later nodes do."""
+    end = st.start + len(st.nodes)
+    made = {o: i for i, n in enumerate(g.nodes) for o in n.outputs}
+    cons = g.consumers()
+    return sum(g.tensors[t].nbytes for t, i in made.items() if i < st.start and t not in st.inputs
+               and any(c >= end for c in cons.get(t, [])) and t not in g.outputs)
+
+
+def _options(g: Graph, st: Stage, profile: list[int], before: int, nbands: int | None = None) -> list[Choice]:
+    """The schedules of one stage with the peak each gives: one-row steps (the smallest windows:
+    the band count hardly matters), and steps of each layer's share of 2, 4 or 8 rows of Y."""
+    end = st.start + len(st.nodes)
+    h = g.tensors[st.output].shape[ROW_AXIS]
+    if nbands is not None:
+        plans = [(nbands, True), (nbands, False)]
+    else:
+        plans = [(h, True)] + [(-(-h // r), False) for r in (2, 4, 8) if r <= h // 2]
     out = []
-    for st in stages(g):
-        if layer is not None and st.nodes[-1].name != layer:
+    extra = _bypass(g, st)
+    for nb, fine in plans:
+        sc = schedule(g, st, nb, fine)
+        if sc is None:
             continue
-        end = st.start + len(st.nodes)
-        rest = max(live[:st.start] + live[end:], default=0)
-        h = g.tensors[st.output].shape[ROW_AXIS]
-        counts = [nbands] if nbands is not None else sorted({-(-h // r) for r in BAND_ROWS if r <= h // 2})
-        for nb in counts:
-            for fine in (True, False):
-                sc = schedule(g, st, nb, fine)
-                if sc is not None:
-                    out.append(Choice(sc, max(stage_bytes(g, sc), rest), before))
+        inside = stage_bytes(g, sc) + extra
+        prof = profile[:st.start] + [inside] * len(st.nodes) + profile[end:]
+        out.append(Choice(sc, max(prof), before, prof))
     return out
 
 
-def choose(g: Graph, live: list[int]) -> Choice | None:
-    """auto: the smallest estimated peak; within 5% of it the fewest band steps; only if it lowers
-    the layer-by-layer bound by 10%."""
-    options = candidates(g, live)
-    if not options:
-        return None
-    best = min(c.peak for c in options)
-    if best > (1 - MIN_GAIN) * max(live) or max(live) - best < MIN_GAIN_BYTES:
-        return None
-    near = [c for c in options if c.peak <= best * NEAR_BEST]
-    return min(near, key=lambda c: (len(c.schedule.steps), c.peak, len(c.schedule.stage.nodes)))
+def _disjoint(st: Stage, chosen: list[Choice]) -> bool:
+    end = st.start + len(st.nodes)
+    return all(end <= c.schedule.stage.start or st.start >= c.schedule.stage.start + len(c.schedule.stage.nodes)
+               for c in chosen)
 
 
-def forced(g: Graph, live: list[int], spec: str) -> Choice:
+MAX_STAGES = 4  # auto: at most this many stages, each chosen where the peak is
+REACH = 40  # auto: a stage starts at most this many steps before the peak it lowers
+
+
+def choose(g: Graph, live: list[int]) -> list[Choice]:
+    """auto: stage after stage, each where the peak is: the stage (and schedule) giving the
+    smallest estimated peak, within 5% of it the fewest band steps; taken only if it lowers the
+    peak by 10% and 1 KiB."""
+    before = max(live, default=0)
+    profile, chosen = list(live), []
+    for _ in range(MAX_STAGES):
+        peak = max(profile)
+        k = profile.index(peak)
+        starts = range(max(0, k - REACH), k + 1) if chosen else None
+        options = []
+        for st in stages(g, starts):
+            end = st.start + len(st.nodes)
+            if st.start <= k < end and _disjoint(st, chosen):
+                options += _options(g, st, profile, before)
+        if not options:
+            break
+        best = min(c.peak for c in options)
+        if best > (1 - MIN_GAIN) * peak or peak - best < MIN_GAIN_BYTES:
+            break
+        near = [c for c in options if c.peak <= best * NEAR_BEST]
+        pick = min(near, key=lambda c: (len(c.schedule.steps), c.peak, len(c.schedule.stage.nodes)))
+        chosen.append(pick)
+        profile = pick.profile
+    return chosen
+
+
+def forced(g: Graph, live: list[int], spec: str) -> list[Choice]:
     m = _SPEC.match(spec)
     nb, layer = int(m["bands"]), m["layer"]
     if layer is not None and layer not in {n.name for n in g.nodes}:
         raise TinycError(f"--patch {spec}: no layer '{layer}' in the graph")
-    options = candidates(g, live, layer, nb)
+    last = next((i for i, n in enumerate(g.nodes) if n.name == layer), None)
+    starts = None if last is None else range(max(0, last - REACH), last + 1)
+    options = [c for st in stages(g, starts) if layer is None or st.nodes[-1].name == layer
+               for c in _options(g, st, list(live), max(live, default=0), nb)]
     if not options:
         where = f"ending at '{layer}'" if layer else "at the start of the graph"
         raise TinycError(f"--patch {spec}: no stage {where} can run in {nb} bands (the stage must be convolutions, "
                          "pooling and elementwise ops on N=1 images, left by one tensor, rows of 4-byte multiples)")
-    return min(options, key=lambda c: (c.peak, -len(c.schedule.stage.nodes), len(c.schedule.steps)))
+    return [min(options, key=lambda c: (c.peak, -len(c.schedule.stage.nodes), len(c.schedule.steps)))]
 
 
 # -- rewriting ---------------------------------------------------------------------------------
@@ -388,7 +423,6 @@ def rewrite(g: Graph, choice: Choice) -> Graph:
     y = st.output
     nodes.append(Node("RowJoin", f"{y}.join", y_parts, [y], dict(at=[ywin, 0, g.tensors[y].nbytes])))
     g.nodes = g.nodes[:st.start] + nodes + g.nodes[st.start + len(st.nodes):]
-    g.patch = summary(g, choice)
     return _drop_unused(g, st)
 
 
@@ -416,22 +450,17 @@ def _drop_unused(g: Graph, st: Stage) -> Graph:
     return g
 
 
-def summary(g: Graph, choice: Choice) -> dict:
-    sc = choice.schedule
-    st = sc.stage
-    return dict(
-        stage=[n.name for n in st.nodes],
-        output=st.output,
-        grid=[len(sc.bands), 1],
-        rows_per_band=sc.bands[0][1] - sc.bands[0][0],
-        windows={t: dict(rows=sc.rows[t], bytes=sc.window_bytes(g, t)) for t in sc.rows},
-        stage_bytes=stage_bytes(g, sc),
-        arena_lower_bound_before=choice.bound_before,
-        estimated_peak=choice.peak,
-        recomputed_macs=0,
-        moved_bytes=sc.moved_bytes(g),
-        band_steps=len(sc.steps),
-    )
+def summary(g: Graph, choices: list[Choice]) -> dict:
+    """What the pass did, for the report: each stage, the layer-by-layer bound and the estimate."""
+    out = []
+    for c in sorted(choices, key=lambda c: c.schedule.stage.start):
+        sc, st = c.schedule, c.schedule.stage
+        out.append(dict(stage=[n.name for n in st.nodes], output=st.output, grid=[len(sc.bands), 1],
+                        rows_per_band=sc.bands[0][1] - sc.bands[0][0], band_steps=len(sc.steps),
+                        windows={t: dict(rows=sc.rows[t], bytes=sc.window_bytes(g, t)) for t in sc.rows},
+                        stage_bytes=stage_bytes(g, sc), moved_bytes=sc.moved_bytes(g)))
+    return dict(stages=out, arena_lower_bound_before=choices[0].bound_before, estimated_peak=choices[-1].peak,
+                recomputed_macs=0)
 
 
 def patch(g: Graph, target=None) -> Graph:
@@ -441,20 +470,24 @@ def patch(g: Graph, target=None) -> Graph:
     if spec == "off" or (spec == "auto" and not stages(g)):
         return g
     live = live_per_step(g)
-    if spec == "auto" and choose(g, live) is None:
+    if spec == "auto" and not choose(g, live):
         return g  # (not even against the bound without the kernels' in-place execution)
     if target is not None:
         from .select_kernels import choose_kernels
         live = live_per_step(choose_kernels(g, target.template_variants, target=target))
-    choice = choose(g, live) if spec == "auto" else forced(g, live, spec)
-    if choice is None:
+    choices = choose(g, live) if spec == "auto" else forced(g, live, spec)
+    if not choices:
         return g
     import copy
 
     g = copy.copy(g)
     g.tensors = dict(g.tensors)
     g.nodes = list(g.nodes)
-    return rewrite(g, choice)
+    info = summary(g, choices)
+    for c in sorted(choices, key=lambda c: -c.schedule.stage.start):  # (later stages first: indices hold)
+        g = rewrite(g, c)
+    g.patch = info
+    return g
 
 
 @register
