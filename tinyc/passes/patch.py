@@ -250,9 +250,13 @@ def live_per_step(g: Graph) -> list[int]:
     and scratch when ``g`` has been through select-kernels)."""
     from ..memory import lifetimes
 
-    smaller = frozenset(n.name for n in g.nodes if n.attrs.get("inplace_smaller"))  # (where the planner may)
-    bufs = lifetimes(g, smaller=smaller)[0]
-    return [sum(b.size for b in bufs if b.first <= s <= b.last) for s in range(len(g.nodes))]
+    def per_step(smaller):
+        bufs = lifetimes(g, smaller=smaller)[0]
+        return [sum(b.size for b in bufs if b.first <= s <= b.last) for s in range(len(g.nodes))]
+
+    # with or without outputs over larger inputs (depthwise in place), as the planner picks
+    smaller = frozenset(n.name for n in g.nodes if n.attrs.get("inplace_smaller"))
+    return min([per_step(frozenset())] + ([per_step(smaller)] if smaller else []), key=lambda p: max(p, default=0))
 
 
 @dataclass
