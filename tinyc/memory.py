@@ -192,8 +192,15 @@ def _place(g: Graph, n: Node, i: int, group, hosts, bufs, views, inplace, scratc
         inplace.add(n.name)
     group[out] = b
     if not get_op(n.op).view and n.attrs.get("scratch"):
-        sb = Buffer(f"{n.name}/scratch", n.attrs["scratch"], i, i, tensors=[f"{n.name}/scratch"])
-        bufs.append(sb)
+        # the band nodes of a stage share one scratch buffer (one runs at a time), so that every
+        # band calls its layer with the same pointers (codegen/loops.py folds the calls)
+        key = f"stage{n.attrs.get('stage', 0)}/scratch"
+        sb = hosts.get(key)
+        if sb is None:
+            sb = hosts[key] = Buffer(key, 0, i, i, tensors=[key])
+            bufs.append(sb)
+        sb.size = max(sb.size, n.attrs["scratch"])
+        sb.last = i
         scratch[n.name] = sb.name
 
 

@@ -25,7 +25,7 @@ from ..ops import get_op
 from ..quant import rounding
 from ..resources import data_dir
 from ..targets import Target
-from . import blob
+from . import blob, loops
 from .guards import arch_guards
 from .cnames import CTYPES, c_array_body, c_comment, c_float, c_identifier
 
@@ -69,6 +69,7 @@ class Layer:
     dumps: list[tuple[int, str, int]] = field(default_factory=list)  # debug build: (output, pointer, bytes)
     bound: list[str] = field(default_factory=list)  # pointers fixed at compile time, declared inside
     emit: bool = True  # False: it calls another layer's function (bands of one layer share theirs)
+    band: bool = False  # a node of the patch pass (its calls may fold into loops: codegen/loops.py)
 
 
 @dataclass
@@ -229,6 +230,8 @@ def _layer(env, g: Graph, i: int, node, ref: dict[str, str], reads: dict[int, st
         else:
             params.append(f"{'' if j in state_inputs else 'const '}{_ctype(g, x)} *{restrict}in{j}")
             args.append(ref[x])
+    if a.get("input_offset"):  # the kernel reads input 0 from this element on (its pointer moves, not its body)
+        args[0] = f"{args[0]} + {a['input_offset']}"
     params += [f"{_ctype(g, o)} *{restrict}out{j}" for j, o in enumerate(node.outputs)]
     args += [ref[o] for o in node.outputs]
     if "scratch_offset" in a:
@@ -251,6 +254,7 @@ def _layer(env, g: Graph, i: int, node, ref: dict[str, str], reads: dict[int, st
                   unused, [arg for arg, keep in zip(args, passed) if keep], body, outs[0].shape,
                   get_op(node.op).macs(node, ins, outs),
                   weights_bytes=sum(array_bytes.get(arg, 0) for arg in dict.fromkeys(args)), bound=bound)
+    layer.band = "band_of" in a or "at" in a
     if dump:
         layer.dumps = [(j, ref[o], g.tensors[o].nbytes) for j, o in enumerate(node.outputs)]
     return layer
@@ -329,9 +333,10 @@ def print_model(g: Graph, target: Target, name: str | None = None, source: str =
         includes.add("string.h")
     preambles = list(dict.fromkeys(p for n in runs for p in n.attrs.get("preamble", ())))
     helpers = [env.get_template(p).render(single_rounding=rounding.active() == rounding.SINGLE) for p in preambles]
+    calls = loops.fold([loops.Call(l.fn, l.args, l.band, l.index, l.dumps) for l in layers])
     ctx = dict(
         name=name, macro=name.upper(), version=__version__, source=source, target=target, helpers=helpers, dump=dump,
-        inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies,
+        inputs=inputs, outputs=outputs, weights=weights, layers=layers, copies=copies, calls=calls,
         arena_bytes=arena_bytes(g, target.alignment), alignment=target.alignment, includes=sorted(includes),
         weights_bytes=sum(w["nbytes"] for w in weights), blob=None,
         states=states, state_bytes=sum(st["nbytes"] for st in states), state_init=any(st["init"] for st in states),

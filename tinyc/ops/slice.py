@@ -72,7 +72,9 @@ class Slice(Op):
         dims = list(a["count"])
         src = [s * st for s, st in zip(in_strides, a["step"])]
         dst = [int(np.prod(dims[i + 1:])) for i in range(len(dims))]
-        offset = sum(f * s for f, s in zip(a["first"], in_strides))
+        # (input_offset: the caller passes the input from that element: the patch pass's row copies,
+        # whose bands then share one function)
+        offset = sum(f * s for f, s in zip(a["first"], in_strides)) - a.get("input_offset", 0)
         c_type(node, ins[0].dtype)
         return strided_copy("Slice", dims, src, dst, offset, ins[0].dtype)
 

@@ -352,7 +352,8 @@ def forced(g: Graph, live: list[int], spec: str) -> list[Choice]:
 
 # -- rewriting ---------------------------------------------------------------------------------
 
-def rewrite(g: Graph, choice: Choice) -> Graph:
+def rewrite(g: Graph, choice: Choice, index: int = 0) -> Graph:
+    """The stage of ``choice`` in bands (``index``: the stage's number, attribute ``stage``)."""
     sc = choice.schedule
     st = sc.stage
     nodes: list[Node] = []
@@ -390,7 +391,8 @@ def rewrite(g: Graph, choice: Choice) -> Graph:
             if step.moved:
                 kept = view(t, step.low, r0, k)
                 moved = tensor(f"{t}[{step.low}:{r0}]@{k}.kept", t, r0 - step.low)
-                nodes.append(Node("RowMove", f"{t}@{k}.move", [kept], [moved], dict(at=at(f"{t}@window", t, 0))))
+                nodes.append(Node("RowMove", f"{t}@{k}.move", [kept], [moved],
+                                  dict(at=at(f"{t}@window", t, 0), band=b, band_of=f"{t}@move", stage=index)))
                 current[t] = moved
             else:
                 del current[t]
@@ -406,7 +408,8 @@ def rewrite(g: Graph, choice: Choice) -> Graph:
             if _contiguous(xt, axis):  # (rows of a graph input, or of a tensor in the arena: its bytes)
                 nodes.append(Node("RowView", v, [x], [v], dict(rows=[a, e - a], at=[x, a * row_bytes(xt), xt.nbytes])))
             else:  # rows that are not contiguous (NCHW under a layout Transpose): copied
-                nodes.append(Node("Slice", v, [x], [v], _slice_attrs(xt, axis, a, e)))
+                nodes.append(Node("Slice", v, [x], [v], dict(_slice_attrs(xt, axis, a, e), band=b, band_of=n.name,
+                                                                                stage=index, input_offset=a * _stride(xt, axis))))
             inputs[j] = v
         if t == st.output:
             out = tensor(f"{t}[{r0}:{r1}]", t, r1 - r0)
@@ -416,7 +419,8 @@ def rewrite(g: Graph, choice: Choice) -> Graph:
             lo = low.setdefault(t, step.low)
             out = tensor(f"{t}[{r0}:{r1}]", t, r1 - r0)
             place = at(f"{t}@window", t, r0 - lo)
-        nodes.append(Node(n.op, f"{n.name}@{k}", inputs, [out], dict(step.attrs, band=b, band_of=n.name, at=place)))
+        nodes.append(Node(n.op, f"{n.name}@{k}", inputs, [out], dict(step.attrs, band=b, band_of=n.name, stage=index,
+                                                                      at=place)))
         if t != st.output:
             if t not in current:
                 current[t] = out
@@ -437,6 +441,11 @@ def _axis_tensor(g: Graph, x: str, axis: int, count: int, name: str) -> str:
     name = g.unique_name(name)
     g.add_tensor(Tensor(name, tuple(shape), t.dtype, quant=t.quant))
     return name
+
+
+def _stride(t: Tensor, axis: int) -> int:
+    """Elements from one index of ``axis`` to the next."""
+    return int(math.prod(t.shape[axis + 1:]))
 
 
 def _slice_attrs(t: Tensor, axis: int, a: int, e: int) -> dict:
@@ -488,8 +497,9 @@ def patch(g: Graph, target=None) -> Graph:
     g.tensors = dict(g.tensors)
     g.nodes = list(g.nodes)
     info = summary(g, choices)
-    for c in sorted(choices, key=lambda c: -c.schedule.stage.start):  # (later stages first: indices hold)
-        g = rewrite(g, c)
+    order = sorted(choices, key=lambda c: c.schedule.stage.start)
+    for k in reversed(range(len(order))):  # (later stages first: indices hold)
+        g = rewrite(g, order[k], k)
     g.patch = info
     return g
 
