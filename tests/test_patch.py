@@ -234,8 +234,15 @@ def test_mobilenet_v2_224_in_bands_fits_mcunetv2s_figure(tmp_path):
     assert p["stages"][0]["first"] == "input.9_te_transform"  # the input's layout change runs in bands too
 
 
-def test_mobilenet_v2_224_in_bands_is_bit_exact_with_tflite_micro():
-    r = run_cli("verify", str(shared_model(MOBILENET_V2)), "-t", "host", "--against", "tflm", "--samples", "2")
+@pytest.mark.parametrize("target", ["host", pytest.param("cortex-m4", marks=pytest.mark.emulator)])
+def test_mobilenet_v2_224_in_bands_is_bit_exact_with_tflite_micro(target):
+    """The patched build (two stages in bands, DSP kernels on the Cortex-M4) against the reference
+    and TFLite Micro on the same .tflite (the Cortex-M4 build does not fit its emulated board's
+    flash budget: verify warns and runs it)."""
+    if target != "host":
+        need_arm()
+    r = run_cli("verify", str(shared_model(MOBILENET_V2)), "-t", target, "--against", "tflm",
+                "--samples", "2" if target == "host" else "1")
     assert r.returncode == 0 and r.stdout.count("bit-exact") == 2, r.stdout + r.stderr
 
 
@@ -258,3 +265,9 @@ def test_kernels_and_offsets_of_bands_golden(target):
     moves = [n for n in kg.nodes if n.op == "RowMove"]
     assert moves and all(n.attrs["placement"] == "in_place" for n in moves)
     assert all(n.attrs["placement"] == "view" for n in kg.nodes if n.op in ("RowView", "RowJoin"))
+
+
+def test_diff_compares_layers_of_a_model_that_would_run_in_bands(cnn):
+    """tinyc diff dumps every layer's whole output: its debug build runs layer by layer."""
+    r = run_cli("diff", str(cnn), "--quantize", "int8", "--calib", str(cnn.with_suffix(".npz")), "-t", "host")
+    assert r.returncode == 0 and "every layer equals the reference" in r.stdout, r.stdout + r.stderr

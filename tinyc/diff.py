@@ -197,10 +197,15 @@ def run_debug_build(g: Graph, target: Target, build_dir: Path, samples: Sequence
                     name: str = "model", source: str = "", timeout: float = 300.0,
                     edit: Callable[[GeneratedModel], None] | None = None) -> list[dict[str, np.ndarray]]:
     """Build the debug firmware, run it on ``samples``; every dumped tensor per sample.
-    ``edit`` may change the generated files before the build (fault-injection tests)."""
+    ``edit`` may change the generated files before the build (fault-injection tests). The debug
+    build runs every layer whole (``--patch off``): it dumps each layer's whole output (a patched
+    build's bands are checked by `tinyc verify` on the final outputs)."""
+    import dataclasses
+
     from .emulator.runner import build_firmware, run_firmware
 
-    model = generate(g, target, name=name, source=source, dump=True)
+    model = generate(dataclasses.replace(g, options=dict(g.options, patch="off")), target, name=name, source=source,
+                     dump=True)
     if edit is not None:
         edit(model)
     program = build_firmware(model, target, build_dir, dump=True)
