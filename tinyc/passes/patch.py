@@ -1,28 +1,34 @@
-"""patch: run the memory-heavy first stage of a CNN band by band, below the layer-by-layer floor.
+"""patch: run the memory-heavy first stages of a CNN in row bands, below the layer-by-layer floor.
 
-In a CNN the first layers' activations set the arena's peak while the rest is small. This pass cuts
-the graph after a prefix (the *stage*: convolutions, depthwise, pooling, elementwise ops, a layout
-Transpose of the input) whose only tensor read afterwards is its output ``Y``, and computes the
-stage in ``B`` bands of Y's rows (full width: the patch grid is ``B x 1``). In band ``b`` each
-layer computes only the rows its readers need next, from the rows of its inputs it needs
-(receptive field arithmetic with strides, padding and dilation: ``Op.band``; a convolution's
-pads stay only at the image's true border). Every tensor inside the stage is kept as a *window*
-of rows: the rows its readers still need are moved to the window's top (``RowMove``) and the new
-rows are written below them, so overlapping halos are kept, not recomputed (recomputed MACs: 0);
-the last layer writes its rows into the full-size Y. The stage then needs the windows (a few rows
-of each tensor) and Y, instead of whole tensors.
+Run layer by layer, a CNN's arena is at least its largest layer's input plus output, and those are
+the first, high-resolution layers while the rest is small. This pass takes a *stage* (a run of
+nodes that can compute a band of output rows from bands of their inputs' rows: convolutions,
+depthwise, pooling, elementwise ops, residual Adds, a layout Transpose or quantization of the
+input; ``Op.band``), left by one tensor ``Y``, and computes it in bands of Y's rows across the full
+width (the grid is ``B x 1``):
 
-The IR shows every decision: band nodes are named ``NODE@b`` with attributes ``band`` (b),
-``band_of`` (the layer) and ``at`` ([window, byte offset, window bytes]: where the planner puts
-the output, tinyc/memory.py); ``RowView``/``RowJoin`` are views (no code).
+- rows are pulled as readers need them, one row per step (or each tensor's share of a band), with
+  receptive field arithmetic (strides, padding, dilation); a convolution's pads stay only at the
+  image's true top and bottom border;
+- every tensor inside the stage is a *window* of rows: before new rows are written, the rows later
+  steps still read move to the window's top (``RowMove``), and the new rows go below them. Halos
+  are kept, not recomputed: recomputed MACs are 0, and every output element sums the same
+  products in the same order (int8 bit-exact, float equal). Rows nobody reads (below a pooling
+  window's last full stride) are not computed at all;
+- the last layer writes its rows into the full-size Y; the stage's inputs are read in place (rows
+  of NCHW under a layout Transpose are copied a row at a time).
 
-``--patch`` (graph option ``patch``): ``auto`` (default) applies the cost model below; ``off``
-leaves the graph as it is; ``B`` or ``Bx1``, optionally ``@LAYER`` (the stage's last layer),
-forces ``B`` bands. The cost model estimates, for every possible cut and band count, the peak
-as the larger of the stage's (windows + Y) and the planner's layer-by-layer bound of the rest;
-it takes the smallest peak, then, within 5% of it, the fewest band steps (each step is a kernel
-call; the moves copy a few rows); and applies it only when it lowers the layer-by-layer bound
-by at least 10% and 1 KiB.
+The IR shows every decision: band nodes ``NODE@k`` (k: the step) with attributes ``band`` (Y's
+band it serves), ``band_of`` (the layer), ``stage`` and ``at`` ([window, byte offset, window
+bytes]: where the planner puts the output, tinyc/memory.py); ``RowView``/``RowJoin`` are views.
+
+``--patch`` (graph option ``patch``): ``auto`` (default), ``off`` (the graph as it is), or
+``B[x1][@LAYER]`` (one stage ending at LAYER, in B bands). The cost model (auto) estimates the
+peak with a stage in bands as the largest of the stage's bytes (its windows, Y, tensors alive
+across it) and the live bytes at the other steps, layer by layer with the target's kernels
+(in-place execution included); it takes the smallest, and within 5% of it the fewest steps (each
+a kernel call); applies it only when the peak drops by 10% and 1 KiB; then looks for another
+stage where the new peak is (up to :data:`MAX_STAGES`).
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import TinycError
-from ..ir import Graph, Node, Tensor, itemsize
+from ..ir import Graph, Node, Tensor
 from ..ops import get_op
 from ..ops.band import ROW_AXIS, rows_tensor
 from . import Pass, register
@@ -404,7 +410,7 @@ def rewrite(g: Graph, choice: Choice, index: int = 0) -> Graph:
                 inputs[j] = view(x, a, e, k)
                 continue
             xt = g.tensors[x]
-            v = tensor(f"{x}[{a}:{e}]@{k}", x, e - a, axis)
+            v = tensor(f"{x}[{a}:{e}]@{k}", x, e - a, axis)  # (rows along ``axis``)
             if _contiguous(xt, axis):  # (rows of a graph input, or of a tensor in the arena: its bytes)
                 nodes.append(Node("RowView", v, [x], [v], dict(rows=[a, e - a], at=[x, a * row_bytes(xt), xt.nbytes])))
             else:  # rows that are not contiguous (NCHW under a layout Transpose): copied
@@ -432,15 +438,6 @@ def rewrite(g: Graph, choice: Choice, index: int = 0) -> Graph:
     nodes.append(Node("RowJoin", f"{y}.join", y_parts, [y], dict(at=[ywin, 0, g.tensors[y].nbytes])))
     g.nodes = g.nodes[:st.start] + nodes + g.nodes[st.start + len(st.nodes):]
     return _drop_unused(g, st)
-
-
-def _axis_tensor(g: Graph, x: str, axis: int, count: int, name: str) -> str:
-    t = g.tensors[x]
-    shape = list(t.shape)
-    shape[axis] = count
-    name = g.unique_name(name)
-    g.add_tensor(Tensor(name, tuple(shape), t.dtype, quant=t.quant))
-    return name
 
 
 def _stride(t: Tensor, axis: int) -> int:
