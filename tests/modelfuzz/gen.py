@@ -436,7 +436,7 @@ def cnn_conv(b: Builder, x: str, r: random.Random) -> str:
     depthwise = k > 1 and r.random() < 0.4
     oc = c * r.choice([1, 1, 2]) if depthwise else r.choice([2, 3, 4, 5, 6, 8, 8, 12, 16, 16, 24])
     total = (k - 1) * d
-    before = total // 2 if s == 1 or r.random() < 0.5 else (total - 1) // 2  # TF SAME pads the end more
+    before = total // 2 if s == 1 or r.random() < 0.5 else max(total - 1, 0) // 2  # TF SAME pads the end more
     pads = [before, before, total - before, total - before]
     out_sp = [_out(v, k, s, d, before, total - before) for v in sp]
     w = b.const(_w(r, oc, 1 if depthwise else c, k, k), "weight")
