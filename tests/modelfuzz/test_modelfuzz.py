@@ -50,6 +50,9 @@ def test_batch_covers_routes_and_targets(batch: Totals):
     for t in ("host", *EMULATED):
         assert batch.by_target[t] >= (MIN_PER_TARGET if CI_CASES >= 490 else 1), \
             f"{t}: only {batch.by_target[t]} cases ran ({dict(batch.by_target)})"
+    # the patch pass gets exercised: forced --patch specs it follows, on the host and the emulated cores
+    assert batch.patch["patched"] >= (40 if CI_CASES >= 490 else 1), dict(batch.patch)
+    assert sum(v for k, v in batch.patch.items() if k.startswith("patched on cortex")) >= (20 if CI_CASES >= 490 else 0)
     # the generator itself stays valid: onnxruntime (or its quantizer) refuses few of its models
     assert batch.by_status["invalid"] <= batch.cases // 20, dict(batch.invalid)
 
