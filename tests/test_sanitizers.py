@@ -90,11 +90,13 @@ def layer_regions(g, model: GeneratedModel) -> dict[int, list[tuple[int, int, bo
     inputs and outputs (each tensor's own bytes) and its scratch buffer; ``fresh`` for the ranges it
     must write before it reads them (outputs and scratch that overlap no input)."""
     plan = model.plan
+    # (a tensor a pass placed inside a buffer, e.g. the patch pass's rows of a window: at its offset there)
     buffers = {t: b for b in plan.buffers for t in b.tensors}
+    where = {t: b.offset + b.at.get(t, 0) for t, b in buffers.items()}
     out = {}
     for i, node in enumerate(g.nodes):
-        reads = [(buffers[x].offset, g.tensors[x].nbytes) for x in node.inputs if x is not None and x in buffers]
-        writes = [(buffers[x].offset, g.tensors[x].nbytes) for x in node.outputs if x in buffers]
+        reads = [(where[x], g.tensors[x].nbytes) for x in node.inputs if x is not None and x in where]
+        writes = [(where[x], g.tensors[x].nbytes) for x in node.outputs if x in where]
         if node.name in plan.scratch:
             b = buffers[plan.scratch[node.name]]
             writes.append((b.offset, b.size))
@@ -120,8 +122,12 @@ def poison_arena(model: GeneratedModel, g, shrink: tuple[int, int] | None = None
     run = re.search(r"^int %s_run\(.*?^}" % re.escape(model.name), src, re.S | re.M)
     assert run, "the run function was not found"
 
+    # the calls run the layers in order (views have none); a call's function may be another
+    # layer's (the bands of one layer share one: codegen's _share_bands)
+    order = iter([i for i, n in enumerate(g.nodes) if n.name not in model.plan.views])
+
     def guard(m: re.Match) -> str:
-        i, indent = int(m.group(2)), m.group(1)
+        i, indent = next(order), m.group(1)
         ranges = [(off, n, fresh or i == clobber) for off, n, fresh in regions[i]]
         if shrink and shrink[0] == i:
             off, n, fresh = ranges[-1]

@@ -5,6 +5,7 @@ import collections
 import dataclasses
 from pathlib import Path
 
+from . import bands
 from .gen import Recipe, random_recipe
 from .tflite_route import random_tflite_recipe
 from .run import ROUTES, Case, run_cases
@@ -17,9 +18,13 @@ def route_of(seed: int) -> str:
 
 
 def recipe_of(seed: int) -> Recipe:
+    """The seed's recipe: random layers, or an image CNN (bands.cnn), with its --patch drawn."""
     if route_of(seed) == "tflite":
-        return random_tflite_recipe(seed)
-    return random_recipe(seed, int8=route_of(seed) != "float")
+        return bands.draw(bands.cnn(random_tflite_recipe(seed), tflite=True))
+    recipe = random_recipe(seed, int8=route_of(seed) != "float")
+    if route_of(seed) == "ort_qop":  # (QOperator leaves Relu, Add, pooling float: tinyc refuses such CNNs)
+        return bands.draw(recipe)
+    return bands.draw(bands.cnn(recipe, tflite=False))
 
 
 def targets_of(seed: int, allowed: str = "all") -> list[str]:
@@ -42,6 +47,9 @@ class Totals:
     refusals: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     invalid: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     lsb: collections.Counter = dataclasses.field(default_factory=collections.Counter)       # max steps vs ORT
+    # run cases by --patch drawn (forced, auto, off, none), and: patched (in bands on some target),
+    # refused (a forced spec the pass could not follow), "patched on T" per target
+    patch: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     failures: list[dict] = dataclasses.field(default_factory=list)
 
     def add(self, case: Case) -> None:
@@ -57,13 +65,18 @@ class Totals:
             self.by_target.update(case.targets_run)
             if case.route not in ("float", "ptq", "tflite"):
                 self.lsb[case.lsb_max] += 1
+            drawn = case.recipe.patch
+            self.patch["forced" if drawn[:1].isdigit() else drawn or "none"] += 1
+            self.patch.update(["patched"] * bool(case.patched) + ["refused"] * bool(case.patch_refused)
+                              + [f"patched on {t}" for t in case.patched])
         if case.status == "fail":
             self.failures.append(dict(key=case.key, route=case.route, recipe=case.recipe.to_json(),
-                                      problems=case.problems, targets=case.targets_run))
+                                      problems=case.problems, targets=case.targets_run, patch=case.patch,
+                                      patched=case.patched, repro=repro(case)))
 
     def merge(self, other: "Totals") -> None:
         self.cases += other.cases
-        for f in ("by_status", "by_route", "by_target", "by_op", "refusals", "invalid", "lsb"):
+        for f in ("by_status", "by_route", "by_target", "by_op", "refusals", "invalid", "lsb", "patch"):
             getattr(self, f).update(getattr(other, f))
         self.failures += other.failures
 
@@ -77,12 +90,20 @@ class Totals:
                  "run by target: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_target.items())),
                  "by op: " + ", ".join(f"{k} {v}" for k, v in self.by_op.most_common()),
                  "QDQ cases by largest step vs onnxruntime: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.lsb.items())),
+                 "--patch: " + ", ".join(f"{k} {v}" for k, v in sorted(self.patch.items())),
                  "refusals: " + "; ".join(f"{v}x {k}" for k, v in self.refusals.most_common(12)),
                  "invalid (onnxruntime or its quantizer refused): " + "; ".join(
                      f"{v}x {k}" for k, v in self.invalid.most_common(5))]
         for f in self.failures:
-            lines.append(f"FAIL {f['key']}: " + " | ".join(f["problems"]))
+            lines.append(f"FAIL {f['key']} (--patch {f['patch'] or 'default'}, in bands on "
+                         f"{', '.join(f['patched']) or 'none'}): " + " | ".join(f["problems"]) + f"\n  repro: {f['repro']}")
         return "\n".join(lines)
+
+
+def repro(case: Case) -> str:
+    """The command that runs the case again (same recipe, route, --patch and targets)."""
+    emulated = [t for t in case.targets_run if t != "host"] or ["host"]
+    return f".venv/bin/python -m tests.modelfuzz --seed {case.recipe.seed} --count 1 --jobs 1 --targets {emulated[0]}"
 
 
 def _reason(msg: str) -> str:

@@ -25,15 +25,16 @@ class Recipe:
     nhwc_input: bool = False          # tf2onnx style: the graph input is NHWC, one Transpose into NCHW
     seed: int = 0                     # data, calibration and quantization choices
     int8: bool = False                # only what tinyc lowers to int8 (see INT8_LIMITS)
+    patch: str = ""                   # the --patch drawn for it (bands.py): "", auto, off, BANDS, BANDS@#k
 
     def to_json(self) -> dict:
         return dict(shape=list(self.shape), steps=[list(s) for s in self.steps], nhwc_input=self.nhwc_input,
-                    seed=self.seed, int8=self.int8)
+                    seed=self.seed, int8=self.int8, patch=self.patch)
 
     @staticmethod
     def from_json(d: dict) -> "Recipe":
         return Recipe(tuple(d["shape"]), [(k, int(s)) for k, s in d["steps"]], bool(d["nhwc_input"]), int(d["seed"]),
-                      bool(d.get("int8", False)))
+                      bool(d.get("int8", False)), str(d.get("patch", "")))
 
 
 class Builder:
@@ -424,6 +425,44 @@ def depth_to_space(b: Builder, x: str, r: random.Random) -> str:
     return b.node("DepthToSpace", [x], (n, c // (k * k), sp[0] * k, sp[1] * k), blocksize=k, mode=r.choice(["DCR", "CRD"]))
 
 
+def cnn_conv(b: Builder, x: str, r: random.Random) -> str:
+    """A convolution as image CNNs have them (what the patch pass cuts into row bands): pointwise,
+    3x3 or 5x5 with "same" padding (TF's asymmetric one when strided), strided, dilated or
+    depthwise; then Relu or Clip 0..6 more often than not."""
+    n, c, *sp = b.shapes[x]
+    if len(sp) != 2:
+        raise Skip("cnn_conv: images only")
+    k, s, d = r.choice([(1, 1, 1), (3, 1, 1), (3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1), (1, 2, 1)])
+    depthwise = k > 1 and r.random() < 0.4
+    oc = c * r.choice([1, 1, 2]) if depthwise else r.choice([2, 3, 4, 5, 6, 8, 8, 12, 16, 16, 24])
+    total = (k - 1) * d
+    before = total // 2 if s == 1 or r.random() < 0.5 else max(total - 1, 0) // 2  # TF SAME pads the end more
+    pads = [before, before, total - before, total - before]
+    out_sp = [_out(v, k, s, d, before, total - before) for v in sp]
+    w = b.const(_w(r, oc, 1 if depthwise else c, k, k), "weight")
+    y = b.node("Conv", [x, w, b.const(_w(r, oc, scale=0.3), "bias")], (n, oc, *out_sp), kernel_shape=[k, k],
+               strides=[s, s], dilations=[d, d], pads=pads, group=c if depthwise else 1)
+    act = r.random()
+    if act < 0.4:
+        return b.node("Relu", [y], b.shapes[y])
+    if act < 0.7:
+        return b.node("Clip", [y, b.const(np.float32(0.0), "min"), b.const(np.float32(6.0), "max")], b.shapes[y])
+    return y
+
+
+def cnn_pool(b: Builder, x: str, r: random.Random) -> str:
+    """Pooling as image CNNs have it: 2x2/2, 3x3/2 with or without padding, 3x3/1 padded."""
+    n, c, *sp = b.shapes[x]
+    if len(sp) != 2:
+        raise Skip("cnn_pool: images only")
+    op = r.choice(["MaxPool", "AveragePool"])
+    k, s, p0, p1 = r.choice([(2, 2, 0, 0), (3, 2, 0, 0), (3, 2, 1, 1), (3, 2, 0, 1), (3, 1, 1, 1), (2, 1, 0, 1)])
+    attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[p0, p0, p1, p1])
+    if op == "AveragePool":
+        attrs["count_include_pad"] = 0 if b.int8 else r.choice([0, 1])
+    return b.node(op, [x], (n, c, *[_out(v, k, s, 1, p0, p1) for v in sp]), **attrs)
+
+
 from . import xfmr  # noqa: E402 -- its layers use the Builder above
 
 LAYERS: dict[str, Callable[[Builder, str, random.Random], str]] = {
@@ -431,13 +470,15 @@ LAYERS: dict[str, Callable[[Builder, str, random.Random], str]] = {
     "se": se_block, "residual": residual, "concat": concat, "upsample": upsample, "transpose": transpose_sandwich,
     "reshape": reshape_layout, "slice": slice_, "pad": pad, "const_binary": const_binary, "matmul": matmul,
     "unary_math": unary_math, "reduce": reduce, "gather": gather, "split": split, "conv_transpose": conv_transpose,
-    "shape_ops": shape_ops, "depth_to_space": depth_to_space, **xfmr.LAYERS,
+    "shape_ops": shape_ops, "depth_to_space": depth_to_space, "cnn_conv": cnn_conv, "cnn_pool": cnn_pool,
+    **xfmr.LAYERS,
 }
 # How often each kind is drawn (convolutions most: they carry the kernels and the layouts).
 WEIGHTS = {"conv": 6, "pool": 3, "global_pool": 1, "activation": 3, "batchnorm": 1, "se": 2, "residual": 2,
            "concat": 2, "upsample": 1, "transpose": 2, "reshape": 1, "slice": 1, "pad": 1, "const_binary": 2,
            "matmul": 1, "unary_math": 1, "reduce": 1, "gather": 1, "split": 1, "conv_transpose": 1, "shape_ops": 1,
            "depth_to_space": 1}
+# (cnn_conv and cnn_pool are drawn only for the CNN-shaped recipes of bands.py)
 # Registered ops no layer generates, and why (tests/modelfuzz/test_modelfuzz.py keeps this honest:
 # an op added to tinyc must be generated or listed here).
 NOT_GENERATED = {

@@ -34,6 +34,9 @@ from tinyc.ir import DTYPES
 from tinyc.optimize import set_options
 from tinyc.targets import get_target
 
+from tinyc.passes.patch import set_option as set_patch
+
+from .bands import is_refusal, resolve
 from .gen import Recipe, build
 from .bound import VALUE_PRESERVING, steps_bound
 from .quantize import ROUTES_QDQ, extreme, ort_quantize
@@ -62,6 +65,9 @@ class Case:
     targets_run: list[str] = dataclasses.field(default_factory=list)
     lsb_max: int = 0                        # largest int8-vs-onnxruntime step seen
     tflite: bytes = b""                     # tflite route: the .tflite twin (compiled directly too)
+    patch: str = ""                         # the --patch its C is built with (bands.resolve)
+    patched: list[str] = dataclasses.field(default_factory=list)  # targets whose C ran stages in bands
+    patch_refused: str = ""                 # the pass's error for a forced --patch (then built without)
 
     @property
     def key(self) -> str:
@@ -353,13 +359,22 @@ def run_batch(cases: list[Case], target_name: str, build_dir: Path, extra_cflags
         # cores speed takes the widened weights, size the int8 ones, balanced a mix)
         set_options(case.graph, FUZZ_MODES[case.recipe.seed % len(FUZZ_MODES)], None)
         try:
-            m = generate(case.graph, target, name=f"m{i}")
+            try:
+                m = generate(case.graph, target, name=f"m{i}")
+            except TinycError as e:  # a forced --patch the pass cannot follow: the case runs without it
+                if not is_refusal(str(e)) or "patch" not in case.graph.options:
+                    raise
+                case.patch_refused = str(e).splitlines()[0]
+                del case.graph.options["patch"]
+                m = generate(case.graph, target, name=f"m{i}")
         except TinycError as e:  # a clear error (exit 2) for this target: a refusal, not a wrong result
             case.status, case.refusal = "refused", f"{target_name}: {str(e).splitlines()[0]}"
             continue
         except Exception:  # noqa: BLE001
             case.fail(f"codegen for {target_name}", traceback.format_exc(limit=-3).strip().splitlines()[-1])
             continue
+        if "patch" in m.report:
+            case.patched.append(target_name)
         if transform is not None:
             m = transform(case, m)
         if ram and ram_needed(m) > ram // 2:
@@ -411,6 +426,10 @@ def run_cases(recipes: list[Recipe], routes: list[str], targets_for, workdir: Pa
     workdir = Path(tempfile.mkdtemp(prefix="tinyc-modelfuzz-")) if own else workdir
     try:
         cases = [prepare_case(rec, route, workdir / "models") for rec, route in zip(recipes, routes)]
+        for case in cases:
+            if case.status == "ok" and case.recipe.patch:
+                case.patch = resolve(case.graph, case.recipe.patch)
+                set_patch(case.graph, case.patch)
         by_target: dict[str, list[Case]] = {}
         for i, case in enumerate(cases):
             if case.status == "ok":

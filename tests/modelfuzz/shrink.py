@@ -67,11 +67,15 @@ def shrink_and_save(failure: dict, name: str | None = None) -> Path:
     targets = sorted({p.split(" on ", 1)[1] for p in oracles if p.startswith("C on ")} | {"host"})
     small = shrink(recipe, failure["route"], targets, oracles)
     case = run_cases([small], [failure["route"]], lambda i, c: targets)[0]
-    return save(small, failure["route"], targets, case.problems, name or failure["key"])
+    return save(small, failure["route"], targets, case.problems, name or failure["key"], patched=case.patched,
+                patch=case.patch)
 
 
-def save(recipe: Recipe, route: str, targets: list[str], found: list[str], name: str, why: str = "") -> Path:
-    """Write a regression case: the model (to read) and its recipe, route and targets (to run)."""
+def save(recipe: Recipe, route: str, targets: list[str], found: list[str], name: str, why: str = "",
+         patched: list[str] = (), patch: str = "") -> Path:
+    """Write a regression case: the model (to read) and its recipe, route and targets (to run);
+    with a --patch, the spec it resolved to and the targets whose C ran in bands (the test checks
+    that it still does)."""
     REGRESSIONS.mkdir(exist_ok=True)
     if route == "tflite":
         from .tflite_route import build_pair
@@ -82,6 +86,7 @@ def save(recipe: Recipe, route: str, targets: list[str], found: list[str], name:
         model, _ = build(recipe)
     onnx.save(model, REGRESSIONS / f"{name}.onnx")
     path = REGRESSIONS / f"{name}.json"
+    extra = dict(patch=patch, patched=sorted(patched)) if patched else {}
     path.write_text(json.dumps(dict(route=route, recipe=recipe.to_json(), targets=targets, found=found, why=why,
-                                    nodes=[n.op_type for n in model.graph.node]), indent=1) + "\n")
+                                    nodes=[n.op_type for n in model.graph.node], **extra), indent=1) + "\n")
     return path

@@ -50,6 +50,9 @@ def test_batch_covers_routes_and_targets(batch: Totals):
     for t in ("host", *EMULATED):
         assert batch.by_target[t] >= (MIN_PER_TARGET if CI_CASES >= 490 else 1), \
             f"{t}: only {batch.by_target[t]} cases ran ({dict(batch.by_target)})"
+    # the patch pass gets exercised: forced --patch specs it follows, on the host and the emulated cores
+    assert batch.patch["patched"] >= (40 if CI_CASES >= 490 else 1), dict(batch.patch)
+    assert sum(v for k, v in batch.patch.items() if k.startswith("patched on cortex")) >= (20 if CI_CASES >= 490 else 0)
     # the generator itself stays valid: onnxruntime (or its quantizer) refuses few of its models
     assert batch.by_status["invalid"] <= batch.cases // 20, dict(batch.invalid)
 
@@ -65,6 +68,8 @@ def test_regression(path):
     case = run_cases([Recipe.from_json(spec["recipe"])], [spec["route"]], lambda i, c: spec["targets"])[0]
     assert case.status == "ok", f"{spec['found']} -> now {case.status}: {case.problems or case.refusal}"
     assert sorted(case.targets_run) == sorted(spec["targets"])
+    if "patched" in spec:  # a model found in bands (--patch) still runs in the same bands
+        assert (case.patch, sorted(case.patched)) == (spec["patch"], spec["patched"])
 
 
 SANITIZED = 40  # cases (seeds from 100,000: not the batch's), of which the compiled ones run
@@ -76,8 +81,9 @@ def test_sanitized():
     need_tools("gcc")
     os.environ.update(ENV)
     seeds = range(100_000, 100_000 + SANITIZED)
+    # (the kernel-level graph: a model in bands has its band steps as layers, rows of windows as tensors)
     cases = run_cases([recipe_of(s) for s in seeds], [route_of(s) for s in seeds], lambda i, c: ["host"],
-                      extra_cflags=SANITIZE, transform=lambda case, m: poison_arena(m, case.graph))
+                      extra_cflags=SANITIZE, transform=lambda case, m: poison_arena(m, m.graph))
     ran = [c for c in cases if "host" in c.targets_run]
     assert len(ran) >= SANITIZED // 4, [c.refusal for c in cases]
     assert all(c.status != "fail" for c in cases), [c.problems for c in cases if c.status == "fail"]
