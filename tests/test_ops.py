@@ -241,3 +241,20 @@ def test_fused_activations_through_the_pipeline_match_onnxruntime(tmp_path):
     assert rel_err(interpreter.run(g, feeds)["y"], want) < 1e-5
     host = get_target("host")
     assert rel_err(run_on_target(generate(g, host), host, tmp_path, [feeds]).outputs[0]["y"], want) < 1e-5
+
+
+def test_linear_resize_that_resizes_no_axis_is_its_input(tmp_path):
+    """A linear Resize with scales 1 (fuzz seed 100058): the float reference crashed (no axis to
+    interpolate); it and the C give the input, as onnxruntime does."""
+    from .conftest import ort_run
+    from .onnx_builders import single_node
+
+    model, feeds = single_node("Resize", [("x", (1, 1, 2, 16)), None, ("scales", np.ones(4, np.float32))],
+                               mode="linear")
+    path = tmp_path / "resize1.onnx"
+    onnx.save(model, path)
+    g = import_model(onnx.load(path))
+    want = ort_run(path, feeds)[0]
+    np.testing.assert_array_equal(interpreter.run(g, feeds)[g.outputs[0]], want)
+    res = run_on_target(generate(g, get_target("host")), get_target("host"), tmp_path / "b", [feeds])
+    np.testing.assert_array_equal(res.outputs[0][g.outputs[0]], want)

@@ -222,6 +222,8 @@ class Resize(Op):
                 index[ax] = idx[:, t][grids[ax]]
                 wa = wt[:, t].astype(np.float32)[grids[ax]]
                 w = wa if w is None else (w * wa).astype(np.float32)
+            if w is None:  # (no axis resized: every output is its input)
+                w = np.float32(1.0)
             acc = (acc + (w * x[tuple(index)]).astype(np.float32)).astype(np.float32)
         mask = np.zeros(node.attrs["sizes"], bool)
         for ax, _, _, outside in tables:
