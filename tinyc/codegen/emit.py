@@ -67,7 +67,7 @@ class Layer:
     macs: int
     weights_bytes: int = 0  # bytes of the constant arrays this layer reads
     dumps: list[tuple[int, str, int]] = field(default_factory=list)  # debug build: (output, pointer, bytes)
-    bound: list[str] = field(default_factory=list)  # pointers fixed at compile time, declared inside
+    bound: list[tuple[str, str]] = field(default_factory=list)  # (parameter, value): pointers fixed at compile time, declared inside
     emit: bool = True  # False: it calls another layer's function (bands of one layer share theirs)
     band: bool = False  # a node of the patch pass (its calls may fold into loops: codegen/loops.py)
 
@@ -249,7 +249,7 @@ def _layer(env, g: Graph, i: int, node, ref: dict[str, str], reads: dict[int, st
     # layer, so the compiler sees them without optimizing across calls (TINYC_LAYER); only
     # the caller's buffers are passed.
     passed = [re.search(r"\b(input|output)\d+\b", arg) is not None for arg in args]
-    bound = [f"{p} = {arg};" for p, arg, keep in zip(params, args, passed) if not keep]
+    bound = [(p, arg) for p, arg, keep in zip(params, args, passed) if not keep]
     layer = Layer(i, node.name, node.op, f"layer{i}_{c_identifier(node.op)}", [p for p, keep in zip(params, passed) if keep],
                   unused, [arg for arg, keep in zip(args, passed) if keep], body, outs[0].shape,
                   get_op(node.op).macs(node, ins, outs),
@@ -267,15 +267,15 @@ def _share_bands(layers: list[Layer], runs) -> list[Layer]:
     groups: dict[tuple, list[Layer]] = {}
     for layer, n in zip(layers, runs):
         if "band_of" in n.attrs:
-            key = (layer.body, tuple(layer.params), tuple(b.split(" = ")[0] for b in layer.bound), tuple(layer.unused))
+            key = (layer.body, tuple(layer.params), tuple(p for p, _ in layer.bound), tuple(layer.unused))
             groups.setdefault(key, []).append(layer)
     for group in groups.values():
         if len(group) < 2:
             continue
         first = group[0]
         for layer in group:
-            layer.params = layer.params + [b.split(" = ")[0] for b in layer.bound]
-            layer.args = layer.args + [b.split(" = ")[1].rstrip(";") for b in layer.bound]
+            layer.params = layer.params + [p for p, _ in layer.bound]
+            layer.args = layer.args + [arg for _, arg in layer.bound]
             layer.bound = []
             if layer is not first:
                 layer.fn, layer.emit = first.fn, False

@@ -282,7 +282,8 @@ def _bypass(g: Graph, st: Stage) -> int:
                and any(c >= end for c in cons.get(t, [])) and t not in g.outputs)
 
 
-def _options(g: Graph, st: Stage, profile: list[int], before: int, nbands: int | None = None) -> list[Choice]:
+def _options(g: Graph, st: Stage, profile: list[int], before: int, nbands: int | None = None,
+             memo: dict | None = None) -> list[Choice]:
     """The schedules of one stage with the peak each gives: one-row steps (the smallest windows:
     the band count hardly matters), and steps of each layer's share of 2, 4 or 8 rows of Y."""
     end = st.start + len(st.nodes)
@@ -291,10 +292,14 @@ def _options(g: Graph, st: Stage, profile: list[int], before: int, nbands: int |
         plans = [(nbands, True), (nbands, False)]
     else:
         plans = [(h, True)] + [(-(-h // r), False) for r in (2, 4, 8) if r <= h // 2]
+    memo = {} if memo is None else memo
     out = []
     extra = _bypass(g, st)
     for nb, fine in plans:
-        sc = schedule(g, st, nb, fine)
+        key = (st.start, len(st.nodes), nb, fine)  # (a schedule depends on the graph only: reused)
+        if key not in memo:
+            memo[key] = schedule(g, st, nb, fine)
+        sc = memo[key]
         if sc is None:
             continue
         inside = stage_bytes(g, sc) + extra
@@ -313,7 +318,7 @@ MAX_STAGES = 4  # auto: at most this many stages, each chosen where the peak is
 REACH = 40  # auto: a stage starts at most this many steps before the peak it lowers
 
 
-def choose(g: Graph, live: list[int]) -> list[Choice]:
+def choose(g: Graph, live: list[int], memo: dict | None = None) -> list[Choice]:
     """auto: stage after stage, each where the peak is: the stage (and schedule) giving the
     smallest estimated peak, within 5% of it the fewest band steps; taken only if it lowers the
     peak by 10% and 1 KiB."""
@@ -327,7 +332,7 @@ def choose(g: Graph, live: list[int]) -> list[Choice]:
         for st in stages(g, starts):
             end = st.start + len(st.nodes)
             if st.start <= k < end and _disjoint(st, chosen):
-                options += _options(g, st, profile, before)
+                options += _options(g, st, profile, before, memo=memo)
         if not options:
             break
         best = min(c.peak for c in options)
@@ -377,7 +382,7 @@ def rewrite(g: Graph, choice: Choice, index: int = 0) -> Graph:
         return name
 
     def at(host: str, t: str, row: int) -> list:
-        size = g.tensors[t].nbytes if host == ywin or host == t else sc.window_bytes(g, t)
+        size = g.tensors[t].nbytes if host == ywin else sc.window_bytes(g, t)
         return [host, row * row_bytes(g.tensors[t]), size]
 
     def view(t: str, a: int, e: int, k: int) -> str:
@@ -480,12 +485,13 @@ def patch(g: Graph, target=None) -> Graph:
     if spec == "off" or (spec == "auto" and not stages(g)):
         return g
     live = live_per_step(g)
-    if spec == "auto" and not choose(g, live):
+    memo: dict = {}  # the schedules, computed once for both estimates
+    if spec == "auto" and not choose(g, live, memo):
         return g  # (not even against the bound without the kernels' in-place execution)
     if target is not None:
         from .select_kernels import choose_kernels
         live = live_per_step(choose_kernels(g, target.template_variants, target=target))
-    choices = choose(g, live) if spec == "auto" else forced(g, live, spec)
+    choices = choose(g, live, memo) if spec == "auto" else forced(g, live, spec)
     if not choices:
         return g
     import copy
